@@ -1,0 +1,205 @@
+"""Monte-Carlo evaluation of a network whose weights are read through unreliable memories.
+
+One *draw* is one read of every layer's weights (fresh noise), used for the whole test set.
+Accuracy under noise is reported as mean, std and the 95 % Student-t confidence interval of the
+mean; optionally draws continue until that interval is narrower than a target (thesis §4.4).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import xarray as xr
+from scipy import stats
+from torch.func import functional_call
+
+from ..device import resolve_device
+from ..hardware import KnobError, Memory, MemoryMap
+from ..hardware.memristor import crossbar_power
+from ..hardware.sram import normalised_energy
+from ..nn import layer_param_counts, noisy_layers, set_memory, weights_as_given
+from ..training.trainer import Cancelled
+
+
+def summarize(acc: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
+    """Mean, sample std and Student-t confidence interval of the mean of ``acc``."""
+    acc = np.asarray(acc, dtype=float)
+    n = acc.size
+    mean = float(acc.mean()) if n else float("nan")
+    std = float(acc.std(ddof=1)) if n > 1 and np.ptp(acc) > 0 else 0.0
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)) if n > 1 else float("inf")
+    if n > 1 and std == 0:
+        half = 0.0
+    return {"accuracy_mean": mean, "accuracy_std": std, "ci95_low": mean - half, "ci95_high": mean + half, "draws": n}
+
+
+def read_weights(model: nn.Module, generator: torch.Generator | None):
+    """One draw: read every noisy layer's (quantised) weight through its memory."""
+    out = {}
+    for name, layer in noisy_layers(model).items():
+        with torch.no_grad():
+            w, r = layer.read_weight(generator)
+        out[name] = (w.detach(), r)
+    return out
+
+
+def _params(reads) -> dict[str, torch.Tensor]:
+    return {f"{name}.weight": w for name, (w, _) in reads.items()}
+
+
+def _correct_loop(model, reads_list, x, y, batch_size):
+    res = []
+    with weights_as_given():
+        for reads in reads_list:
+            params = _params(reads)
+            c = 0
+            for i in range(0, len(x), batch_size):
+                c += (functional_call(model, params, (x[i:i + batch_size],)).argmax(1) == y[i:i + batch_size]).sum().item()
+            res.append(c)
+    return res
+
+
+def _correct_vmap(model, reads_list, x, y, batch_size):
+    names = list(_params(reads_list[0]))
+    stacked = {k: torch.stack([_params(r)[k] for r in reads_list]) for k in names}
+
+    def f(params, xb):
+        return functional_call(model, params, (xb,))
+
+    batched = torch.vmap(f, in_dims=(0, None))
+    correct = torch.zeros(len(reads_list), dtype=torch.long, device=x.device)
+    with weights_as_given():
+        for i in range(0, len(x), batch_size):
+            correct += (batched(stacked, x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum(-1)
+    return correct.tolist()
+
+
+def _layer_inputs(model, x) -> dict[str, torch.Tensor]:
+    """Inputs seen by each noisy layer for the clean forward of ``x`` (for crossbar power)."""
+    seen, hooks = {}, []
+    for name, layer in noisy_layers(model).items():
+        hooks.append(layer.register_forward_pre_hook(lambda m, inp, name=name: seen.__setitem__(name, inp[0].detach())))
+    try:
+        with weights_as_given():
+            functional_call(model, {f"{n}.weight": l.quantized_weight().detach() for n, l in noisy_layers(model).items()}, (x,))
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def layer_power(model: nn.Module, reads, inputs) -> dict[str, float]:
+    """Crossbar power of each memristor layer for one draw, eq 3.41–3.44, per input sample
+    (the minibatch sum divided by its size; 0 for layers in other memories)."""
+    out = {}
+    for name, layer in noisy_layers(model).items():
+        _, r = reads[name]
+        if layer.memory.technology != "memristor":
+            out[name] = 0.0
+            continue
+        if r is None:  # noise-free crossbar
+            gp, gm, _ = layer.memory.program(layer.quantized_weight().detach())
+        else:
+            gp, gm = r.extra["g_plus"], r.extra["g_minus"]
+        x = inputs[name]
+        out[name] = float(crossbar_power(layer._op(), x, gp, gm)) / len(x)
+    return out
+
+
+def memory_energy_of(model: nn.Module, memory_map: MemoryMap) -> float:
+    """Normalised memory energy (eq 3.30 ÷ reliable 16-bit reference) of the SRAM-held layers.
+
+    Layers in a non-SRAM memory count as reliable 16-bit storage (η = 1)."""
+    counts = layer_param_counts(model)
+    total = 0.0
+    for name, n in counts.items():
+        mem = memory_map[name]
+        if mem.technology == "sram":
+            total += normalised_energy([mem.p], [n], mem.bits, mem.a, reference_counts=[1]) * 16
+        else:
+            total += 16 * n
+    return total / (16 * sum(counts.values()))
+
+
+def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: MemoryMap | Memory,
+                draws: int = 30, *, seed: int = 0, device: str | torch.device = "auto",
+                target_ci_width: float | None = None, max_draws: int = 1000, chunk: int = 16,
+                mode: str = "auto", batch_size: int = 2048, power_batch: int = 128,
+                progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> xr.Dataset:
+    """Accuracy of ``model`` on ``(x, y)`` over Monte-Carlo draws of the memory noise.
+
+    Returns a Dataset with ``accuracy(draw)`` and, for memristor layers, ``power(draw)`` and
+    ``layer_power(draw, layer)`` (eq 3.39–3.44 on a minibatch of ``power_batch`` inputs, as in
+    the thesis); ``energy`` (eq 3.30, normalised); summary statistics in ``attrs``.
+    ``target_ci_width``: keep drawing (in chunks) until ``ci95_high - ci95_low ≤`` it or
+    ``max_draws``.  ``mode``: ``"vectorised"`` (``torch.vmap`` over draws), ``"loop"`` (one draw
+    at a time) or ``"auto"`` (whichever ``benchmarks/bench_montecarlo.py`` measured faster on the
+    device type: the loop on CPU, vmap on CUDA).
+    Draw ``i`` depends only on ``seed``, so results are reproducible bit for bit on one device.
+    """
+    if draws < 1 or draws > 100_000:
+        raise KnobError(f"draws={draws} is out of range: draws must be in [1, 100000]")
+    if target_ci_width is not None and not (0 < target_ci_width <= 1):
+        raise KnobError(f"target_ci_width={target_ci_width} is out of range: must be in (0, 1]")
+    if mode not in ("auto", "vectorised", "loop"):
+        raise KnobError(f"mode={mode!r} must be 'auto', 'vectorised' or 'loop'")
+    dev = resolve_device(device)
+    mmap = memory if isinstance(memory, MemoryMap) else MemoryMap(memory)
+    model = set_memory(model.to(dev).eval(), mmap)
+    x, y = x.to(dev), y.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    noisy = any(l.memory.is_noisy for l in noisy_layers(model).values())
+    has_crossbar = any(l.memory.technology == "memristor" for l in noisy_layers(model).values())
+    inputs = _layer_inputs(model, x[:power_batch]) if has_crossbar else None
+    # measured by benchmarks/bench_montecarlo.py: one-draw-at-a-time wins on CPU, vmap on CUDA
+    use_vmap = mode == "vectorised" or (mode == "auto" and dev.type == "cuda")
+    limit = max_draws if target_ci_width is not None else draws
+    correct, powers = [], []
+    total = draws if not noisy else limit
+    while len(correct) < total:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"evaluation cancelled after {len(correct)} draws")
+        n = min(chunk, total - len(correct))
+        if not noisy:  # an ideal memory: one pass is every draw
+            reads = read_weights(model, gen)
+            c = _correct_loop(model, [reads], x, y, batch_size)[0]
+            correct += [c] * (total - len(correct))
+            if has_crossbar:
+                powers += [layer_power(model, reads, inputs)] * (total - len(powers))
+            break
+        reads_list = [read_weights(model, gen) for _ in range(n)]
+        correct += (_correct_vmap if use_vmap and n > 1 else _correct_loop)(model, reads_list, x, y, batch_size)
+        if has_crossbar:
+            powers += [layer_power(model, r, inputs) for r in reads_list]
+        if progress is not None:
+            progress({"draw": len(correct), "draws": total})
+        if target_ci_width is not None and len(correct) >= max(draws, 2):
+            s = summarize(np.array(correct) / len(y))
+            if s["ci95_high"] - s["ci95_low"] <= target_ci_width:
+                break
+    acc = np.array(correct, dtype=float) / len(y)
+    ds = xr.Dataset(coords={"draw": np.arange(acc.size)})
+    ds["accuracy"] = ("draw", acc, {"long_name": "test accuracy", "units": "1"})
+    ds["draw"].attrs.update(long_name="Monte-Carlo draw", units="1")
+    if has_crossbar:
+        names = list(powers[0])
+        lp = np.array([[p[n] for n in names] for p in powers])
+        ds = ds.assign_coords(layer=names)
+        ds["layer_power"] = (("draw", "layer"), lp, {"long_name": "crossbar power per layer", "units": "a.u."})
+        ds["power"] = ("draw", lp.sum(1), {"long_name": "crossbar power", "units": "a.u."})
+    ds["energy"] = ((), memory_energy_of(model, mmap), {"long_name": "memory energy (÷ reliable 16-bit)", "units": "1"})
+    ds.attrs.update(summarize(acc))
+    ds.attrs["n_test"] = int(len(y))
+    ds.attrs["seed"] = int(seed)
+    return ds
+
+
+def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="auto") -> float:
+    """Accuracy of the stored weights read from an ideal memory."""
+    ds = mc_evaluate(model, x, y, MemoryMap(), draws=1, device=device)
+    return float(ds.accuracy.values[0])

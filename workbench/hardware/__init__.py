@@ -1,0 +1,38 @@
+"""Memory models: pure tensor code, no training, no UI."""
+
+from .base import IdealMemory, KnobError, Memory, MemoryMap, Read, make, set_knobs
+from .memristor import MemristorMemory, crossbar_power, to_conductances
+from .quant import binarize, quantize_linear
+from .sram import SRAMMemory, eta, memory_energy, normalised_energy, sample_flip_positions
+
+TECHNOLOGIES = {"ideal": IdealMemory, "sram": SRAMMemory, "memristor": MemristorMemory}
+
+
+def memory_from_dict(d: dict | None) -> Memory:
+    """Build a memory from ``{"technology": ..., knob: value}`` (validated)."""
+    if not d:
+        return IdealMemory()
+    d = dict(d)
+    tech = d.pop("technology", "ideal")
+    if tech not in TECHNOLOGIES:
+        raise KnobError(f"technology={tech!r} must be one of {sorted(TECHNOLOGIES)}")
+    mem = make(TECHNOLOGIES[tech], **d)
+    if hasattr(mem, "check"):
+        mem.check()
+    return mem
+
+
+def memory_map_from_dict(d: dict | None) -> MemoryMap:
+    """Inverse of :meth:`MemoryMap.to_dict`."""
+    if not d:
+        return MemoryMap()
+    return MemoryMap(memory_from_dict(d.get("default")),
+                     {k: memory_from_dict(v) for k, v in (d.get("overrides") or {}).items()})
+
+
+__all__ = [
+    "IdealMemory", "KnobError", "Memory", "MemoryMap", "MemristorMemory", "Read", "SRAMMemory",
+    "TECHNOLOGIES", "binarize", "crossbar_power", "eta", "make", "memory_energy", "memory_from_dict",
+    "memory_map_from_dict", "normalised_energy", "quantize_linear", "sample_flip_positions",
+    "set_knobs", "to_conductances",
+]

@@ -1,0 +1,140 @@
+"""The memory abstraction shared by every experiment.
+
+A :class:`Memory` knows how a stored weight tensor reads back (:meth:`Memory.read`), what it
+costs, and exposes its knobs as bounded ``param`` parameters.  A network is a model plus a
+:class:`MemoryMap` (layer name → Memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import param
+import torch
+
+
+class KnobError(ValueError):
+    """An out-of-range or invalid knob value; the message names the knob and its allowed range."""
+
+
+def _range_text(p: param.Parameter) -> str:
+    bounds = getattr(p, "bounds", None)
+    if bounds is None:
+        objects = getattr(p, "objects", None)
+        if objects:
+            return "one of " + ", ".join(map(repr, objects))
+        return "a valid value"
+    lo, hi = bounds
+    inc = getattr(p, "inclusive_bounds", (True, True))
+    left = "[" if inc[0] else "("
+    right = "]" if inc[1] else ")"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+
+
+def set_knobs(obj: param.Parameterized, **values: Any) -> param.Parameterized:
+    """Set ``values`` on ``obj``, raising :class:`KnobError` naming the knob and its range.
+
+    NaN is refused for every numeric knob.
+    """
+    for name, value in values.items():
+        if name not in obj.param:
+            valid = ", ".join(n for n in obj.param if n != "name")
+            raise KnobError(f"unknown knob {name!r} for {type(obj).__name__}; valid knobs: {valid}")
+        p = obj.param[name]
+        if isinstance(value, float) and value != value:
+            raise KnobError(f"{name}=nan is not allowed; {name} must be in {_range_text(p)}")
+        try:
+            obj.param.update(**{name: value})
+        except (ValueError, TypeError) as exc:
+            raise KnobError(f"{name}={value!r} is out of range: {name} must be in {_range_text(p)} ({exc})") from None
+    return obj
+
+
+def make(cls: type[param.Parameterized], **values: Any):
+    """Instantiate ``cls`` with validated knobs (see :func:`set_knobs`)."""
+    obj = cls()
+    return set_knobs(obj, **values)
+
+
+@dataclass
+class Read:
+    """One read of a weight tensor through a memory.
+
+    ``weight`` is what the compute sees (weight domain).  ``extra`` carries technology state of
+    the same draw (e.g. noisy conductances of a memristor crossbar, needed for its power).
+    """
+
+    weight: torch.Tensor
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Memory(param.Parameterized):
+    """Base class: an ideal (noise-free, reliable) memory."""
+
+    technology = "ideal"
+    #: number of bits the stored representation of one weight uses (for energy accounting)
+    bits = param.Integer(16, bounds=(1, 32), doc="bits per stored weight ζ")
+
+    def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
+        """Return the weight as read back from this memory (identity for the ideal memory)."""
+        return Read(weight)
+
+    def perturb(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Convenience: the read-back weight tensor only."""
+        return self.read(weight, generator).weight
+
+    @property
+    def is_noisy(self) -> bool:
+        return False
+
+    def knobs(self) -> dict[str, Any]:
+        """The knob values as a plain dict (used for hashing and display)."""
+        out = {k: v for k, v in self.param.values().items() if k != "name"}
+        out["technology"] = self.technology
+        return out
+
+    def clone(self, **overrides: Any) -> "Memory":
+        vals = {k: v for k, v in self.knobs().items() if k != "technology"}
+        vals.update(overrides)
+        return make(type(self), **vals)
+
+    def __repr__(self) -> str:  # short, stable
+        inner = ", ".join(f"{k}={v!r}" for k, v in sorted(self.knobs().items()) if k != "technology")
+        return f"{type(self).__name__}({inner})"
+
+
+class IdealMemory(Memory):
+    """A reliable memory: reads back exactly what was stored."""
+
+
+class MemoryMap:
+    """Mapping layer-name → :class:`Memory`, with a default for layers not named.
+
+    ``MemoryMap(default, {"features.0": other})``.  Layers are the names of the model's noisy
+    conv/linear modules (see :func:`workbench.nn.noisy_layers`).
+    """
+
+    def __init__(self, default: Memory | None = None, overrides: Mapping[str, Memory] | None = None):
+        self.default = default if default is not None else IdealMemory()
+        self.overrides: dict[str, Memory] = dict(overrides or {})
+
+    def __getitem__(self, layer: str) -> Memory:
+        return self.overrides.get(layer, self.default)
+
+    def with_override(self, layer: str, memory: Memory) -> "MemoryMap":
+        new = dict(self.overrides)
+        new[layer] = memory
+        return MemoryMap(self.default, new)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "default": self.default.knobs(),
+            "overrides": {k: v.knobs() for k, v in sorted(self.overrides.items())},
+        }
+
+    def __repr__(self) -> str:
+        return f"MemoryMap(default={self.default!r}, overrides={self.overrides!r})"
+
+
+MemoryFactory = Callable[..., Memory]

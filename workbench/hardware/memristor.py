@@ -1,0 +1,150 @@
+"""Memristor crossbars: conductance mapping, conductance noise, read-back and power (thesis §3.3.2).
+
+Units: conductances in µS (the thesis' PCM setting has ``g_max = 25 µS``); inputs are
+dimensionless, so power is reported in arbitrary units (µS·V² for inputs in volts).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import param
+import torch
+import torch.nn.functional as F
+
+from .base import KnobError, Memory, Read
+
+#: default maximum conductance (µS), the PCM device of [109] used in ch. 5
+G_MAX = 25.0
+
+
+def weight_inf_norm(weight: torch.Tensor, per_column: bool = False) -> torch.Tensor:
+    """``‖W‖∞ = max|W|`` over the layer, or per output column (shape ``(out, 1, ...)``)."""
+    w = weight.detach().abs()
+    if per_column:
+        m = w.flatten(1).max(dim=1).values
+        m = m.view(-1, *([1] * (weight.dim() - 1)))
+    else:
+        m = w.max()
+    return torch.where(m > 0, m, torch.ones_like(m))
+
+
+def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: bool = False):
+    """Map signed weights onto a positive and a negative crossbar (eq 3.33–3.35).
+
+    ``g+ = max(0,w)(g_u-g_min)/‖W‖∞ + g_min``, ``g- = |min(0,w)|(g_u-g_min)/‖W‖∞ + g_min``.
+    ``g_u`` is a float (per layer) or a tensor broadcastable to ``(out, 1, ...)`` (per column).
+    Returns ``(g_plus, g_minus, k)`` with ``k = (g_u-g_min)/‖W‖∞`` the weight→conductance gain,
+    so that ``(g+ - g-)/k == w``.
+    """
+    if isinstance(g_u, torch.Tensor) and g_u.dim() == 1:
+        g_u = g_u.view(-1, *([1] * (weight.dim() - 1)))
+        per_column = True
+    k = (g_u - g_min) / weight_inf_norm(weight, per_column)
+    gp = torch.clamp(weight, min=0) * k + g_min
+    gm = torch.clamp(-weight, min=0) * k + g_min
+    return gp, gm, k
+
+
+def from_conductances(g_plus: torch.Tensor, g_minus: torch.Tensor, k) -> torch.Tensor:
+    """Read back to the weight domain: the crossbar difference rescaled by ``1/k`` (eq 3.32)."""
+    return (g_plus - g_minus) / k
+
+
+def additive_noise(g: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``g~ = g + ε``, ``ε ~ N(0, σ²)`` (eq 3.36)."""
+    if sigma == 0:
+        return g.clone()
+    return g + sigma * torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+
+
+def multiplicative_noise(g: torch.Tensor, sigma_c: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``g~ = g·δ``, ``δ ~ N(1, σ_c²)`` (eq 3.37); on weights this is ``w~ = w·δ`` (eq 3.38)."""
+    if sigma_c == 0:
+        return g.clone()
+    return g * (1 + sigma_c * torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype))
+
+
+def crossbar_power(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   g_plus: torch.Tensor, g_minus: torch.Tensor,
+                   bias_g_plus: torch.Tensor | None = None, bias_g_minus: torch.Tensor | None = None) -> torch.Tensor:
+    """Power of one layer for one noise draw, eq 3.41–3.44.
+
+    ``P = Σ f(x∘x, |g+| + |g-|) + Σ f(x, g+) + Σ f(x, g-)`` where ``f = op`` is the layer's
+    linear or (Unfold-Repeat) convolution operator, ``g±`` the *noisy* conductances of the draw
+    and ``Σ`` sums every output element.  A folded bias is an extra crossbar row driven by the
+    constant input 1 at every output position.  Returns a 0-d tensor.
+    """
+    g_abs = g_plus.abs() + g_minus.abs()
+    y_mem = op(x * x, g_abs)
+    total = y_mem.sum() + op(x, g_plus).sum() + op(x, g_minus).sum()
+    if bias_g_plus is not None:
+        positions = y_mem.numel() // y_mem.shape[1]          # batch × spatial positions
+        total = total + positions * (bias_g_plus.abs() + bias_g_minus.abs() + bias_g_plus + bias_g_minus).sum()
+    return total
+
+
+def linear_op(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, g)
+
+
+def conv_op(stride=1, padding=0, dilation=1, groups=1):
+    """Unfold-Repeat convolution operator: one dense ``(C_o, C_i, H_c, W_c)`` matrix reused for
+    every patch, hence one noise draw shared by all patches of a pass."""
+    def op(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, g, None, stride, padding, dilation, groups)
+    return op
+
+
+class MemristorMemory(Memory):
+    """Weights programmed as conductances of a positive and a negative crossbar (eq 3.33–3.35).
+
+    Noise on each conductance is additive (``sigma`` µS, eq 3.36) or multiplicative
+    (``sigma_c``, eq 3.37).  ``g_u`` is the scale of the used conductance range ``[g_min, g_u]``:
+    one value per network (same memory on every layer), per layer (a :class:`MemoryMap`
+    override) or per column (``column_g_u``, or ``normalise="column"`` for a per-column ‖W‖∞).
+    """
+
+    technology = "memristor"
+    bits = param.Integer(16, bounds=(1, 32), doc="unused by crossbars (analog); kept for the interface")
+    g_u = param.Number(G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True),
+                       doc="conductance scale g_u (µS), g_min < g_u ≤ g_max")
+    g_min = param.Number(0.0, bounds=(0.0, 1000.0), doc="minimum conductance g_min (µS)")
+    g_max = param.Number(G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True), doc="maximum conductance g_max (µS)")
+    noise = param.Selector(default="multiplicative", objects=["multiplicative", "additive"],
+                           doc="conductance noise model: multiplicative (σ_c) or additive (σ, µS)")
+    sigma_c = param.Number(0.1, bounds=(0.0, 1.0), doc="relative std σ_c of multiplicative noise δ ~ N(1, σ_c²)")
+    sigma = param.Number(0.94, bounds=(0.0, 100.0), doc="std σ (µS) of additive conductance noise")
+    normalise = param.Selector(default="layer", objects=["layer", "column"],
+                               doc="‖W‖∞ taken over the whole layer or per output column")
+    column_g_u = param.Parameter(None, doc="optional per-column g_u (1-D, µS); overrides g_u")
+
+    def check(self) -> None:
+        if not (self.g_min < self.g_u <= self.g_max):
+            raise KnobError(f"g_u={self.g_u} is out of range: g_u must be in ({self.g_min}, {self.g_max}] (g_min, g_max]")
+
+    @property
+    def is_noisy(self) -> bool:
+        return (self.sigma_c > 0) if self.noise == "multiplicative" else (self.sigma > 0)
+
+    def knobs(self):
+        out = super().knobs()
+        if out.get("column_g_u") is not None:
+            out["column_g_u"] = [float(v) for v in torch.as_tensor(out["column_g_u"]).flatten()]
+        return out
+
+    def program(self, weight: torch.Tensor):
+        """Noise-free conductances ``(g+, g-, k)`` of ``weight`` (eq 3.34–3.35)."""
+        self.check()
+        g_u = self.g_u if self.column_g_u is None else torch.as_tensor(self.column_g_u, dtype=weight.dtype, device=weight.device)
+        return to_conductances(weight, g_u, self.g_min, per_column=self.normalise == "column")
+
+    def add_noise(self, g: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.noise == "multiplicative":
+            return multiplicative_noise(g, self.sigma_c, generator)
+        return additive_noise(g, self.sigma, generator)
+
+    def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
+        gp, gm, k = self.program(weight)
+        gp_n, gm_n = self.add_noise(gp, generator), self.add_noise(gm, generator)
+        return Read(from_conductances(gp_n, gm_n, k).to(weight.dtype), {"g_plus": gp_n, "g_minus": gm_n, "k": torch.as_tensor(k)})

@@ -1,0 +1,57 @@
+"""Quantisers used before the memory (``q`` of eq 3.13–3.16): BinaryConnect and k-bit linear."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w):
+        ctx.save_for_backward(w)
+        return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (w,) = ctx.saved_tensors
+        return grad * (w.abs() <= 1).to(grad.dtype)
+
+
+def binarize(weight: torch.Tensor) -> torch.Tensor:
+    """BinaryConnect ``W_b = sign(W)`` (sign(0) = +1) with the straight-through gradient
+    ``dW_b/dW = 1_{|W| ≤ 1}`` (§3.2.3)."""
+    return _SignSTE.apply(weight)
+
+
+def binary_output_scale(fan_in: int) -> float:
+    """Constant output scale of a BinaryConnect layer: the He-init std ``sqrt(2/fan_in)`` (§3.2.3)."""
+    return math.sqrt(2.0 / fan_in)
+
+
+def clip_latent_(weight: torch.Tensor, c: float = 1.0) -> torch.Tensor:
+    """In-place clipping ``w ← clip(w, -c, c)`` (eq 3.18; BinaryConnect uses ``c = 1``)."""
+    with torch.no_grad():
+        return weight.clamp_(-c, c)
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def quantize_linear(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symmetric ``bits``-bit linear quantisation with per-tensor scale ``max|W|/(2^(bits-1)-1)``
+    and a straight-through gradient."""
+    if bits < 2:
+        raise ValueError(f"bits={bits} must be at least 2 for linear quantisation (use binarize for 1 bit)")
+    qmax = 2 ** (bits - 1) - 1
+    m = weight.detach().abs().max()
+    scale = torch.where(m > 0, m / qmax, torch.ones_like(m))
+    return torch.clamp(_RoundSTE.apply(weight / scale), -qmax, qmax) * scale

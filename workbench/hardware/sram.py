@@ -1,0 +1,221 @@
+"""Under-volted (near-threshold) SRAM: bit errors, energy per bit and memory energy (thesis §3.3.1).
+
+Encoding of ``ζ``-bit weights (``bits > 1``): symmetric per-tensor fixed point,
+``s = max|W| / (2^(ζ-1) - 1)``, integer code ``q = round(w / s)``, stored either in **two's
+complement** (default; flipping the most significant bit moves the code by ``±2^(ζ-1)``) or in
+**sign-magnitude** (the top bit is the sign, flipping it negates the weight).  For ``bits == 1``
+the stored value is the (already binarized) weight itself and a flip negates it — the binary
+symmetric channel of eq 3.28–3.29.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import param
+import torch
+
+from .base import KnobError, Memory, Read
+
+#: energy-model constant of eq 3.27 (value used in §4.2, after [107])
+DEFAULT_A = 12.8
+#: above this BER the dense per-bit sampler is used: flips are then a sizeable share of the bits
+DENSE_THRESHOLD = 0.02
+
+
+def eta(p: float | np.ndarray | torch.Tensor, a: float = DEFAULT_A):
+    """Energy per bit read at bit error rate ``p``: ``η(p) = -log(p)/a``, ``η(0) = 1`` (eq 3.27).
+
+    Relative to the nominal (reliable) supply, so ``η(p) < 1`` once ``p > e^-a``.  Works on
+    floats, numpy arrays and torch tensors (differentiable for ``p > 0``).
+    """
+    if isinstance(p, torch.Tensor):
+        safe = torch.where(p > 0, p, torch.ones_like(p))
+        return torch.where(p > 0, -torch.log(safe) / a, torch.ones_like(p))
+    arr = np.asarray(p, dtype=float)
+    if np.any((arr < 0) | (arr > 1)) or np.any(np.isnan(arr)):
+        raise KnobError(f"p must be in [0, 1] (bit error rate), got {p!r}")
+    with np.errstate(divide="ignore"):
+        out = np.where(arr > 0, -np.log(np.where(arr > 0, arr, 1.0)) / a, 1.0)
+    return float(out) if out.ndim == 0 else out
+
+
+def memory_energy(p: Sequence[float] | np.ndarray | torch.Tensor, counts: Sequence[int], bits: int = 1,
+                  a: float = DEFAULT_A):
+    """Memory energy ``E(p) = ζ · Σ_l η(p_l) · count(W_l)`` (eq 3.30), in nominal bit-reads.
+
+    ``p``: one BER per layer (shape ``(L,)``) or a scalar for all layers; ``counts``: number of
+    weights of each layer; ``bits``: ``ζ``, bits per weight.
+    """
+    counts_arr = np.asarray(counts, dtype=float)
+    if isinstance(p, torch.Tensor):
+        pt = p if p.ndim else p.expand(len(counts_arr))
+        return bits * (eta(pt, a) * torch.as_tensor(counts_arr, dtype=pt.dtype, device=pt.device)).sum()
+    parr = np.broadcast_to(np.asarray(p, dtype=float), counts_arr.shape)
+    return float(bits * np.sum(eta(parr, a) * counts_arr))
+
+
+def normalised_energy(p, counts: Sequence[int], bits: int = 1, a: float = DEFAULT_A,
+                      reference_counts: Iterable[int] | None = None, reference_bits: int = 16):
+    """``E(p)`` (eq 3.30) divided by the energy of the reliable full-precision reference.
+
+    The reference is a network with ``reference_counts`` weights (default: the same network) at
+    ``reference_bits`` (16, FP16) read at the nominal supply (``η(0) = 1``).
+    """
+    ref = float(np.sum(np.asarray(list(reference_counts) if reference_counts is not None else counts, dtype=float)))
+    return memory_energy(p, counts, bits, a) / (reference_bits * ref)
+
+
+# --------------------------------------------------------------------------------------------
+# Exact sparse sampling of independent bit flips
+# --------------------------------------------------------------------------------------------
+
+def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    return np.random.default_rng(seed)
+
+
+def sample_flip_positions(n_bits: int, p: float, generator: torch.Generator | None = None,
+                          device: torch.device | str = "cpu") -> torch.Tensor:
+    """Sorted, distinct positions in ``[0, n_bits)`` of bits flipped by a BSC at rate ``p``.
+
+    Exact for every ``0 ≤ p ≤ 1/2``: the number of flips is drawn from ``Binomial(n_bits, p)``
+    in float64 (no float32 resolution floor at ~6e-8), then that many **distinct** positions are
+    drawn uniformly (duplicates are redrawn, never allowed to cancel).  Cost is proportional to
+    the number of flips, not of bits.  For ``p ≥ DENSE_THRESHOLD`` (where flips are a sizeable
+    share of the bits anyway) a dense float64 Bernoulli draw is used.
+    """
+    if not (0.0 <= p <= 0.5) or math.isnan(p):
+        raise KnobError(f"p={p!r} is out of range: p must be in [0, 0.5] (bit error rate)")
+    if n_bits < 0:
+        raise KnobError(f"n_bits={n_bits} must be non-negative")
+    device = torch.device(device)
+    if p == 0.0 or n_bits == 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    if p >= DENSE_THRESHOLD:
+        return sample_flip_positions_dense(n_bits, p, generator, device)
+    k = int(_numpy_rng(generator).binomial(n_bits, p))
+    if k == 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    pos = torch.randint(0, n_bits, (k,), generator=generator, device=gen_device).unique()
+    while pos.numel() < k:
+        more = torch.randint(0, n_bits, (k - pos.numel(),), generator=generator, device=gen_device)
+        pos = torch.cat([pos, more]).unique()
+    return pos.to(device)
+
+
+def sample_flip_positions_dense(n_bits: int, p: float, generator: torch.Generator | None = None,
+                                device: torch.device | str = "cpu") -> torch.Tensor:
+    """Per-bit Bernoulli reference sampler (float64 uniforms, one per bit); cost ∝ ``n_bits``."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand(n_bits, dtype=torch.float64, generator=generator, device=gen_device)
+    return torch.nonzero(u < p).flatten().to(device)
+
+
+def flip_signs(weight: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Binary symmetric channel on binarized weights: negate the entries at ``positions`` (eq 3.28)."""
+    out = weight.clone()
+    flat = out.view(-1)
+    flat[positions] = -flat[positions]
+    return out
+
+
+def fixed_point_scale(weight: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-tensor scale of the symmetric ``bits``-bit fixed-point code: ``max|W| / (2^(bits-1)-1)``."""
+    qmax = 2 ** (bits - 1) - 1
+    m = weight.detach().abs().max()
+    return torch.where(m > 0, m / qmax, torch.ones_like(m))
+
+
+def encode_fixed_point(weight: torch.Tensor, bits: int, encoding: str = "twos_complement",
+                       scale: torch.Tensor | None = None):
+    """Encode to unsigned ``bits``-bit words (int64) and return ``(words, scale)``."""
+    qmax = 2 ** (bits - 1) - 1
+    scale = fixed_point_scale(weight, bits) if scale is None else scale
+    q = torch.clamp(torch.round(weight.detach() / scale), -qmax, qmax).to(torch.int64)
+    if encoding == "twos_complement":
+        words = torch.remainder(q, 2**bits)
+    elif encoding == "sign_magnitude":
+        words = torch.where(q < 0, (-q) | (1 << (bits - 1)), q)
+    else:
+        raise KnobError(f"encoding={encoding!r} must be 'twos_complement' or 'sign_magnitude'")
+    return words, scale
+
+
+def decode_fixed_point(words: torch.Tensor, scale: torch.Tensor, bits: int, encoding: str = "twos_complement") -> torch.Tensor:
+    """Inverse of :func:`encode_fixed_point`."""
+    sign_bit = 1 << (bits - 1)
+    if encoding == "twos_complement":
+        q = torch.where(words >= sign_bit, words - (1 << bits), words)
+    else:
+        mag = words & (sign_bit - 1)
+        q = torch.where((words & sign_bit) != 0, -mag, mag)
+    return q.to(scale.dtype) * scale
+
+
+def flip_fixed_point(weight: torch.Tensor, bits: int, positions: torch.Tensor,
+                     encoding: str = "twos_complement") -> torch.Tensor:
+    """Read ``weight`` stored as ``bits``-bit fixed point whose bits at ``positions`` flipped.
+
+    Bit position ``j`` addresses weight ``j // bits`` (flattened), bit ``j % bits`` (0 = LSB).
+    Only the words that received a flip are decoded again, so the cost beyond quantisation is
+    proportional to the number of flips.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    scale = fixed_point_scale(weight, bits)
+    out = torch.clamp(torch.round(weight.detach() / scale), -qmax, qmax) * scale   # float path, no int64 pass
+    out = out.to(weight.dtype)
+    if positions.numel() == 0:
+        return out
+    widx = positions // bits
+    bit = positions % bits
+    touched, inverse = torch.unique(widx, return_inverse=True)
+    masks = torch.zeros(touched.numel(), dtype=torch.int64, device=weight.device)
+    masks.index_add_(0, inverse, torch.ones_like(bit) << bit)   # positions are distinct: sum == xor
+    words, _ = encode_fixed_point(weight.detach().reshape(-1)[touched], bits, encoding, scale=scale)
+    out.view(-1)[touched] = decode_fixed_point(words ^ masks, scale, bits, encoding).to(weight.dtype)
+    return out
+
+
+class SRAMMemory(Memory):
+    """Under-volted SRAM: every stored bit reads wrong independently with probability ``p``.
+
+    ``bits == 1``: binarized weights through a BSC (eq 3.28–3.29).  ``bits > 1``: fixed-point
+    words (module docstring) whose every bit may flip.  Energy per bit ``η(p)`` (eq 3.27).
+    """
+
+    technology = "sram"
+    p = param.Number(1e-3, bounds=(0.0, 0.5), doc="bit error rate of the SRAM read")
+    bits = param.Integer(1, bounds=(1, 32), doc="bits per stored weight ζ (1 = BinaryConnect)")
+    a = param.Number(DEFAULT_A, bounds=(0.0, None), inclusive_bounds=(False, True),
+                     doc="energy-model constant a of η(p) = -log(p)/a")
+    encoding = param.Selector(default="twos_complement", objects=["twos_complement", "sign_magnitude"],
+                              doc="fixed-point code for bits > 1")
+
+    @property
+    def is_noisy(self) -> bool:
+        return self.p > 0 or self.bits > 1
+
+    def eta(self) -> float:
+        """η(p) of this memory (eq 3.27)."""
+        return eta(self.p, self.a)
+
+    def energy(self, n_weights: int) -> float:
+        """Energy of storing ``n_weights`` weights, ``ζ·η(p)·n`` (one term of eq 3.30)."""
+        return self.bits * self.eta() * n_weights
+
+    def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
+        n = weight.numel() * self.bits
+        pos = sample_flip_positions(n, self.p, generator, weight.device)
+        if self.bits == 1:
+            return Read(flip_signs(weight, pos), {"flips": pos})
+        return Read(flip_fixed_point(weight, self.bits, pos, self.encoding), {"flips": pos})
+
+
+def layer_energy_table(p_by_layer: Mapping[str, float], counts: Mapping[str, int], bits: int = 1,
+                       a: float = DEFAULT_A) -> dict[str, float]:
+    """Per-layer terms ``ζ·η(p_l)·count(W_l)`` of eq 3.30 (same units as :func:`memory_energy`)."""
+    return {name: bits * eta(p_by_layer[name], a) * counts[name] for name in counts}

@@ -1,0 +1,138 @@
+"""Conv/linear layers that read their weights through their layer's memory at every forward pass.
+
+Hardware-aware forward (eq 3.13–3.16): ``W~ = n(q(W))`` with ``q`` the quantiser (BinaryConnect
+sign or none) and ``n`` the memory read; backward with the straight-through estimator
+``dW~/dW := 1``.  A fresh noise draw is taken at every pass (training step or Monte-Carlo draw);
+one draw is shared by every patch of a convolution (Unfold-Repeat).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import torch
+import torch.nn as nn
+
+from ..hardware.base import IdealMemory, Memory, MemoryMap
+from ..hardware.memristor import conv_op, linear_op
+from ..hardware.quant import binarize, binary_output_scale
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def weights_as_given():
+    """Inside this context noisy layers use their ``weight`` as already read (no quantiser, no
+    memory): used by the vectorised Monte-Carlo evaluator, which reads the weights itself."""
+    prev = getattr(_state, "as_given", False)
+    _state.as_given = True
+    try:
+        yield
+    finally:
+        _state.as_given = prev
+
+
+class NoisyMixin:
+    """Shared behaviour of :class:`NoisyConv2d` and :class:`NoisyLinear`."""
+
+    memory: Memory
+    binary: bool
+
+    def _init_noisy(self, binary: bool):
+        self.memory = IdealMemory()
+        self.binary = binary
+        self.generator: torch.Generator | None = None
+        fan_in = self.weight[0].numel()
+        self.out_scale = binary_output_scale(fan_in) if binary else 1.0
+
+    def quantized_weight(self) -> torch.Tensor:
+        """``q(W)``: the value that is stored in memory (sign(W) for BinaryConnect)."""
+        return binarize(self.weight) if self.binary else self.weight
+
+    def read_weight(self, generator: torch.Generator | None = None):
+        """One read of ``n(q(W))`` with a straight-through gradient; returns ``(weight, Read)``."""
+        wq = self.quantized_weight()
+        if not self.memory.is_noisy:
+            return wq, None
+        r = self.memory.read(wq.detach(), generator if generator is not None else self.generator)
+        return wq + (r.weight - wq.detach()), r
+
+    def _op(self):
+        raise NotImplementedError
+
+    def _forward_noisy(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(_state, "as_given", False):
+            w, r = self.weight, None
+        else:
+            w, r = self.read_weight()
+        y = self._op()(x, w)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, *([1] * (y.dim() - 2)))
+        return y * self.out_scale if self.binary else y
+
+
+class NoisyLinear(NoisyMixin, nn.Linear):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, binary: bool = False):
+        super().__init__(in_features, out_features, bias=bias)
+        self._init_noisy(binary)
+
+    def _op(self):
+        return linear_op
+
+    def forward(self, x):
+        return self._forward_noisy(x)
+
+
+class NoisyConv2d(NoisyMixin, nn.Conv2d):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias: bool = True,
+                 binary: bool = False, groups: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias, groups=groups)
+        self._init_noisy(binary)
+
+    def _op(self):
+        return conv_op(self.stride, self.padding, self.dilation, self.groups)
+
+    def forward(self, x):
+        return self._forward_noisy(x)
+
+
+def noisy_layers(model: nn.Module) -> dict[str, NoisyMixin]:
+    """The model's conv/linear layers whose weights live in (unreliable) memory, by name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, NoisyMixin)}
+
+
+def layer_param_counts(model: nn.Module) -> dict[str, int]:
+    """Number of weights stored in memory per layer (conv/linear weights; biases and batch-norm
+    parameters are stored reliably, §4.2)."""
+    return {name: m.weight.numel() for name, m in noisy_layers(model).items()}
+
+
+def set_memory(model: nn.Module, memory: MemoryMap | Memory | None) -> nn.Module:
+    """Attach a memory to every noisy layer (a :class:`Memory` for all, or a :class:`MemoryMap`)."""
+    mmap = memory if isinstance(memory, MemoryMap) else MemoryMap(memory)
+    layers = noisy_layers(model)
+    unknown = set(mmap.overrides) - set(layers)
+    if unknown:
+        raise KeyError(f"memory map names layers the model does not have: {sorted(unknown)}; layers: {list(layers)}")
+    for name, layer in layers.items():
+        layer.memory = mmap[name]
+    return model
+
+
+def set_generator(model: nn.Module, generator: torch.Generator | None) -> nn.Module:
+    """Share one noise generator between all noisy layers (reproducible Monte-Carlo draws)."""
+    for layer in noisy_layers(model).values():
+        layer.generator = generator
+    return model
+
+
+def clip_weights_(model: nn.Module, c: float | None = None) -> None:
+    """After an optimizer step: BinaryConnect latent clipping to [-1, 1] for binary layers, and
+    the aggressive clipping ``w ← clip(w, -c, c)`` of eq 3.18 for every noisy layer if ``c``."""
+    with torch.no_grad():
+        for layer in noisy_layers(model).values():
+            if layer.binary:
+                layer.weight.clamp_(-1.0, 1.0)
+            if c:
+                layer.weight.clamp_(-c, c)

@@ -1,0 +1,6 @@
+"""Training: the loop, its recipe and (in later modules) SAM-family optimizers and LaNMax."""
+
+from .config import TrainConfig, parse_assignment
+from .trainer import Cancelled, TrainResult, accuracy, make_model, train
+
+__all__ = ["Cancelled", "TrainConfig", "TrainResult", "accuracy", "make_model", "parse_assignment", "train"]

@@ -1,0 +1,67 @@
+"""The training recipe: every knob bounded, so the CLI, the UI and Python all validate the same way."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import param
+
+from ..hardware.base import KnobError, set_knobs
+
+
+class TrainConfig(param.Parameterized):
+    """A complete, hashable description of one training run (data, model, recipe, noise, seed)."""
+
+    dataset = param.Selector(default="digits", objects=["digits", "cifar10", "cifar100", "mnist", "fashion_mnist"],
+                             doc="dataset name (digits is embedded, no download)")
+    model = param.Selector(default="small_cnn", objects=["small_cnn", "vgg11", "vgg13", "vgg16", "wrn", "resnet18"],
+                           doc="network architecture")
+    width = param.Number(1.0, bounds=(0.0625, 16.0), doc="channel-width multiplier")
+    depth = param.Integer(28, bounds=(10, 100), doc="WideResNet depth (6n+4)")
+    k = param.Number(10.0, bounds=(1.0, 20.0), doc="WideResNet widening factor")
+    binary = param.Boolean(False, doc="BinaryConnect: sign-binarized conv/linear weights (ζ = 1)")
+    epochs = param.Integer(40, bounds=(1, 1000), doc="training epochs")
+    batch_size = param.Integer(64, bounds=(1, 65536), doc="minibatch size")
+    optimizer = param.Selector(default="sgd", objects=["sgd", "adam"], doc="base optimizer")
+    lr = param.Number(0.05, bounds=(0.0, 10.0), inclusive_bounds=(False, True), doc="learning rate")
+    momentum = param.Number(0.9, bounds=(0.0, 1.0), inclusive_bounds=(True, False), doc="SGD momentum")
+    nesterov = param.Boolean(True, doc="Nesterov momentum (SGD)")
+    weight_decay = param.Number(5e-4, bounds=(0.0, 1.0), doc="L2 weight decay")
+    schedule = param.Selector(default="cosine", objects=["cosine", "step", "constant"], doc="learning-rate schedule")
+    step_every = param.Integer(60, bounds=(1, 10000), doc="epochs between ÷gamma steps (schedule='step')")
+    gamma = param.Number(0.1, bounds=(0.0, 1.0), inclusive_bounds=(False, True), doc="step-schedule factor")
+    clip = param.Number(0.0, bounds=(0.0, 10.0), doc="aggressive weight clipping c after each step (0 = off, eq 3.18)")
+    augment = param.Boolean(False, doc="random crop + flip (CIFAR)")
+    seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of initialisation, shuffling and noise")
+    train_memory = param.Dict(default=None, allow_None=True,
+                              doc="memory map used during training (hardware-aware noise), as MemoryMap.to_dict()")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.param.values().items() if k != "name"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        cfg = cls()
+        set_knobs(cfg, **d)
+        return cfg
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        d = self.to_dict()
+        d.update(changes)
+        return type(self).from_dict(d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse a CLI ``key=value`` (value as JSON when it parses, else a string)."""
+    if "=" not in text:
+        raise KnobError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
