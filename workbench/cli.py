@@ -1,0 +1,215 @@
+"""Command line: ``workbench {train,evaluate,curve,cache,precompute}`` (also ``python -m workbench``).
+
+Every subcommand accepts ``--json`` to print exactly one JSON object on stdout.  Out-of-range
+knobs exit with status 2 and a message naming the knob and its allowed range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .hardware import KnobError, memory_from_dict
+from .training import Cancelled, parse_assignment
+
+
+def _store(args):
+    from .experiments import Store
+    return Store(args.cache_dir) if args.cache_dir else Store()
+
+
+def _config(args, technology: str | None = None):
+    from .experiments import PRESET_FOR_TECHNOLOGY, preset_config
+    preset = args.preset or PRESET_FOR_TECHNOLOGY.get(technology or "ideal")
+    overrides = dict(parse_assignment(s) for s in (args.set or []))
+    return preset, preset_config(preset, **overrides)
+
+
+def _progress(desc: str, quiet: bool):
+    bar = None
+
+    def cb(info: dict):
+        nonlocal bar
+        total = info.get("epochs") or info.get("draws") or info.get("cells")
+        done = info.get("epoch") or info.get("draw") or info.get("cell")
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, leave=False)
+        bar.total = total
+        bar.update(done - bar.n)
+        if "loss" in info:
+            bar.set_postfix(loss=f"{info['loss']:.3f}")
+    return cb
+
+
+def _memory_dict(args) -> dict[str, Any]:
+    tech = args.memory
+    knobs: dict[str, Any] = {"technology": tech}
+    if tech == "sram":
+        if args.p is not None:
+            knobs["p"] = args.p
+        if args.bits is not None:
+            knobs["bits"] = args.bits
+    elif tech == "memristor":
+        for name in ("sigma_c", "sigma", "g_u", "noise"):
+            v = getattr(args, name)
+            if v is not None:
+                knobs[name] = v
+    else:
+        for name in ("p", "sigma_c", "sigma", "g_u"):
+            if getattr(args, name) is not None:
+                raise KnobError(f"--{name.replace('_', '-')} has no effect with --memory ideal; choose --memory sram or memristor")
+    mem = memory_from_dict(knobs)       # validates every knob, naming it and its range
+    return {"default": {**mem.knobs()}, "overrides": {}}
+
+
+def cmd_train(args) -> dict:
+    from .experiments import train_model
+    preset, cfg = _config(args)
+    t0 = time.perf_counter()
+    tr = train_model(cfg, _store(args), device=args.device, data_root=args.data_root,
+                     progress=_progress(f"train {preset}", args.json or args.quiet), recompute=args.recompute)
+    return {"preset": preset, "config": cfg.to_dict(), "test_accuracy": tr.test_accuracy,
+            "train_seconds": tr.train_seconds, "device": tr.device, "cache_key": tr.cache_key, "cached": tr.cached,
+            "wall_seconds": time.perf_counter() - t0}
+
+
+def cmd_evaluate(args) -> dict:
+    from .experiments import evaluate
+    mem = _memory_dict(args)
+    preset, cfg = _config(args, args.memory)
+    ds = evaluate(cfg, mem, draws=args.draws, seed=args.seed, target_ci_width=args.target_ci, store=_store(args),
+                  device=args.device, data_root=args.data_root, progress=_progress("draws", args.json or args.quiet))
+    out = {"preset": preset, "memory": mem["default"],
+           **{k: ds.attrs[k] for k in ("accuracy_mean", "accuracy_std", "ci95_low", "ci95_high", "clean_accuracy")},
+           "draws": int(ds.attrs["draws"]),
+           "cache_key": ds.attrs.get("cache_key"), "cache": ds.attrs.get("cache")}
+    if args.memory == "memristor":
+        out["power"] = float(ds.power.mean())
+        out["power_units"] = "a.u. per input sample"
+    else:
+        out["energy"] = float(ds.energy)
+        out["energy_units"] = "normalised to the reliable 16-bit network"
+    return out
+
+
+def cmd_curve(args) -> dict:
+    from .experiments import noise_curve
+    mem = _memory_dict(args)
+    preset, cfg = _config(args, args.memory)
+    ds = noise_curve(cfg, mem, args.knob, args.values, draws=args.draws, seed=args.seed, store=_store(args),
+                     device=args.device, data_root=args.data_root, progress=_progress("curve", args.json or args.quiet))
+    return {"preset": preset, "knob": args.knob, "values": ds[args.knob].values.tolist(),
+            "accuracy_mean": ds.accuracy_mean.values.tolist(), "ci95_low": ds.ci95_low.values.tolist(),
+            "ci95_high": ds.ci95_high.values.tolist(), "clean_accuracy": ds.attrs["clean_accuracy"]}
+
+
+def cmd_cache(args) -> dict:
+    store = _store(args)
+    if args.action == "clear":
+        return {"action": "clear", "removed": store.clear(), "root": str(store.root)}
+    entries = store.verify(repair=args.action == "verify")
+    rows = [{"kind": e.kind, "key": e.key, "ok": e.ok, "bytes": e.size, "shipped": e.shipped, "path": str(e.path)} for e in entries]
+    return {"action": args.action, "root": str(store.root), "entries": rows, "bad": sum(not r["ok"] for r in rows)}
+
+
+def cmd_precompute(args) -> dict:
+    """Regenerate the results shipped in ``data/store`` (what the app opens with)."""
+    from .experiments import Store
+    from .experiments.shipped import precompute
+    store = Store(args.out, read_only=[])
+    return precompute(store, device=args.device, progress=_progress("precompute", args.json or args.quiet))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description=__doc__.split("\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+    common.add_argument("--cache-dir", help="result store directory (default: $WORKBENCH_CACHE or the user cache)")
+    common.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...")
+    common.add_argument("--data-root", help="root of torchvision datasets (default: $WORKBENCH_DATA_ROOT)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(sp):
+        sp.add_argument("--preset", help="training preset (digits-cnn, digits-bc)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training knob, e.g. epochs=5")
+
+    t = sub.add_parser("train", parents=[common], help="train (or load from cache) a network")
+    model_args(t)
+    t.add_argument("--recompute", action="store_true", help="ignore cached weights")
+    t.set_defaults(func=cmd_train)
+
+    def memory_args(sp):
+        sp.add_argument("--memory", choices=["ideal", "sram", "memristor"], default="ideal")
+        sp.add_argument("--p", type=float, help="SRAM bit error rate, in [0, 0.5]")
+        sp.add_argument("--bits", type=int, help="SRAM bits per weight ζ, in [1, 32]")
+        sp.add_argument("--sigma-c", dest="sigma_c", type=float, help="multiplicative conductance noise σ_c, in [0, 1]")
+        sp.add_argument("--sigma", type=float, help="additive conductance noise σ (µS), in [0, 100]")
+        sp.add_argument("--g-u", dest="g_u", type=float, help="conductance scale g_u (µS), in (g_min, g_max] = (0, 25]")
+        sp.add_argument("--noise", choices=["multiplicative", "additive"], help="conductance noise model")
+        sp.add_argument("--draws", type=int, default=30, help="Monte-Carlo draws (minimum with --target-ci)")
+        sp.add_argument("--seed", type=int, default=0, help="noise seed")
+
+    e = sub.add_parser("evaluate", parents=[common], help="Monte-Carlo accuracy under a memory")
+    model_args(e)
+    memory_args(e)
+    e.add_argument("--target-ci", type=float, help="keep drawing until the 95%% CI is narrower than this")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("curve", parents=[common], help="accuracy vs one noise knob")
+    model_args(c)
+    memory_args(c)
+    c.add_argument("--knob", default="p", choices=["p", "sigma_c", "sigma", "g_u"])
+    c.add_argument("--values", type=float, nargs="+", help="grid (default: the built-in one)")
+    c.set_defaults(func=cmd_curve)
+
+    k = sub.add_parser("cache", parents=[common], help="inspect the result store")
+    k.add_argument("action", choices=["list", "verify", "clear"])
+    k.set_defaults(func=cmd_cache)
+
+    pc = sub.add_parser("precompute", parents=[common], help="regenerate the results shipped in data/store")
+    pc.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "store"))
+    pc.set_defaults(func=cmd_precompute)
+    return p
+
+
+def _print_human(result: dict) -> None:
+    for k, v in result.items():
+        if k == "entries":
+            for r in v:
+                print(f"  {'ok ' if r['ok'] else 'BAD'} {r['kind']:10s} {r['key']} {r['bytes']:>10d} B{' (shipped)' if r['shipped'] else ''}")
+        elif k != "config":
+            print(f"{k}: {v}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "draws", 1) is not None and not (1 <= getattr(args, "draws", 1) <= 100000):
+            raise KnobError(f"draws={args.draws} is out of range: draws must be in [1, 100000]")
+        result = args.func(args)
+    except KnobError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled as exc:
+        print(f"workbench: {exc}", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, default=float))
+    else:
+        _print_human(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
