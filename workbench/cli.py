@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except KnobError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, FloatingPointError) as exc:   # FloatingPointError: diverged training
         print(f"workbench: error: {exc}", file=sys.stderr)
         return 2
     except Cancelled as exc:

@@ -67,7 +67,7 @@ def train_model(cfg: TrainConfig, store: Store | None = None, *, device: str = "
     obj = None if recompute else store.load_object("weights", key)
     if obj is None:
         with store.lock("weights", key):
-            obj = None if recompute else store.load_object("weights", key)
+            obj = None if recompute else store.load_object("weights", key, repair=True)
             if obj is None:
                 res = train(cfg, device=device, progress=progress, cancel=cancel, data_root=data_root)
                 obj = {"state_dict": res.model.state_dict(), "history": res.history, "test_accuracy": res.test_accuracy,
@@ -105,6 +105,10 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
         x, y = test_tensors(cfg, data_root)
         ds = mc_evaluate(trained.model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
                          progress=progress, cancel=cancel)
+        acc = ds.accuracy.values
+        if acc.size and np.ptp(acc) == 0:   # every draw equal (a noise-free memory): the mean IS that value,
+            a0 = float(acc[0])               # not a rounded sum of copies (so p = 0 gives clean_accuracy exactly)
+            ds.attrs.update(accuracy_mean=a0, accuracy_std=0.0, ci95_low=a0, ci95_high=a0)
         ds.attrs["clean_accuracy"] = trained.test_accuracy
         ds.attrs["weights_key"] = trained.cache_key
         return ds
@@ -143,7 +147,11 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
         if progress is not None:
             progress({"cell": i + 1, "cells": len(values)})
     long_name, units = KNOB_META[knob]
-    ds = xr.concat([c.drop_vars([v for v in ("layer_power",) if v in c]) for c in cells], dim=knob, combine_attrs="drop")
+    # per-layer power (and its ``layer`` coordinate) is not part of a curve; variable attrs
+    # (long_name, units) are kept, the cells' Dataset attrs (cache keys, summaries) are not
+    ds = xr.concat([c.drop_vars([v for v in ("layer_power", "layer") if v in c.variables]) for c in cells], dim=knob,
+                   combine_attrs="override")
+    ds.attrs = {}
     ds = ds.assign_coords({knob: (knob, np.asarray(values, dtype=float), {"long_name": long_name, "units": units})})
     for name in ("accuracy_mean", "accuracy_std", "ci95_low", "ci95_high"):
         ds[name] = (knob, [c.attrs[name] for c in cells], {"long_name": name.replace("_", " "), "units": "1"})

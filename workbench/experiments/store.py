@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import xarray as xr
 from .. import __version__
 
 #: bump when a change alters computed results, so old cache entries are not reused
-CODE_VERSION = f"{__version__}+r1"
+CODE_VERSION = f"{__version__}+r2"
 CACHE_ENV = "WORKBENCH_CACHE"
 #: results shipped with the repository (regenerate with ``workbench precompute``)
 SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "data" / "store"
@@ -49,9 +48,10 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def spec_key(kind: str, spec: dict, code_version: str = CODE_VERSION) -> str:
-    """Hash of the complete spec plus the code version (STYLE §9)."""
-    return hashlib.sha256(canonical({"kind": kind, "spec": spec, "code": code_version}).encode()).hexdigest()[:24]
+def spec_key(kind: str, spec: dict, code_version: str | None = None) -> str:
+    """Hash of the complete spec plus the code version (STYLE §9; default: the current ``CODE_VERSION``)."""
+    code = CODE_VERSION if code_version is None else code_version
+    return hashlib.sha256(canonical({"kind": kind, "spec": spec, "code": code}).encode()).hexdigest()[:24]
 
 
 def _sha256(path: Path) -> str:
@@ -92,13 +92,16 @@ class Store:
         except OSError:
             return False
 
-    def _find(self, kind: str, key: str, ext: str) -> Path | None:
+    def _find(self, kind: str, key: str, ext: str, repair: bool = False) -> Path | None:
+        """The valid file of an entry.  ``repair`` (only while holding the entry's :meth:`lock`)
+        removes a corrupt or incomplete one from the writable root: without the lock it might be
+        one another process is writing right now (data replaced, sidecar not yet written)."""
         for root in [*self.read_only, self.root]:
             p = self.path(kind, key, ext, root)
             if p.exists():
                 if self._valid(p):
                     return p
-                if root == self.root:       # a corrupt or half-written entry: drop it, recompute
+                if repair and root == self.root:       # a corrupt or half-written entry: drop it, recompute
                     self._remove(p)
         return None
 
@@ -138,15 +141,15 @@ class Store:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     # ---------------------------------------------------------------- datasets
-    def load_dataset(self, kind: str, key: str) -> xr.Dataset | None:
-        p = self._find(kind, key, "nc")
+    def load_dataset(self, kind: str, key: str, repair: bool = False) -> xr.Dataset | None:
+        p = self._find(kind, key, "nc", repair)
         if p is None:
             return None
         try:
             with xr.open_dataset(p, engine="h5netcdf") as ds:
                 return ds.load()
         except Exception:  # unreadable despite its checksum (e.g. written by another version)
-            if p.parent.parent == self.root:
+            if repair and p.parent.parent == self.root:
                 self._remove(p)
             return None
 
@@ -167,12 +170,17 @@ class Store:
         ds = self.load_dataset(kind, key)
         if ds is not None:
             ds.attrs["cache"] = "hit"
+            ds.attrs["cache_key"] = key
             return ds
         with self.lock(kind, key):
-            ds = self.load_dataset(kind, key)   # another process may have finished meanwhile
+            ds = self.load_dataset(kind, key, repair=True)   # another process may have finished meanwhile
             if ds is None:
-                self.save_dataset(kind, key, compute(), spec)
-                ds = self.load_dataset(kind, key)
+                computed = compute()
+                self.save_dataset(kind, key, computed, spec)
+                ds = self.load_dataset(kind, key, repair=True)
+                if ds is None:      # removed under our feet (``cache clear``): serve the computed one
+                    ds = computed.copy()
+                    ds.attrs.update(spec_json=canonical(spec), kind=kind, code_version=CODE_VERSION)
                 ds.attrs["cache"] = "computed"
             else:
                 ds.attrs["cache"] = "hit"
@@ -180,14 +188,14 @@ class Store:
         return ds
 
     # ---------------------------------------------------------------- weights
-    def load_object(self, kind: str, key: str) -> dict | None:
-        p = self._find(kind, key, "pt")
+    def load_object(self, kind: str, key: str, repair: bool = False) -> dict | None:
+        p = self._find(kind, key, "pt", repair)
         if p is None:
             return None
         try:
             return torch.load(p, map_location="cpu", weights_only=False)
         except Exception:
-            if p.parent.parent == self.root:
+            if repair and p.parent.parent == self.root:
                 self._remove(p)
             return None
 
@@ -215,11 +223,26 @@ class Store:
         if repair:
             for e in entries:
                 if not e.ok and not e.shipped:
-                    self._remove(e.path)
+                    with self.lock(e.kind, e.key):      # not one a writer is finishing right now
+                        if not self._valid(e.path):
+                            self._remove(e.path)
         return entries
 
     def clear(self) -> int:
+        """Remove every entry of the writable root (only the store's own files: ``--cache-dir``
+        may name a directory that holds other things)."""
         n = sum(1 for e in self.entries() if not e.shipped)
-        if self.root.exists():
-            shutil.rmtree(self.root)
+        if not self.root.exists():
+            return n
+        for d in self.root.iterdir():
+            if not d.is_dir() or d.is_symlink():
+                continue
+            for f in d.iterdir():
+                if f.is_file() and (f.suffix in (".nc", ".pt", ".sha256", ".lock") or f.name.endswith(".tmp")):
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+            with contextlib.suppress(OSError):
+                d.rmdir()                        # only when empty
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
         return n

@@ -38,8 +38,7 @@ def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: b
     so that ``(g+ - g-)/k == w``.
     """
     if isinstance(g_u, torch.Tensor) and g_u.dim() == 1:
-        g_u = g_u.view(-1, *([1] * (weight.dim() - 1)))
-        per_column = True
+        g_u = g_u.view(-1, *([1] * (weight.dim() - 1)))   # one g_u per output column; the norm stays per_column's
     k = (g_u - g_min) / weight_inf_norm(weight, per_column)
     gp = torch.clamp(weight, min=0) * k + g_min
     gm = torch.clamp(-weight, min=0) * k + g_min
@@ -122,6 +121,11 @@ class MemristorMemory(Memory):
     def check(self) -> None:
         if not (self.g_min < self.g_u <= self.g_max):
             raise KnobError(f"g_u={self.g_u} is out of range: g_u must be in ({self.g_min}, {self.g_max}] (g_min, g_max]")
+        if self.column_g_u is not None:
+            col = torch.as_tensor(self.column_g_u, dtype=torch.float64).flatten()
+            if not bool(((col > self.g_min) & (col <= self.g_max)).all()):
+                raise KnobError(f"column_g_u={col.tolist()} is out of range: every per-column g_u must be in "
+                                f"({self.g_min}, {self.g_max}] (g_min, g_max]")
 
     @property
     def is_noisy(self) -> bool:

@@ -1,0 +1,76 @@
+"""Shared fixtures: an isolated result store, a served app, and the system Chromium."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# (the root conftest.py points $WORKBENCH_CACHE at a throw-away store for the whole session)
+CHROMIUM = "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(fn, timeout: float = 60.0, interval: float = 0.2, message: str = "condition"):
+    """Retry ``fn`` until it returns a truthy value (returned) or ``timeout`` (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception as exc:  # keep retrying; report the last failure
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright: use Debian's Chromium, never a downloaded browser."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run"]}
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory):
+    """``panel serve apps/`` on a free loopback port; yields the base URL."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: the README test command installs Debian's chromium")
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "panel.log"
+    env = {**os.environ, "WORKBENCH_CACHE": str(tmp_path_factory.mktemp("served-cache"))}
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", str(ROOT / "apps"), "--port", str(port),
+                                 "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness"],
+                                cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def alive():
+        if proc.poll() is not None:
+            raise RuntimeError(f"panel serve exited: {log.read_text()[-2000:]}")
+        with urllib.request.urlopen(f"{base}/liveness", timeout=2) as r:
+            return r.status == 200
+    try:
+        wait_until(alive, timeout=90, message="panel serve /liveness")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
