@@ -26,6 +26,16 @@ ALPHA = 1 - CONF      # significance level of the goodness-of-fit tests
 N_BITS = 10_000_000   # ≥ 1e7 bits per configuration
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _single_thread():
+    """Run this module's tensor code on one intra-op thread (restored afterwards): these tensors
+    are tiny, and on a busy 2-core machine torch's 2-thread parallel regions are ~8x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -395,3 +405,35 @@ def test_binaryconnect_at_p0_is_one_sixteenth():
     assert len(counts) == 4
     assert math.isclose(normalised_energy(0.0, counts, bits=1), 1 / 16, rel_tol=1e-12)
     assert math.isclose(normalised_energy([0.0] * 4, counts, bits=1), 1 / 16, rel_tol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------
+# memory layouts and devices
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bits", [1, 8])
+def test_read_of_non_contiguous_weight(bits):
+    """Bit j addresses the j-th weight in logical (row-major) order, whatever the memory layout."""
+    w = torch.randn(6, 4, 3, 3, generator=gen(50))
+    if bits == 1:
+        w = torch.where(w >= 0, 1.0, -1.0)
+    mem = make(SRAMMemory, p=0.2, bits=bits)
+    ref = mem.read(w, gen(51)).weight
+    cl = w.to(memory_format=torch.channels_last)
+    assert not cl.is_contiguous()
+    assert torch.equal(mem.read(cl, gen(51)).weight, ref)
+    wt = w.flatten(1).t().contiguous().t()                 # same values, transposed strides
+    assert not wt.is_contiguous()
+    assert torch.equal(mem.read(wt, gen(51)).weight.view_as(w), ref)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("p", [1e-3, 0.1])
+def test_sampler_with_cuda_generator(p):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    pos = sample_flip_positions(1_000_000, p, g, device="cuda")
+    assert pos.device.type == "cuda"
+    assert_in_binom_interval(pos.numel(), 1_000_000, p, "cuda")
+    w = torch.randn(1000, device="cuda")
+    out = make(SRAMMemory, p=p, bits=8).read(w, torch.Generator(device="cuda").manual_seed(1)).weight
+    assert out.device.type == "cuda" and out.shape == w.shape

@@ -79,14 +79,15 @@ def _correct_vmap(model, reads_list, x, y, batch_size):
     return correct.tolist()
 
 
-def _layer_inputs(model, x) -> dict[str, torch.Tensor]:
-    """Inputs seen by each noisy layer for the clean forward of ``x`` (for crossbar power)."""
+def _layer_inputs(model, x, reads) -> dict[str, torch.Tensor]:
+    """Inputs seen by each noisy layer in the forward pass of ``x`` with the draw ``reads``
+    (activations carry the noise of the layers before, as on the hardware)."""
     seen, hooks = {}, []
     for name, layer in noisy_layers(model).items():
         hooks.append(layer.register_forward_pre_hook(lambda m, inp, name=name: seen.__setitem__(name, inp[0].detach())))
     try:
-        with weights_as_given():
-            functional_call(model, {f"{n}.weight": l.quantized_weight().detach() for n, l in noisy_layers(model).items()}, (x,))
+        with weights_as_given(), torch.no_grad():
+            functional_call(model, _params(reads), (x,))
     finally:
         for h in hooks:
             h.remove()
@@ -135,7 +136,8 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
 
     Returns a Dataset with ``accuracy(draw)`` and, for memristor layers, ``power(draw)`` and
     ``layer_power(draw, layer)`` (eq 3.39–3.44 on a minibatch of ``power_batch`` inputs, as in
-    the thesis); ``energy`` (eq 3.30, normalised); summary statistics in ``attrs``.
+    the thesis, with the activations of that draw's noisy forward pass); ``energy`` (eq 3.30,
+    normalised); summary statistics in ``attrs``.  The model's own memories are restored after.
     ``target_ci_width``: keep drawing (in chunks) until ``ci95_high - ci95_low ≤`` it or
     ``max_draws``.  ``mode``: ``"vectorised"`` (``torch.vmap`` over draws), ``"loop"`` (one draw
     at a time) or ``"auto"`` (whichever ``benchmarks/bench_montecarlo.py`` measured faster on the
@@ -150,12 +152,23 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
         raise KnobError(f"mode={mode!r} must be 'auto', 'vectorised' or 'loop'")
     dev = resolve_device(device)
     mmap = memory if isinstance(memory, MemoryMap) else MemoryMap(memory)
+    previous = {name: layer.memory for name, layer in noisy_layers(model).items()}
     model = set_memory(model.to(dev).eval(), mmap)
+    try:
+        return _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws, chunk, mode, batch_size,
+                            power_batch, progress, cancel)
+    finally:
+        for name, layer in noisy_layers(model).items():
+            layer.memory = previous[name]
+
+
+def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws, chunk, mode, batch_size, power_batch,
+                 progress, cancel) -> xr.Dataset:
     x, y = x.to(dev), y.to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
     noisy = any(l.memory.is_noisy for l in noisy_layers(model).values())
     has_crossbar = any(l.memory.technology == "memristor" for l in noisy_layers(model).values())
-    inputs = _layer_inputs(model, x[:power_batch]) if has_crossbar else None
+    xp = x[:power_batch]
     # measured by benchmarks/bench_montecarlo.py: one-draw-at-a-time wins on CPU, vmap on CUDA
     use_vmap = mode == "vectorised" or (mode == "auto" and dev.type == "cuda")
     limit = max_draws if target_ci_width is not None else draws
@@ -165,17 +178,19 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"evaluation cancelled after {len(correct)} draws")
         n = min(chunk, total - len(correct))
+        if len(correct) < draws:       # reach the minimum exactly before testing the CI width
+            n = min(n, draws - len(correct))
         if not noisy:  # an ideal memory: one pass is every draw
             reads = read_weights(model, gen)
             c = _correct_loop(model, [reads], x, y, batch_size)[0]
             correct += [c] * (total - len(correct))
             if has_crossbar:
-                powers += [layer_power(model, reads, inputs)] * (total - len(powers))
+                powers += [layer_power(model, reads, _layer_inputs(model, xp, reads))] * (total - len(powers))
             break
         reads_list = [read_weights(model, gen) for _ in range(n)]
         correct += (_correct_vmap if use_vmap and n > 1 else _correct_loop)(model, reads_list, x, y, batch_size)
         if has_crossbar:
-            powers += [layer_power(model, r, inputs) for r in reads_list]
+            powers += [layer_power(model, r, _layer_inputs(model, xp, r)) for r in reads_list]
         if progress is not None:
             progress({"draw": len(correct), "draws": total})
         if target_ci_width is not None and len(correct) >= max(draws, 2):

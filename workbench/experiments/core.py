@@ -140,9 +140,11 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
     if knob not in CURVE_GRIDS:
         raise KnobError(f"knob={knob!r} must be one of {', '.join(CURVE_GRIDS)}")
     values = list(CURVE_GRIDS[knob] if values is None else values)
+    mems = [{"default": {**memory.get("default", {}), knob: v}, "overrides": memory.get("overrides", {})} for v in values]
+    for mem in mems:        # refuse an out-of-range value before computing any cell
+        memory_map_from_dict(mem)
     cells = []
-    for i, v in enumerate(values):
-        mem = {"default": {**memory.get("default", {}), knob: v}, "overrides": memory.get("overrides", {})}
+    for i, mem in enumerate(mems):
         cells.append(evaluate(cfg, mem, draws=draws, seed=seed, store=store, device=device, data_root=data_root, cancel=cancel))
         if progress is not None:
             progress({"cell": i + 1, "cells": len(values)})

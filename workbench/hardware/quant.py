@@ -54,4 +54,8 @@ def quantize_linear(weight: torch.Tensor, bits: int) -> torch.Tensor:
     qmax = 2 ** (bits - 1) - 1
     m = weight.detach().abs().max()
     scale = torch.where(m > 0, m / qmax, torch.ones_like(m))
-    return torch.clamp(_RoundSTE.apply(weight / scale), -qmax, qmax) * scale
+    q = _RoundSTE.apply(weight / scale)
+    # the clamp only guards against float rounding; torch.clamp has zero gradient *at* its bounds,
+    # which would kill the gradient of every weight quantised to ±qmax, so keep it out of autograd
+    q = q + (torch.clamp(q, -qmax, qmax) - q).detach()
+    return q * scale

@@ -73,7 +73,8 @@ def normalised_energy(p, counts: Sequence[int], bits: int = 1, a: float = DEFAUL
 # --------------------------------------------------------------------------------------------
 
 def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    dev = generator.device if generator is not None else torch.device("cpu")   # a CUDA generator needs device=
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=dev).item())
     return np.random.default_rng(seed)
 
 
@@ -117,7 +118,7 @@ def sample_flip_positions_dense(n_bits: int, p: float, generator: torch.Generato
 
 def flip_signs(weight: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Binary symmetric channel on binarized weights: negate the entries at ``positions`` (eq 3.28)."""
-    out = weight.clone()
+    out = weight.clone(memory_format=torch.contiguous_format)   # flat row-major view below
     flat = out.view(-1)
     flat[positions] = -flat[positions]
     return out
@@ -167,7 +168,7 @@ def flip_fixed_point(weight: torch.Tensor, bits: int, positions: torch.Tensor,
     qmax = 2 ** (bits - 1) - 1
     scale = fixed_point_scale(weight, bits)
     out = torch.clamp(torch.round(weight.detach() / scale), -qmax, qmax) * scale   # float path, no int64 pass
-    out = out.to(weight.dtype)
+    out = out.to(weight.dtype).contiguous()   # flat row-major view below (weight may be e.g. channels_last)
     if positions.numel() == 0:
         return out
     widx = positions // bits

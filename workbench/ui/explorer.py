@@ -213,9 +213,9 @@ class NoiseExplorer(param.Parameterized):
     def _use_clean(self):
         self.trained_with = None
 
-    def wait(self, timeout: float = 120.0) -> None:
-        """Block until the running jobs end (tests, notebooks)."""
-        for kind in ("train", "eval", "curve"):
+    def wait(self, timeout: float = 300.0, kinds: tuple[str, ...] = ("train", "eval", "curve")) -> None:
+        """Block until the running jobs of ``kinds`` end (tests, notebooks)."""
+        for kind in kinds:
             self.runner.wait(kind, timeout)
 
 

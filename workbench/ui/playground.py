@@ -83,7 +83,7 @@ class NoisePlayground(pn.viewable.Viewer):
         w["train"] = pn.widgets.Button.from_param(ex.param.train, name="Train with this noise", button_type="success")
         w["cancel"] = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, name="Back to clean network", button_type="light")
-        self._progress = pn.indicators.Progress(name="training", value=0, max=100, bar_color="success", sizing_mode="stretch_width")
+        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width")
         ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "training", "trained_with"])
         ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
         self._sync_visibility()
@@ -111,14 +111,14 @@ class NoisePlayground(pn.viewable.Viewer):
     def _distribution(self):
         ds = self.explorer.result
         if ds is None:
-            return pn.indicators.LoadingSpinner(value=True, size=40, name="evaluating…")
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "evaluating…")
         return pn.pane.HoloViews(accuracy_distribution(ds), sizing_mode="stretch_width", min_height=320)
 
     @param.depends("explorer.curve", "explorer.result")
     def _curve(self):
         ds = self.explorer.curve
         if ds is None:
-            return pn.indicators.LoadingSpinner(value=True, size=40, name="computing the curve…")
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "computing the curve…")
         ex = self.explorer
         current = {"p": ex.p, "sigma_c": ex.sigma_c, "g_u": ex.g_u, "sigma": ex.sigma}[ds.attrs["knob"]]
         return pn.pane.HoloViews(noise_curve_plot(ds, current), sizing_mode="stretch_width", min_height=320)

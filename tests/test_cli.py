@@ -1,0 +1,261 @@
+"""Tests for the command line (``workbench ...`` / ``python -m workbench ...``).
+
+The main flows run the real entry point in a subprocess; the rest call
+``workbench.cli.main([...])`` in-process.  Every run uses a throw-away store
+(``--cache-dir`` or ``$WORKBENCH_CACHE`` under ``tmp_path``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import workbench.experiments.core as core
+from workbench.cli import main
+from workbench.experiments import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+#: accuracy matters little for the SRAM checks: a briefly trained BinaryConnect network
+BC = ["--set", "epochs=4"]
+SWEEP = [0.0, 0.01, 0.05, 0.2, 0.5]
+
+
+def run_cli(*args: str, cache: Path | None = None, env_cache: Path | None = None, timeout: float = 300):
+    """``python -m workbench ARGS`` in a subprocess; returns the CompletedProcess."""
+    env = {**os.environ}
+    if env_cache is not None:
+        env["WORKBENCH_CACHE"] = str(env_cache)
+    argv = [sys.executable, "-m", "workbench", *args]
+    if cache is not None:
+        argv += ["--cache-dir", str(cache)]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def one_json(stdout: str) -> dict:
+    """The single JSON object that ``--json`` prints (nothing else on stdout)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected exactly one line of JSON on stdout, got {stdout!r}"
+    obj = json.loads(lines[0])
+    assert isinstance(obj, dict)
+    return obj
+
+
+def cli_json(capsys, *args: str) -> dict:
+    """``main([...ARGS, --json])`` in-process; asserts success and returns the object."""
+    rc = main([*args, "--json", "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "Traceback" not in err
+    return one_json(out)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One store shared by this module's tests (trained networks are reused)."""
+    return tmp_path_factory.mktemp("cli-store")
+
+
+# --------------------------------------------------------------------------- train
+
+def test_train_json_defaults_reach_97_percent_over_3_seeds(cache, capsys):
+    """Acceptance: ``workbench train --json`` with the defaults, mean of seeds 0, 1, 2 ≥ 0.97."""
+    proc = run_cli("train", "--json", cache=cache)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    first = one_json(proc.stdout)
+    for key in ("test_accuracy", "train_seconds", "device", "cache_key"):
+        assert key in first, key
+    assert first["preset"] == "digits-cnn" and first["cached"] is False
+    assert isinstance(first["device"], str) and first["device"].split(":")[0] in ("cpu", "cuda", "mps")
+    assert first["train_seconds"] > 0
+    assert len(first["cache_key"]) == 24
+    assert first["config"]["seed"] == 0 and first["config"]["epochs"] == 20
+    accs = [first["test_accuracy"]]
+    for seed in (1, 2):
+        res = cli_json(capsys, "train", "--set", f"seed={seed}", "--cache-dir", str(cache))
+        assert res["config"]["seed"] == seed and res["cache_key"] != first["cache_key"]
+        accs.append(res["test_accuracy"])
+    assert all(0.0 <= a <= 1.0 for a in accs)
+    assert sum(accs) / 3 >= 0.97, accs
+    # the default IS seed=0: the same cache entry, now loaded rather than trained
+    again = cli_json(capsys, "train", "--set", "seed=0", "--cache-dir", str(cache))
+    assert again["cached"] is True and again["cache_key"] == first["cache_key"]
+    assert again["test_accuracy"] == first["test_accuracy"]
+    assert again["train_seconds"] == first["train_seconds"]      # recorded at training time
+
+
+def test_train_recompute_and_human_output(tmp_path, capsys):
+    args = ["train", "--set", "epochs=1", "--cache-dir", str(tmp_path)]
+    first = cli_json(capsys, *args)
+    recomputed = cli_json(capsys, *args, "--recompute")
+    assert recomputed["cached"] is False and recomputed["cache_key"] == first["cache_key"]
+    assert recomputed["test_accuracy"] == first["test_accuracy"]          # seeded: the same network
+    assert main([*args, "--quiet"]) == 0
+    out, _ = capsys.readouterr()
+    assert "test_accuracy:" in out and "cache_key:" in out and "{" not in out.splitlines()[0]
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def test_evaluate_p_half_is_chance_level(cache):
+    """``workbench evaluate --memory sram --p 0.5 --json``: every weight is a coin flip."""
+    proc = run_cli("evaluate", "--memory", "sram", "--p", "0.5", "--json", *BC, env_cache=cache)
+    assert proc.returncode == 0, proc.stderr
+    res = one_json(proc.stdout)
+    assert res["preset"] == "digits-bc" and res["memory"]["p"] == 0.5 and res["draws"] == 30
+    assert abs(res["accuracy_mean"] - 0.1) < 0.05, res
+    assert res["clean_accuracy"] > 0.8
+    assert res["ci95_low"] <= res["accuracy_mean"] <= res["ci95_high"]
+    assert 0 < res["energy"] < 1 / 16            # 1-bit weights at p = 0.5: below the 16-bit reference
+    # $WORKBENCH_CACHE was honoured (no --cache-dir given)
+    kinds = {e.kind for e in Store(cache, read_only=[]).entries()}
+    assert {"weights", "evaluate"} <= kinds
+
+
+def test_evaluate_p0_equals_clean_accuracy(cache, capsys):
+    res = cli_json(capsys, "evaluate", "--memory", "sram", "--p", "0", *BC, "--cache-dir", str(cache))
+    assert res["accuracy_mean"] == res["clean_accuracy"]
+    assert res["accuracy_std"] == 0.0
+    assert res["ci95_low"] == res["ci95_high"] == res["accuracy_mean"]
+    hit = cli_json(capsys, "evaluate", "--memory", "sram", "--p", "0", *BC, "--cache-dir", str(cache))
+    assert hit["cache"] == "hit" and hit["cache_key"] == res["cache_key"] and hit["cache_key"]
+    assert hit["accuracy_mean"] == res["accuracy_mean"]
+
+
+def test_evaluate_accuracy_falls_monotonically_with_p(cache, capsys):
+    rows = [cli_json(capsys, "evaluate", "--memory", "sram", "--p", str(p), *BC, "--cache-dir", str(cache))
+            for p in SWEEP]
+    means = [r["accuracy_mean"] for r in rows]
+    for lo, hi in zip(rows, rows[1:]):
+        # the next (noisier) mean is no higher than this one, up to this one's confidence interval
+        assert hi["accuracy_mean"] <= max(lo["accuracy_mean"], lo["ci95_high"]) + 1e-12, means
+    assert means[0] - means[-1] > 0.6, means
+    assert means[2] < means[0] and means[3] < means[2], means
+    energies = [r["energy"] for r in rows]
+    assert energies == sorted(energies, reverse=True)          # η(p) falls with p
+    # a curve over the same grid reuses exactly these cells
+    curve = cli_json(capsys, "curve", "--memory", "sram", "--knob", "p", "--values", *map(str, SWEEP), *BC,
+                     "--cache-dir", str(cache))
+    assert curve["values"] == SWEEP and curve["accuracy_mean"] == means
+    assert curve["clean_accuracy"] == rows[0]["clean_accuracy"]
+
+
+def test_evaluate_memristor_reports_power(tmp_path, capsys):
+    res = cli_json(capsys, "evaluate", "--memory", "memristor", "--sigma-c", "0.1", "--draws", "3", "--set", "epochs=2",
+                   "--cache-dir", str(tmp_path))
+    assert res["preset"] == "digits-cnn" and res["draws"] == 3
+    assert res["memory"]["technology"] == "memristor" and res["memory"]["sigma_c"] == 0.1
+    assert math.isfinite(res["power"]) and res["power"] > 0
+    assert res["power_units"]
+    assert 0 <= res["accuracy_mean"] <= 1
+    # additive noise at a lower conductance scale draws less power
+    low = cli_json(capsys, "evaluate", "--memory", "memristor", "--noise", "additive", "--g-u", "5", "--draws", "3",
+                   "--set", "epochs=2", "--cache-dir", str(tmp_path))
+    assert 0 < low["power"] < res["power"]
+
+
+# --------------------------------------------------------------------------- validation
+
+BAD = [
+    (["evaluate", "--memory", "sram", "--p", "0.7"], "p", "[0.0, 0.5]"),
+    (["evaluate", "--memory", "sram", "--p", "-1"], "p", "[0.0, 0.5]"),
+    (["evaluate", "--memory", "sram", "--p", "nan"], "p=nan", "[0.0, 0.5]"),
+    (["evaluate", "--memory", "memristor", "--sigma-c", "2"], "sigma_c", "[0.0, 1.0]"),
+    (["evaluate", "--memory", "memristor", "--g-u", "30"], "g_u", "(0.0, 25.0]"),
+    (["evaluate", "--memory", "sram", "--draws", "0"], "draws", "[1, 100000]"),
+    (["evaluate", "--memory", "sram", "--bits", "40"], "bits", "[1, 32]"),
+    (["train", "--set", "lr=-1"], "lr", "(0.0, 10.0]"),
+    (["train", "--set", "epochs=0"], "epochs", "[1, 1000]"),
+    (["train", "--set", "nosuchknob=1"], "nosuchknob", "valid knobs: dataset, model"),
+    (["train", "--preset", "nope"], "preset", "digits-bc, digits-cnn"),
+    (["evaluate", "--sigma-c", "0.1"], "--sigma-c", "--memory"),
+    (["curve", "--memory", "sram", "--knob", "p", "--values", "0.1", "0.9"], "p", "[0.0, 0.5]"),
+]
+
+
+@pytest.mark.parametrize("argv,knob,valid", BAD, ids=[" ".join(a) for a, _, _ in BAD])
+def test_out_of_range_knobs_fail_cleanly(argv, knob, valid, tmp_path, capsys):
+    rc = main([*argv, "--json", "--cache-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    assert out == ""
+    assert "Traceback" not in err
+    assert err.startswith("workbench: error:")
+    assert knob in err and valid in err, err
+    # refused before any work: nothing was trained or stored
+    assert Store(tmp_path, read_only=[]).entries() == []
+
+
+@pytest.mark.parametrize("argv,knob,valid", [BAD[0], BAD[7]], ids=["p 0.7", "lr=-1"])
+def test_out_of_range_knobs_fail_cleanly_subprocess(argv, knob, valid, tmp_path):
+    proc = run_cli(*argv, "--json", cache=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert knob in proc.stderr and valid in proc.stderr, proc.stderr
+
+
+def test_diverged_training_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch):
+    def diverge(cfg, **kw):
+        raise FloatingPointError(f"training diverged at epoch 1 (loss=nan); lower lr={cfg.lr}")
+
+    monkeypatch.setattr(core, "train", diverge)
+    rc = main(["train", "--set", "lr=9", "--json", "--cache-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 2 and out == ""
+    assert "diverged" in err and "lr=9" in err and "Traceback" not in err
+
+
+def test_unknown_argument_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--memory", "dram"])
+    assert exc.value.code == 2
+    assert "--memory" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- cache
+
+def test_cache_list_verify_clear(tmp_path, capsys):
+    root = tmp_path / "store"
+    trained = cli_json(capsys, "train", "--set", "epochs=1", "--cache-dir", str(root))
+    cli_json(capsys, "evaluate", "--memory", "sram", "--p", "0.1", "--draws", "2", "--set", "epochs=1",
+             "--cache-dir", str(root))
+
+    def own(res):
+        return [e for e in res["entries"] if not e["shipped"]]
+
+    listed = cli_json(capsys, "cache", "list", "--cache-dir", str(root))
+    assert listed["action"] == "list" and listed["root"] == str(root) and listed["bad"] == 0
+    rows = own(listed)
+    assert sorted(e["kind"] for e in rows) == ["evaluate", "weights", "weights"]   # digits-cnn and digits-bc
+    assert all(e["ok"] and e["bytes"] > 0 and Path(e["path"]).is_file() for e in rows)
+    assert trained["cache_key"] in {e["key"] for e in rows}
+
+    weights = next(e for e in rows if e["key"] == trained["cache_key"])
+    path = Path(weights["path"])
+    path.write_bytes(path.read_bytes()[:100])                   # truncate
+    listed = cli_json(capsys, "cache", "list", "--cache-dir", str(root))
+    assert listed["bad"] == 1 and path.exists()                 # list reports, does not repair
+
+    proc = run_cli("cache", "verify", "--json", cache=root)
+    assert proc.returncode == 0, proc.stderr
+    verified = one_json(proc.stdout)
+    assert verified["action"] == "verify" and verified["bad"] == 1
+    assert [e["key"] for e in own(verified) if not e["ok"]] == [trained["cache_key"]]
+    assert not path.exists()
+    assert cli_json(capsys, "cache", "list", "--cache-dir", str(root))["bad"] == 0
+
+    again = cli_json(capsys, "train", "--set", "epochs=1", "--cache-dir", str(root))
+    assert again["cached"] is False and again["test_accuracy"] == trained["test_accuracy"]
+
+    cleared = cli_json(capsys, "cache", "clear", "--cache-dir", str(root))
+    assert cleared["action"] == "clear" and cleared["removed"] == 3
+    assert own(cli_json(capsys, "cache", "list", "--cache-dir", str(root))) == []
+    assert main(["cache", "list", "--cache-dir", str(root)]) == 0        # human-readable form
+    assert "bad: 0" in capsys.readouterr().out
