@@ -8,6 +8,7 @@ import param
 
 from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
+from ..hardware import set_knobs
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
 
 URL_KNOBS = ["technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed", "epochs"]
@@ -88,7 +89,18 @@ class NoisePlayground(pn.viewable.Viewer):
         ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
         self._sync_visibility()
         if pn.state.location is not None:
-            pn.state.location.sync(ex, {k: k for k in URL_KNOBS})
+            pn.state.location.sync(ex, {k: k for k in URL_KNOBS}, on_error=self._bad_url_values)
+
+    def _bad_url_values(self, values: dict) -> None:
+        """Apply the valid URL values one by one; report the refused ones by knob and range."""
+        refused = []
+        for name, value in values.items():
+            try:
+                set_knobs(self.explorer, **{name: value})
+            except ValueError as exc:
+                refused.append(str(exc))
+        if refused:
+            self.explorer.error = "ignored in the URL: " + "; ".join(refused)
 
     def _sync_visibility(self, *_):
         ex, w = self.explorer, self._widgets
@@ -112,7 +124,7 @@ class NoisePlayground(pn.viewable.Viewer):
         ds = self.explorer.result
         if ds is None:
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "evaluating…")
-        return pn.pane.HoloViews(accuracy_distribution(ds), sizing_mode="stretch_width", min_height=320)
+        return pn.pane.HoloViews(accuracy_distribution(ds), linked_axes=False, sizing_mode="stretch_width", min_height=320)
 
     @param.depends("explorer.curve", "explorer.result")
     def _curve(self):
@@ -121,7 +133,7 @@ class NoisePlayground(pn.viewable.Viewer):
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "computing the curve…")
         ex = self.explorer
         current = {"p": ex.p, "sigma_c": ex.sigma_c, "g_u": ex.g_u, "sigma": ex.sigma}[ds.attrs["knob"]]
-        return pn.pane.HoloViews(noise_curve_plot(ds, current), sizing_mode="stretch_width", min_height=320)
+        return pn.pane.HoloViews(noise_curve_plot(ds, current), linked_axes=False, sizing_mode="stretch_width", min_height=320)
 
     @param.depends("explorer.result")
     def _cost(self):
@@ -132,7 +144,7 @@ class NoisePlayground(pn.viewable.Viewer):
         number = pn.indicators.Number(name=info["label"], value=info["value"], format=fmt, font_size="28pt", title_size="11pt")
         extra = f"η(p) = {info['eta']:.3f} per bit read" if "eta" in info else f"units: {info['units']}"
         bars = layer_cost_bars(info["per_layer"], "energy share" if "eta" in info else "power", info["units"])
-        return pn.Column(number, pn.pane.Markdown(extra), pn.pane.HoloViews(bars, sizing_mode="stretch_width", min_height=260),
+        return pn.Column(number, pn.pane.Markdown(extra), pn.pane.HoloViews(bars, linked_axes=False, sizing_mode="stretch_width", min_height=260),
                          sizing_mode="stretch_width")
 
     @param.depends("explorer.history")
@@ -140,7 +152,7 @@ class NoisePlayground(pn.viewable.Viewer):
         h = self.explorer.history
         if not h or not h.get("loss"):
             return pn.pane.Markdown("*No training run in this session yet.*")
-        return pn.pane.HoloViews(training_curve(h), sizing_mode="stretch_width", min_height=240)
+        return pn.pane.HoloViews(training_curve(h), linked_axes=False, sizing_mode="stretch_width", min_height=240)
 
     @param.depends("explorer.status", "explorer.error", "explorer.evaluating")
     def _status(self):

@@ -1,0 +1,52 @@
+"""Run every benchmark in one process and print their tables plus one combined table of ratios.
+
+    python benchmarks/run_all.py [--device cuda] [--repeats N] [--strict]
+
+``--strict``: exit with status 1 when an acceptance check FAILs.  About 1–2 minutes on a
+2-core CPU (budget: 5 minutes).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import bench_bsc
+import bench_montecarlo
+import bench_store
+from _common import command_line, device_line, parser, report, table
+from workbench.device import resolve_device
+
+BENCHMARKS = [bench_bsc, bench_montecarlo, bench_store]
+
+
+def main() -> int:
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--strict", action="store_true", help="exit 1 when an acceptance check fails")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    command = command_line()
+    t_all = time.perf_counter()
+    summary, seconds = [], []
+    for mod in BENCHMARKS:
+        t0 = time.perf_counter()
+        result = mod.run(device, repeats=args.repeats)
+        seconds.append((mod.__name__, time.perf_counter() - t0))
+        print(report(result, device, command))
+        print(f"({mod.__name__}: {seconds[-1][1]:.1f} s)\n", flush=True)
+        summary += result["summary"]
+    total = time.perf_counter() - t_all
+    rows = [[bench, what, ratio, "" if ok is None else ("PASS" if ok else "FAIL")] for bench, what, ratio, ok in summary]
+    print("== all benchmarks: ratios measured side by side in this run")
+    print(f"device:  {device_line(device)}")
+    print(f"command: {command}")
+    print()
+    print(table(["benchmark", "ratio", "value", "acceptance"], rows))
+    print()
+    print("time: " + ", ".join(f"{name} {s:.1f} s" for name, s in seconds) + f"; total {total:.1f} s")
+    failed = any(ok is False for *_, ok in summary)
+    return 1 if (failed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
