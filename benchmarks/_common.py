@@ -84,9 +84,17 @@ def report(result: dict, device: torch.device, command: str) -> str:
     return "\n".join(lines)
 
 
+def device_from(name: str) -> torch.device:
+    """``resolve_device`` with a one-line error (e.g. ``--device cuda`` on a machine without CUDA)."""
+    try:
+        return resolve_device(name)
+    except (ValueError, RuntimeError) as exc:
+        raise SystemExit(f"benchmark: {exc}") from None
+
+
 def main_for(run: Callable[..., dict], description: str) -> None:
     args = parser(description).parse_args()
-    device = resolve_device(args.device)
+    device = device_from(args.device)
     t0 = time.perf_counter()
     result = run(device, repeats=args.repeats)
     print(report(result, device, command_line()))

@@ -77,7 +77,7 @@ def run(device: torch.device, repeats: int | None = None) -> dict:
                         "sparse / clone", "flips sparse/Bernoulli"],
             "rows": rows, "checks": checks, "notes": notes,
             "summary": [("bsc", "1-bit Bernoulli / sparse (>= 10)", r_dense, r_dense >= 10),
-                        ("bsc", "1-bit sparse / copy (<= 2)", r_copy, r_copy <= 2),
+                        ("bsc", "1-bit sparse / clone (<= 2)", r_copy, r_copy <= 2),
                         *[("bsc", f"{r[0]}-bit Bernoulli / sparse", r[5], None) for r in rows[1:]]]}
 
 

@@ -14,8 +14,7 @@ import time
 import bench_bsc
 import bench_montecarlo
 import bench_store
-from _common import command_line, device_line, parser, report, table
-from workbench.device import resolve_device
+from _common import command_line, device_from, device_line, parser, report, table
 
 BENCHMARKS = [bench_bsc, bench_montecarlo, bench_store]
 
@@ -24,7 +23,7 @@ def main() -> int:
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--strict", action="store_true", help="exit 1 when an acceptance check fails")
     args = p.parse_args()
-    device = resolve_device(args.device)
+    device = device_from(args.device)
     command = command_line()
     t_all = time.perf_counter()
     summary, seconds = [], []
@@ -41,7 +40,7 @@ def main() -> int:
     print(f"device:  {device_line(device)}")
     print(f"command: {command}")
     print()
-    print(table(["benchmark", "ratio", "value", "acceptance"], rows))
+    print(table(["benchmark", "measurement", "ratio", "acceptance"], rows))
     print()
     print("time: " + ", ".join(f"{name} {s:.1f} s" for name, s in seconds) + f"; total {total:.1f} s")
     failed = any(ok is False for *_, ok in summary)

@@ -71,7 +71,8 @@ def test_train_json_defaults_reach_97_percent_over_3_seeds(cache, capsys):
     first = one_json(proc.stdout)
     for key in ("test_accuracy", "train_seconds", "device", "cache_key"):
         assert key in first, key
-    assert first["preset"] == "digits-cnn" and first["cached"] is False
+    # (``cached`` may be true: the default network can be among the results shipped in data/store)
+    assert first["preset"] == "digits-cnn" and isinstance(first["cached"], bool)
     assert isinstance(first["device"], str) and first["device"].split(":")[0] in ("cpu", "cuda", "mps")
     assert first["train_seconds"] > 0
     assert len(first["cache_key"]) == 24
@@ -80,6 +81,7 @@ def test_train_json_defaults_reach_97_percent_over_3_seeds(cache, capsys):
     for seed in (1, 2):
         res = cli_json(capsys, "train", "--set", f"seed={seed}", "--cache-dir", str(cache))
         assert res["config"]["seed"] == seed and res["cache_key"] != first["cache_key"]
+        assert res["train_seconds"] > 0
         accs.append(res["test_accuracy"])
     assert all(0.0 <= a <= 1.0 for a in accs)
     assert sum(accs) / 3 >= 0.97, accs

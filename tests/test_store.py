@@ -382,6 +382,30 @@ def test_verify_reports_and_removes_bad_entries(tmp_path):
     assert len(after) == 2 and all(e.ok for e in after)
 
 
+def test_verify_does_not_remove_an_entry_being_written(tmp_path):
+    """A data file whose sidecar is not written yet belongs to a writer holding the entry's lock."""
+    import threading
+
+    store = Store(tmp_path, read_only=[])
+    spec = {"a": 9}
+    key = spec_key("thing", spec)
+    path = store.save_dataset("thing", key, seeded_dataset(), spec)
+    side = path.with_name(path.name + ".sha256")
+    digest = side.read_text()
+    reports = []
+    with store.lock("thing", key):              # a writer: data replaced, sidecar not yet written
+        side.unlink()
+        worker = threading.Thread(target=lambda: reports.append(store.verify()))
+        worker.start()
+        time.sleep(0.3)                           # let verify run into the writer's lock
+        assert store.load_dataset("thing", key) is None and path.exists()
+        side.write_text(digest)                   # the writer finishes
+    worker.join(30)
+    assert not worker.is_alive()
+    assert path.exists() and store._valid(path)
+    assert store.load_dataset("thing", key) is not None
+
+
 def test_clear_removes_entries_only(tmp_path):
     root = tmp_path / "cache"
     store = Store(root, read_only=[])
