@@ -28,7 +28,11 @@ def _config(args, technology: str | None = None):
     from .experiments import PRESET_FOR_TECHNOLOGY, preset_config
     preset = args.preset or PRESET_FOR_TECHNOLOGY.get(technology or "ideal")
     overrides = dict(parse_assignment(s) for s in (args.set or []))
-    return preset, preset_config(preset, **overrides)
+    cfg = preset_config(preset, **overrides)
+    if getattr(args, "download", False):
+        from .datasets import load_dataset
+        load_dataset(cfg.dataset, args.data_root, download=True)   # fetch once; later loads find the files
+    return preset, cfg
 
 
 def _progress(desc: str, quiet: bool):
@@ -134,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--cache-dir", help="result store directory (default: $WORKBENCH_CACHE or the user cache)")
     common.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1, ...")
     common.add_argument("--data-root", help="root of torchvision datasets (default: $WORKBENCH_DATA_ROOT)")
+    common.add_argument("--download", action="store_true",
+                        help="let torchvision download a missing dataset into --data-root (needs network access)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(sp):

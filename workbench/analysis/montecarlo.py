@@ -30,8 +30,10 @@ def summarize(acc: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
     """Mean, sample std and Student-t confidence interval of the mean of ``acc``."""
     acc = np.asarray(acc, dtype=float)
     n = acc.size
-    mean = float(acc.mean()) if n else float("nan")
-    std = float(acc.std(ddof=1)) if n > 1 and np.ptp(acc) > 0 else 0.0
+    constant = n > 0 and np.ptp(acc) == 0
+    # every draw equal (a noise-free memory): the mean is that value exactly, not a rounded sum
+    mean = float(acc[0]) if constant else (float(acc.mean()) if n else float("nan"))
+    std = float(acc.std(ddof=1)) if n > 1 and not constant else 0.0
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)) if n > 1 else float("inf")
     if n > 1 and std == 0:
         half = 0.0
@@ -204,7 +206,7 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
     if has_crossbar:
         names = list(powers[0])
         lp = np.array([[p[n] for n in names] for p in powers])
-        ds = ds.assign_coords(layer=names)
+        ds = ds.assign_coords(layer=("layer", names, {"long_name": "layer", "units": ""}))
         ds["layer_power"] = (("draw", "layer"), lp, {"long_name": "crossbar power per layer", "units": "a.u."})
         ds["power"] = ("draw", lp.sum(1), {"long_name": "crossbar power", "units": "a.u."})
     ds["energy"] = ((), memory_energy_of(model, mmap), {"long_name": "memory energy (÷ reliable 16-bit)", "units": "1"})

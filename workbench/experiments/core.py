@@ -105,10 +105,6 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
         x, y = test_tensors(cfg, data_root)
         ds = mc_evaluate(trained.model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
                          progress=progress, cancel=cancel)
-        acc = ds.accuracy.values
-        if acc.size and np.ptp(acc) == 0:   # every draw equal (a noise-free memory): the mean IS that value,
-            a0 = float(acc[0])               # not a rounded sum of copies (so p = 0 gives clean_accuracy exactly)
-            ds.attrs.update(accuracy_mean=a0, accuracy_std=0.0, ci95_low=a0, ci95_high=a0)
         ds.attrs["clean_accuracy"] = trained.test_accuracy
         ds.attrs["weights_key"] = trained.cache_key
         return ds

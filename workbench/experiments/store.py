@@ -193,7 +193,7 @@ class Store:
         if p is None:
             return None
         try:
-            return torch.load(p, map_location="cpu", weights_only=False)
+            return torch.load(p, map_location="cpu", weights_only=True)
         except Exception:
             if repair and p.parent.parent == self.root:
                 self._remove(p)

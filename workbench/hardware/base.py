@@ -14,6 +14,19 @@ import param
 import torch
 
 
+def plain_values(obj: param.Parameterized) -> dict[str, Any]:
+    """Knob values for hashing: ``Number`` knobs as floats (so ``p=0`` and ``p=0.0`` are one key)."""
+    out = {}
+    for k, v in obj.param.values().items():
+        if k == "name":
+            continue
+        p = obj.param[k]
+        if isinstance(p, param.Number) and not isinstance(p, param.Integer) and v is not None and not isinstance(v, bool):
+            v = float(v)
+        out[k] = v
+    return out
+
+
 class KnobError(ValueError):
     """An out-of-range or invalid knob value; the message names the knob and its allowed range."""
 
@@ -90,7 +103,7 @@ class Memory(param.Parameterized):
 
     def knobs(self) -> dict[str, Any]:
         """The knob values as a plain dict (used for hashing and display)."""
-        out = {k: v for k, v in self.param.values().items() if k != "name"}
+        out = plain_values(self)
         out["technology"] = self.technology
         return out
 

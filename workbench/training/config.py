@@ -7,7 +7,7 @@ from typing import Any
 
 import param
 
-from ..hardware.base import KnobError, set_knobs
+from ..hardware.base import KnobError, plain_values, set_knobs
 
 
 class TrainConfig(param.Parameterized):
@@ -38,7 +38,7 @@ class TrainConfig(param.Parameterized):
                               doc="memory map used during training (hardware-aware noise), as MemoryMap.to_dict()")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.param.values().items() if k != "name"}
+        return plain_values(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
