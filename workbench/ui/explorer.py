@@ -9,7 +9,8 @@ intact.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import param
 import xarray as xr
@@ -51,6 +52,7 @@ class NoiseExplorer(param.Parameterized):
     curve = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
     history = param.Dict(default={}, precedence=-1)
     status = param.String("", precedence=-1)
+    curve_status = param.String("", precedence=-1)
     error = param.String("", precedence=-1)
     evaluating = param.Boolean(False, precedence=-1)
     training = param.Boolean(False, precedence=-1)
@@ -61,6 +63,10 @@ class NoiseExplorer(param.Parameterized):
         self.store = store or Store()
         self.device = device
         self.runner = TaskRunner()
+        #: how results computed on worker threads are applied; a served page replaces it with a
+        #: hand-over to its document's event loop (see ``NoisePlayground``), so that all state
+        #: changes, and the page updates they cause, happen in order on one thread
+        self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
         self._update_layers()
         if autorun:
             self.refresh()
@@ -154,19 +160,24 @@ class NoiseExplorer(param.Parameterized):
             return evaluate(cfg, mem, draws=draws, seed=seed, store=self.store, device=self.device, cancel=cancel)
 
         def eval_done(ds):
-            self.param.update(result=ds, evaluating=False, status=self._status_text(ds))
+            self._set(result=ds, evaluating=False, status=self._status_text(ds))
 
         def curve_job(cancel: threading.Event):
             def progress(info):
-                self.status = f"accuracy-vs-noise curve: {info['cell']}/{info['cells']} points"
+                self._set(curve_status=f"computing the curve: {info['cell']}/{info['cells']} points")
             return noise_curve(cfg, {"default": mem["default"], "overrides": mem["overrides"]}, knob, draws=draws,
                                seed=seed, store=self.store, device=self.device, progress=progress, cancel=cancel)
 
         def curve_done(ds):
-            self.param.update(curve=ds, status=self._status_text(self.result))
+            self._set(curve=ds, curve_status=f"{len(ds[knob])} points × {draws} draws")
 
+        self.curve_status = "computing the curve…"
         self.runner.submit("eval", eval_job, eval_done, self._fail)
         self.runner.submit("curve", curve_job, curve_done, self._fail)
+
+    def _set(self, **values) -> None:
+        """Apply results from a worker thread through :attr:`dispatch`."""
+        self.dispatch(partial(self.param.update, **values))
 
     def _status_text(self, ds) -> str:
         if ds is None:
@@ -175,7 +186,7 @@ class NoiseExplorer(param.Parameterized):
         return f"{self.network_label()} · {int(ds.attrs['draws'])} draws · {'cached' if cache == 'hit' else 'computed'}"
 
     def _fail(self, message: str) -> None:
-        self.param.update(error=message, evaluating=False, training=False, status="failed — earlier results kept")
+        self._set(error=message, evaluating=False, training=False, status="failed — earlier results kept")
 
     @param.depends("train", watch=True)
     def _train(self):
@@ -185,23 +196,25 @@ class NoiseExplorer(param.Parameterized):
         self.param.update(training=True, train_progress=0, history={"loss": [], "test_accuracy": []}, error="",
                           status=f"training {preset} with hardware-aware noise…")
 
+        losses, accs = [], []
+
         def progress(info):
-            h = {"loss": [*self.history.get("loss", []), info["loss"]],
-                 "test_accuracy": [*self.history.get("test_accuracy", []), info["test_accuracy"]]}
-            self.param.update(history=h, train_progress=int(100 * info["epoch"] / info["epochs"]))
+            losses.append(info["loss"])
+            accs.append(info["test_accuracy"])
+            self._set(history={"loss": list(losses), "test_accuracy": list(accs)},
+                      train_progress=int(100 * info["epoch"] / info["epochs"]))
 
         def job(cancel):
             return train_model(cfg, self.store, device=self.device, progress=progress, cancel=cancel)
 
         def done(tr):
-            if not self.history.get("loss"):
-                self.history = {k: tr.history[k].values.tolist() for k in ("loss", "test_accuracy")}
-            self.param.update(training=False, train_progress=100, trained_with=mem,
-                              status=f"trained in {tr.train_seconds:.1f} s ({'cached' if tr.cached else tr.device}): "
-                                     f"clean accuracy {tr.test_accuracy:.3f}")
+            history = {k: tr.history[k].values.tolist() for k in ("loss", "test_accuracy")}
+            self._set(history=history, training=False, train_progress=100, trained_with=mem,
+                      status=f"trained in {tr.train_seconds:.1f} s ({'cached' if tr.cached else tr.device}): "
+                             f"clean accuracy {tr.test_accuracy:.3f}")
 
         def cancelled():
-            self.param.update(training=False, train_progress=0, status="training cancelled — network unchanged")
+            self._set(training=False, train_progress=0, status="training cancelled — network unchanged")
 
         self.runner.submit("train", job, done, self._fail, cancelled)
 

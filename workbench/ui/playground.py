@@ -59,8 +59,9 @@ class NoisePlayground(pn.viewable.Viewer):
     title = "Noise playground"
 
     def __init__(self, **params):
-        if "explorer" not in params:
-            params["explorer"] = NoiseExplorer()
+        fresh = "explorer" not in params
+        if fresh:
+            params["explorer"] = NoiseExplorer(autorun=False)
         super().__init__(**params)
         ex = self.explorer
         self._widgets = w = {}
@@ -88,8 +89,14 @@ class NoisePlayground(pn.viewable.Viewer):
         ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "training", "trained_with"])
         ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
         self._sync_visibility()
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            # served: hand results from worker threads to this session's event loop
+            ex.dispatch = lambda fn: doc.add_next_tick_callback(fn)
         if pn.state.location is not None:
             pn.state.location.sync(ex, {k: k for k in URL_KNOBS}, on_error=self._bad_url_values)
+        if fresh and ex.result is None:
+            ex.refresh()
 
     def _bad_url_values(self, values: dict) -> None:
         """Apply the valid URL values one by one; report the refused ones by knob and range."""
@@ -180,7 +187,8 @@ class NoisePlayground(pn.viewable.Viewer):
                    pn.Column(self._cost, pn.bind(lambda t: pn.pane.Markdown(EXPLAIN[f"cost_{t}"]), self.explorer.param.technology),
                              sizing_mode="stretch_width"),
                    sizing_mode="stretch_width"),
-            self._curve, pn.pane.Markdown(EXPLAIN["curve"]),
+            self._curve, pn.pane.Markdown(pn.bind(lambda t: f"<small>{t}</small>", self.explorer.param.curve_status)),
+            pn.pane.Markdown(EXPLAIN["curve"]),
             "### Training", self._training, pn.pane.Markdown(EXPLAIN["train"]),
             sizing_mode="stretch_width")
 
