@@ -274,7 +274,7 @@ def test_noise_free_power_matches_crossbar_power_by_layer(model, test_xy):
     input each layer sees on the first ``power_batch`` test images."""
     x, _ = test_xy
     mem = make(MemristorMemory, g_u=10.0, g_min=0.5, sigma_c=0.0)
-    mmap = MemoryMap(make(SRAMMemory, p=1e-3, bits=1), {"features.3": mem, "classifier": mem})
+    mmap = MemoryMap(make(SRAMMemory, p=0.0, bits=1), {"features.3": mem, "classifier": mem})
     ds = mc(model, test_xy, mmap, draws=2, power_batch=8)
     set_memory(model, None)
     inputs, hooks = {}, []
@@ -297,3 +297,13 @@ def test_noise_free_power_matches_crossbar_power_by_layer(model, test_xy):
     for name in expected:
         assert got[name] == pytest.approx(expected[name], rel=1e-5, abs=1e-9)
     assert np.all(ds.power.values == ds.power.values[0])  # no conductance noise: every draw alike
+
+
+def test_power_uses_each_draws_noisy_activations(model, test_xy):
+    """Noise-free crossbars after a noisy SRAM layer: the crossbars' inputs carry that draw's
+    noise (as on the hardware), so their power varies from draw to draw."""
+    mem = make(MemristorMemory, g_u=10.0, sigma_c=0.0)
+    mmap = MemoryMap(make(SRAMMemory, p=0.05, bits=1), {"features.3": mem, "classifier": mem})
+    ds = mc(model, test_xy, mmap, draws=4, power_batch=8)
+    set_memory(model, None)
+    assert np.unique(ds.power.values).size > 1
