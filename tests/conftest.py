@@ -38,6 +38,17 @@ def wait_until(fn, timeout: float = 60.0, interval: float = 0.2, message: str = 
     raise AssertionError(f"timed out after {timeout} s waiting for {message}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's tensor code on one intra-op thread (restored afterwards): its tensors are
+    tiny, and on a busy 2-core machine torch's 2-thread parallel regions are much slower."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     """pytest-playwright: use Debian's Chromium, never a downloaded browser."""

@@ -26,14 +26,7 @@ ALPHA = 1 - CONF      # significance level of the goodness-of-fit tests
 N_BITS = 10_000_000   # ≥ 1e7 bits per configuration
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """Run this module's tensor code on one intra-op thread (restored afterwards): these tensors
-    are tiny, and on a busy 2-core machine torch's 2-thread parallel regions are ~8x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def gen(seed: int) -> torch.Generator:

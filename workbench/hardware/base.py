@@ -150,4 +150,3 @@ class MemoryMap:
         return f"MemoryMap(default={self.default!r}, overrides={self.overrides!r})"
 
 
-MemoryFactory = Callable[..., Memory]
