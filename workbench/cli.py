@@ -122,6 +122,33 @@ def cmd_cache(args) -> dict:
     return {"action": args.action, "root": str(store.root), "entries": rows, "bad": sum(not r["ok"] for r in rows)}
 
 
+def cmd_sweep(args) -> dict:
+    """Compute every missing cell of a sweep spec into the store."""
+    from .experiments.sweep import load_spec, run_spec
+    spec = load_spec(args.spec)
+    results = run_spec(spec, _store(args), device=args.device, only=args.only,
+                       progress=_progress(f"sweep {spec.get('name', '')}", args.json or args.quiet))
+    return {"spec": str(args.spec), "store": str(_store(args).root),
+            "experiments": {k: {"cache_key": v.attrs.get("cache_key"), "cache": v.attrs.get("cache"),
+                                "dims": {d: int(n) for d, n in v.sizes.items()}} for k, v in results.items()}}
+
+
+def cmd_lanmax(args) -> dict:
+    """Train one network with LaNMax (Algorithm 1) and report the learned per-layer BER."""
+    from .experiments.sram import evaluate_lanmax, lanmax_run
+    preset, cfg = _config(args, "sram")
+    lanmax = dict(parse_assignment(s) for s in (args.lanmax or []))
+    if args.alpha is not None:
+        lanmax["alpha"] = args.alpha
+    store = _store(args)
+    model, p, traj = lanmax_run(cfg, lanmax, store=store, device=args.device,
+                                progress=_progress(f"LaNMax {preset}", args.json or args.quiet))
+    ds = evaluate_lanmax(cfg, lanmax, draws=args.draws, store=store, device=args.device)
+    return {"preset": preset, "lanmax": {k: v for k, v in traj.attrs.items() if k not in ("cache_key",)},
+            "p": p, "accuracy_mean": ds.attrs["accuracy_mean"], "ci95_low": ds.attrs["ci95_low"],
+            "ci95_high": ds.attrs["ci95_high"], "energy": float(ds.energy), "cache_key": traj.attrs.get("cache_key")}
+
+
 def cmd_precompute(args) -> dict:
     """Regenerate the results shipped in ``data/store`` (what the app opens with)."""
     from .experiments import Store
@@ -178,6 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("cache", parents=[common], help="inspect the result store")
     k.add_argument("action", choices=["list", "verify", "clear"])
     k.set_defaults(func=cmd_cache)
+
+    sw = sub.add_parser("sweep", parents=[common], help="compute a sweep spec (JSON) into the store")
+    sw.add_argument("spec", help="path of the spec, e.g. specs/sram_digits.json")
+    sw.add_argument("--only", nargs="+", help="run only these experiments of the spec")
+    sw.set_defaults(func=cmd_sweep)
+
+    lm = sub.add_parser("lanmax", parents=[common], help="learn one BER per layer with LaNMax (Algorithm 1)")
+    model_args(lm)
+    lm.add_argument("--alpha", type=float, help="energy weight α of eq 4.5, in [0, 10]")
+    lm.add_argument("--lanmax", action="append", metavar="KEY=VALUE", help="other LaNMax knob, e.g. h=0.02")
+    lm.add_argument("--draws", type=int, default=10, help="Monte-Carlo draws at the learned p")
+    lm.set_defaults(func=cmd_lanmax)
 
     pc = sub.add_parser("precompute", parents=[common], help="regenerate the results shipped in data/store")
     pc.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "store"))

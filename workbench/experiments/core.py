@@ -24,6 +24,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "digits-cnn": {"dataset": "digits", "model": "small_cnn", "epochs": 20, "batch_size": 64, "lr": 0.05},
     "digits-bc": {"dataset": "digits", "model": "small_cnn", "binary": True, "epochs": 20, "batch_size": 64, "lr": 0.05},
 }
+PRESETS["wrn28-10-bc-cifar10"] = {
+    # thesis §4.2: WideResNet-28-10 BinaryConnect on CIFAR-10, SGD Nesterov, lr 0.1 ÷10 every 60
+    # epochs, weight decay 5e-4, batch 128, 200 epochs, random crop + flip (a GPU run)
+    "dataset": "cifar10", "model": "wrn", "depth": 28, "k": 10.0, "binary": True, "optimizer": "sgd", "nesterov": True,
+    "momentum": 0.9, "lr": 0.1, "schedule": "step", "step_every": 60, "gamma": 0.1, "weight_decay": 5e-4,
+    "batch_size": 128, "epochs": 200, "augment": True,
+}
 DEFAULT_PRESET = "digits-cnn"
 #: the network each memory technology is evaluated on by default: BinaryConnect for SRAM (ζ = 1,
 #: thesis ch. 4), full precision for crossbars (ch. 5–6) and for the ideal memory

@@ -1,0 +1,105 @@
+"""Declarative sweeps: a JSON spec names experiments and their grids; ``run_spec`` computes every
+missing cell into the store (``workbench sweep SPEC``).  Pages read the same results by the same
+spec, so a shipped sweep opens instantly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import xarray as xr
+
+from ..hardware import KnobError
+from .store import Store
+
+SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"
+SRAM_SPEC = SPEC_DIR / "sram_digits.json"
+
+
+def _uniform_ber(params, store, device, progress, cancel):
+    from .sram import uniform_ber_study
+    return uniform_ber_study(params["p_train"], params["p_test"], params["seeds"], draws=params["draws"], store=store,
+                             device=device, progress=progress, cancel=cancel)
+
+
+def _sensitivity(params, store, device, progress, cancel):
+    from ..analysis.sensitivity import layer_sensitivity
+    from .core import test_tensors, train_model
+    from .sram import bc_config
+    parts = []
+    for i, seed in enumerate(params["seeds"]):
+        cfg = bc_config(params["p_train"], seed)
+        net = train_model(cfg, store, device=device, cancel=cancel)
+        x, y = test_tensors(cfg)
+        ds = layer_sensitivity(net.model, x, y, base_p=params["base_p"], high_p=params["high_p"], draws=params["draws"],
+                               seed=seed, device=device, cancel=cancel)
+        parts.append(ds.expand_dims(seed=[seed]))
+        if progress is not None:
+            progress({"cell": i + 1, "cells": len(params["seeds"])})
+    out = xr.concat(parts, dim="seed", combine_attrs="override")
+    out["seed"].attrs.update(long_name="training seed", units="1")
+    if "param_count" in out and "seed" in out.param_count.dims:
+        out["param_count"] = out.param_count.isel(seed=0, drop=True)
+    return out
+
+
+def _spectra(params, store, device, progress, cancel):
+    from ..analysis.spectra import spectra_dataset
+    from .core import train_model
+    from .sram import bc_config
+    models = {}
+    cells = [(pt, s) for pt in params["p_train"] for s in params["seeds"]]
+    for i, (pt, seed) in enumerate(cells):
+        models[(float(pt), int(seed))] = train_model(bc_config(pt, seed), store, device=device, cancel=cancel).model
+        if progress is not None:
+            progress({"cell": i + 1, "cells": len(cells)})
+    return spectra_dataset(models, None, mode=params.get("mode", 0), k=params.get("k", 10))
+
+
+def _energy_accuracy(params, store, device, progress, cancel):
+    from .sram import energy_accuracy
+    return energy_accuracy(params["widths"], params["p_uniform"], params["alphas"], params["seeds"], draws=params["draws"],
+                           lanmax=params.get("lanmax"), store=store, device=device, progress=progress, cancel=cancel)
+
+
+EXPERIMENTS: dict[str, Callable[..., xr.Dataset]] = {
+    "uniform_ber": _uniform_ber, "sensitivity": _sensitivity, "spectra": _spectra, "energy_accuracy": _energy_accuracy,
+}
+
+
+def load_spec(path: str | Path = SRAM_SPEC) -> dict[str, Any]:
+    """Read and check a sweep spec (JSON: ``{"name": ..., "experiments": {name: params}}``)."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KnobError(f"sweep spec {str(path)!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise KnobError(f"sweep spec {str(path)!r} is not valid JSON: {exc}") from None
+    unknown = set(spec.get("experiments", {})) - set(EXPERIMENTS)
+    if unknown or not spec.get("experiments"):
+        raise KnobError(f"sweep spec {str(path)!r}: experiments must be among {sorted(EXPERIMENTS)}; got {sorted(unknown) or 'none'}")
+    return spec
+
+
+def run_experiment(name: str, params: dict[str, Any], store: Store | None = None, *, device: str = "auto",
+                   progress=None, cancel=None) -> xr.Dataset:
+    """One experiment of a spec, cached under its parameters."""
+    if name not in EXPERIMENTS:
+        raise KnobError(f"experiment={name!r} must be one of {sorted(EXPERIMENTS)}")
+    store = store or Store()
+    return store.get_or_compute(f"sweep-{name}", params,
+                                lambda: EXPERIMENTS[name](params, store, device, progress, cancel))
+
+
+def run_spec(spec: dict[str, Any], store: Store | None = None, *, device: str = "auto",
+             progress: Callable[[dict], None] | None = None, only: list[str] | None = None) -> dict[str, xr.Dataset]:
+    """Every experiment of ``spec`` (or those named in ``only``)."""
+    out = {}
+    for name, params in spec["experiments"].items():
+        if only and name not in only:
+            continue
+        out[name] = run_experiment(name, params, store, device=device,
+                                   progress=(lambda info, name=name: progress({**info, "experiment": name})) if progress else None)
+    return out
