@@ -4,3 +4,7 @@ from .config import TrainConfig, parse_assignment
 from .trainer import Cancelled, TrainResult, accuracy, make_model, train
 
 __all__ = ["Cancelled", "TrainConfig", "TrainResult", "accuracy", "make_model", "parse_assignment", "train"]
+
+from .lanmax import LaNMaxConfig, LaNMaxResult, ols_slopes, train_lanmax
+
+__all__ += ["LaNMaxConfig", "LaNMaxResult", "ols_slopes", "train_lanmax"]

@@ -7,9 +7,10 @@ import panel as pn
 import param
 
 from .playground import NoisePlayground
+from .sram import SRAMPage
 
 #: page id -> (title, factory); later chapters add their pages here
-PAGES = {"playground": ("Noise playground", NoisePlayground)}
+PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage)}
 
 
 class Workbench(pn.viewable.Viewer):
@@ -19,14 +20,23 @@ class Workbench(pn.viewable.Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self._pages = {key: factory() for key, (title, factory) in PAGES.items()}
-        self._tabs = pn.Tabs(*[(PAGES[k][0], v) for k, v in self._pages.items()], dynamic=True, sizing_mode="stretch_width")
+        # pages are built when first opened: each starts its own background work
+        self._pages: dict[str, pn.viewable.Viewer] = {}
+        self._slots = {key: pn.Column(sizing_mode="stretch_width") for key in PAGES}
+        self._tabs = pn.Tabs(*[(PAGES[k][0], slot) for k, slot in self._slots.items()], sizing_mode="stretch_width")
         keys = list(PAGES)
         self._tabs.active = keys.index(self.page)
+        self._open(self.page)
         self._tabs.param.watch(lambda e: setattr(self, "page", keys[e.new]), "active")
+        self.param.watch(lambda e: self._open(e.new), "page")
         self.param.watch(lambda e: setattr(self._tabs, "active", keys.index(e.new)), "page")
         if pn.state.location is not None:
             pn.state.location.sync(self, {"page": "page"})
+
+    def _open(self, key: str) -> None:
+        if key not in self._pages:
+            self._pages[key] = page = PAGES[key][1]()
+            self._slots[key].objects = [page]
 
     def __panel__(self):
         header = pn.pane.Markdown(

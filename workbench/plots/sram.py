@@ -1,0 +1,124 @@
+"""Plots of the under-volted SRAM page (thesis ch. 4): pure functions of Datasets."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import xarray as xr
+
+from .playground import ACCENT, CLEAN, CURRENT
+
+METHOD_STYLE = {
+    "fp16": ("FP16, width varied", "#7f7f7f", "square"),
+    "bc": ("BinaryConnect, no noise, width varied", "#1f77b4", "triangle"),
+    "bc_uniform": ("BinaryConnect, uniform p", "#ff7f0e", "circle"),
+    "lanmax": ("LaNMax, α varied", "#2ca02c", "diamond"),
+}
+
+
+def uniform_ber_plot(ds: xr.Dataset, p_train: float | None = None, p: float | None = None) -> hv.Overlay:
+    """Fig 4.2: mean test accuracy against test BER ``p`` for each training BER ``p_t``."""
+    curves = []
+    xs = ds.p.values
+    keep = xs > 0
+    colors = hv.Cycle.default_cycles["default_colors"]
+    for i, pt in enumerate(ds.p_train.values):
+        mean = ds.accuracy_mean.sel(p_train=pt).values[keep]
+        width = 2 if (p_train is None or not np.isclose(pt, p_train)) else 5
+        label = f"p_t = {pt:g}"
+        curves.append(hv.Curve((xs[keep], mean), hv.Dimension("p", label="test BER p"),
+                               hv.Dimension("accuracy", label="mean test accuracy"), label=label)
+                      .opts(color=colors[i % len(colors)], line_width=width, tools=["hover"]))
+        curves.append(hv.Scatter((xs[keep], mean), "p", "accuracy", label=label).opts(color=colors[i % len(colors)], size=5))
+    over = hv.Overlay(curves)
+    if p is not None and p > 0:
+        over = over * hv.VLine(float(p)).opts(color=CURRENT, line_width=2)
+    return over.opts(logx=True, ylim=(0, 1.02), responsive=True, min_height=340, legend_position="bottom_left",
+                     title="accuracy vs test BER, one curve per training BER (Fig 4.2)")
+
+
+def sensitivity_plot(ds: xr.Dataset) -> hv.Overlay:
+    """Fig 4.3: accuracy with all layers at ``base_p`` and one layer at ``high_p``, one box per layer."""
+    acc = ds.accuracy.transpose("layer", ...).values.reshape(ds.sizes["layer"], -1)
+    layers = [str(l) for l in ds.layer.values]
+    data = {"layer": np.repeat(layers, acc.shape[1]), "accuracy": acc.ravel()}
+    box = hv.BoxWhisker(data, "layer", hv.Dimension("accuracy", label="test accuracy")).opts(
+        box_fill_color=ACCENT, box_alpha=0.4, xrotation=45)
+    base = float(np.nanmean(ds.baseline.values)) if "baseline" in ds else np.nan
+    over = box
+    if np.isfinite(base):
+        over = over * hv.HLine(base).opts(color=CLEAN, line_dash="dashed", line_width=2)
+    return over.opts(ylim=(0, 1.02), responsive=True, min_height=320,
+                     title=f"one layer at p = {ds.attrs.get('high_p', 0.5):g}, the others at p = {ds.attrs.get('base_p', 0.01):g} (Fig 4.3)")
+
+
+def param_count_bars(counts: dict[str, int] | xr.DataArray) -> hv.Bars:
+    """Fig 4.1: number of weights per layer."""
+    if isinstance(counts, xr.DataArray):
+        counts = dict(zip([str(l) for l in counts.layer.values], counts.values.tolist()))
+    return hv.Bars((list(counts), list(counts.values())), "layer", hv.Dimension("count", label="weights")).opts(
+        color="#7f7f7f", xrotation=45, responsive=True, min_height=220, logy=False, tools=["hover"],
+        title="weights per layer (Fig 4.1)")
+
+
+def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
+    """Fig 4.4: mean accuracy against normalised memory energy for each method (log energy)."""
+    layers = []
+    for method, (label, color, marker) in METHOD_STYLE.items():
+        sel = ds.where(ds.method == method, drop=True)
+        if not sel.point.size:
+            continue
+        order = np.argsort(sel.energy.values)
+        e, a = sel.energy.values[order], sel.accuracy_mean.values[order]
+        pts = {"energy": e, "accuracy": a, "value": sel.value.values[order], "point": sel.point.values[order].astype(int)}
+        layers.append(hv.Curve((e, a), hv.Dimension("energy", label="memory energy ÷ reliable 16-bit"),
+                               hv.Dimension("accuracy", label="mean test accuracy"), label=label).opts(color=color, alpha=0.6))
+        layers.append(hv.Scatter(pts, "energy", ["accuracy", "value", "point"], label=label).opts(
+            color=color, marker=marker, size=10, tools=["hover", "tap"]))
+    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom_right",
+                                    title="accuracy vs memory energy (Fig 4.4) — click a point")
+
+
+def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") -> hv.Bars:
+    names = list(p)
+    vals = [max(float(p[n]), 1e-6) for n in names]
+    return hv.Bars((names, vals), "layer", hv.Dimension("p", label="bit error rate p")).opts(
+        color=ACCENT, logy=True, ylim=(1e-5, 1), xrotation=45, responsive=True, min_height=260, tools=["hover"], title=title)
+
+
+def lanmax_trajectory_plot(traj: xr.Dataset | dict) -> hv.Overlay:
+    """Per-layer ``p`` after each epoch of a LaNMax run (streamed live during a run)."""
+    if isinstance(traj, xr.Dataset):
+        epochs = traj.epoch.values
+        series = {str(l): traj.p.sel(layer=l).values for l in traj.layer.values}
+    else:
+        epochs = np.arange(1, len(next(iter(traj.values()), [])) + 1)
+        series = traj
+    colors = hv.Cycle.default_cycles["default_colors"]
+    curves = [hv.Curve((epochs, np.maximum(np.asarray(v, float), 1e-6)), hv.Dimension("epoch"),
+                       hv.Dimension("p", label="bit error rate p"), label=name).opts(color=colors[i % len(colors)], line_width=2)
+              for i, (name, v) in enumerate(series.items())]
+    if not curves:
+        curves = [hv.Curve([], "epoch", "p")]
+    return hv.Overlay(curves).opts(logy=True, responsive=True, min_height=280, legend_position="right",
+                                   title="LaNMax: learned p per layer by epoch")
+
+
+def spectra_plot(ds: xr.Dataset, layer: str) -> hv.Layout:
+    """Fig 4.6–4.7: top singular values of a layer's unfolding per training BER, and their
+    relative change against the smallest training BER."""
+    sv = ds.singular_value.sel(layer=layer).mean("seed")
+    colors = hv.Cycle.default_cycles["default_colors"]
+    rank = sv["rank"].values
+    left = hv.Overlay([hv.Curve((rank, sv.sel(p_train=pt).values), hv.Dimension("rank"),
+                                hv.Dimension("sv", label="singular value"), label=f"p_t = {pt:g}")
+                       .opts(color=colors[i % len(colors)], line_width=2)
+                       for i, pt in enumerate(sv.p_train.values)]).opts(
+        responsive=True, min_height=300, legend_position="top_right", title=f"top singular values, {layer}")
+    rc = ds.relative_change.sel(layer=layer)
+    right = hv.Overlay([hv.Curve((rank, rc.sel(p_train=pt).values), hv.Dimension("rank"),
+                                 hv.Dimension("rc", label="relative change"), label=f"p_t = {pt:g}")
+                        .opts(color=colors[i % len(colors)], line_width=2)
+                        for i, pt in enumerate(rc.p_train.values)]).opts(
+        responsive=True, min_height=300, legend_position="top_right", title="relative change vs the smallest p_t (Fig 4.8)")
+    return (left + right).cols(2)

@@ -1,0 +1,211 @@
+"""The "Under-volted SRAM" page: uniform BER, layer sensitivity, per-layer p and LaNMax,
+energy–accuracy, weight spectra (thesis ch. 4)."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+
+from ..plots.sram import (energy_accuracy_plot, lanmax_trajectory_plot, layer_p_bars, param_count_bars,
+                          sensitivity_plot, spectra_plot, uniform_ber_plot)
+from .explorer import P_CHOICES
+from .sram_explorer import REGENERATE, SRAMExplorer
+
+TEXT = {
+    "uniform": ("**Uniform BER (Fig 4.2).** BinaryConnect networks trained with every weight read through a binary "
+                "symmetric channel at BER *p_t*, tested over a range of BERs *p* (mean over seeds and Monte-Carlo "
+                "draws). A network is most accurate near the BER it was trained at."),
+    "sensitivity": ("**Layer sensitivity (Fig 4.1, 4.3).** Every layer at the base BER, one layer at *p = 0.5*: the box "
+                    "shows the accuracy over seeds and draws. Some layers (often the first) cannot tolerate noise, "
+                    "others barely notice it — the opportunity LaNMax exploits. The dashed line is the base accuracy."),
+    "editor": ("**Per-layer BER.** Type a BER for any layer: the memory energy (eq 3.30, ÷ the network stored "
+               "reliably in 16 bits) updates as you type. A LaNMax run (Algorithm 1) learns these values: each "
+               "epoch it perturbs *p* per layer, regresses the loss on the perturbation, and steps *p* along the "
+               "normalised slope; larger α trades accuracy for energy."),
+    "energy": ("**Energy vs accuracy (Fig 4.4).** Full precision and noiseless BinaryConnect nets of several widths, "
+               "BinaryConnect at a uniform BER, and LaNMax over α. Click a point to see its per-layer BER."),
+    "spectra": ("**Weight spectra (Fig 4.6–4.8).** Top singular values of the mode-0 unfolding of a layer's weights, "
+                "for nets trained at each *p_t*, and their change relative to the smallest *p_t*."),
+}
+
+
+class SRAMPage(pn.viewable.Viewer):
+    """Under-volted SRAM and LaNMax."""
+
+    explorer = param.ClassSelector(class_=SRAMExplorer)
+    title = "Under-volted SRAM"
+
+    def __init__(self, **params):
+        fresh = "explorer" not in params
+        if fresh:
+            params["explorer"] = SRAMExplorer(autorun=False)
+        super().__init__(**params)
+        ex = self.explorer
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            ex.dispatch = lambda fn: doc.add_next_tick_callback(fn)
+        self._p_train = pn.widgets.DiscreteSlider.from_param(ex.param.p_train, name="training BER p_t")
+        self._p = pn.widgets.DiscreteSlider(name="test BER p (log scale)", options=P_CHOICES[1:], value=0.01, formatter="%.0e")
+        self._p.param.watch(lambda e: setattr(ex, "p", e.new), "value_throttled")
+        self._inputs = {}
+        for layer, value in ex.layer_p.items():
+            w = pn.widgets.TextInput(name=f"p of {layer}", value=f"{value:g}", width=140)
+            w.param.watch(lambda e, layer=layer: self._typed(layer, e.new), "value_input")
+            self._inputs[layer] = w
+        ex.param.watch(self._sync_inputs, "layer_p")
+        self._edit_error = pn.pane.Alert("", alert_type="warning", visible=False)
+        self._alpha = pn.widgets.FloatInput.from_param(ex.param.alpha, name="α (energy weight)", step=0.01, start=0.0, end=10.0)
+        self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, name="epochs")
+        self._run = pn.widgets.Button.from_param(ex.param.run_lanmax, name="Run LaNMax", button_type="success")
+        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
+        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width", visible=False)
+        ex.param.watch(self._running, ["running", "progress"])
+        self._running()
+        self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, name="layer")
+        if pn.state.location is not None:
+            pn.state.location.sync(ex, {"p_train": "p_t", "alpha": "alpha", "spectra_layer": "layer"})
+        if fresh:
+            ex.load()
+
+    # ---------------------------------------------------------------- editor
+    def _typed(self, layer: str, text: str) -> None:
+        try:
+            self.explorer.set_layer_p(layer, float(text))
+        except ValueError as exc:
+            self._edit_error.object = f"{layer}: {text!r} is not a valid BER — {exc}"
+            self._edit_error.visible = True
+            return
+        self._edit_error.visible = False
+
+    def _sync_inputs(self, event) -> None:
+        for layer, value in event.new.items():
+            w = self._inputs.get(layer)
+            if w is not None:
+                try:
+                    same = float(w.value_input or w.value) == value
+                except ValueError:
+                    same = False
+                if not same:
+                    w.value = f"{value:g}"
+
+    def _running(self, *_):
+        ex = self.explorer
+        self._run.disabled = ex.running
+        self._cancel.disabled = not ex.running
+        self._progress.visible = ex.running
+        self._progress.value = ex.progress
+
+    # ---------------------------------------------------------------- views
+    @param.depends("explorer.uniform", "explorer.p_train", "explorer.p")
+    def _uniform(self):
+        ds = self.explorer.uniform
+        if ds is None:
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the uniform-BER study…")
+        return pn.pane.HoloViews(uniform_ber_plot(ds, self.explorer.p_train, self.explorer.p), linked_axes=False,
+                                 sizing_mode="stretch_width")
+
+    @param.depends("explorer.sensitivity")
+    def _sensitivity(self):
+        ds = self.explorer.sensitivity
+        if ds is None:
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the sensitivity study…")
+        return pn.Column(pn.pane.HoloViews(sensitivity_plot(ds), linked_axes=False, sizing_mode="stretch_width"),
+                         pn.pane.HoloViews(param_count_bars(ds.param_count), linked_axes=False, sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")
+
+    @param.depends("explorer.layer_p")
+    def _energy_readout(self):
+        return pn.indicators.Number(name="memory energy ÷ reliable 16-bit", value=self.explorer.edited_energy(),
+                                    format="{value:.4f}", font_size="28pt", title_size="11pt")
+
+    @param.depends("explorer.layer_p")
+    def _edited_bars(self):
+        return pn.pane.HoloViews(layer_p_bars(self.explorer.layer_p, "edited BER per layer"), linked_axes=False,
+                                 sizing_mode="stretch_width")
+
+    @param.depends("explorer.lanmax_p")
+    def _trajectory(self):
+        return pn.pane.HoloViews(lanmax_trajectory_plot(self.explorer.lanmax_p), linked_axes=False, sizing_mode="stretch_width")
+
+    @param.depends("explorer.energy")
+    def _energy_plot(self):
+        ds = self.explorer.energy
+        if ds is None:
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the energy–accuracy study…")
+        plot = energy_accuracy_plot(ds)
+        tap = hv.streams.Tap(source=plot, x=None, y=None)
+        tap.add_subscriber(lambda x, y: self._pick(x, y))
+        ratios = self.explorer.ratios()
+        text = ""
+        if ratios:
+            text = (f"At equal accuracy ({ratios['target_accuracy']:.3f}) LaNMax needs "
+                    f"{ratios.get('ratio_vs_bc_uniform', float('nan')):.2f}× less memory energy than a uniform BER and "
+                    f"{ratios.get('ratio_vs_bc', float('nan')):.2f}× less than noiseless BinaryConnect "
+                    f"(thesis, CIFAR-10: 2.4× and 3.3×).")
+        return pn.Column(pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width"), pn.pane.Markdown(text),
+                         sizing_mode="stretch_width")
+
+    def _pick(self, x, y):
+        ds = self.explorer.energy
+        if x is None or y is None or ds is None or x <= 0:
+            return
+        d = (np.log10(ds.energy.values) - np.log10(x)) ** 2 / 0.25 + (ds.accuracy_mean.values - y) ** 2 / 0.01
+        self.explorer.selected = int(np.argmin(d))
+
+    @param.depends("explorer.selected", "explorer.energy")
+    def _details(self):
+        info = self.explorer.point_details()
+        if info is None:
+            return pn.pane.Markdown("*Click a network on the plot to see its per-layer BER.*")
+        head = (f"**{info['method']}** ({'width' if info['method'] in ('fp16', 'bc') else 'p' if info['method'] == 'bc_uniform' else 'α'}"
+                f" = {info['value']:g}): accuracy {info['accuracy']:.3f}, energy {info['energy']:.4f}, ρ = {info['rho']:.2f}")
+        return pn.Column(pn.pane.Markdown(head), pn.pane.HoloViews(layer_p_bars(info["p"]), linked_axes=False,
+                                                                   sizing_mode="stretch_width"), sizing_mode="stretch_width")
+
+    @param.depends("explorer.spectra", "explorer.spectra_layer")
+    def _spectra(self):
+        ds = self.explorer.spectra
+        if ds is None:
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the spectra…")
+        from ..analysis.spectra import spectra_ttest
+        layer = self.explorer.spectra_layer
+        pts = ds.p_train.values
+        lines = []
+        for rank in (0, 1):
+            try:
+                t = spectra_ttest(ds, layer, rank, float(pts[0]), float(pts[-1]))
+                lines.append(f"λ{rank + 1}: Welch t = {t['t']:.2f}, p-value = {t['p_value']:.3g} "
+                             f"(p_t = {pts[0]:g} vs {pts[-1]:g})")
+            except Exception as exc:  # too few seeds for a test
+                lines.append(f"λ{rank + 1}: no test ({exc})")
+        return pn.Column(pn.pane.HoloViews(spectra_plot(ds, layer), linked_axes=False, sizing_mode="stretch_width"),
+                         pn.pane.Markdown("  \n".join(lines)), sizing_mode="stretch_width")
+
+    @param.depends("explorer.status", "explorer.error")
+    def _status(self):
+        ex = self.explorer
+        items = [pn.pane.Markdown(f"**Status:** {ex.status or 'ready'}")]
+        if ex.error:
+            items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
+        return pn.Column(*items, sizing_mode="stretch_width")
+
+    def __panel__(self):
+        editor = pn.Column(*self._inputs.values(), self._edit_error, width=200)
+        lanmax = pn.Column("#### LaNMax", self._alpha, self._epochs, pn.Row(self._run, self._cancel), self._progress, width=260)
+        tabs = pn.Tabs(
+            ("Uniform BER", pn.Column(pn.Row(self._p_train, self._p), self._uniform, pn.pane.Markdown(TEXT["uniform"]),
+                                      sizing_mode="stretch_width")),
+            ("Layer sensitivity", pn.Column(self._sensitivity, pn.pane.Markdown(TEXT["sensitivity"]), sizing_mode="stretch_width")),
+            ("Per-layer p & LaNMax", pn.Column(pn.Row(editor, pn.Column(self._energy_readout, self._edited_bars,
+                                                                         sizing_mode="stretch_width"), lanmax,
+                                                      sizing_mode="stretch_width"),
+                                               self._trajectory, pn.pane.Markdown(TEXT["editor"]), sizing_mode="stretch_width")),
+            ("Energy vs accuracy", pn.Column(pn.Row(self._energy_plot, self._details, sizing_mode="stretch_width"),
+                                             pn.pane.Markdown(TEXT["energy"]), sizing_mode="stretch_width")),
+            ("Spectra", pn.Column(self._layer, self._spectra, pn.pane.Markdown(TEXT["spectra"]), sizing_mode="stretch_width")),
+            dynamic=True, sizing_mode="stretch_width")
+        foot = pn.pane.Markdown(f"<small>Opens on results shipped in <code>data/store</code>; regenerate them with "
+                                f"<code>{REGENERATE}</code>.</small>")
+        return pn.Column(self._status, tabs, foot, sizing_mode="stretch_width")

@@ -1,0 +1,161 @@
+"""State of the "Under-volted SRAM" page (thesis ch. 4); no Panel here.
+
+It opens on the results of ``specs/sram_digits.json`` (shipped in ``data/store``), lets the user
+edit one BER per layer with an instant energy readout (eq 3.30), launch a LaNMax run whose
+per-layer ``p`` streams in epoch by epoch, and inspect any network of the energy–accuracy plot.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from typing import Any, Callable
+
+import param
+import xarray as xr
+
+from ..experiments import Store, param_counts
+from ..experiments.sram import bc_config, energy_of, energy_ratios
+from ..experiments.sweep import SRAM_SPEC, load_spec, run_experiment
+from ..hardware import SRAMMemory
+from .tasks import TaskRunner
+
+REGENERATE = "workbench sweep specs/sram_digits.json --cache-dir data/store"
+
+
+class SRAMExplorer(param.Parameterized):
+    """Knobs and results of the ch. 4 page."""
+
+    p_train = param.Selector(default=0.01, objects=[0.01], doc="training BER p_t highlighted in the uniform study")
+    p = param.Number(0.01, bounds=(0.0, 0.5), doc="test BER p marked on the uniform study")
+    spectra_layer = param.Selector(default=None, objects=[], doc="layer whose weight spectrum is shown")
+    layer_p = param.Dict(default={}, doc="per-layer BER being edited (layer → p)")
+    alpha = param.Number(0.01, bounds=(0.0, 10.0), doc="LaNMax energy weight α (eq 4.5)")
+    epochs = param.Integer(20, bounds=(2, 500), doc="epochs of a LaNMax run")
+    seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of a LaNMax run")
+    selected = param.Integer(default=None, allow_None=True, doc="point of the energy–accuracy plot shown in detail")
+
+    run_lanmax = param.Event(doc="start a LaNMax run with α")
+    cancel = param.Event(doc="cancel the LaNMax run")
+
+    uniform = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    sensitivity = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    energy = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    spectra = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    lanmax_p = param.Dict(default={}, precedence=-1, doc="per-layer p trajectory of the live run (layer → list)")
+    lanmax_loss = param.List(default=[], precedence=-1)
+    lanmax_result = param.Dict(default=None, allow_None=True, precedence=-1)
+    running = param.Boolean(False, precedence=-1)
+    progress = param.Integer(0, bounds=(0, 100), precedence=-1)
+    status = param.String("", precedence=-1)
+    error = param.String("", precedence=-1)
+
+    def __init__(self, store: Store | None = None, spec_path=SRAM_SPEC, device: str = "auto", autorun: bool = True, **params):
+        super().__init__(**params)
+        self.store = store or Store()
+        self.device = device
+        self.spec = load_spec(spec_path)
+        self.runner = TaskRunner()
+        self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
+        self.counts = param_counts(bc_config())
+        self.reference_weights = sum(param_counts(bc_config()).values())
+        layers = list(self.counts)
+        self.layer_p = {k: 0.01 for k in layers}
+        self.param.spectra_layer.objects = layers
+        self.spectra_layer = layers[0]
+        grid = self.spec["experiments"]["uniform_ber"]["p_train"]
+        self.param.p_train.objects = grid
+        if autorun:
+            self.load()
+
+    def _set(self, **values) -> None:
+        self.dispatch(partial(self.param.update, **values))
+
+    def _fail(self, message: str) -> None:
+        self._set(error=message, running=False, status="failed — earlier results kept")
+
+    # ------------------------------------------------------------------ results of the spec
+    def load(self) -> None:
+        """Load (or compute, in the background) every experiment of the spec."""
+        for name, target in (("uniform_ber", "uniform"), ("sensitivity", "sensitivity"), ("energy_accuracy", "energy"),
+                             ("spectra", "spectra")):
+            params = self.spec["experiments"][name]
+
+            def job(cancel, name=name, params=params):
+                return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
+
+            self.runner.submit(name, job, lambda ds, target=target: self._set(**{target: ds}), self._fail)
+
+    # ------------------------------------------------------------------ per-layer editor
+    def set_layer_p(self, layer: str, value: float) -> None:
+        """Edit one layer's BER (validated like every SRAM knob)."""
+        if layer not in self.counts:
+            raise KeyError(f"layer={layer!r} is not a layer of this network; layers: {list(self.counts)}")
+        SRAMMemory(p=value)      # raises a ValueError naming p and its range when out of bounds
+        self.layer_p = {**self.layer_p, layer: float(value)}
+
+    def edited_energy(self) -> float:
+        """Normalised memory energy (eq 3.30) of the BinaryConnect net at the edited per-layer p."""
+        return energy_of(self.layer_p, self.counts, 1, self.reference_weights)
+
+    # ------------------------------------------------------------------ energy–accuracy details
+    def point_details(self) -> dict[str, Any] | None:
+        ds = self.energy
+        if ds is None or self.selected is None or not (0 <= self.selected < ds.sizes["point"]):
+            return None
+        pt = ds.isel(point=self.selected)
+        return {"method": str(pt.method.values), "value": float(pt.value), "energy": float(pt.energy),
+                "accuracy": float(pt.accuracy_mean), "rho": float(pt.rho),
+                "p": {str(l): float(v) for l, v in zip(ds.layer.values, pt.p_layer.values)}}
+
+    def ratios(self) -> dict[str, float]:
+        return energy_ratios(self.energy) if self.energy is not None else {}
+
+    # ------------------------------------------------------------------ LaNMax runs
+    @param.depends("run_lanmax", watch=True)
+    def _run(self):
+        from ..experiments.sram import evaluate_lanmax, lanmax_run
+        cfg = bc_config(0.0, self.seed, epochs=self.epochs)
+        lanmax = {"alpha": self.alpha}
+        self.param.update(running=True, progress=0, lanmax_p={}, lanmax_loss=[], error="",
+                          status=f"LaNMax run, α = {self.alpha:g}, {self.epochs} epochs…")
+        traj: dict[str, list[float]] = {}
+        losses: list[float] = []
+        layers = list(self.counts)
+
+        def progress(info):
+            for name, v in zip(layers, info["p"]):
+                traj.setdefault(name, []).append(float(v))
+            losses.append(float(info["loss"]))
+            self._set(lanmax_p={k: list(v) for k, v in traj.items()}, lanmax_loss=list(losses),
+                      progress=int(100 * info["epoch"] / info["epochs"]))
+
+        def job(cancel: threading.Event):
+            model, p, trajectory = lanmax_run(cfg, lanmax, store=self.store, device=self.device, progress=progress, cancel=cancel)
+            ev = evaluate_lanmax(cfg, lanmax, draws=10, store=self.store, device=self.device, cancel=cancel)
+            return p, trajectory, ev
+
+        def done(result):
+            p, trajectory, ev = result
+            full = {str(l): trajectory.p.sel(layer=l).values.tolist() for l in trajectory.layer.values}
+            self._set(running=False, progress=100, lanmax_p=full, layer_p=dict(p),
+                      lanmax_result={"p": p, "accuracy": ev.attrs["accuracy_mean"], "energy": float(ev.energy),
+                                     "alpha": lanmax["alpha"]},
+                      status=f"LaNMax α = {lanmax['alpha']:g}: accuracy {ev.attrs['accuracy_mean']:.3f} at energy "
+                             f"{float(ev.energy):.4f} (its learned p is now in the per-layer editor)")
+
+        def cancelled():
+            self._set(running=False, progress=0, status="LaNMax run cancelled")
+
+        self.runner.submit("lanmax", job, done, self._fail, cancelled)
+
+    @param.depends("cancel", watch=True)
+    def _cancel(self):
+        self.runner.cancel("lanmax")
+
+    def wait(self, timeout: float = 600.0, kinds=("uniform_ber", "sensitivity", "energy_accuracy", "spectra", "lanmax")):
+        for k in kinds:
+            self.runner.wait(k, timeout)
+
+
+__all__ = ["REGENERATE", "SRAMExplorer"]
