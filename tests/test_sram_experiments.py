@@ -1,0 +1,89 @@
+"""Chapter 4 experiments: energy bookkeeping, Pareto interpolation, the uniform-BER study, sweeps,
+and the WRN-28-10 thesis preset for one tiny step on generated data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.datasets import DataBundle
+from workbench.experiments import Store, preset_config
+from workbench.experiments.sram import bc_config, energy_of, energy_ratios, pareto_energy_at, sram_map, uniform_ber_study
+from workbench.experiments.sweep import load_spec, run_experiment
+from workbench.hardware import KnobError
+from workbench.hardware.sram import eta
+from workbench.training import train
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+def test_energy_of_matches_eq_3_30_by_hand():
+    counts = {"a": 100, "b": 300}
+    e = energy_of({"a": 1e-2, "b": 0.0}, counts, bits=1, reference_weights=400)
+    assert e == pytest.approx((eta(1e-2) * 100 + 1.0 * 300) / (16 * 400))
+    assert energy_of(0.0, counts, bits=16, reference_weights=400) == pytest.approx(1.0)
+
+
+def test_pareto_energy_interpolates_on_the_front():
+    energy = np.array([1.0, 2.0, 3.0, 2.5])
+    acc = np.array([0.5, 0.8, 0.9, 0.7])          # (2.5, 0.7) is dominated by (2.0, 0.8)
+    assert pareto_energy_at(energy, acc, 0.65) == pytest.approx(1.0 + (0.65 - 0.5) / 0.3)
+    assert pareto_energy_at(energy, acc, 0.9) == pytest.approx(3.0)
+    assert np.isnan(pareto_energy_at(energy, acc, 0.95))
+
+
+def test_energy_ratios_from_a_synthetic_comparison():
+    import xarray as xr
+    ds = xr.Dataset({"energy": ("point", [0.01, 0.02, 0.04, 0.08, 0.03, 0.06]),
+                     "accuracy_mean": ("point", [0.90, 0.95, 0.90, 0.95, 0.90, 0.95])},
+                    coords={"method": ("point", ["lanmax", "lanmax", "bc_uniform", "bc_uniform", "bc", "bc"])})
+    r = energy_ratios(ds, target=0.95)
+    assert r["ratio_vs_bc_uniform"] == pytest.approx(4.0) and r["ratio_vs_bc"] == pytest.approx(3.0)
+
+
+def test_uniform_study_dims_and_cache(tmp_path):
+    store = Store(tmp_path, read_only=[])
+    ds = uniform_ber_study([0.0, 0.05], [0.0, 0.5], seeds=(0,), draws=3, store=store, device="cpu", epochs=2)
+    assert ds.accuracy.dims == ("p_train", "p", "seed", "draw") and ds.accuracy.shape == (2, 2, 1, 3)
+    for v in ds.data_vars.values():
+        assert v.attrs["long_name"] and "units" in v.attrs
+    assert np.all(ds.accuracy.sel(p=0.5).values < 0.35)           # p = 0.5 is chance level
+    assert float(ds.accuracy_mean.sel(p_train=0.0, p=0.0)) > 0.5
+    with pytest.raises(KnobError, match="p_test"):
+        uniform_ber_study([0.0], [0.7], store=store)
+
+
+def test_sweep_spec_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"experiments": {"nope": {}}}))
+    with pytest.raises(KnobError, match="nope"):
+        load_spec(bad)
+    bad.write_text("{not json")
+    with pytest.raises(KnobError, match="not valid JSON"):
+        load_spec(bad)
+    assert set(load_spec()["experiments"]) == {"uniform_ber", "sensitivity", "energy_accuracy", "spectra"}
+    with pytest.raises(KnobError, match="experiment"):
+        run_experiment("nope", {}, Store(tmp_path, read_only=[]))
+
+
+def test_sram_map_shapes():
+    m = sram_map({"features.0": 0.1})
+    assert m["default"]["p"] == 0.0 and m["overrides"]["features.0"]["p"] == 0.1
+    assert bc_config(0.01).train_memory["default"]["p"] == 0.01 and bc_config(0.0).train_memory is None
+
+
+def test_wrn28_10_thesis_preset_one_tiny_step():
+    cfg = preset_config("wrn28-10-bc-cifar10", epochs=1, batch_size=4)
+    assert (cfg.model, cfg.depth, cfg.k, cfg.binary, cfg.lr, cfg.schedule, cfg.step_every, cfg.augment) == \
+        ("wrn", 28, 10.0, True, 0.1, "step", 60, True)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)
+    data = DataBundle("generated", torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y), 10, 3, 32)
+    res = train(cfg, data, device="cpu")
+    assert len(res.history["loss"]) == 1 and np.isfinite(res.history["loss"][0])
+    convs = [m for m in res.model.modules() if hasattr(m, "binary")]
+    assert len(convs) == 29 and all(m.binary for m in convs)
+    assert all(float(m.weight.abs().max()) <= 1.0 for m in convs)      # BinaryConnect latent clipping
