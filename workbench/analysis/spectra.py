@@ -209,7 +209,8 @@ def spectra_dataset(models: Mapping[tuple[float, int], nn.Module], layer: str | 
         layers = noisy_layers(model)
         missing = [n for n in names if n not in layers]
         if missing:
-            raise KnobError(f"model (p_train={p_t}, seed={seed}) lacks layer(s) {missing}; valid layers: {', '.join(layers)}")
+            raise KnobError(f"model (p_train={p_t}, seed={seed}) lacks layer(s) {missing}; "
+                            f"valid layers: {', '.join(layers)}")
         for j, name in enumerate(names):
             w = layers[name].weight
             _check_mode(mode, w.dim(), f"layer {name!r} (weight of shape {tuple(w.shape)})")
@@ -218,9 +219,10 @@ def spectra_dataset(models: Mapping[tuple[float, int], nn.Module], layer: str | 
             rows[j] = w.shape[mode]
             cols[j] = w.numel() // max(w.shape[mode], 1)
     ds = xr.Dataset(coords={
-        "p_train": ("p_train", np.asarray(p_values, dtype=float), {"long_name": "training bit error rate p_t", "units": "1"}),
+        "p_train": ("p_train", np.asarray(p_values, dtype=float),
+                    {"long_name": "training bit error rate p_t", "units": "1"}),
         "seed": ("seed", np.asarray(seeds, dtype=int), {"long_name": "training seed", "units": "1"}),
-        "layer": ("layer", np.asarray(names, dtype=object), {"long_name": "layer", "units": ""}),
+        "layer": ("layer", np.asarray(names, dtype=str), {"long_name": "layer", "units": ""}),
         "rank": ("rank", np.arange(1, int(k) + 1), {"long_name": "singular value index i (1 = largest)", "units": "1"}),
     })
     ds["singular_value"] = (("p_train", "seed", "layer", "rank"), sv,
