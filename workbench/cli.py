@@ -24,9 +24,9 @@ def _store(args):
     return Store(args.cache_dir) if args.cache_dir else Store()
 
 
-def _config(args, technology: str | None = None):
+def _config(args, technology: str | None = None, default: str | None = None):
     from .experiments import PRESET_FOR_TECHNOLOGY, preset_config
-    preset = args.preset or PRESET_FOR_TECHNOLOGY.get(technology or "ideal")
+    preset = args.preset or default or PRESET_FOR_TECHNOLOGY.get(technology or "ideal")
     overrides = dict(parse_assignment(s) for s in (args.set or []))
     cfg = preset_config(preset, **overrides)
     if getattr(args, "download", False):
@@ -136,7 +136,7 @@ def cmd_sweep(args) -> dict:
 def cmd_lanmax(args) -> dict:
     """Train one network with LaNMax (Algorithm 1) and report the learned per-layer BER."""
     from .experiments.sram import evaluate_lanmax, lanmax_run
-    preset, cfg = _config(args, "sram")
+    preset, cfg = _config(args, default="digits-wrn-bc")
     lanmax = dict(parse_assignment(s) for s in (args.lanmax or []))
     if args.alpha is not None:
         lanmax["alpha"] = args.alpha
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(sp):
-        sp.add_argument("--preset", help="training preset (digits-cnn, digits-bc)")
+        sp.add_argument("--preset", help="training preset (digits-cnn, digits-bc, digits-wrn, digits-wrn-bc, wrn28-10-bc-cifar10)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training knob, e.g. epochs=5")
 
     t = sub.add_parser("train", parents=[common], help="train (or load from cache) a network")

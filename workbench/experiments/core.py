@@ -24,6 +24,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "digits-cnn": {"dataset": "digits", "model": "small_cnn", "epochs": 20, "batch_size": 64, "lr": 0.05},
     "digits-bc": {"dataset": "digits", "model": "small_cnn", "binary": True, "epochs": 20, "batch_size": 64, "lr": 0.05},
 }
+# Chapter 4 on digits: the thesis' WideResNet family at its smallest (WRN-10-1). A plain
+# feed-forward net has no path around a layer, so at p = 0.5 every layer is fatal; residual
+# connections are what make most layers robust (Fig 4.3), hence this family for the SRAM study.
+PRESETS["digits-wrn-bc"] = {"dataset": "digits", "model": "wrn", "depth": 10, "k": 1.0, "binary": True, "epochs": 20,
+                            "batch_size": 64, "lr": 0.05}
+PRESETS["digits-wrn"] = {**PRESETS["digits-wrn-bc"], "binary": False}
 PRESETS["wrn28-10-bc-cifar10"] = {
     # thesis §4.2: WideResNet-28-10 BinaryConnect on CIFAR-10, SGD Nesterov, lr 0.1 ÷10 every 60
     # epochs, weight decay 5e-4, batch 128, 200 epochs, random crop + flip (a GPU run)

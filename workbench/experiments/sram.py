@@ -30,9 +30,10 @@ def sram_map(p: float | dict[str, float], bits: int = 1) -> dict[str, Any]:
 
 
 def bc_config(p_train: float = 0.0, seed: int = 0, width: float = 1.0, **overrides) -> TrainConfig:
-    """The BinaryConnect digits net trained with a uniform BSC at ``p_train`` (hardware-aware)."""
+    """The chapter-4 BinaryConnect digits net (``digits-wrn-bc``, WRN-10-1) trained with a uniform
+    BSC at ``p_train`` (hardware-aware)."""
     mem = sram_map(p_train) if p_train > 0 else None
-    return preset_config("digits-bc", seed=seed, width=width, train_memory=mem, **overrides)
+    return preset_config("digits-wrn-bc", seed=seed, width=width, train_memory=mem, **overrides)
 
 
 def _check_grid(name: str, values: Sequence[float]) -> list[float]:
@@ -186,7 +187,7 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
     """
     store = store or Store()
     _check_grid("p_uniform", p_uniform)
-    ref_counts = param_counts(preset_config("digits-cnn"))
+    ref_counts = param_counts(preset_config("digits-wrn"))
     ref_weights = sum(ref_counts.values())
     layers = list(ref_counts)
     rows: list[dict[str, Any]] = []
@@ -196,7 +197,7 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
                                           + [("lanmax", a, s) for a in alphas for s in seeds])
     for n, (method, value, seed) in enumerate(jobs):
         if method == "fp16":
-            cfg = preset_config("digits-cnn", width=value, seed=seed)
+            cfg = preset_config("digits-wrn", width=value, seed=seed)
             ds = evaluate(cfg, {"default": {"technology": "ideal"}, "overrides": {}}, draws=1, seed=seed, store=store, device=device, cancel=cancel)
             p_layers, bits = {k: 0.0 for k in layers}, 16
         elif method == "bc":
