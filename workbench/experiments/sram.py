@@ -169,7 +169,7 @@ def evaluate_lanmax(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, d
     return store.get_or_compute("evaluate-lanmax", spec, compute)
 
 
-ALPHAS = [0.1, 0.05, 0.03, 0.02, 0.01, 0.001, 0.0]
+ALPHAS = [0.1, 0.05, 0.03, 0.02, 0.01, 0.001, 0.0]   # thesis (CIFAR-10); specs/sram_digits.json uses a wider grid
 WIDTHS = [0.25, 0.5, 1.0, 2.0]
 P_UNIFORM = [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 
