@@ -87,3 +87,28 @@ def test_wrn28_10_thesis_preset_one_tiny_step():
     convs = [m for m in res.model.modules() if hasattr(m, "binary")]
     assert len(convs) == 29 and all(m.binary for m in convs)
     assert all(float(m.weight.abs().max()) <= 1.0 for m in convs)      # BinaryConnect latent clipping
+
+
+def test_cli_sweep_and_lanmax_json(tmp_path):
+    from workbench.cli import main
+    import contextlib
+    import io
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps({"name": "tiny", "experiments": {
+        "uniform_ber": {"p_train": [0.0], "p_test": [0.0, 0.5], "seeds": [0], "draws": 2}}}))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["sweep", str(spec), "--cache-dir", str(tmp_path / "store"), "--json", "--device", "cpu"])
+    assert rc == 0
+    res = json.loads(out.getvalue())
+    assert res["experiments"]["uniform_ber"]["dims"] == {"p_train": 1, "p": 2, "seed": 1, "draw": 2}
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["lanmax", "--set", "epochs=2", "--set", "width=0.5", "--alpha", "1.0", "--draws", "2",
+                   "--cache-dir", str(tmp_path / "store"), "--json", "--device", "cpu"])
+    assert rc == 0
+    res = json.loads(out.getvalue())
+    assert set(res["p"]) and all(1e-4 <= v <= 0.5 for v in res["p"].values())
+    assert 0.0 <= res["accuracy_mean"] <= 1.0 and res["energy"] > 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["lanmax", "--alpha", "20", "--cache-dir", str(tmp_path / "store")]) == 2

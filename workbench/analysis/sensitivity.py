@@ -51,7 +51,7 @@ def _stream_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
 
 
-def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base_p: float = 0.01,
+def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, base_p: float | dict[str, float] = 0.01,
                       high_p: float = 0.5, draws: int = 10, seed: int = 0, bits: int = 1, device="auto",
                       progress: Callable[[dict], None] | None = None,
                       cancel: threading.Event | None = None) -> xr.Dataset:
@@ -70,8 +70,13 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
     ``progress`` gets ``{"step", "steps", "layer"}`` after each configuration; setting
     ``cancel`` raises :class:`~workbench.training.trainer.Cancelled`.
     """
-    base_p = _check_p("base_p", base_p)
+    per_layer = isinstance(base_p, dict)
+    if per_layer:   # a per-layer base (e.g. the BERs LaNMax learned): {layer: p}
+        base_p = {str(k): _check_p(f"base_p[{k!r}]", v) for k, v in base_p.items()}
+    else:
+        base_p = _check_p("base_p", base_p)
     high_p = _check_p("high_p", high_p)
+    base_text = "per layer" if per_layer else f"{base_p:g}"
     if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or not 1 <= draws <= 100_000:
         raise KnobError(f"draws={draws!r} is out of range: draws must be an integer in [1, 100000]")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -83,7 +88,15 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
     layers = list(noisy_layers(model))
     if not layers:
         raise KnobError("model has no noisy (conv/linear) layers to analyse")
-    base = make(SRAMMemory, p=base_p, bits=int(bits))
+    if per_layer:
+        unknown = set(base_p) - set(layers)
+        if unknown:
+            raise KnobError(f"base_p names layers the model does not have: {sorted(unknown)}")
+        base_map = {name: make(SRAMMemory, p=base_p.get(name, 0.0), bits=int(bits)) for name in layers}
+        base = make(SRAMMemory, p=0.0, bits=int(bits))
+    else:
+        base = make(SRAMMemory, p=base_p, bits=int(bits))
+        base_map = {}
     high = make(SRAMMemory, p=high_p, bits=int(bits))
     steps = len(layers) + 1
 
@@ -92,7 +105,7 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
             raise Cancelled(f"sensitivity analysis cancelled after {done}/{steps} configurations")
 
     check_cancel(0)
-    base_ds = mc_evaluate(model, x, y, MemoryMap(base), int(draws), seed=_stream_seed(seed, 0), device=device,
+    base_ds = mc_evaluate(model, x, y, MemoryMap(base, base_map), int(draws), seed=_stream_seed(seed, 0), device=device,
                           cancel=cancel)
     if progress is not None:
         progress({"step": 1, "steps": steps, "layer": None})
@@ -100,7 +113,7 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
     energy = np.empty(len(layers))
     for i, name in enumerate(layers):
         check_cancel(i + 1)
-        ds = mc_evaluate(model, x, y, MemoryMap(base, {name: high}), int(draws), seed=_stream_seed(seed, i + 1),
+        ds = mc_evaluate(model, x, y, MemoryMap(base, {**base_map, name: high}), int(draws), seed=_stream_seed(seed, i + 1),
                          device=device, cancel=cancel)
         acc[i] = ds["accuracy"].values
         energy[i] = float(ds["energy"])
@@ -113,13 +126,14 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
         "draw": ("draw", np.arange(int(draws)), {"long_name": "Monte-Carlo draw", "units": "1"}),
     })
     out["accuracy"] = (("layer", "draw"), acc,
-                       {"long_name": f"test accuracy, layer ℓ at p = {high_p:g}, others at p = {base_p:g}", "units": "1"})
+                       {"long_name": f"test accuracy, layer ℓ at p = {high_p:g}, others at p = {base_text}", "units": "1"})
     out["baseline"] = ("draw", base_ds["accuracy"].values.astype(float),
-                       {"long_name": f"test accuracy, every layer at p = {base_p:g}", "units": "1"})
+                       {"long_name": f"test accuracy, every layer at p = {base_text}", "units": "1"})
     out["param_count"] = ("layer", np.asarray([counts[n] for n in layers], dtype=np.int64),
                           {"long_name": "weights stored in memory", "units": "1"})
     out["energy"] = ("layer", energy, {"long_name": "memory energy (÷ reliable 16-bit)", "units": "1"})
-    out.attrs.update(base_p=base_p, high_p=high_p, bits=int(bits), draws=int(draws), seed=int(seed),
+    out.attrs.update(base_p=(float(np.median(list(base_p.values()))) if per_layer else base_p), base_p_kind=(
+        "per layer (median shown)" if per_layer else "uniform"), high_p=high_p, bits=int(bits), draws=int(draws), seed=int(seed),
                      n_test=int(len(y)), figure="thesis Fig 4.3 (§4.3.1)")
     return out
 

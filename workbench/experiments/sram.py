@@ -158,13 +158,14 @@ def evaluate_lanmax(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, d
 
     store = store or Store()
     model, p, traj = lanmax_run(cfg, lanmax, store=store, device=device, cancel=cancel)
-    spec = {"lanmax_key": traj.attrs["cache_key"], "draws": draws, "seed": seed}
+    spec = {"lanmax_key": traj.attrs["cache_key"], "draws": draws, "seed": seed, "layout": 2}
 
     def compute():
         x, y = test_tensors(cfg)
         ds = mc_evaluate(model, x, y, memory_map_from_dict(sram_map(p)), draws, seed=seed, device=device, cancel=cancel)
-        ds.attrs["learned_p"] = [p[k] for k in sorted(p)]
-        return ds
+        names = sorted(p)
+        return ds.assign_coords(layer=("layer", names, {"long_name": "layer", "units": ""})).assign(
+            learned_p=("layer", [p[k] for k in names], {"long_name": "BER learned by LaNMax", "units": "1"}))
 
     return store.get_or_compute("evaluate-lanmax", spec, compute)
 
@@ -212,7 +213,7 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
             cfg = bc_config(0.0, seed)
             lm = {**(lanmax or {}), "alpha": float(value)}
             ds = evaluate_lanmax(cfg, lm, draws=draws, seed=seed, store=store, device=device, cancel=cancel)
-            p_layers = dict(zip(sorted(layers), ds.attrs["learned_p"]))
+            p_layers = {str(k): float(v) for k, v in zip(ds.layer.values, ds.learned_p.values)}
             bits = 1
         counts = param_counts(cfg)
         rows.append({"method": method, "value": float(value), "seed": seed,

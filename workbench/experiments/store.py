@@ -119,6 +119,7 @@ class Store:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)            # mkstemp makes 0600; a cache is readable like any file
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -127,6 +128,7 @@ class Store:
         side_fd, side_tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.sha.", suffix=".tmp")
         with os.fdopen(side_fd, "w") as f:
             f.write(hashlib.sha256(data).hexdigest())
+        os.chmod(side_tmp, 0o644)
         os.replace(side_tmp, path.with_name(path.name + ".sha256"))
 
     @contextlib.contextmanager

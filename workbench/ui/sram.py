@@ -56,7 +56,8 @@ class SRAMPage(pn.viewable.Viewer):
             self._inputs[layer] = w
         ex.param.watch(self._sync_inputs, "layer_p")
         self._edit_error = pn.pane.Alert("", alert_type="warning", visible=False)
-        self._alpha = pn.widgets.FloatInput.from_param(ex.param.alpha, name="α (energy weight)", step=0.01, start=0.0, end=10.0)
+        self._alpha = pn.widgets.FloatSlider.from_param(ex.param.alpha, name="α (energy weight)", step=0.01, start=0.0, end=10.0)
+        self._width = pn.widgets.DiscreteSlider.from_param(ex.param.width, name="width")
         self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, name="epochs")
         self._run = pn.widgets.Button.from_param(ex.param.run_lanmax, name="Run LaNMax", button_type="success")
         self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
@@ -125,9 +126,14 @@ class SRAMPage(pn.viewable.Viewer):
         return pn.pane.HoloViews(layer_p_bars(self.explorer.layer_p, "edited BER per layer"), linked_axes=False,
                                  sizing_mode="stretch_width")
 
-    @param.depends("explorer.lanmax_p")
+    @param.depends("explorer.lanmax_p", "explorer.lanmax_loss")
     def _trajectory(self):
-        return pn.pane.HoloViews(lanmax_trajectory_plot(self.explorer.lanmax_p), linked_axes=False, sizing_mode="stretch_width")
+        loss = self.explorer.lanmax_loss
+        curve = hv.Curve((np.arange(1, len(loss) + 1), loss), "epoch", hv.Dimension("loss", label="training loss")).opts(
+            responsive=True, min_height=280, line_width=2, title="LaNMax: training loss by epoch")
+        return pn.Row(pn.pane.HoloViews(lanmax_trajectory_plot(self.explorer.lanmax_p), linked_axes=False,
+                                        sizing_mode="stretch_width"),
+                      pn.pane.HoloViews(curve, linked_axes=False, sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     @param.depends("explorer.energy")
     def _energy_plot(self):
@@ -154,15 +160,23 @@ class SRAMPage(pn.viewable.Viewer):
         d = (np.log10(ds.energy.values) - np.log10(x)) ** 2 / 0.25 + (ds.accuracy_mean.values - y) ** 2 / 0.01
         self.explorer.selected = int(np.argmin(d))
 
-    @param.depends("explorer.selected", "explorer.energy")
+    @param.depends("explorer.selected", "explorer.energy", "explorer.point_sensitivity")
     def _details(self):
         info = self.explorer.point_details()
         if info is None:
             return pn.pane.Markdown("*Click a network on the plot to see its per-layer BER.*")
         head = (f"**{info['method']}** ({'width' if info['method'] in ('fp16', 'bc') else 'p' if info['method'] == 'bc_uniform' else 'α'}"
                 f" = {info['value']:g}): accuracy {info['accuracy']:.3f}, energy {info['energy']:.4f}, ρ = {info['rho']:.2f}")
+        sens = self.explorer.point_sensitivity
+        if info["method"] == "fp16":
+            sens_view = pn.pane.Markdown("*Full-precision networks are stored reliably: no BER to be sensitive to.*")
+        elif sens is None:
+            sens_view = pn.Row(pn.indicators.LoadingSpinner(value=True, size=25), "sensitivity of this network…")
+        else:
+            sens_view = pn.pane.HoloViews(sensitivity_plot(sens), linked_axes=False, sizing_mode="stretch_width")
         return pn.Column(pn.pane.Markdown(head), pn.pane.HoloViews(layer_p_bars(info["p"]), linked_axes=False,
-                                                                   sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                                                                   sizing_mode="stretch_width"),
+                         sens_view, sizing_mode="stretch_width")
 
     @param.depends("explorer.spectra", "explorer.spectra_layer")
     def _spectra(self):
@@ -193,7 +207,7 @@ class SRAMPage(pn.viewable.Viewer):
 
     def __panel__(self):
         editor = pn.Column(*self._inputs.values(), self._edit_error, width=200)
-        lanmax = pn.Column("#### LaNMax", self._alpha, self._epochs, pn.Row(self._run, self._cancel), self._progress, width=260)
+        lanmax = pn.Column("#### LaNMax", self._alpha, self._width, self._epochs, pn.Row(self._run, self._cancel), self._progress, width=260)
         tabs = pn.Tabs(
             ("Uniform BER", pn.Column(pn.Row(self._p_train, self._p), self._uniform, pn.pane.Markdown(TEXT["uniform"]),
                                       sizing_mode="stretch_width")),

@@ -31,6 +31,7 @@ class SRAMExplorer(param.Parameterized):
     spectra_layer = param.Selector(default=None, objects=[], doc="layer whose weight spectrum is shown")
     layer_p = param.Dict(default={}, doc="per-layer BER being edited (layer → p)")
     alpha = param.Number(0.01, bounds=(0.0, 10.0), doc="LaNMax energy weight α (eq 4.5)")
+    width = param.Selector(default=1.0, objects=[0.25, 0.5, 1.0, 2.0], doc="width multiplier of the network edited / trained")
     epochs = param.Integer(20, bounds=(2, 500), doc="epochs of a LaNMax run")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of a LaNMax run")
     selected = param.Integer(default=None, allow_None=True, doc="point of the energy–accuracy plot shown in detail")
@@ -45,6 +46,7 @@ class SRAMExplorer(param.Parameterized):
     lanmax_p = param.Dict(default={}, precedence=-1, doc="per-layer p trajectory of the live run (layer → list)")
     lanmax_loss = param.List(default=[], precedence=-1)
     lanmax_result = param.Dict(default=None, allow_None=True, precedence=-1)
+    point_sensitivity = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
     running = param.Boolean(False, precedence=-1)
     progress = param.Integer(0, bounds=(0, 100), precedence=-1)
     status = param.String("", precedence=-1)
@@ -86,6 +88,11 @@ class SRAMExplorer(param.Parameterized):
 
             self.runner.submit(name, job, lambda ds, target=target: self._set(**{target: ds}), self._fail)
 
+    @param.depends("width", watch=True)
+    def _on_width(self):
+        self.counts = param_counts(bc_config(width=self.width))
+        self.param.trigger("layer_p")
+
     # ------------------------------------------------------------------ per-layer editor
     def set_layer_p(self, layer: str, value: float) -> None:
         """Edit one layer's BER (validated like every SRAM knob)."""
@@ -108,6 +115,41 @@ class SRAMExplorer(param.Parameterized):
                 "accuracy": float(pt.accuracy_mean), "rho": float(pt.rho),
                 "p": {str(l): float(v) for l, v in zip(ds.layer.values, pt.p_layer.values)}}
 
+    @param.depends("selected", watch=True)
+    def _point_sensitivity(self):
+        """Sensitivity (Fig 4.3) of the network behind the selected point, at its own BERs."""
+        info = self.point_details()
+        self.point_sensitivity = None
+        if info is None or info["method"] == "fp16":
+            return
+        pt = self.energy.isel(point=self.selected)
+        method, value, seed = info["method"], info["value"], int(pt.seed)
+
+        def job(cancel):
+            from ..analysis.sensitivity import layer_sensitivity
+            from ..experiments import test_tensors, train_model
+            from ..experiments.sram import lanmax_run
+            spec = {"method": method, "value": value, "seed": seed, "draws": 5, "high_p": 0.5,
+                    "lanmax": self.spec["experiments"]["energy_accuracy"].get("lanmax")}
+
+            def compute():
+                if method == "lanmax":
+                    cfg = bc_config(0.0, seed)
+                    model, p, _ = lanmax_run(cfg, {**(spec["lanmax"] or {}), "alpha": value}, store=self.store,
+                                             device=self.device, cancel=cancel)
+                    base = p
+                else:
+                    cfg = bc_config(value if method == "bc_uniform" else 0.0, seed,
+                                    width=value if method == "bc" else 1.0)
+                    model = train_model(cfg, self.store, device=self.device, cancel=cancel).model
+                    base = value if method == "bc_uniform" else 0.0
+                x, y = test_tensors(cfg)
+                return layer_sensitivity(model, x, y, base_p=base, high_p=0.5, draws=5, seed=seed, device=self.device,
+                                         cancel=cancel)
+            return self.store.get_or_compute("point-sensitivity", spec, compute)
+
+        self.runner.submit("point", job, lambda ds: self._set(point_sensitivity=ds), self._fail)
+
     def ratios(self) -> dict[str, float]:
         return energy_ratios(self.energy) if self.energy is not None else {}
 
@@ -115,7 +157,7 @@ class SRAMExplorer(param.Parameterized):
     @param.depends("run_lanmax", watch=True)
     def _run(self):
         from ..experiments.sram import evaluate_lanmax, lanmax_run
-        cfg = bc_config(0.0, self.seed, epochs=self.epochs)
+        cfg = bc_config(0.0, self.seed, width=self.width, epochs=self.epochs)
         lanmax = {"alpha": self.alpha}
         self.param.update(running=True, progress=0, lanmax_p={}, lanmax_loss=[], error="",
                           status=f"LaNMax run, α = {self.alpha:g}, {self.epochs} epochs…")
