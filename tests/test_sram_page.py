@@ -62,15 +62,17 @@ def test_sram_page_edit_layer_and_start_cancel_lanmax(served_app, page):
     page.set_viewport_size({"width": 1400, "height": 1200})
     page.goto(f"{served_app}/apps?page=sram")
     page.get_by_text("Per-layer p & LaNMax").click()
-    energy = re.compile(r"^0\.\d{4}$")
-    before = wait_until(lambda: page.get_by_text(energy).first.inner_text(), 90, message="energy readout")
-    box = page.locator("input[type=text]").first
+    energy = re.compile(r"^0\.\d{5}$")
+    before = wait_until(lambda: page.get_by_text(energy).filter(visible=True).first.inner_text(), 90, message="energy readout")
+    box = page.get_by_label("p of blocks.2.conv2")      # the largest layer: a visible energy change
     box.click()
     box.fill("0.3")
-    wait_until(lambda: page.get_by_text(energy).first.inner_text() != before, 60, message="energy to follow the typed p")
-    assert float(page.get_by_text(energy).first.inner_text()) < float(before)
+    wait_until(lambda: page.get_by_text(energy).filter(visible=True).first.inner_text() != before, 60, message="energy to follow the typed p")
+    assert float(page.get_by_text(energy).filter(visible=True).first.inner_text()) < float(before)
     page.get_by_role("button", name="Run LaNMax").click()
     wait_until(lambda: page.get_by_text(re.compile("LaNMax run, α")).count() > 0, 60, message="the run to start")
+    page.mouse.move(5, 5)                 # let the help tooltip of a nearby input close
+    page.keyboard.press("Escape")
     page.get_by_role("button", name="Cancel").click()
     wait_until(lambda: page.get_by_text(re.compile("cancelled|accuracy .* at energy")).count() > 0, 120,
                message="the run to stop")

@@ -19,6 +19,9 @@ class Workbench(pn.viewable.Viewer):
     page = param.Selector(default="playground", objects=list(PAGES))
 
     def __init__(self, **params):
+        loc = pn.state.location
+        if "page" not in params and loc is not None and loc.query_params.get("page") in PAGES:
+            params["page"] = loc.query_params["page"]      # build only the page the URL opens
         super().__init__(**params)
         # pages are built when first opened: each starts its own background work
         self._pages: dict[str, pn.viewable.Viewer] = {}
