@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+import numpy as np
 import pytest
 from conftest import wait_until
 
@@ -78,3 +79,25 @@ def test_sram_page_edit_layer_and_start_cancel_lanmax(served_app, page):
                message="the run to stop")
     errors = [m for m in console if m[0] == "error"]
     assert not errors, f"browser console errors: {errors}"
+
+
+def test_clicking_a_point_shows_its_p_and_sensitivity():
+    """The shipped energy–accuracy results: picking the LaNMax point nearest a click gives its
+    per-layer BER and computes that network's sensitivity at its own BERs."""
+    from workbench.ui.sram import SRAMPage
+    ex = SRAMExplorer(device="cpu", autorun=False)     # default store: the shipped data/store is read
+    ex.load()
+    ex.wait(kinds=("energy_accuracy",))
+    page = SRAMPage(explorer=ex)
+    ds = ex.energy
+    k = int(np.flatnonzero(ds.method.values == "lanmax")[0])
+    page._pick(float(ds.energy[k]), float(ds.accuracy_mean[k]))
+    assert ex.selected == k
+    info = ex.point_details()
+    assert info["method"] == "lanmax" and set(info["p"]) == set(ex.counts)
+    assert info["p"] == pytest.approx(dict(zip(map(str, ds.layer.values), ds.p_layer.values[k])))
+    ex.wait(kinds=("point",))
+    sens = ex.point_sensitivity
+    assert sens is not None and set(map(str, sens.layer.values)) == set(ex.counts)
+    assert sens.attrs["base_p_kind"].startswith("per layer")
+    ex.runner.shutdown()
