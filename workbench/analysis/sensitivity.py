@@ -26,6 +26,7 @@ import torch.nn as nn
 import xarray as xr
 from scipy import stats
 
+from ..hardware.sram import check_ber
 from ..hardware import KnobError, MemoryMap, SRAMMemory, make
 from ..nn import layer_param_counts, noisy_layers
 from ..training.trainer import Cancelled
@@ -34,16 +35,7 @@ from .montecarlo import mc_evaluate
 __all__ = ["layer_sensitivity", "median_layer", "sensitivity_test"]
 
 
-def _check_p(name: str, p) -> float:
-    if isinstance(p, bool):
-        raise KnobError(f"{name}={p!r} must be a bit error rate in [0, 0.5]")
-    try:
-        val = float(p)
-    except (TypeError, ValueError):
-        raise KnobError(f"{name}={p!r} must be a bit error rate in [0, 0.5]") from None
-    if math.isnan(val) or not 0.0 <= val <= 0.5:
-        raise KnobError(f"{name}={p!r} is out of range: {name} must be in [0, 0.5] (bit error rate)")
-    return val
+_check_p = check_ber
 
 
 def _stream_seed(seed: int, index: int) -> int:

@@ -35,6 +35,7 @@ import torch.nn as nn
 import xarray as xr
 from scipy import stats
 
+from ..hardware.sram import check_ber
 from ..hardware import KnobError
 from ..nn import noisy_layers
 
@@ -141,14 +142,7 @@ def penultimate_layer(model: nn.Module) -> str:
     return names[-2]
 
 
-def _check_p(name: str, p) -> float:
-    try:
-        val = float(p)
-    except (TypeError, ValueError):
-        raise KnobError(f"{name}={p!r} must be a bit error rate in [0, 0.5]") from None
-    if math.isnan(val) or not 0.0 <= val <= 0.5:
-        raise KnobError(f"{name}={p!r} is out of range: {name} must be in [0, 0.5] (bit error rate)")
-    return val
+_check_p = check_ber
 
 
 def spectra_dataset(models: Mapping[tuple[float, int], nn.Module], layer: str | None = None, mode: int = 0,

@@ -78,6 +78,19 @@ def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def check_ber(name: str, p) -> float:
+    """``p`` as a float bit error rate in [0, 0.5], else a :class:`KnobError` naming ``name``."""
+    if isinstance(p, bool):
+        raise KnobError(f"{name}={p!r} must be a bit error rate in [0, 0.5]")
+    try:
+        val = float(p)
+    except (TypeError, ValueError):
+        raise KnobError(f"{name}={p!r} must be a bit error rate in [0, 0.5]") from None
+    if math.isnan(val) or not 0.0 <= val <= 0.5:
+        raise KnobError(f"{name}={p!r} is out of range: {name} must be in [0, 0.5] (bit error rate)")
+    return val
+
+
 def sample_flip_positions(n_bits: int, p: float, generator: torch.Generator | None = None,
                           device: torch.device | str = "cpu") -> torch.Tensor:
     """Sorted, distinct positions in ``[0, n_bits)`` of bits flipped by a BSC at rate ``p``.

@@ -10,6 +10,7 @@ from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
 from ..hardware import set_knobs
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
+from .tasks import session_dispatch
 
 URL_KNOBS = ["technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed", "epochs"]
 
@@ -89,10 +90,9 @@ class NoisePlayground(pn.viewable.Viewer):
         ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "training", "trained_with"])
         ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
         self._sync_visibility()
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            # served: hand results from worker threads to this session's event loop
-            ex.dispatch = lambda fn: doc.add_next_tick_callback(fn)
+        dispatch = session_dispatch()
+        if dispatch is not None:
+            ex.dispatch = dispatch
         if pn.state.location is not None:
             pn.state.location.sync(ex, {k: k for k in URL_KNOBS}, on_error=self._bad_url_values)
         if fresh and ex.result is None:

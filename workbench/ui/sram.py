@@ -12,6 +12,7 @@ from ..plots.sram import (energy_accuracy_plot, lanmax_trajectory_plot, layer_p_
                           sensitivity_plot, spectra_plot, uniform_ber_plot)
 from .explorer import P_CHOICES
 from .sram_explorer import REGENERATE, SRAMExplorer
+from .tasks import session_dispatch
 
 TEXT = {
     "uniform": ("**Uniform BER (Fig 4.2).** BinaryConnect networks trained with every weight read through a binary "
@@ -43,9 +44,9 @@ class SRAMPage(pn.viewable.Viewer):
             params["explorer"] = SRAMExplorer(autorun=False)
         super().__init__(**params)
         ex = self.explorer
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            ex.dispatch = lambda fn: doc.add_next_tick_callback(fn)
+        dispatch = session_dispatch()
+        if dispatch is not None:
+            ex.dispatch = dispatch
         self._p_train = pn.widgets.DiscreteSlider.from_param(ex.param.p_train, name="training BER p_t")
         self._p = pn.widgets.DiscreteSlider(name="test BER p (log scale)", options=P_CHOICES[1:], value=0.01, formatter="%.0e")
         self._p.param.watch(lambda e: setattr(ex, "p", e.new), "value_throttled")

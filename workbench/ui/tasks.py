@@ -1,7 +1,7 @@
 """Background work for one page session: a single worker thread, progress, cancel, errors.
 
-Knows nothing about Panel: results come back through callbacks (which, in a served page,
-update ``param`` state; Panel forwards those updates to the browser from any thread).
+The runner knows nothing about Panel: results come back through callbacks (which, in a served page,
+update ``param`` state); :func:`session_dispatch` is the one Panel-aware helper here.
 """
 
 from __future__ import annotations
@@ -83,3 +83,13 @@ class TaskRunner:
         for t in self._tasks.values():
             t.cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def session_dispatch():
+    """In a served Panel session: a function handing a callable to that session's event loop (so
+    results computed on worker threads update the page in order, on one thread); else ``None``."""
+    import panel as pn
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:
+        return lambda fn: doc.add_next_tick_callback(fn)
+    return None
