@@ -8,3 +8,9 @@ __all__ = ["Cancelled", "TrainConfig", "TrainResult", "accuracy", "make_model", 
 from .lanmax import LaNMaxConfig, LaNMaxResult, ols_slopes, train_lanmax
 
 __all__ += ["LaNMaxConfig", "LaNMaxResult", "ols_slopes", "train_lanmax"]
+
+from .sam import (ASAM, RHO_GRIDS, SAM, SAMSON, SAMFamily, disable_running_stats, enable_running_stats,
+                  frozen_running_stats, make_sam_optimizer)
+
+__all__ += ["ASAM", "RHO_GRIDS", "SAM", "SAMSON", "SAMFamily", "disable_running_stats", "enable_running_stats",
+            "frozen_running_stats", "make_sam_optimizer"]
