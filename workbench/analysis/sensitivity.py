@@ -15,7 +15,6 @@ every layer at ``p = 0.5`` gives chance accuracy; use a lower ``high_p`` to rank
 
 from __future__ import annotations
 
-import math
 import numbers
 import threading
 from typing import Callable

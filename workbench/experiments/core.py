@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -14,7 +13,7 @@ import xarray as xr
 
 from ..analysis.montecarlo import mc_evaluate, summarize
 from ..datasets import as_tensors, load_dataset
-from ..hardware import KnobError, MemoryMap, memory_map_from_dict
+from ..hardware import KnobError, memory_map_from_dict
 from ..nn import layer_param_counts
 from ..training import TrainConfig, make_model, train
 from .store import Store, spec_key

@@ -13,7 +13,7 @@ import xarray as xr
 from ..hardware import KnobError, SRAMMemory
 from ..hardware.sram import eta
 from ..training import TrainConfig
-from .core import evaluate, param_counts, preset_config, train_model
+from .core import evaluate, param_counts, preset_config
 from .store import Store
 
 #: Fig 4.2 grids on the digits default (the thesis uses the same shape on CIFAR-10)
@@ -125,7 +125,6 @@ def lanmax_run(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, store:
     from ..datasets import load_dataset
     from ..training.lanmax import LaNMaxConfig, train_lanmax
     from ..training import make_model
-    import torch
 
     store = store or Store()
     lcfg = LaNMaxConfig.from_dict(lanmax or {})

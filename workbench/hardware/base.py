@@ -8,7 +8,7 @@ costs, and exposes its knobs as bounded ``param`` parameters.  A network is a mo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import param
 import torch

@@ -36,13 +36,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 import xarray as xr
 
-from ..datasets import DataBundle, load_dataset
-from ..device import resolve_device
+from ..datasets import DataBundle
 from ..hardware.base import IdealMemory, KnobError, MemoryMap, plain_values, set_knobs
 from ..hardware.sram import DEFAULT_A, SRAMMemory, normalised_energy
 from ..nn import clip_weights_, layer_param_counts, noisy_layers, set_generator, set_memory
 from .config import TrainConfig
-from .trainer import Cancelled, ProgressFn, _Batches, accuracy, make_model, make_optimizer, make_scheduler
+from .trainer import Cancelled, ProgressFn, _Batches, accuracy, make_optimizer, make_scheduler, setup_run
 
 __all__ = ["LaNMaxConfig", "LaNMaxResult", "ols_slopes", "train_lanmax"]
 
@@ -257,12 +256,7 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
     """
     _check_train_config(cfg)
     lcfg.check()
-    dev = resolve_device(device)
-    data = data if data is not None else load_dataset(cfg.dataset, data_root, augment=cfg.augment)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    model = make_model(cfg, data).to(dev)
-    noise_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
+    dev, data, model, noise_gen = setup_run(cfg, data, device, data_root)
     eps_rng = np.random.default_rng([cfg.seed, _EPS_STREAM])
 
     names = list(noisy_layers(model))

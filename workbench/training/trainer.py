@@ -98,6 +98,17 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
+def setup_run(cfg: TrainConfig, data: DataBundle | None, device, data_root: str | None):
+    """Device, data, a freshly initialised model (seeded by ``cfg.seed``) and the noise generator
+    (seed ``cfg.seed + 1``) of a training run; shared by :func:`train` and LaNMax."""
+    dev = resolve_device(device)
+    data = data if data is not None else load_dataset(cfg.dataset, data_root, augment=cfg.augment)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    model = make_model(cfg, data).to(dev)
+    return dev, data, model, torch.Generator(device=dev).manual_seed(cfg.seed + 1)
+
+
 def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | torch.device = "auto",
           progress: ProgressFn | None = None, cancel: threading.Event | None = None,
           data_root: str | None = None, evaluate_every: int = 1) -> TrainResult:
@@ -109,12 +120,7 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
     each epoch; setting ``cancel`` stops the run with :class:`Cancelled` at the next minibatch.
     The returned model is on the CPU, in eval mode, with an ideal memory attached.
     """
-    dev = resolve_device(device)
-    data = data if data is not None else load_dataset(cfg.dataset, data_root, augment=cfg.augment)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    model = make_model(cfg, data).to(dev)
-    noise_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
+    dev, data, model, noise_gen = setup_run(cfg, data, device, data_root)
     set_memory(model, memory_map_from_dict(cfg.train_memory))
     set_generator(model, noise_gen)
     batches = _Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
