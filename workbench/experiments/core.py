@@ -101,22 +101,35 @@ def test_tensors(cfg: TrainConfig, data_root: str | None = None) -> tuple[torch.
     return as_tensors(load_dataset(cfg.dataset, data_root).test)
 
 
+#: AdaBS calibration: this many training minibatches of 128 (at most)
+ADABS_BATCHES = 20
+
+
 def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, target_ci_width: float | None = None,
-             store: Store | None = None, device: str = "auto", data_root: str | None = None,
+             adabs: bool = False, store: Store | None = None, device: str = "auto", data_root: str | None = None,
              progress=None, cancel=None) -> xr.Dataset:
     """Monte-Carlo accuracy (and energy/power) of the trained ``cfg`` under ``memory``.
 
     ``memory`` is a :meth:`MemoryMap.to_dict` dict (validated here).  Dims: ``draw``.
+    ``adabs``: re-estimate the batch-norm statistics under that memory's noise on (up to
+    :data:`ADABS_BATCHES` minibatches of) the training set first (§5.4.1).
     """
     store = store or Store()
     mmap = memory_map_from_dict(memory)
-    spec = {"train": cfg.to_dict(), "memory": mmap.to_dict(), "draws": draws, "seed": seed, "target_ci_width": target_ci_width}
+    spec = {"train": cfg.to_dict(), "memory": mmap.to_dict(), "draws": draws, "seed": seed, "target_ci_width": target_ci_width,
+            "adabs": bool(adabs)}
 
     def compute():
         trained = train_model(cfg, store, device=device, data_root=data_root, cancel=cancel)
         x, y = test_tensors(cfg, data_root)
-        ds = mc_evaluate(trained.model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
+        model = trained.model
+        if adabs:
+            from ..analysis.adabs import adabs as recalibrate
+            x_train, _ = as_tensors(load_dataset(cfg.dataset, data_root).train)
+            model = recalibrate(model, mmap, x_train, max_batches=ADABS_BATCHES, seed=seed + 7919)
+        ds = mc_evaluate(model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
                          progress=progress, cancel=cancel)
+        ds.attrs["adabs"] = int(bool(adabs))
         ds.attrs["clean_accuracy"] = trained.test_accuracy
         ds.attrs["weights_key"] = trained.cache_key
         return ds
@@ -138,8 +151,8 @@ KNOB_META = {
 
 
 def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] | None = None, *, draws: int = 20,
-                seed: int = 0, store: Store | None = None, device: str = "auto", data_root: str | None = None,
-                progress=None, cancel=None) -> xr.Dataset:
+                seed: int = 0, adabs: bool = False, store: Store | None = None, device: str = "auto",
+                data_root: str | None = None, progress=None, cancel=None) -> xr.Dataset:
     """Accuracy over Monte-Carlo draws as one knob of the default memory sweeps a grid.
 
     Dims ``(knob, draw)``; every cell is itself a cached :func:`evaluate` result, so a curve
@@ -153,7 +166,8 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
         memory_map_from_dict(mem)
     cells = []
     for i, mem in enumerate(mems):
-        cells.append(evaluate(cfg, mem, draws=draws, seed=seed, store=store, device=device, data_root=data_root, cancel=cancel))
+        cells.append(evaluate(cfg, mem, draws=draws, seed=seed, adabs=adabs, store=store, device=device,
+                              data_root=data_root, cancel=cancel))
         if progress is not None:
             progress({"cell": i + 1, "cells": len(values)})
     long_name, units = KNOB_META[knob]

@@ -1,11 +1,12 @@
 """Memory models: pure tensor code, no training, no UI."""
 
 from .base import IdealMemory, KnobError, Memory, MemoryMap, Read, make, set_knobs
-from .memristor import MemristorMemory, crossbar_power, to_conductances
-from .quant import binarize, quantize_linear
+from .memristor import InjectionMemory, MemristorMemory, crossbar_power, to_conductances
+from .quant import QuantizedMemory, binarize, quantize_linear
 from .sram import SRAMMemory, eta, memory_energy, normalised_energy, sample_flip_positions
 
-TECHNOLOGIES = {"ideal": IdealMemory, "sram": SRAMMemory, "memristor": MemristorMemory}
+TECHNOLOGIES = {"ideal": IdealMemory, "sram": SRAMMemory, "memristor": MemristorMemory, "injection": InjectionMemory,
+                "quantized": QuantizedMemory}
 
 
 def memory_from_dict(d: dict | None) -> Memory:
@@ -31,8 +32,8 @@ def memory_map_from_dict(d: dict | None) -> MemoryMap:
 
 
 __all__ = [
-    "IdealMemory", "KnobError", "Memory", "MemoryMap", "MemristorMemory", "Read", "SRAMMemory",
-    "TECHNOLOGIES", "binarize", "crossbar_power", "eta", "make", "memory_energy", "memory_from_dict",
+    "IdealMemory", "InjectionMemory", "KnobError", "Memory", "MemoryMap", "MemristorMemory", "QuantizedMemory", "Read",
+    "SRAMMemory", "TECHNOLOGIES", "binarize", "crossbar_power", "eta", "make", "memory_energy", "memory_from_dict",
     "memory_map_from_dict", "normalised_energy", "quantize_linear", "sample_flip_positions",
     "set_knobs", "to_conductances",
 ]

@@ -152,3 +152,30 @@ class MemristorMemory(Memory):
         gp, gm, k = self.program(weight)
         gp_n, gm_n = self.add_noise(gp, generator), self.add_noise(gm, generator)
         return Read(from_conductances(gp_n, gm_n, k).to(weight.dtype), {"g_plus": gp_n, "g_minus": gm_n, "k": torch.as_tensor(k)})
+
+
+class InjectionMemory(Memory):
+    """Gaussian noise injection of the training baseline (§5.4.1, [109]): every read adds
+    ``N(0, σ_n²)`` to the weights with ``σ_n = ‖W_l‖∞ · σ_g / g_u`` (eq 5.4).
+
+    Thesis values: ``σ_g = 0.94`` µS (measured on 1 M PCM devices), ``g_u = g_max = 25`` µS.  It
+    is a training-time noise model (pair it with ``TrainConfig.clip_std = α``); the deployment
+    noise models are those of :class:`MemristorMemory`.
+    """
+
+    technology = "injection"
+    bits = param.Integer(16, bounds=(1, 32), doc="unused (analog); kept for the interface")
+    sigma_g = param.Number(0.94, bounds=(0.0, 100.0), doc="hardware conductance noise std σ_g (µS)")
+    g_u = param.Number(G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True), doc="conductance scale g_u (µS)")
+
+    @property
+    def is_noisy(self) -> bool:
+        return self.sigma_g > 0
+
+    def sigma_n(self, weight: torch.Tensor) -> torch.Tensor:
+        """Weight-domain std ``σ_n = ‖W‖∞ σ_g / g_u`` of eq 5.4."""
+        return weight.detach().abs().max() * (self.sigma_g / self.g_u)
+
+    def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
+        eps = torch.randn(weight.shape, generator=generator, device=weight.device, dtype=weight.dtype)
+        return Read(weight + eps * self.sigma_n(weight))

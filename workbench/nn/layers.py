@@ -127,12 +127,19 @@ def set_generator(model: nn.Module, generator: torch.Generator | None) -> nn.Mod
     return model
 
 
-def clip_weights_(model: nn.Module, c: float | None = None) -> None:
-    """After an optimizer step: BinaryConnect latent clipping to [-1, 1] for binary layers, and
-    the aggressive clipping ``w ← clip(w, -c, c)`` of eq 3.18 for every noisy layer if ``c``."""
+def clip_weights_(model: nn.Module, c: float | None = None, alpha: float | None = None) -> None:
+    """After an optimizer step: BinaryConnect latent clipping to [-1, 1] for binary layers, the
+    aggressive clipping ``w ← clip(w, -c, c)`` of eq 3.18 for every noisy layer if ``c``, and the
+    clipping to ``±α·std(W_l)`` of the noise-injection baseline (§5.4.1) if ``alpha``.
+
+    Only the conv/linear weights that live in the crossbars are clipped (batch-norm scales and
+    biases are stored reliably and left alone)."""
     with torch.no_grad():
         for layer in noisy_layers(model).values():
             if layer.binary:
                 layer.weight.clamp_(-1.0, 1.0)
             if c:
                 layer.weight.clamp_(-c, c)
+            if alpha and layer.weight.numel() > 1:
+                bound = float(alpha * layer.weight.std())
+                layer.weight.clamp_(-bound, bound)

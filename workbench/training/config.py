@@ -24,6 +24,10 @@ class TrainConfig(param.Parameterized):
     epochs = param.Integer(40, bounds=(1, 1000), doc="training epochs")
     batch_size = param.Integer(64, bounds=(1, 65536), doc="minibatch size")
     optimizer = param.Selector(default="sgd", objects=["sgd", "adam"], doc="base optimizer")
+    sam = param.Selector(default="none", objects=["none", "sam", "asam", "samson2", "samsoninf"],
+                         doc="sharpness-aware wrapper of the base optimizer (eq 3.22-3.26, 5.1-5.3); none = plain")
+    rho = param.Number(None, allow_None=True, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
+                       doc="neighbourhood size ρ of SAM/ASAM/SAMSON (None = the method's default)")
     lr = param.Number(0.05, bounds=(0.0, 10.0), inclusive_bounds=(False, True), doc="learning rate")
     momentum = param.Number(0.9, bounds=(0.0, 1.0), inclusive_bounds=(True, False), doc="SGD momentum")
     nesterov = param.Boolean(True, doc="Nesterov momentum (SGD)")
@@ -32,8 +36,12 @@ class TrainConfig(param.Parameterized):
     step_every = param.Integer(60, bounds=(1, 10000), doc="epochs between ÷gamma steps (schedule='step')")
     gamma = param.Number(0.1, bounds=(0.0, 1.0), inclusive_bounds=(False, True), doc="step-schedule factor")
     clip = param.Number(0.0, bounds=(0.0, 10.0), doc="aggressive weight clipping c after each step (0 = off, eq 3.18)")
+    clip_std = param.Number(0.0, bounds=(0.0, 10.0),
+                            doc="clip each layer to ±α·std(W_l) after each step (α; 0 = off; noise-injection baseline, §5.4.1)")
     augment = param.Boolean(False, doc="random crop + flip (CIFAR)")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of initialisation, shuffling and noise")
+    init_weights = param.String(None, allow_None=True,
+                                doc="state-dict file to start from (fine-tuning); a local path, never downloaded")
     train_memory = param.Dict(default=None, allow_None=True,
                               doc="memory map used during training (hardware-aware noise), as MemoryMap.to_dict()")
 
@@ -44,7 +52,15 @@ class TrainConfig(param.Parameterized):
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         cfg = cls()
         set_knobs(cfg, **d)
+        cfg.check()
         return cfg
+
+    def check(self) -> "TrainConfig":
+        """Cross-knob consistency (each knob's own range is checked when it is set)."""
+        if self.sam == "none" and self.rho is not None:
+            raise KnobError(f"rho={self.rho} only applies to a sharpness-aware optimizer: set sam to one of "
+                            "'sam', 'asam', 'samson2', 'samsoninf' (or rho=None)")
+        return self
 
     def replace(self, **changes: Any) -> "TrainConfig":
         d = self.to_dict()

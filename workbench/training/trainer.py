@@ -83,6 +83,15 @@ def accuracy(model: nn.Module, ds, device: torch.device, batch_size: int = 1024)
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The base optimizer of ``cfg`` (SGD or Adam), wrapped in SAM/ASAM/SAMSON when ``cfg.sam``
+    is set (pass the model itself then: ASAM and SAMSON need parameter names, and the wrapper
+    freezes the batch-norm running statistics during its second pass)."""
+    if cfg.sam != "none":
+        if not isinstance(params, nn.Module):
+            raise TypeError("a sharpness-aware optimizer needs the model (parameter names), not a parameter list")
+        from .sam import make_sam_optimizer
+        return make_sam_optimizer(cfg.sam, params, cfg.optimizer, rho=cfg.rho, lr=cfg.lr, momentum=cfg.momentum,
+                                  weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                weight_decay=cfg.weight_decay)
@@ -98,6 +107,28 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
+def load_initial_weights(model: nn.Module, path: str) -> None:
+    """Load a local state-dict file (fine-tuning start point); never downloads anything.
+
+    Accepts a plain ``state_dict`` or a dict holding one under ``"state_dict"`` (the store's
+    weight files); keys must match the model's exactly."""
+    from pathlib import Path
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"init_weights={path!r}: no such file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"init_weights={path!r} is not a readable torch state dict: {exc}") from None
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict):
+        raise ValueError(f"init_weights={path!r} does not hold a state dict")
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"init_weights={path!r} does not fit the model: missing {list(missing)[:5]}, "
+                         f"unexpected {list(unexpected)[:5]}")
+
+
 def setup_run(cfg: TrainConfig, data: DataBundle | None, device, data_root: str | None):
     """Device, data, a freshly initialised model (seeded by ``cfg.seed``) and the noise generator
     (seed ``cfg.seed + 1``) of a training run; shared by :func:`train` and LaNMax."""
@@ -105,7 +136,10 @@ def setup_run(cfg: TrainConfig, data: DataBundle | None, device, data_root: str 
     data = data if data is not None else load_dataset(cfg.dataset, data_root, augment=cfg.augment)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    model = make_model(cfg, data).to(dev)
+    model = make_model(cfg, data)
+    if cfg.init_weights:
+        load_initial_weights(model, cfg.init_weights)
+    model = model.to(dev)
     return dev, data, model, torch.Generator(device=dev).manual_seed(cfg.seed + 1)
 
 
@@ -124,7 +158,8 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
     set_memory(model, memory_map_from_dict(cfg.train_memory))
     set_generator(model, noise_gen)
     batches = _Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
-    opt = make_optimizer(cfg, model.parameters())
+    sharpness_aware = cfg.sam != "none"
+    opt = make_optimizer(cfg, model if sharpness_aware else model.parameters())
     sched = make_scheduler(cfg, opt, len(batches))
     hist: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "test_accuracy": []}
     start = time.perf_counter()
@@ -140,9 +175,17 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
                 raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss={loss.item()}); lower lr={cfg.lr}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            if sharpness_aware:
+                # second pass at W + ε* (fresh memory noise; batch-norm statistics frozen by step)
+                def closure(x=x, y=y):
+                    loss2 = F.cross_entropy(model(x), y)
+                    loss2.backward()
+                    return loss2
+                opt.step(closure)
+            else:
+                opt.step()
             sched.step()
-            clip_weights_(model, cfg.clip or None)
+            clip_weights_(model, cfg.clip or None, cfg.clip_std or None)
             tot_loss += loss.item() * y.numel()
             tot_correct += (out.argmax(1) == y).sum().item()
             seen += y.numel()
