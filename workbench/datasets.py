@@ -10,6 +10,10 @@ the metadata a model needs (classes, channels, image size).
   datasets with the standard per-channel normalisation. Their files are read
   from a data root (``root`` argument, else ``$WORKBENCH_DATA_ROOT``, else
   ``~/.cache/workbench/datasets``) and only downloaded when ``download=True``.
+* ``"imagenet"`` -- ImageNet-1K (or any image-classification set laid out the same way) read
+  with :class:`torchvision.datasets.ImageFolder` from ``<root>/imagenet/train/<class>/*`` and
+  ``<root>/imagenet/val/<class>/*``, at 224x224 with the thesis' §5.3.2 transforms. It is never
+  downloaded: the user places the folders there.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ __all__ = [
     "resolve_root",
 ]
 
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist")
+DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagenet")
 """Names accepted by :func:`load_dataset`."""
 
 DATA_ROOT_ENV = "WORKBENCH_DATA_ROOT"
@@ -48,6 +52,7 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "mnist": ((0.1307,), (0.3081,)),
     "fashion_mnist": ((0.2860,), (0.3530,)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 """Per-channel ``(mean, std)`` applied after ``ToTensor`` (pixels in [0, 1])."""
 
@@ -157,12 +162,14 @@ def load_dataset(
         Ignored for ``"digits"``.
     download : bool, default False
         Let torchvision download missing files into ``root``. Ignored for
-        ``"digits"``.
+        ``"digits"``; ImageNet is never downloaded (missing folders are an error).
     augment : bool, default False
         Random training-set augmentation. CIFAR: ``RandomCrop(32, padding=4)``
         + ``RandomHorizontalFlip``. MNIST/Fashion-MNIST: ``RandomCrop(28,
-        padding=2)`` (no flips). Unsupported, hence ignored, for the 8x8
-        ``"digits"``. The test split is never augmented.
+        padding=2)`` (no flips). ImageNet: ``RandomResizedCrop(224)`` +
+        ``RandomHorizontalFlip`` (thesis §5.3.2); without ``augment`` its
+        training images get the test transform. Unsupported, hence ignored,
+        for the 8x8 ``"digits"``. The test split is never augmented.
     seed : int, default 0
         Seed of the ``"digits"`` train/test split (the torchvision datasets
         have fixed official splits).
@@ -178,7 +185,9 @@ def load_dataset(
     ValueError
         Unknown ``name`` or ``test_fraction`` outside (0, 1).
     FileNotFoundError
-        The dataset files are missing under the root and ``download`` is False.
+        The dataset files are missing under the root and ``download`` is False
+        (for ImageNet: ``<root>/imagenet/train`` or ``<root>/imagenet/val`` is
+        missing or holds no class folder).
     """
     key = str(name).strip().lower().replace("-", "_")
     if key not in DATASETS:
@@ -191,6 +200,8 @@ def load_dataset(
         raise ValueError(f"test_fraction must be in the open interval (0, 1), got {test_fraction!r}")
     if key == "digits":
         return _load_digits(seed=seed, test_fraction=frac)
+    if key == "imagenet":
+        return _load_imagenet(resolve_root(root), augment=augment)
     return _load_torchvision(key, resolve_root(root), download=download, augment=augment)
 
 
@@ -315,3 +326,51 @@ def _load_torchvision(key: str, root: Path, *, download: bool, augment: bool) ->
             f"incomplete; delete them and pass download=True (CLI: --download), or replace them."
         ) from exc
     return DataBundle(key, train, test, num_classes=num_classes, in_channels=channels, image_size=size)
+
+
+# --------------------------------------------------------------------------- imagenet
+
+IMAGENET_SIZE = 224
+"""Side of the square ImageNet crops fed to the network (thesis §5.3.2)."""
+
+
+def _imagenet_transforms(augment: bool):
+    """Thesis §5.3.2: train ``RandomResizedCrop(224)`` + horizontal flip, validation ``Resize(256)``
+    + ``CenterCrop(224)``, both followed by the ImageNet normalisation."""
+    from torchvision import transforms as T
+
+    mean, std = NORMALIZATION["imagenet"]
+    tail = [T.ToTensor(), T.Normalize(mean, std)]
+    test = T.Compose([T.Resize(256), T.CenterCrop(IMAGENET_SIZE), *tail])
+    train = T.Compose([T.RandomResizedCrop(IMAGENET_SIZE), T.RandomHorizontalFlip(), *tail]) if augment else test
+    return train, test
+
+
+def _load_imagenet(root: Path, *, augment: bool) -> DataBundle:
+    from torchvision.datasets import ImageFolder
+
+    base = root / "imagenet"
+    folders = {split: base / split for split in ("train", "val")}
+    for split, folder in folders.items():
+        if not folder.is_dir() or not any(p.is_dir() for p in folder.iterdir()):
+            raise FileNotFoundError(
+                f"dataset 'imagenet' not found: expected class folders in '{folders['train']}' and "
+                f"'{folders['val']}' ('{folder}' is {'empty' if folder.is_dir() else 'missing'}), laid out as "
+                f"torchvision's ImageFolder wants: <split>/<class name>/<image file>. ImageNet cannot be "
+                f"downloaded automatically: place the folders there (the root comes from the root argument, "
+                f"else ${DATA_ROOT_ENV}, else {DEFAULT_DATA_ROOT})."
+            )
+    train_tf, test_tf = _imagenet_transforms(augment)
+    try:
+        train = ImageFolder(str(folders["train"]), transform=train_tf)
+        test = ImageFolder(str(folders["val"]), transform=test_tf)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise FileNotFoundError(f"could not read dataset 'imagenet' from '{base}': {exc}") from exc
+    if train.classes != test.classes:
+        only_train = sorted(set(train.classes) - set(test.classes))[:5]
+        only_val = sorted(set(test.classes) - set(train.classes))[:5]
+        raise ValueError(
+            f"dataset 'imagenet' in '{base}': train and val must have the same class folders "
+            f"(only in train: {only_train}, only in val: {only_val})"
+        )
+    return DataBundle("imagenet", train, test, num_classes=len(train.classes), in_channels=3, image_size=IMAGENET_SIZE)

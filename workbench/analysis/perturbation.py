@@ -24,9 +24,12 @@ METHODS = {"sam": ("sam", 2.0), "asam": ("asam", 2.0), "samson2": ("samson", 2.0
 
 
 def perturbation_profile(c: float = 0.1, rho: float = 0.05, *, n: int = 201, eta: float = 0.01,
-                         methods: Sequence[str] = tuple(METHODS)) -> xr.Dataset:
+                         methods: Sequence[str] = tuple(METHODS), samson_p: float | None = None) -> xr.Dataset:
     """Fig 5.1: ``ε*(w)`` of SAM (eq 3.23), ASAM (eq 3.26) and SAMSON₂/∞ (eq 5.1–5.3) for ``n``
-    weights evenly spaced in ``[-c, c]`` with ``∇L = 1``.  Dims ``(optimizer, w)``."""
+    weights evenly spaced in ``[-c, c]`` with ``∇L = 1``.  Dims ``(optimizer, w)``.
+
+    ``samson_p``: also SAMSON with the layer norm ``‖W_l‖_p`` of that ``p`` (any ``p ≥ 1``),
+    as optimizer ``"samson_p"``."""
     if not (0 < c <= 10) or c != c:
         raise KnobError(f"c={c!r} is out of range: c must be in (0, 10]")
     if not (0 <= rho <= 10) or rho != rho:
@@ -36,10 +39,17 @@ def perturbation_profile(c: float = 0.1, rho: float = 0.05, *, n: int = 201, eta
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise KnobError(f"methods {unknown} unknown; choose from {list(METHODS)}")
+    if samson_p is not None and not (1 <= samson_p <= math.inf):
+        raise KnobError(f"samson_p={samson_p!r} is out of range: samson_p must be in [1, inf]")
     w = torch.linspace(-c, c, n, dtype=torch.float64)
     eps = []
+    table = dict(METHODS)
+    methods = list(methods)
+    if samson_p is not None:
+        table["samson_p"] = ("samson", float(samson_p))
+        methods.append("samson_p")
     for m in methods:
-        variant, p = METHODS[m]
+        variant, p = table[m]
         weight = nn.Parameter(w.clone())
         weight.grad = torch.ones_like(weight)
         opt = SAMFamily([("weight", weight)], torch.optim.SGD, rho=rho, variant=variant, p=p, eta=eta, lr=0.1)
@@ -48,4 +58,5 @@ def perturbation_profile(c: float = 0.1, rho: float = 0.05, *, n: int = 201, eta
         {"epsilon": (("optimizer", "w"), np.array(eps), {"long_name": "perturbation ε*(w)", "units": "1"})},
         coords={"optimizer": ("optimizer", list(methods), {"long_name": "optimizer", "units": ""}),
                 "w": ("w", w.numpy(), {"long_name": "weight w", "units": "1"})},
-        attrs={"c": float(c), "rho": float(rho), "eta": float(eta), "figure": "5.1", "gradient": "dL/dw = 1"})
+        attrs={"c": float(c), "rho": float(rho), "eta": float(eta), "figure": "5.1", "gradient": "dL/dw = 1",
+               "samson_p": float(samson_p) if samson_p is not None else float("nan")})

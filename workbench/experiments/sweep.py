@@ -15,6 +15,7 @@ from .store import Store
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"
 SRAM_SPEC = SPEC_DIR / "sram_digits.json"
+SHARPNESS_SPEC = SPEC_DIR / "sharpness_digits.json"
 
 
 def _uniform_ber(params, store, device, progress, cancel):
@@ -63,8 +64,28 @@ def _energy_accuracy(params, store, device, progress, cancel):
                            lanmax=params.get("lanmax"), store=store, device=device, progress=progress, cancel=cancel)
 
 
+def _ch5(fn_name: str, **fixed):
+    """A chapter-5 study of :mod:`.sharpness`; the spec's params are its keyword arguments."""
+    def run(params, store, device, progress, cancel):
+        from . import sharpness
+        kw = {**fixed, **params}
+        if fn_name == "sharpness_study":     # the robustness it correlates with: the spec's own curves
+            rob = {k: kw.pop(k) for k in ("robustness_levels", "robustness_draws") if k in kw}
+            if rob:
+                kw["robustness"] = sharpness.robustness_study(
+                    kw.get("methods", tuple(sharpness.METHODS)), kw.get("seeds", (0, 1, 2)),
+                    levels=rob.get("robustness_levels"), adabs=[kw.get("adabs", True)],
+                    draws=rob.get("robustness_draws", 10), train=kw.get("train"), store=store, device=device,
+                    cancel=cancel)
+        return getattr(sharpness, fn_name)(store=store, device=device, progress=progress, cancel=cancel, **kw)
+    return run
+
+
 EXPERIMENTS: dict[str, Callable[..., xr.Dataset]] = {
     "uniform_ber": _uniform_ber, "sensitivity": _sensitivity, "spectra": _spectra, "energy_accuracy": _energy_accuracy,
+    "robustness": _ch5("robustness_study"), "robustness_additive": _ch5("robustness_study", noise="additive"),
+    "sharpness": _ch5("sharpness_study"), "quantization": _ch5("quantization_study"), "ood": _ch5("ood_study"),
+    "pcm_drift": _ch5("drift_study"), "rho": _ch5("rho_study"),
 }
 
 

@@ -1,10 +1,14 @@
-"""Quantisers used before the memory (``q`` of eq 3.13–3.16): BinaryConnect and k-bit linear."""
+"""Quantisers used before the memory (``q`` of eq 3.13–3.16): BinaryConnect and k-bit linear;
+and :class:`QuantizedMemory`, post-training linear weight quantisation seen as a memory (Fig 5.6)."""
 
 from __future__ import annotations
 
 import math
 
+import param
 import torch
+
+from .base import Memory, Read
 
 
 class _SignSTE(torch.autograd.Function):
@@ -59,3 +63,25 @@ def quantize_linear(weight: torch.Tensor, bits: int) -> torch.Tensor:
     # which would kill the gradient of every weight quantised to ±qmax, so keep it out of autograd
     q = q + (torch.clamp(q, -qmax, qmax) - q).detach()
     return q * scale
+
+
+class QuantizedMemory(Memory):
+    """A reliable memory that stores weights as ``bits``-bit linear codes (thesis §5.5.1, Fig 5.6).
+
+    Post-training quantisation without hardware-aware fine-tuning: every read returns
+    :func:`quantize_linear` of the stored weight (symmetric, per-tensor scale
+    ``max|W| / (2^(bits-1) - 1)``, round to nearest), so a read takes at most ``2^bits - 1``
+    distinct values and errs by at most half a step.  Deterministic (the generator is unused):
+    every Monte-Carlo draw of :func:`workbench.analysis.mc_evaluate` is the same, one draw suffices.
+    ``is_noisy`` is True so that the noisy layers do read through it.
+    """
+
+    technology = "quantized"
+    bits = param.Integer(8, bounds=(2, 16), doc="bits per weight of the linear quantiser (2–16)")
+
+    @property
+    def is_noisy(self) -> bool:
+        return True
+
+    def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
+        return Read(quantize_linear(weight, self.bits))

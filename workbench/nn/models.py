@@ -1,12 +1,15 @@
-"""Model zoo built from noisy layers: a small CNN (digits default), VGG, WideResNet, ResNet-18."""
+"""Model zoo built from noisy layers: a small CNN (digits default), VGG, WideResNet, ResNet-18, and
+torchvision's MobileNetV2 (adapted to 32×32) and ImageNet ResNet-18 (chapter 5 of the thesis)."""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import NoisyConv2d, NoisyLinear
+from .layers import NoisyConv2d, NoisyLinear, NoisyMixin
 
 
 def _c(n: float, width: float) -> int:
@@ -154,7 +157,134 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
 
 
-MODELS = ("small_cnn", "vgg11", "vgg13", "vgg16", "wrn", "resnet18")
+def to_noisy(module: nn.Module, binary: bool = False) -> nn.Module:
+    """Replace, in place, every ``nn.Conv2d`` / ``nn.Linear`` of ``module`` (e.g. a torchvision
+    model) by a :class:`NoisyConv2d` / :class:`NoisyLinear` with identical hyper-parameters
+    (kernel, stride, padding, dilation, groups -- depthwise included --, bias) and a copy of its
+    weights, on the same device and dtype and in the same train/eval mode.  Module names, hence
+    state-dict keys, are unchanged, so checkpoints of the original architecture load as they are.
+
+    ``binary`` makes every replaced layer a BinaryConnect layer (§3.2.3).  Layers that already are
+    noisy are left alone.  Returns ``module`` (a bare conv/linear is returned as its noisy copy).
+
+    Raises ``ValueError`` for a convolution with a ``padding_mode`` other than ``"zeros"`` (the
+    noisy convolution pads with zeros).
+    """
+    if isinstance(module, NoisyMixin):
+        return module
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        return _noisy_copy(module, binary)
+    for name, child in list(module.named_children()):
+        if isinstance(child, NoisyMixin):
+            continue
+        if isinstance(child, (nn.Conv2d, nn.Linear)):
+            setattr(module, name, _noisy_copy(child, binary))
+        else:
+            to_noisy(child, binary)
+    return module
+
+
+def _noisy_copy(m: nn.Module, binary: bool) -> nn.Module:
+    has_bias = m.bias is not None
+    if isinstance(m, nn.Conv2d):
+        if m.padding_mode != "zeros":
+            raise ValueError(f"to_noisy: padding_mode={m.padding_mode!r} is not supported (zeros only)")
+        new = NoisyConv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                          bias=has_bias, binary=binary, groups=m.groups)
+        new.dilation = m.dilation           # used by the noisy convolution operator
+    else:
+        new = NoisyLinear(m.in_features, m.out_features, bias=has_bias, binary=binary)
+    new = new.to(device=m.weight.device, dtype=m.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(m.weight)
+        new.weight.requires_grad_(m.weight.requires_grad)
+        if has_bias:
+            new.bias.copy_(m.bias)
+            new.bias.requires_grad_(m.bias.requires_grad)
+    return new.train(m.training)
+
+
+#: MobileNetV2's inverted-residual stages ``(t, c, n, s)`` for 32×32 inputs: torchvision's setting
+#: with the second stage's stride 2 → 1 (the common CIFAR variant, kuangliu/pytorch-cifar)
+MOBILENET_V2_CIFAR_SETTING = [
+    [1, 16, 1, 1],
+    [6, 24, 2, 1],      # torchvision / the paper: stride 2
+    [6, 32, 3, 2],
+    [6, 64, 4, 2],
+    [6, 96, 3, 1],
+    [6, 160, 3, 2],
+    [6, 320, 1, 1],
+]
+
+
+def mobilenet_v2(in_channels: int = 3, num_classes: int = 100, width: float = 1.0, binary: bool = False) -> nn.Module:
+    """MobileNetV2 for 32×32 images (thesis ch. 5: MobileNetV2 on CIFAR-100, Table 5.8).
+
+    Built from ``torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes,
+    width_mult=width)`` (never downloads anything) with exactly two changes, as in the common CIFAR
+    variant: the stem convolution ``features.0.0`` has stride 1 instead of 2 (and ``in_channels``
+    input channels), and the first block of the second stage (``features.2``, 16 → 24 channels)
+    has stride 1 instead of 2.  The total stride is therefore 8 instead of 32: a 32×32 input
+    leaves a 4×4 map before the global average pooling (torchvision's ImageNet net would leave
+    1×1).  Everything else is torchvision's: ReLU6, channel counts rounded to multiples of 8,
+    1280 channels in the last 1×1 convolution for ``width ≤ 1``, dropout 0.2 before the
+    classifier, torchvision's initialisation.  Every conv (depthwise ones included) and the
+    classifier are noisy layers.  State-dict keys are torchvision's.
+    """
+    from torchvision.models import mobilenet_v2 as tv_mobilenet_v2
+
+    net = tv_mobilenet_v2(weights=None, num_classes=num_classes, width_mult=width,
+                          inverted_residual_setting=[list(r) for r in MOBILENET_V2_CIFAR_SETTING])
+    stem = net.features[0][0]
+    conv = nn.Conv2d(in_channels, stem.out_channels, 3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out")          # torchvision's init of convs
+    net.features[0][0] = conv
+    return to_noisy(net, binary)
+
+
+def resnet18_imagenet(in_channels: int = 3, num_classes: int = 1000, width: float = 1.0, binary: bool = False) -> nn.Module:
+    """torchvision's ImageNet ResNet-18 (7×7 stride-2 stem + max-pool, 224×224 inputs) with noisy
+    layers, for fine-tuning (thesis §5.3.2, Table 5.9).
+
+    Built with ``torchvision.models.resnet18(weights=None, ...)``: nothing is downloaded.  Its
+    state-dict keys and shapes are torchvision's, so a ResNet-18 state dict the user saved
+    (``torch.save(torchvision_resnet18.state_dict(), path)``) loads through
+    ``TrainConfig.init_weights=path`` (1000 classes for an ImageNet-1K checkpoint).  The
+    architecture is fixed: ``width`` must be 1 (a checkpoint would not fit otherwise);
+    ``in_channels != 3`` replaces the stem convolution.  A checkpoint whose tensors have other
+    shapes is refused with a ``ValueError`` naming them.
+    """
+    if width != 1.0:
+        raise ValueError(f"resnet18_imagenet is torchvision's fixed ResNet-18 (checkpoint-compatible): width must be 1, "
+                         f"got {width}")
+    from torchvision.models import resnet18 as tv_resnet18
+
+    net = tv_resnet18(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    net = to_noisy(net, binary)
+    net.register_load_state_dict_pre_hook(functools.partial(_refuse_wrong_shapes, model_name="resnet18_imagenet"))
+    return net
+
+
+def _refuse_wrong_shapes(module, state_dict, prefix, *args, model_name: str = "the model", **kwargs) -> None:
+    """``load_state_dict`` pre-hook: name every tensor whose shape differs from the model's."""
+    own = module.state_dict()
+    bad = [(k, tuple(v.shape), tuple(own[k[len(prefix):]].shape)) for k, v in state_dict.items()
+           if k.startswith(prefix) and k[len(prefix):] in own and hasattr(v, "shape")
+           and tuple(v.shape) != tuple(own[k[len(prefix):]].shape)]
+    if bad:
+        lines = "; ".join(f"{k}: {s} in the file, {m} in the model" for k, s, m in bad[:5])
+        hint = ""
+        if any(k[len(prefix):].startswith("fc.") for k, _, _ in bad):
+            hint = (" (the classifier fc has one row per class: an ImageNet-1K checkpoint needs a dataset "
+                    "with 1000 class folders)")
+        raise ValueError(f"the weights do not fit {model_name}: {len(bad)} tensor(s) of another shape: "
+                         f"{lines}{hint}")
+
+
+MODELS = ("small_cnn", "vgg11", "vgg13", "vgg16", "wrn", "resnet18", "mobilenet_v2", "resnet18_imagenet")
 
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int, width: float = 1.0,
@@ -168,4 +298,8 @@ def build_model(name: str, *, in_channels: int, num_classes: int, image_size: in
         return WideResNet(depth, k, in_channels, num_classes, width, binary)
     if name == "resnet18":
         return ResNet18(in_channels, num_classes, width, binary)
+    if name == "mobilenet_v2":
+        return mobilenet_v2(in_channels, num_classes, width, binary)
+    if name == "resnet18_imagenet":
+        return resnet18_imagenet(in_channels, num_classes, width, binary)
     raise ValueError(f"model={name!r} must be one of {', '.join(MODELS)}")

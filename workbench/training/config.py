@@ -13,9 +13,11 @@ from ..hardware.base import KnobError, plain_values, set_knobs
 class TrainConfig(param.Parameterized):
     """A complete, hashable description of one training run (data, model, recipe, noise, seed)."""
 
-    dataset = param.Selector(default="digits", objects=["digits", "cifar10", "cifar100", "mnist", "fashion_mnist"],
+    dataset = param.Selector(default="digits",
+                             objects=["digits", "cifar10", "cifar100", "mnist", "fashion_mnist", "imagenet"],
                              doc="dataset name (digits is embedded, no download)")
-    model = param.Selector(default="small_cnn", objects=["small_cnn", "vgg11", "vgg13", "vgg16", "wrn", "resnet18"],
+    model = param.Selector(default="small_cnn", objects=["small_cnn", "vgg11", "vgg13", "vgg16", "wrn", "resnet18",
+                                                        "mobilenet_v2", "resnet18_imagenet"],
                            doc="network architecture")
     width = param.Number(1.0, bounds=(0.0625, 16.0), doc="channel-width multiplier")
     depth = param.Integer(28, bounds=(10, 100), doc="WideResNet depth (6n+4)")

@@ -123,7 +123,10 @@ def load_initial_weights(model: nn.Module, path: str) -> None:
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict):
         raise ValueError(f"init_weights={path!r} does not hold a state dict")
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:        # tensors of the wrong shape
+        raise ValueError(f"init_weights={path!r} does not fit the model: {str(exc).splitlines()[-1].strip()}") from None
     if missing or unexpected:
         raise ValueError(f"init_weights={path!r} does not fit the model: missing {list(missing)[:5]}, "
                          f"unexpected {list(unexpected)[:5]}")

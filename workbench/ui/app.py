@@ -7,10 +7,12 @@ import panel as pn
 import param
 
 from .playground import NoisePlayground
+from .sharpness import SharpnessPage
 from .sram import SRAMPage
 
 #: page id -> (title, factory); later chapters add their pages here
-PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage)}
+PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage),
+         "sharpness": ("Sharpness & robustness", SharpnessPage)}
 
 
 class Workbench(pn.viewable.Viewer):

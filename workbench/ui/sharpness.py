@@ -1,0 +1,226 @@
+"""The "Sharpness & robustness" page: robustness curves per training method, the optimizer and ρ of
+your own network, sharpness vs robustness, ρ trade-off, quantisation, OOD, PCM drift and the
+perturbation explorer (thesis ch. 5)."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+
+from ..plots.sharpness import (clean_accuracy_bars, drift_plot, ood_heatmap, perturbation_plot, quantization_plot,
+                               rho_plot, robustness_plot, sharpness_scatter)
+from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
+from .tasks import session_dispatch
+
+TEXT = {
+    "robustness": ("**Robustness to conductance noise (Fig 5.2).** Each curve is one training method: mean accuracy over "
+                   "3 seeds × 10 Monte-Carlo draws of the crossbar noise, the band ± one std. Multiplicative noise "
+                   "multiplies every conductance by δ ~ N(1, σ_c²) (eq 3.37); additive noise adds ε ~ N(0, σ²) µS at "
+                   "g_u = 25 µS (eq 3.36). AdaBS re-estimates the batch-norm statistics under the noise first. Pick an "
+                   "optimizer and ρ on the left: its own curve is drawn dashed (train it if it is not in the store)."),
+    "sharpness": ("**m-sharpness vs robustness (Fig 5.4, Tab 5.10).** m-sharpness (eq 3.24 for SAM, eq 5.5 for ASAM and "
+                  "SAMSON; ρ = 0.5, minibatches of 128) is the loss increase under the worst first-order perturbation; "
+                  "robustness is acc(σ_c = 0) − acc(σ_c = 0.4) with AdaBS. Each point is one trained network."),
+    "rho": ("**ρ controls the trade-off.** Each sharpness-aware method trained with every ρ of its thesis grid (Table 5.6), "
+            "seed 0, with AdaBS."),
+    "quantization": ("**Post-training linear quantisation (Fig 5.6).** Symmetric per-tensor k-bit weights, no retraining; "
+                     "the first layer stays in full precision."),
+    "ood": ("**Out-of-distribution test sets (Fig 5.7).** The test images rotated by 20°/40°, sheared by 28.6°/57.3° and "
+            "zoomed to 60–140 %; a method wins a transform when its mean over seeds is the highest."),
+    "drift": ("**PCM drift (Fig 5.5).** The networks programmed on IBM aihwkit's PCM model (programming and read noise, "
+              "conductance drift, global drift compensation), read 1 s, 1 h, 1 day and 1 year later; mean of 10 draws."),
+    "perturbation": ("**What each optimizer perturbs (Fig 5.1).** ε*(w) for one layer of weights evenly spread in ±c with "
+                     "a unit gradient: SAM moves every weight alike, ASAM in proportion to |w|, SAMSON normalises by the "
+                     "layer's ‖W‖_p, so the perturbation no longer depends on the layer's scale."),
+}
+
+
+def _spinner(text: str):
+    return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), text)
+
+
+def _hv(obj):
+    return pn.pane.HoloViews(obj, linked_axes=False, sizing_mode="stretch_width")
+
+
+class SharpnessPage(pn.viewable.Viewer):
+    """Sharpness-aware training against memristor noise."""
+
+    explorer = param.ClassSelector(class_=SharpnessExplorer)
+    title = "Sharpness & robustness"
+
+    def __init__(self, **params):
+        fresh = "explorer" not in params
+        if fresh:
+            params["explorer"] = SharpnessExplorer(autorun=False)
+        super().__init__(**params)
+        ex = self.explorer
+        dispatch = session_dispatch()
+        if dispatch is not None:
+            ex.dispatch = dispatch
+        self._method = pn.widgets.Select.from_param(ex.param.method, name="optimizer / method",
+                                                    options={v: k for k, v in _labels().items()})
+        self._rho = pn.widgets.DiscreteSlider(name="ρ (neighbourhood size)", options=RHO_CHOICES, value=_snap(ex.rho))
+        self._rho.param.watch(lambda e: setattr(ex, "rho", float(e.new)), "value")
+        ex.param.watch(lambda e: setattr(self._rho, "value", _snap(e.new)), "rho")
+        self._adabs = pn.widgets.Checkbox.from_param(ex.param.adabs, name="AdaBS")
+        self._noise = pn.widgets.RadioButtonGroup.from_param(ex.param.noise, name="noise")
+        self._shown = pn.widgets.MultiChoice.from_param(ex.param.shown, name="methods on the plots",
+                                                        options={v: k for k, v in _labels().items()})
+        self._seed = pn.widgets.IntInput.from_param(ex.param.seed, name="seed", width=90)
+        self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, name="epochs", width=90)
+        self._train = pn.widgets.Button.from_param(ex.param.train, name="Train", button_type="success")
+        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
+        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width",
+                                                visible=False)
+        ex.param.watch(self._running, ["running", "progress", "method"])
+        self._running()
+        self._variant = pn.widgets.Select.from_param(ex.param.variant, name="m-sharpness of")
+        self._group = pn.widgets.RadioButtonGroup.from_param(ex.param.group, name="training modes")
+        self._pert_rho = pn.widgets.FloatSlider.from_param(ex.param.pert_rho, name="ρ", step=0.01)
+        self._pert_c = pn.widgets.FloatSlider.from_param(ex.param.pert_c, name="weights in ±c", step=0.01)
+        self._pert_p = pn.widgets.FloatSlider.from_param(ex.param.pert_p, name="norm p (extra SAMSON curve)", step=0.5)
+        if pn.state.location is not None:
+            pn.state.location.sync(ex, {"method": "method", "rho": "rho", "adabs": "adabs"})
+        if fresh:
+            ex.load()
+
+    def _running(self, *_):
+        ex = self.explorer
+        self._train.disabled = ex.running
+        self._cancel.disabled = not ex.running
+        self._progress.visible = ex.running
+        self._progress.value = ex.progress
+        self._rho.disabled = not is_sharpness_aware(ex.method)
+
+    # ---------------------------------------------------------------- views
+    def _curves_ds(self):
+        ex = self.explorer
+        return ex.robustness if ex.noise == "multiplicative" else ex.additive
+
+    @param.depends("explorer.robustness", "explorer.additive", "explorer.noise", "explorer.adabs", "explorer.shown",
+                   "explorer.selected", "explorer.method")
+    def _robustness(self):
+        ex = self.explorer
+        ds = self._curves_ds()
+        if ds is None:
+            return _spinner("loading the robustness study…")
+        adabs = ex.adabs if bool(np.isin(ex.adabs, ds.adabs.values)) else bool(ds.adabs.values[0])
+        shown = [m for m in ex.shown if m in ds.method.values]
+        custom = ex.selected
+        if custom is not None and custom.attrs.get("noise") != ex.noise:
+            custom = None
+        plot = robustness_plot(ds, shown, adabs=adabs, highlight=ex.method, custom=custom,
+                               custom_label=ex.selected_label or "your network")
+        return pn.Column(_hv(plot), _hv(clean_accuracy_bars(ds, shown)), sizing_mode="stretch_width")
+
+    @param.depends("explorer.selected", "explorer.selected_label")
+    def _readout(self):
+        ex = self.explorer
+        ds = ex.selected
+        if ds is None:
+            return pn.pane.Markdown(f"**{ex.selected_label or ex.describe()}** — not trained yet.")
+        m = ds.accuracy_mean.isel(method=0, seed=0, adabs=0)
+        rows = " | ".join(f"{float(v):.3f}" for v in m.values)
+        head = " | ".join(f"{float(v):g}" for v in m.level.values)
+        return pn.pane.Markdown(f"**{ex.selected_label}** (clean {float(ds.clean_accuracy.values.ravel()[0]):.3f})\n\n"
+                                f"| {ds.attrs['level_name']} | {head} |\n|---|{'---|' * m.sizes['level']}\n"
+                                f"| accuracy | {rows} |", sizing_mode="stretch_width")
+
+    @param.depends("explorer.history")
+    def _loss(self):
+        h = self.explorer.history
+        curve = hv.Curve((np.arange(1, len(h) + 1), h), "epoch", hv.Dimension("loss", label="training loss")).opts(
+            responsive=True, min_height=200, line_width=2, title="Training loss of the live run")
+        return _hv(curve)
+
+    @param.depends("explorer.sharpness", "explorer.variant", "explorer.group")
+    def _sharpness(self):
+        ds = self.explorer.sharpness
+        if ds is None:
+            return _spinner("loading the m-sharpness study…")
+        table = ds[["pearson_r", "p_value", "n_points"]].to_dataframe().round(3).reset_index()
+        return pn.Column(_hv(sharpness_scatter(ds, self.explorer.variant, self.explorer.group)),
+                         pn.pane.DataFrame(table, index=False, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+
+    @param.depends("explorer.rho_sweep", "explorer.method", "explorer.rho")
+    def _rho_view(self):
+        ds, ex = self.explorer.rho_sweep, self.explorer
+        if ds is None:
+            return _spinner("loading the ρ study…")
+        method = ex.method if ex.method in ds.method.values else str(ds.method.values[-1])
+        return _hv(rho_plot(ds, method, highlight=ex.rho if method == ex.method else None))
+
+    @param.depends("explorer.quantization", "explorer.shown")
+    def _quantization(self):
+        ds = self.explorer.quantization
+        if ds is None:
+            return _spinner("loading the quantisation study…")
+        return _hv(quantization_plot(ds, [m for m in self.explorer.shown if m in ds.method.values]))
+
+    @param.depends("explorer.ood", "explorer.shown")
+    def _ood(self):
+        ds = self.explorer.ood
+        if ds is None:
+            return _spinner("loading the OOD study…")
+        return _hv(ood_heatmap(ds))
+
+    @param.depends("explorer.drift", "explorer.shown")
+    def _drift(self):
+        ds = self.explorer.drift
+        if ds is None:
+            return _spinner("loading the PCM drift study…")
+        shown = [m for m in self.explorer.shown if m in ds.method.values]
+        year = ds.accuracy.isel(t_inference=-1).mean(("seed", "draw"))
+        lines = ", ".join(f"{_label_of(ds, m)} {float(year.sel({'method': m})):.3f}" for m in shown)
+        return pn.Column(_hv(drift_plot(ds, shown)), pn.pane.Markdown(f"After one year: {lines}."),
+                         sizing_mode="stretch_width")
+
+    @param.depends("explorer.perturbation")
+    def _perturbation(self):
+        return _hv(perturbation_plot(self.explorer.perturbation))
+
+    @param.depends("explorer.status", "explorer.error")
+    def _status(self):
+        ex = self.explorer
+        items = [pn.pane.Markdown(f"**Status:** {ex.status or 'ready'}")]
+        if ex.error:
+            items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
+        return pn.Column(*items, sizing_mode="stretch_width")
+
+    def __panel__(self):
+        controls = pn.Column("#### Your network", self._method, self._rho, pn.Row(self._seed, self._epochs),
+                             pn.Row(self._train, self._cancel), self._progress, "#### Curves", self._noise, self._adabs,
+                             self._shown, width=300)
+        tabs = pn.Tabs(
+            ("Robustness", pn.Column(pn.Row(controls, pn.Column(self._robustness, self._readout, self._loss,
+                                                                sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+                                     pn.pane.Markdown(TEXT["robustness"]), sizing_mode="stretch_width")),
+            ("Sharpness vs robustness", pn.Column(pn.Row(self._variant, self._group), self._sharpness,
+                                                  pn.pane.Markdown(TEXT["sharpness"]), sizing_mode="stretch_width")),
+            ("ρ trade-off", pn.Column(self._rho_view, pn.pane.Markdown(TEXT["rho"]), sizing_mode="stretch_width")),
+            ("Quantisation", pn.Column(self._quantization, pn.pane.Markdown(TEXT["quantization"]), sizing_mode="stretch_width")),
+            ("Out of distribution", pn.Column(self._ood, pn.pane.Markdown(TEXT["ood"]), sizing_mode="stretch_width")),
+            ("PCM drift", pn.Column(self._drift, pn.pane.Markdown(TEXT["drift"]), sizing_mode="stretch_width")),
+            ("Perturbation ε*(w)", pn.Column(pn.Row(self._pert_rho, self._pert_c, self._pert_p), self._perturbation,
+                                             pn.pane.Markdown(TEXT["perturbation"]), sizing_mode="stretch_width")),
+            dynamic=True, sizing_mode="stretch_width")
+        foot = pn.pane.Markdown(f"<small>Opens on results shipped in <code>data/store</code>; regenerate them with "
+                                f"<code>{REGENERATE}</code>.</small>")
+        return pn.Column(self._status, tabs, foot, sizing_mode="stretch_width")
+
+
+def _labels() -> dict[str, str]:
+    from ..experiments.sharpness import LABELS
+    return dict(LABELS)
+
+
+def _snap(rho: float) -> float:
+    """The ρ slider's choice nearest to ``rho``."""
+    return min(RHO_CHOICES, key=lambda r: abs(r - rho))
+
+
+def _label_of(ds, method: str) -> str:
+    return str(ds.label.sel({"method": method}).values)

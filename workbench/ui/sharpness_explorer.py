@@ -1,0 +1,211 @@
+"""State of the "Sharpness & robustness" page (thesis ch. 5); no Panel here.
+
+It opens on the results of ``specs/sharpness_digits.json`` (shipped in ``data/store``).  The
+optimizer and ρ pick one training configuration: when its network is in the store its robustness
+curve appears at once, otherwise *Train* runs it in the background (live loss, progress, Cancel)
+and then measures its curve.  The perturbation explorer (Fig 5.1) is computed instantly.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+from typing import Callable
+
+import param
+import xarray as xr
+
+from ..analysis.perturbation import perturbation_profile
+from ..experiments import Store
+from ..experiments.sharpness import LABELS, METHODS, SIGMA_C_GRID, method_config, robustness_study
+from ..experiments.store import spec_key
+from ..experiments.sweep import SHARPNESS_SPEC, load_spec, run_experiment
+from ..training.sam import RHO_DEFAULTS, RHO_GRIDS
+from .tasks import TaskRunner
+
+REGENERATE = "workbench sweep specs/sharpness_digits.json --cache-dir data/store"
+#: every ρ of the thesis grids (Table 5.6), the choices of the ρ slider
+RHO_CHOICES = sorted({r for grid in RHO_GRIDS.values() for r in grid})
+#: results of the spec loaded by the page: experiment name → attribute
+RESULTS = {"robustness": "robustness", "robustness_additive": "additive", "sharpness": "sharpness",
+           "quantization": "quantization", "ood": "ood", "pcm_drift": "drift", "rho": "rho_sweep"}
+
+
+def is_sharpness_aware(method: str) -> bool:
+    return "sam" in METHODS.get(method, {})
+
+
+class SharpnessExplorer(param.Parameterized):
+    """Knobs and results of the ch. 5 page."""
+
+    method = param.Selector(default="samson2", objects=list(METHODS), doc="training method (optimizer, clipping, noise)")
+    rho = param.Number(0.2, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
+                       doc="neighbourhood size ρ of a sharpness-aware method")
+    adabs = param.Boolean(True, doc="apply AdaBS (batch-norm statistics re-estimated under noise) before testing")
+    noise = param.Selector(default="multiplicative", objects=["multiplicative", "additive"],
+                           doc="conductance noise of the robustness curves")
+    shown = param.ListSelector(default=["sgd", "sam", "asam", "samson2", "samsoninf"], objects=list(METHODS),
+                               doc="methods drawn on the comparison plots")
+    variant = param.Selector(default="samson2", objects=["sam", "asam", "samson2", "samsoninf"],
+                             doc="m-sharpness definition (eq 3.24 / 5.5)")
+    group = param.Selector(default="all", objects=["all", "normal", "clipping"], doc="training modes in the correlation")
+    seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of a network trained from the page")
+    epochs = param.Integer(20, bounds=(1, 200), doc="epochs of a network trained from the page")
+    pert_rho = param.Number(0.5, bounds=(0.0, 2.0), doc="ρ of the perturbation explorer")
+    pert_c = param.Number(0.1, bounds=(0.01, 1.0), doc="weight domain ±c of the perturbation explorer")
+    pert_p = param.Number(4.0, bounds=(1.0, 16.0), doc="norm p of the extra SAMSON curve of the perturbation explorer")
+
+    train = param.Event(doc="train the selected configuration")
+    cancel = param.Event(doc="cancel the running training")
+
+    robustness = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    additive = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    sharpness = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    quantization = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    ood = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    drift = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    rho_sweep = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    selected = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1,
+                                   doc="robustness curve of the selected configuration (None: not trained yet)")
+    selected_label = param.String("", precedence=-1)
+    perturbation = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    history = param.List(default=[], precedence=-1, doc="training loss per epoch of the live run")
+    running = param.Boolean(False, precedence=-1)
+    progress = param.Integer(0, bounds=(0, 100), precedence=-1)
+    status = param.String("", precedence=-1)
+    error = param.String("", precedence=-1)
+
+    def __init__(self, store: Store | None = None, spec_path=SHARPNESS_SPEC, device: str = "auto", autorun: bool = True,
+                 **params):
+        super().__init__(**params)
+        self.store = store or Store()
+        self.device = device
+        self.spec = load_spec(spec_path)
+        self.runner = TaskRunner()
+        self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
+        self._perturb()
+        if autorun:
+            self.load()
+
+    def _set(self, **values) -> None:
+        self.dispatch(partial(self.param.update, **values))
+
+    def _fail(self, message: str) -> None:
+        self._set(error=message, running=False, status="failed — earlier results kept")
+
+    # ------------------------------------------------------------------ spec results
+    def load(self) -> None:
+        """Load (or compute, in the background) every experiment of the spec, then the selection."""
+        for name, target in RESULTS.items():
+            if name not in self.spec["experiments"]:
+                continue
+            params = self.spec["experiments"][name]
+
+            def job(cancel, name=name, params=params):
+                return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
+
+            self.runner.submit(name, job, lambda ds, target=target: self._set(**{target: ds}), self._fail)
+        self._select()
+
+    # ------------------------------------------------------------------ the selected configuration
+    def config(self):
+        """The TrainConfig of the selected method, ρ (sharpness-aware methods only), seed and epochs."""
+        rho = self.rho if is_sharpness_aware(self.method) else None
+        return method_config(self.method, self.seed, rho=rho, epochs=self.epochs)
+
+    def describe(self) -> str:
+        text = LABELS[self.method]
+        if is_sharpness_aware(self.method):
+            text += f", ρ = {self.rho:g}"
+        return text + f", seed {self.seed}"
+
+    def is_trained(self) -> bool:
+        cfg = self.config()
+        return self.store.load_object("weights", spec_key("weights", cfg.to_dict())) is not None
+
+    def _curve_params(self) -> dict:
+        spec = self.spec["experiments"]["robustness" if self.noise == "multiplicative" else "robustness_additive"]
+        return {"noise": self.noise, "levels": spec.get("levels", SIGMA_C_GRID), "g_u": spec.get("g_u", 25.0),
+                "draws": spec.get("draws", 10)}
+
+    def _curve(self, cancel) -> xr.Dataset:
+        kw = self._curve_params()
+        rho = self.rho if is_sharpness_aware(self.method) else None
+        return robustness_study([self.method], [self.seed], adabs=[self.adabs], rho=rho, train={"epochs": self.epochs},
+                                store=self.store, device=self.device, cancel=cancel, **kw)
+
+    @param.depends("method", watch=True)
+    def _method_rho(self) -> None:
+        """Switching method starts from that method's thesis ρ (Table 5.7)."""
+        if is_sharpness_aware(self.method):
+            self.rho = self.default_rho()
+
+    @param.depends("method", "rho", "adabs", "noise", "seed", "epochs", watch=True)
+    def _select(self) -> None:
+        """Show the selected configuration's curve if its network exists; else offer training."""
+        if self.running:
+            return
+        label = self.describe()
+        if not self.is_trained():
+            self.param.update(selected=None, selected_label=label,
+                              status=f"{label}: not trained yet — press Train (about 10–30 s on a CPU)")
+            return
+        self.param.update(status=f"{label}: measuring its robustness curve…", error="")
+
+        def done(ds):
+            self._set(selected=ds, selected_label=label, status=f"{label}: {self._summary(ds)}")
+
+        self.runner.submit("select", self._curve, done, self._fail)
+
+    def _summary(self, ds: xr.Dataset) -> str:
+        m = ds.accuracy_mean.isel(method=0, seed=0, adabs=0)
+        parts = [f"{float(v):.3f} at {ds.attrs['level_name']} = {float(lv):g}" for lv, v in zip(m.level.values, m.values)
+                 if float(lv) in (0.0, 0.2, 0.4) or (self.noise == "additive" and float(lv) in (1.0, 2.0))]
+        return "accuracy " + ", ".join(parts)
+
+    @param.depends("train", watch=True)
+    def _train(self) -> None:
+        from ..experiments import train_model
+        cfg = self.config()
+        label = self.describe()
+        self.param.update(running=True, progress=0, history=[], error="",
+                          status=f"training {label} for {cfg.epochs} epochs…")
+        losses: list[float] = []
+
+        def progress(info):
+            losses.append(float(info["loss"]))
+            self._set(history=list(losses), progress=int(100 * info["epoch"] / info["epochs"]))
+
+        def job(cancel: threading.Event):
+            train_model(cfg, self.store, device=self.device, progress=progress, cancel=cancel)
+            return self._curve(cancel)
+
+        def done(ds):
+            self._set(running=False, progress=100, selected=ds, selected_label=label,
+                      status=f"{label} trained: {self._summary(ds)}")
+
+        def cancelled():
+            self._set(running=False, progress=0, status=f"training {label} cancelled")
+
+        self.runner.submit("train", job, done, self._fail, cancelled)
+
+    @param.depends("cancel", watch=True)
+    def _cancel(self) -> None:
+        self.runner.cancel("train")
+
+    # ------------------------------------------------------------------ Fig 5.1
+    @param.depends("pert_rho", "pert_c", "pert_p", watch=True)
+    def _perturb(self) -> None:
+        self.perturbation = perturbation_profile(self.pert_c, self.pert_rho, samson_p=self.pert_p)
+
+    def default_rho(self) -> float:
+        """The thesis' ρ of the selected method (Table 5.7), or the method's default."""
+        over = METHODS[self.method]
+        return float(over.get("rho", RHO_DEFAULTS.get(over.get("sam", ""), 0.5)))
+
+    def wait(self, timeout: float = 600.0, kinds=(*RESULTS, "select", "train")) -> None:
+        for k in kinds:
+            self.runner.wait(k, timeout)
+
+
+__all__ = ["REGENERATE", "RHO_CHOICES", "SharpnessExplorer", "is_sharpness_aware"]
