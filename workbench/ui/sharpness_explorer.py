@@ -104,8 +104,15 @@ class SharpnessExplorer(param.Parameterized):
             def job(cancel, name=name, params=params):
                 return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
 
-            self.runner.submit(name, job, lambda ds, target=target: self._set(**{target: ds}), self._fail)
+            self.runner.submit(name, job, partial(self._loaded, target), self._fail)
         self._select()
+
+    def _loaded(self, target: str, ds: xr.Dataset) -> None:
+        def apply():
+            self.param.update(**{target: ds})
+            if target == "robustness" and self.selected is None and not self.running:
+                self._select()          # the study has just trained the selected network
+        self.dispatch(apply)
 
     # ------------------------------------------------------------------ the selected configuration
     def config(self):
