@@ -13,10 +13,11 @@ import time
 
 import bench_bsc
 import bench_montecarlo
+import bench_sam
 import bench_store
 from _common import command_line, device_from, device_line, parser, report, table
 
-BENCHMARKS = [bench_bsc, bench_montecarlo, bench_store]
+BENCHMARKS = [bench_bsc, bench_montecarlo, bench_sam, bench_store]
 
 
 def main() -> int:

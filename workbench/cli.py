@@ -1,4 +1,5 @@
-"""Command line: ``workbench {train,evaluate,curve,cache,precompute}`` (also ``python -m workbench``).
+"""Command line: ``workbench {train,evaluate,curve,cache,sweep,lanmax,sharpness,drift,precompute}``
+(also ``python -m workbench``).
 
 Every subcommand accepts ``--json`` to print exactly one JSON object on stdout.  Out-of-range
 knobs exit with status 2 and a message naming the knob and its allowed range.
@@ -28,6 +29,11 @@ def _config(args, technology: str | None = None, default: str | None = None):
     from .experiments import PRESET_FOR_TECHNOLOGY, preset_config
     preset = args.preset or default or PRESET_FOR_TECHNOLOGY.get(technology or "ideal")
     overrides = dict(parse_assignment(s) for s in (args.set or []))
+    if getattr(args, "method", None):
+        from .experiments.sharpness import METHODS
+        if args.method not in METHODS:
+            raise KnobError(f"method={args.method!r} must be one of {', '.join(METHODS)}")
+        overrides = {**METHODS[args.method], **overrides}
     cfg = preset_config(preset, **overrides)
     if getattr(args, "download", False):
         from .datasets import load_dataset
@@ -87,7 +93,8 @@ def cmd_evaluate(args) -> dict:
     from .experiments import evaluate
     mem = _memory_dict(args)
     preset, cfg = _config(args, args.memory)
-    ds = evaluate(cfg, mem, draws=args.draws, seed=args.seed, target_ci_width=args.target_ci, store=_store(args),
+    ds = evaluate(cfg, mem, draws=args.draws, seed=args.seed, target_ci_width=args.target_ci, adabs=args.adabs,
+                  store=_store(args),
                   device=args.device, data_root=args.data_root, progress=_progress("draws", args.json or args.quiet))
     out = {"preset": preset, "memory": mem["default"],
            **{k: ds.attrs[k] for k in ("accuracy_mean", "accuracy_std", "ci95_low", "ci95_high", "clean_accuracy")},
@@ -106,7 +113,8 @@ def cmd_curve(args) -> dict:
     from .experiments import noise_curve
     mem = _memory_dict(args)
     preset, cfg = _config(args, args.memory)
-    ds = noise_curve(cfg, mem, args.knob, args.values, draws=args.draws, seed=args.seed, store=_store(args),
+    ds = noise_curve(cfg, mem, args.knob, args.values, draws=args.draws, seed=args.seed, adabs=args.adabs,
+                     store=_store(args),
                      device=args.device, data_root=args.data_root, progress=_progress("curve", args.json or args.quiet))
     return {"preset": preset, "knob": args.knob, "values": ds[args.knob].values.tolist(),
             "accuracy_mean": ds.accuracy_mean.values.tolist(), "ci95_low": ds.ci95_low.values.tolist(),
@@ -149,6 +157,42 @@ def cmd_lanmax(args) -> dict:
             "ci95_high": ds.attrs["ci95_high"], "energy": float(ds.energy), "cache_key": traj.attrs.get("cache_key")}
 
 
+def cmd_sharpness(args) -> dict:
+    """m-sharpness (eq 3.24 / 5.5) of a trained network per definition, and its robustness."""
+    from .analysis.sharpness import m_sharpness
+    from .datasets import as_tensors, load_dataset
+    from .experiments import evaluate, train_model
+    preset, cfg = _config(args, "memristor")
+    store = _store(args)
+    net = train_model(cfg, store, device=args.device, data_root=args.data_root,
+                      progress=_progress(f"train {preset}", args.json or args.quiet)).model
+    x, y = as_tensors(load_dataset(cfg.dataset, args.data_root).train)
+    sharp = {v: float(m_sharpness(net, x, y, variant=v, rho=args.rho, m=args.m)["m_sharpness"]) for v in args.variants}
+    acc = {}
+    for level in (0.0, args.sigma_c):
+        mem = {"default": {"technology": "memristor", "noise": "multiplicative", "sigma_c": level}}
+        acc[level] = evaluate(cfg, mem, draws=args.draws, adabs=args.adabs, store=store, device=args.device,
+                              data_root=args.data_root).attrs["accuracy_mean"]
+    return {"preset": preset, "config": cfg.to_dict(), "rho": args.rho, "m": args.m, "m_sharpness": sharp,
+            "accuracy": {f"sigma_c={k:g}": v for k, v in acc.items()},
+            "robustness": acc[0.0] - acc[args.sigma_c], "adabs": args.adabs}
+
+
+def cmd_drift(args) -> dict:
+    """Accuracy on IBM aihwkit's PCM model after each read time (Fig 5.5)."""
+    from .analysis.drift import pcm_drift
+    from .experiments import test_tensors, train_model
+    preset, cfg = _config(args, "memristor")
+    net = train_model(cfg, _store(args), device=args.device, data_root=args.data_root,
+                      progress=_progress(f"train {preset}", args.json or args.quiet)).model
+    x, y = test_tensors(cfg, args.data_root)
+    ds = pcm_drift(net, x, y, times=args.times, draws=args.draws, seed=args.seed,
+                   progress=_progress("PCM draws", args.json or args.quiet))
+    return {"preset": preset, "times_s": ds.t_inference.values.tolist(), "labels": [str(v) for v in ds.label.values],
+            "accuracy_mean": ds.accuracy_mean.values.tolist(), "accuracy_std": ds.accuracy_std.values.tolist(),
+            "clean_accuracy": ds.attrs.get("clean_accuracy"), "draws": args.draws}
+
+
 def cmd_precompute(args) -> dict:
     """Regenerate the results shipped in ``data/store`` (what the app opens with)."""
     from .experiments import Store
@@ -172,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(sp):
         sp.add_argument("--preset", help="training preset (digits-cnn, digits-bc, digits-wrn, digits-wrn-bc, wrn28-10-bc-cifar10)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training knob, e.g. epochs=5")
+        sp.add_argument("--method", help="a chapter-5 training method (sgd, sam, asam, samson2, samsoninf, sgd+noise, "
+                                         "sgd+clip, sam+clip, ...): its thesis settings, before --set")
 
     t = sub.add_parser("train", parents=[common], help="train (or load from cache) a network")
     model_args(t)
@@ -188,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--noise", choices=["multiplicative", "additive"], help="conductance noise model")
         sp.add_argument("--draws", type=int, default=30, help="Monte-Carlo draws (minimum with --target-ci)")
         sp.add_argument("--seed", type=int, default=0, help="noise seed")
+        sp.add_argument("--adabs", action="store_true", help="re-estimate batch-norm statistics under the noise first")
 
     e = sub.add_parser("evaluate", parents=[common], help="Monte-Carlo accuracy under a memory")
     model_args(e)
@@ -217,6 +264,24 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--lanmax", action="append", metavar="KEY=VALUE", help="other LaNMax knob, e.g. h=0.02")
     lm.add_argument("--draws", type=int, default=10, help="Monte-Carlo draws at the learned p")
     lm.set_defaults(func=cmd_lanmax)
+
+    sh = sub.add_parser("sharpness", parents=[common], help="m-sharpness and robustness of a network (Fig 5.4)")
+    model_args(sh)
+    sh.add_argument("--rho", type=float, default=0.5, help="ρ of the m-sharpness, in (0, inf)")
+    sh.add_argument("--m", type=int, default=128, help="minibatch size m")
+    sh.add_argument("--variants", nargs="+", default=["sam", "asam", "samson2", "samsoninf"])
+    sh.add_argument("--sigma-c", dest="sigma_c", type=float, default=0.4, help="σ_c of the robustness gap")
+    sh.add_argument("--draws", type=int, default=10, help="Monte-Carlo draws per accuracy")
+    sh.add_argument("--adabs", action="store_true", help="AdaBS before testing under noise")
+    sh.set_defaults(func=cmd_sharpness)
+
+    dr = sub.add_parser("drift", parents=[common], help="accuracy on aihwkit's PCM model with drift (Fig 5.5)")
+    model_args(dr)
+    dr.add_argument("--times", type=float, nargs="+", default=[1.0, 3600.0, 86400.0, 31536000.0],
+                    help="seconds after programming")
+    dr.add_argument("--draws", type=int, default=10)
+    dr.add_argument("--seed", type=int, default=0)
+    dr.set_defaults(func=cmd_drift)
 
     pc = sub.add_parser("precompute", parents=[common], help="regenerate the results shipped in data/store")
     pc.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "store"))
