@@ -85,3 +85,13 @@ def served_app(tmp_path_factory):
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def trained():
+    """A digits-cnn trained 3 epochs (about a second), with the digits test tensors: ``(model, x, y)``.
+    Tests must not modify the model in place."""
+    from workbench.experiments.core import preset_config, test_tensors, train_model
+    cfg = preset_config("digits-cnn", epochs=3)
+    x, y = test_tensors(cfg)
+    return train_model(cfg).model, x, y

@@ -13,15 +13,6 @@ from workbench.hardware import KnobError
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.fixture(scope="module")
-def trained():
-    from workbench.experiments.core import preset_config, test_tensors, train_model
-    cfg = preset_config("digits-cnn", epochs=3)
-    tr = train_model(cfg)
-    x, y = test_tensors(cfg)
-    return tr.model, x, y
-
-
 def _square(size: int = 32, side: int = 8) -> torch.Tensor:
     img = torch.zeros(1, 1, size, size)
     lo = (size - side) // 2

@@ -16,15 +16,6 @@ from workbench.nn import noisy_layers
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.fixture(scope="module")
-def trained():
-    from workbench.experiments.core import preset_config, test_tensors, train_model
-    cfg = preset_config("digits-cnn", epochs=3)
-    tr = train_model(cfg)
-    x, y = test_tensors(cfg)
-    return tr.model, x, y
-
-
 # ----------------------------------------------------------------------------------------------
 # the memory
 

@@ -25,15 +25,6 @@ VARIANTS = ("sam", "asam", "samson2", "samsoninf")
 
 
 @pytest.fixture(scope="module")
-def trained():
-    from workbench.experiments.core import preset_config, test_tensors, train_model
-    cfg = preset_config("digits-cnn", epochs=3)
-    tr = train_model(cfg)
-    x, y = test_tensors(cfg)
-    return tr.model, x, y
-
-
-@pytest.fixture(scope="module")
 def digits64():
     """The digits test set in float64, for the exact comparisons."""
     from workbench.experiments.core import preset_config, test_tensors

@@ -12,7 +12,7 @@ import param
 from ..plots.sharpness import (clean_accuracy_bars, drift_plot, ood_heatmap, perturbation_plot, quantization_plot,
                                rho_plot, robustness_plot, sharpness_scatter)
 from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
-from .tasks import session_dispatch
+from .base import ExplorerPage, hv_pane, spinner
 
 TEXT = {
     "robustness": ("**Robustness to conductance noise (Fig 5.2).** Each curve is one training method: mean accuracy over "
@@ -37,29 +37,16 @@ TEXT = {
 }
 
 
-def _spinner(text: str):
-    return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), text)
-
-
-def _hv(obj):
-    return pn.pane.HoloViews(obj, linked_axes=False, sizing_mode="stretch_width")
-
-
-class SharpnessPage(pn.viewable.Viewer):
+class SharpnessPage(ExplorerPage):
     """Sharpness-aware training against memristor noise."""
 
     explorer = param.ClassSelector(class_=SharpnessExplorer)
+    explorer_class = SharpnessExplorer
     title = "Sharpness & robustness"
 
     def __init__(self, **params):
-        fresh = "explorer" not in params
-        if fresh:
-            params["explorer"] = SharpnessExplorer(autorun=False)
         super().__init__(**params)
         ex = self.explorer
-        dispatch = session_dispatch()
-        if dispatch is not None:
-            ex.dispatch = dispatch
         self._method = pn.widgets.Select.from_param(ex.param.method, name="optimizer / method",
                                                     options={v: k for k, v in _labels().items()})
         self._rho = pn.widgets.DiscreteSlider(name="ρ (neighbourhood size)", options=RHO_CHOICES, value=_snap(ex.rho))
@@ -84,8 +71,7 @@ class SharpnessPage(pn.viewable.Viewer):
         self._pert_p = pn.widgets.FloatSlider.from_param(ex.param.pert_p, name="norm p (extra SAMSON curve)", step=0.5)
         if pn.state.location is not None:
             pn.state.location.sync(ex, {"method": "method", "rho": "rho", "adabs": "adabs"})
-        if fresh:
-            ex.load()
+        self._start()
 
     def _running(self, *_):
         ex = self.explorer
@@ -106,7 +92,7 @@ class SharpnessPage(pn.viewable.Viewer):
         ex = self.explorer
         ds = self._curves_ds()
         if ds is None:
-            return _spinner("loading the robustness study…")
+            return spinner("loading the robustness study…")
         adabs = ex.adabs if bool(np.isin(ex.adabs, ds.adabs.values)) else bool(ds.adabs.values[0])
         shown = [m for m in ex.shown if m in ds.method.values]
         custom = ex.selected
@@ -114,7 +100,7 @@ class SharpnessPage(pn.viewable.Viewer):
             custom = None
         plot = robustness_plot(ds, shown, adabs=adabs, highlight=ex.method, custom=custom,
                                custom_label=ex.selected_label or "your network")
-        return pn.Column(_hv(plot), _hv(clean_accuracy_bars(ds, shown)), sizing_mode="stretch_width")
+        return pn.Column(hv_pane(plot), hv_pane(clean_accuracy_bars(ds, shown)), sizing_mode="stretch_width")
 
     @param.depends("explorer.selected", "explorer.selected_label")
     def _readout(self):
@@ -134,61 +120,53 @@ class SharpnessPage(pn.viewable.Viewer):
         h = self.explorer.history
         curve = hv.Curve((np.arange(1, len(h) + 1), h), "epoch", hv.Dimension("loss", label="training loss")).opts(
             responsive=True, min_height=200, line_width=2, title="Training loss of the live run")
-        return _hv(curve)
+        return hv_pane(curve)
 
     @param.depends("explorer.sharpness", "explorer.variant", "explorer.group")
     def _sharpness(self):
         ds = self.explorer.sharpness
         if ds is None:
-            return _spinner("loading the m-sharpness study…")
+            return spinner("loading the m-sharpness study…")
         table = ds[["pearson_r", "p_value", "n_points"]].to_dataframe().round(3).reset_index()
-        return pn.Column(_hv(sharpness_scatter(ds, self.explorer.variant, self.explorer.group)),
+        return pn.Column(hv_pane(sharpness_scatter(ds, self.explorer.variant, self.explorer.group)),
                          pn.pane.DataFrame(table, index=False, sizing_mode="stretch_width"), sizing_mode="stretch_width")
 
     @param.depends("explorer.rho_sweep", "explorer.method", "explorer.rho")
     def _rho_view(self):
         ds, ex = self.explorer.rho_sweep, self.explorer
         if ds is None:
-            return _spinner("loading the ρ study…")
+            return spinner("loading the ρ study…")
         method = ex.method if ex.method in ds.method.values else str(ds.method.values[-1])
-        return _hv(rho_plot(ds, method, highlight=ex.rho if method == ex.method else None))
+        return hv_pane(rho_plot(ds, method, highlight=ex.rho if method == ex.method else None))
 
     @param.depends("explorer.quantization", "explorer.shown")
     def _quantization(self):
         ds = self.explorer.quantization
         if ds is None:
-            return _spinner("loading the quantisation study…")
-        return _hv(quantization_plot(ds, [m for m in self.explorer.shown if m in ds.method.values]))
+            return spinner("loading the quantisation study…")
+        return hv_pane(quantization_plot(ds, [m for m in self.explorer.shown if m in ds.method.values]))
 
     @param.depends("explorer.ood", "explorer.shown")
     def _ood(self):
         ds = self.explorer.ood
         if ds is None:
-            return _spinner("loading the OOD study…")
-        return _hv(ood_heatmap(ds))
+            return spinner("loading the OOD study…")
+        return hv_pane(ood_heatmap(ds))
 
     @param.depends("explorer.drift", "explorer.shown")
     def _drift(self):
         ds = self.explorer.drift
         if ds is None:
-            return _spinner("loading the PCM drift study…")
+            return spinner("loading the PCM drift study…")
         shown = [m for m in self.explorer.shown if m in ds.method.values]
         year = ds.accuracy.isel(t_inference=-1).mean(("seed", "draw"))
         lines = ", ".join(f"{_label_of(ds, m)} {float(year.sel({'method': m})):.3f}" for m in shown)
-        return pn.Column(_hv(drift_plot(ds, shown)), pn.pane.Markdown(f"After one year: {lines}."),
+        return pn.Column(hv_pane(drift_plot(ds, shown)), pn.pane.Markdown(f"After one year: {lines}."),
                          sizing_mode="stretch_width")
 
     @param.depends("explorer.perturbation")
     def _perturbation(self):
-        return _hv(perturbation_plot(self.explorer.perturbation))
-
-    @param.depends("explorer.status", "explorer.error")
-    def _status(self):
-        ex = self.explorer
-        items = [pn.pane.Markdown(f"**Status:** {ex.status or 'ready'}")]
-        if ex.error:
-            items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
-        return pn.Column(*items, sizing_mode="stretch_width")
+        return hv_pane(perturbation_plot(self.explorer.perturbation))
 
     def __panel__(self):
         controls = pn.Column("#### Your network", self._method, self._rho, pn.Row(self._seed, self._epochs),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from functools import partial
-from typing import Callable
 
 import param
 import xarray as xr
@@ -21,7 +20,7 @@ from ..experiments.sharpness import LABELS, METHODS, SIGMA_C_GRID, method_config
 from ..experiments.store import spec_key
 from ..experiments.sweep import SHARPNESS_SPEC, load_spec, run_experiment
 from ..training.sam import RHO_DEFAULTS, RHO_GRIDS
-from .tasks import TaskRunner
+from .base import BackgroundState
 
 REGENERATE = "workbench sweep specs/sharpness_digits.json --cache-dir data/store"
 #: every ρ of the thesis grids (Table 5.6), the choices of the ρ slider
@@ -35,7 +34,7 @@ def is_sharpness_aware(method: str) -> bool:
     return "sam" in METHODS.get(method, {})
 
 
-class SharpnessExplorer(param.Parameterized):
+class SharpnessExplorer(BackgroundState):
     """Knobs and results of the ch. 5 page."""
 
     method = param.Selector(default="samson2", objects=list(METHODS), doc="training method (optimizer, clipping, noise)")
@@ -70,10 +69,6 @@ class SharpnessExplorer(param.Parameterized):
     selected_label = param.String("", precedence=-1)
     perturbation = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
     history = param.List(default=[], precedence=-1, doc="training loss per epoch of the live run")
-    running = param.Boolean(False, precedence=-1)
-    progress = param.Integer(0, bounds=(0, 100), precedence=-1)
-    status = param.String("", precedence=-1)
-    error = param.String("", precedence=-1)
 
     def __init__(self, store: Store | None = None, spec_path=SHARPNESS_SPEC, device: str = "auto", autorun: bool = True,
                  **params):
@@ -81,17 +76,9 @@ class SharpnessExplorer(param.Parameterized):
         self.store = store or Store()
         self.device = device
         self.spec = load_spec(spec_path)
-        self.runner = TaskRunner()
-        self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
         self._perturb()
         if autorun:
             self.load()
-
-    def _set(self, **values) -> None:
-        self.dispatch(partial(self.param.update, **values))
-
-    def _fail(self, message: str) -> None:
-        self._set(error=message, running=False, status="failed — earlier results kept")
 
     # ------------------------------------------------------------------ spec results
     def load(self) -> None:

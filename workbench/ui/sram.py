@@ -12,7 +12,7 @@ from ..plots.sram import (energy_accuracy_plot, lanmax_trajectory_plot, layer_p_
                           sensitivity_plot, spectra_plot, uniform_ber_plot)
 from .explorer import P_CHOICES
 from .sram_explorer import REGENERATE, SRAMExplorer
-from .tasks import session_dispatch
+from .base import ExplorerPage
 
 TEXT = {
     "uniform": ("**Uniform BER (Fig 4.2).** BinaryConnect networks trained with every weight read through a binary "
@@ -32,21 +32,16 @@ TEXT = {
 }
 
 
-class SRAMPage(pn.viewable.Viewer):
+class SRAMPage(ExplorerPage):
     """Under-volted SRAM and LaNMax."""
 
     explorer = param.ClassSelector(class_=SRAMExplorer)
+    explorer_class = SRAMExplorer
     title = "Under-volted SRAM"
 
     def __init__(self, **params):
-        fresh = "explorer" not in params
-        if fresh:
-            params["explorer"] = SRAMExplorer(autorun=False)
         super().__init__(**params)
         ex = self.explorer
-        dispatch = session_dispatch()
-        if dispatch is not None:
-            ex.dispatch = dispatch
         self._p_train = pn.widgets.DiscreteSlider.from_param(ex.param.p_train, name="training BER p_t")
         self._p = pn.widgets.DiscreteSlider(name="test BER p (log scale)", options=P_CHOICES[1:], value=0.01, formatter="%.0e")
         self._p.param.watch(lambda e: setattr(ex, "p", e.new), "value_throttled")
@@ -68,8 +63,7 @@ class SRAMPage(pn.viewable.Viewer):
         self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, name="layer")
         if pn.state.location is not None:
             pn.state.location.sync(ex, {"p_train": "p_t", "alpha": "alpha", "spectra_layer": "layer"})
-        if fresh:
-            ex.load()
+        self._start()
 
     # ---------------------------------------------------------------- editor
     def _typed(self, layer: str, text: str) -> None:
@@ -197,14 +191,6 @@ class SRAMPage(pn.viewable.Viewer):
                 lines.append(f"λ{rank + 1}: no test ({exc})")
         return pn.Column(pn.pane.HoloViews(spectra_plot(ds, layer), linked_axes=False, sizing_mode="stretch_width"),
                          pn.pane.Markdown("  \n".join(lines)), sizing_mode="stretch_width")
-
-    @param.depends("explorer.status", "explorer.error")
-    def _status(self):
-        ex = self.explorer
-        items = [pn.pane.Markdown(f"**Status:** {ex.status or 'ready'}")]
-        if ex.error:
-            items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
-        return pn.Column(*items, sizing_mode="stretch_width")
 
     def __panel__(self):
         editor = pn.Column(*self._inputs.values(), self._edit_error, width=200)

@@ -8,8 +8,7 @@ per-layer ``p`` streams in epoch by epoch, and inspect any network of the energy
 from __future__ import annotations
 
 import threading
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import param
 import xarray as xr
@@ -18,12 +17,12 @@ from ..experiments import Store, param_counts
 from ..experiments.sram import bc_config, energy_of, energy_ratios
 from ..experiments.sweep import SRAM_SPEC, load_spec, run_experiment
 from ..hardware import SRAMMemory
-from .tasks import TaskRunner
+from .base import BackgroundState
 
 REGENERATE = "workbench sweep specs/sram_digits.json --cache-dir data/store"
 
 
-class SRAMExplorer(param.Parameterized):
+class SRAMExplorer(BackgroundState):
     """Knobs and results of the ch. 4 page."""
 
     p_train = param.Selector(default=0.01, objects=[0.01], doc="training BER p_t highlighted in the uniform study")
@@ -47,18 +46,12 @@ class SRAMExplorer(param.Parameterized):
     lanmax_loss = param.List(default=[], precedence=-1)
     lanmax_result = param.Dict(default=None, allow_None=True, precedence=-1)
     point_sensitivity = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    running = param.Boolean(False, precedence=-1)
-    progress = param.Integer(0, bounds=(0, 100), precedence=-1)
-    status = param.String("", precedence=-1)
-    error = param.String("", precedence=-1)
 
     def __init__(self, store: Store | None = None, spec_path=SRAM_SPEC, device: str = "auto", autorun: bool = True, **params):
         super().__init__(**params)
         self.store = store or Store()
         self.device = device
         self.spec = load_spec(spec_path)
-        self.runner = TaskRunner()
-        self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
         self.counts = param_counts(bc_config())
         self.reference_weights = sum(param_counts(bc_config()).values())
         layers = list(self.counts)
@@ -69,12 +62,6 @@ class SRAMExplorer(param.Parameterized):
         self.param.p_train.objects = grid
         if autorun:
             self.load()
-
-    def _set(self, **values) -> None:
-        self.dispatch(partial(self.param.update, **values))
-
-    def _fail(self, message: str) -> None:
-        self._set(error=message, running=False, status="failed — earlier results kept")
 
     # ------------------------------------------------------------------ results of the spec
     def load(self) -> None:

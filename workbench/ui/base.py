@@ -1,0 +1,74 @@
+"""What the chapter pages share: background state (status, error, progress, a task runner whose
+results reach the page through ``dispatch``) and a page shell around one such state object."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import panel as pn
+import param
+
+from .tasks import TaskRunner, session_dispatch
+
+
+class BackgroundState(param.Parameterized):
+    """Status, error and progress of a page's background work (no Panel here).
+
+    Jobs run on ``self.runner``; their results come back through :meth:`_set`, which hands the
+    update to ``dispatch`` (the session's event loop in a served page, a direct call elsewhere).
+    A failed job sets ``error`` and leaves every earlier result as it was."""
+
+    running = param.Boolean(False, precedence=-1)
+    progress = param.Integer(0, bounds=(0, 100), precedence=-1)
+    status = param.String("", precedence=-1)
+    error = param.String("", precedence=-1)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.runner = TaskRunner()
+        self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
+
+    def _set(self, **values) -> None:
+        self.dispatch(partial(self.param.update, **values))
+
+    def _fail(self, message: str) -> None:
+        self._set(error=message, running=False, status="failed — earlier results kept")
+
+
+class ExplorerPage(pn.viewable.Viewer):
+    """A page drawn from one :class:`BackgroundState` (``explorer``); subclasses set
+    ``explorer_class`` and build their widgets after ``super().__init__``."""
+
+    explorer = param.ClassSelector(class_=BackgroundState)
+    explorer_class: type[BackgroundState] = BackgroundState
+
+    def __init__(self, **params):
+        self._fresh = "explorer" not in params
+        if self._fresh:
+            params["explorer"] = self.explorer_class(autorun=False)
+        super().__init__(**params)
+        dispatch = session_dispatch()
+        if dispatch is not None:
+            self.explorer.dispatch = dispatch
+
+    def _start(self) -> None:
+        """Start the explorer's own work once the page's widgets are watching it."""
+        if self._fresh:
+            self.explorer.load()
+
+    @param.depends("explorer.status", "explorer.error")
+    def _status(self):
+        ex = self.explorer
+        items = [pn.pane.Markdown(f"**Status:** {ex.status or 'ready'}")]
+        if ex.error:
+            items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
+        return pn.Column(*items, sizing_mode="stretch_width")
+
+
+def spinner(text: str) -> pn.Row:
+    return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), text)
+
+
+def hv_pane(obj) -> pn.pane.HoloViews:
+    return pn.pane.HoloViews(obj, linked_axes=False, sizing_mode="stretch_width")
