@@ -197,7 +197,7 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
     wait_until(lambda: page.locator("table").first.inner_text() != table_02, 60, message="its accuracies")
     wait_until(lambda: "rho=0.5" in page.url, 30, message="ρ in the URL")
 
-    page.get_by_role("tab", name="Perturbation ε*(w)").click()
+    page.get_by_text("Perturbation ε*(w)").click()
     wait_until(lambda: page.locator(".bk-Figure").filter(visible=True).count() > 0, 60, message="the ε*(w) plot")
     fig = page.locator(".bk-Figure").filter(visible=True).first
     shot = fig.screenshot()
