@@ -61,7 +61,8 @@ def robustness_plot(ds: xr.Dataset, methods=None, adabs: bool = True, highlight:
         cm = c.accuracy.mean([d for d in c.accuracy.dims if d != "level"]).values
         elements.append(hv.Curve((c.level.values, cm), level, acc, label=custom_label).opts(
             color="black", line_dash="dashed", line_width=3))
-    title = f"Accuracy vs {ds.attrs.get('level_name', 'noise')} ({'with' if adabs else 'without'} AdaBS, Fig 5.2)"
+    symbol = {"sigma_c": "σ_c", "sigma": "σ (µS)"}.get(ds.attrs.get("level_name", ""), "noise")
+    title = f"Accuracy vs {symbol} ({'with' if adabs else 'without'} AdaBS, Fig 5.2)"
     return hv.Overlay(elements).opts(responsive=True, min_height=380, legend_position="right", title=title,
                                      show_grid=True)
 

@@ -118,6 +118,8 @@ class SharpnessPage(ExplorerPage):
     @param.depends("explorer.history")
     def _loss(self):
         h = self.explorer.history
+        if not h:
+            return pn.pane.Markdown("*Training loss appears here, epoch by epoch, while a network trains.*")
         curve = hv.Curve((np.arange(1, len(h) + 1), h), "epoch", hv.Dimension("loss", label="training loss")).opts(
             responsive=True, min_height=200, line_width=2, title="Training loss of the live run")
         return hv_pane(curve)
