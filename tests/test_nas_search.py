@@ -1,0 +1,271 @@
+"""Estimator (Annex C), choice of n_a/n_p (eq 6.7), NSGA-II strategies M1/M2/M3, hypervolume,
+collection and re-simulation on a tiny supernet."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+from scipy.stats import norm
+from sklearn.metrics import r2_score
+
+from workbench.datasets import load_dataset
+from workbench.hardware.memristor import weight_inf_norm
+from workbench.nas.estimator import Estimator, collect, memory_map, minibatch_curves, select_n
+from workbench.nas.operators import sample_states
+from workbench.nas.search import compare, hypervolume, non_dominated, resimulate, run_search, scale_states
+from workbench.nas.supernet import Supernet, SupernetConfig, train_supernet
+from workbench.nn import noisy_layers
+from workbench.training.trainer import Cancelled
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def space():
+    return Supernet(SupernetConfig()).space
+
+
+def synthetic(space, n, seed=0):
+    """States with a smooth known (accuracy, power): accuracy rises with depth and g_u, power is
+    linear in every kept layer's g_u with a per-layer cost."""
+    rng = np.random.default_rng(seed)
+    S = sample_states(space, n, rng)
+    g = S[:, space.gu_slice]
+    kept = g > 0
+    depth = S[:, space.depth_slice].sum(1)
+    mean_r = g.sum(1) / kept.sum(1)
+    acc = 0.6 + 0.1 * np.tanh(2 * (mean_r - 1)) + 0.02 * depth + rng.normal(0, 0.005, n)
+    cost = np.linspace(1.0, 3.0, space.n_layers)
+    power = g @ cost + 0.5 * S[:, space.width_slice].sum(1)
+    return S, acc, power
+
+
+@pytest.fixture(scope="module")
+def fitted(space):
+    S, acc, power = synthetic(space, 1000)
+    est = Estimator(space, epochs=100, seed=0)
+    r2 = est.fit(states=S, accuracy=acc, power=power)
+    return est, r2, (S, acc, power)
+
+
+# --------------------------------------------------------------------------- estimator
+def test_estimator_r2_is_held_out_r2(fitted):
+    est, r2, (S, acc, power) = fitted
+    ho = est.holdout_index_
+    assert len(ho) == 200 and len(np.intersect1d(ho, est.train_index_)) == 0
+    pa, pp = est.predict(S[ho])
+    assert r2["accuracy"] == pytest.approx(r2_score(acc[ho], pa), abs=1e-9)
+    assert r2["power"] == pytest.approx(r2_score(power[ho], pp), abs=1e-9)
+    assert r2["accuracy"] > 0.5 and r2["power"] > 0.5
+    # predictions are in the original units (power not left in [0, 1])
+    assert pp.mean() == pytest.approx(power[ho].mean(), rel=0.1)
+
+
+def test_estimator_roundtrip_and_architecture(fitted, space):
+    est, _, (S, _, _) = fitted
+    lin = [m for m in est.net.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in lin] == [400, 400, 400, 2]
+    again = Estimator.from_state_dict(space, est.state_dict())
+    np.testing.assert_allclose(np.stack(again.predict(S[:20])), np.stack(est.predict(S[:20])))
+    with pytest.raises(RuntimeError):
+        Estimator(space).predict(S[:2])
+
+
+# --------------------------------------------------------------------------- n_a, n_p (eq 6.7)
+def curves(mu, sigma, N, rng):
+    per_batch = mu[:, None] + rng.normal(0, sigma, (len(mu), N)) if sigma else np.repeat(mu[:, None], N, 1)
+    return np.cumsum(per_batch, 1) / np.arange(1, N + 1)
+
+
+def test_select_n_larger_tolerance_needs_fewer_minibatches():
+    rng = np.random.default_rng(0)
+    a = curves(rng.uniform(0.5, 0.9, 80), 0.15, 30, rng)
+    deltas = [0.01, 0.03, 0.05, 0.1, 0.2, 0.3]
+    ds = select_n(a, deltas, epsilon=0.05)
+    n = ds["n"].values
+    assert np.all(np.diff(n) <= 0)                      # monotone in δ
+    assert n[-1] < n[0] and n[0] > 3
+    ok = ~np.isnan(ds["n_bisect"].values)
+    assert np.all(ds["prob"].values[ok] > 0.95)           # eq 6.7 holds at the chosen n
+
+
+def test_select_n_matches_the_gaussian_answer():
+    # two groups exactly Δ apart, Gaussian minibatch noise σ: Pr(n) = Φ(Δ√n / (σ√2)), so the
+    # smallest n with Pr > 1 − ε is ⌈2 (z_{1−ε} σ / Δ)²⌉
+    rng = np.random.default_rng(1)
+    sigma, gap, N = 0.2, 0.1, 60
+    mu = np.r_[np.full(150, 0.5), np.full(150, 0.5 + gap)]
+    a = curves(mu, sigma, N, rng)
+    expected = int(np.ceil(2 * (norm.ppf(0.95) * sigma / gap) ** 2))       # 22
+    n = select_n(a, gap / 2, epsilon=0.05)["n_bisect"].item()
+    assert abs(n - expected) <= 0.3 * expected
+
+
+def test_select_n_is_one_without_noise():
+    rng = np.random.default_rng(2)
+    a = curves(rng.uniform(0.5, 0.9, 50), 0.0, 12, rng)
+    ds = select_n(a, [0.0, 0.01, 0.1])
+    assert np.all(ds["n_bisect"].values == 1) and np.all(ds["n"].values == 1)
+
+
+def test_select_n_without_pairs_is_nan():
+    a = np.full((5, 4), 0.7)
+    ds = select_n(a, [0.1])
+    assert np.isnan(ds["n_bisect"].item()) and ds["pairs"].item() == 0
+
+
+# --------------------------------------------------------------------------- search
+def test_nsga2_front_is_non_dominated_and_streamed(fitted, space):
+    est = fitted[0]
+    seen = []
+    res = run_search("M2", est, space, pop_size=32, n_gen=6, seed=0, progress=seen.append)
+    assert len(seen) == 6 and [d["generation"] for d in seen] == list(range(1, 7))
+    assert all(np.all(np.diff(d["power"]) >= 0) for d in seen)
+    assert space.is_valid(res.states).all() and len(res.states) == 32
+    F = np.column_stack([-res.accuracy[res.front], res.power[res.front]])
+    assert len(NonDominatedSorting().do(F, only_non_dominated_front=True)) == len(F)
+    # the estimate stored with the result is the estimator's
+    a, p = est.predict(res.states)
+    np.testing.assert_allclose(res.accuracy, a)
+    np.testing.assert_allclose(res.power, p)
+    # reproducible
+    again = run_search("M2", est, space, pop_size=32, n_gen=6, seed=0)
+    np.testing.assert_array_equal(again.states, res.states)
+
+
+def test_m1_keeps_default_gu_and_m3_dominates_or_equals_m1(fitted, space):
+    est = fitted[0]
+    m1 = run_search("M1", est, space, pop_size=32, n_gen=6, seed=1)
+    g = m1.states[:, space.gu_slice]
+    assert np.all((g == 0) | (g == 1.0))
+    m3 = run_search("M3", est, space, base=m1)
+    assert space.is_valid(m3.states).all()
+    F1 = np.column_stack([m1.accuracy[m1.front], m1.power[m1.front]])
+    for a, p in F1:
+        assert np.any((m3.accuracy >= a) & (m3.power <= p))
+    assert hypervolume_of(m3, 1.0) >= hypervolume_of(m1, 1.0) - 1e-12
+    # the scaled states are the M1 g_u times the 10 factors
+    sc = scale_states(space, m1.states[:1])
+    kept = m1.states[0, space.gu_slice] > 0
+    np.testing.assert_allclose(sc[:, space.gu_slice][:, kept], np.linspace(0.9, 1.1, 10)[:, None] * np.ones(kept.sum()))
+    with pytest.raises(ValueError):
+        run_search("M4", est, space)
+
+
+def hypervolume_of(res, scale):
+    f = np.column_stack([res.accuracy[res.front], res.power[res.front]])
+    return hypervolume(f, power_scale=scale * np.max(res.power) * 10)
+
+
+def test_hypervolume_matches_hand_computation():
+    front = np.array([[0.9, 1.0], [0.8, 0.5], [0.5, 0.2]])
+    # minimised (−A, P), reference (0, 1.1): 0.5·(0.5−0.2) + 0.8·(1.0−0.5) + 0.9·(1.1−1.0)
+    assert hypervolume(front, power_scale=1.0) == pytest.approx(0.15 + 0.40 + 0.09)
+    # power is normalised by power_scale; a dominated point and one past the reference add nothing
+    more = np.vstack([front * [1, 1000], [0.6, 600.0], [0.95, 1200.0]])
+    assert hypervolume(more, power_scale=1000.0) == pytest.approx(0.64)
+    assert compare({"a": front, "b": front[:1]}) == pytest.approx({"a": 0.64, "b": 0.09})
+    assert hypervolume(np.empty((0, 2))) == 0.0
+    assert non_dominated([0.9, 0.8, 0.7], [1.0, 0.5, 0.6]).tolist() == [True, True, False]
+
+
+def test_search_can_be_cancelled(fitted, space):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(d):
+        seen.append(d["generation"])
+        if d["generation"] == 2:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        run_search("M2", fitted[0], space, pop_size=16, n_gen=50, seed=0, progress=progress, cancel=cancel)
+    assert seen == [1, 2]
+
+
+# --------------------------------------------------------------------------- collection on a tiny supernet
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = SupernetConfig(stem_width=4, stage_widths=[4, 8, 8], depth_choices=[1, 2], epochs=1, batch_size=256)
+    data = load_dataset("digits")
+    return train_supernet(cfg, data).supernet, data
+
+
+def test_collect_dataset(tiny):
+    net, data = tiny
+    ds = collect(net, k=3, k_g=2, n_a=2, n_p=1, data=data, minibatch=16, seed=0)
+    sp = net.space
+    assert ds["state_vector"].shape == (6, sp.n_var) and list(ds["var"].values) == sp.var_names
+    assert sp.is_valid(ds["state_vector"].values).all()
+    assert np.all((ds["accuracy"].values >= 0) & (ds["accuracy"].values <= 1)) and np.all(ds["power"].values > 0)
+    assert ds["arch"].values.tolist() == [0, 0, 1, 1, 2, 2]
+    # the k_g states of one architecture share it and differ in g_u (LHS)
+    S = ds["state_vector"].values
+    np.testing.assert_array_equal(S[0, : sp.n_arch], S[1, : sp.n_arch])
+    assert not np.array_equal(S[0, sp.gu_slice], S[1, sp.gu_slice])
+    for key in ("supernet_key", "supernet_seed", "n_a", "n_p", "k", "k_g", "minibatch", "sigma", "noise"):
+        assert key in ds.attrs
+    assert ds.attrs["supernet_key"] == net.config.cache_key() and ds.attrs["sigma"] == 0.001
+    for v in ("accuracy", "power", "state_vector"):
+        assert {"long_name", "units"} <= set(ds[v].attrs)
+    again = collect(net, k=3, k_g=2, n_a=2, n_p=1, data=data, minibatch=16, seed=0)
+    np.testing.assert_array_equal(again["power"].values, ds["power"].values)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        collect(net, k=3, k_g=2, data=data, cancel=cancel)
+
+
+def test_memory_map_uses_gu_relative_to_the_layer_norm(tiny):
+    net, _ = tiny
+    sp = net.space
+    s = sp.encode(sp.largest())
+    sub = net.subnet(s)
+    names = sp.layer_names()
+    r = np.where(s[sp.gu_slice] > 0, 0.5, 0.0)
+    mm = memory_map(sub, names, r)
+    for name, layer in noisy_layers(sub).items():
+        gd = float(weight_inf_norm(layer.weight))
+        assert mm[name].g_u == pytest.approx(0.5 * gd) and mm[name].g_max == pytest.approx(1.5 * gd)
+        assert mm[name].g_min == 0 and mm[name].noise == "additive" and mm[name].sigma == 0.001
+    with pytest.raises(ValueError):
+        memory_map(sub, names, np.zeros(len(names)))
+
+
+def test_resimulated_power_scales_with_gu(tiny):
+    net, data = tiny
+    sp = net.space
+    base = sp.default_states(sp.sample_arch(1, np.random.default_rng(0)))
+    states = scale_states(sp, base, [0.5, 1.5])
+    ds = resimulate(net, states, data=data, draws=2)
+    p = ds["power"].values
+    # g = r|w|: the crossbar power is linear in g_u (the σ = 0.001 noise is negligible here)
+    assert p[1] / p[0] == pytest.approx(3.0, rel=0.02)
+    assert ds.attrs["n_test"] == len(data.test) and np.all(ds["accuracy"].values > 0)
+
+
+def test_minibatch_curves_feed_select_n(tiny):
+    net, data = tiny
+    cur = minibatch_curves(net, n_arch=4, data=data, minibatch=60)
+    assert cur["accuracy"].shape == (4, len(data.test) // 60)
+    np.testing.assert_allclose(cur["accuracy"].values[:, -1], cur["accuracy_batch"].values.mean(1))
+    out = select_n(cur["power"].values, [0.0])
+    assert out["n"].item() >= 1
+
+
+def test_pipeline_runs_end_to_end(tiny):
+    from workbench.nas import NASConfig, SupernetResult, run_nas
+    net, _ = tiny
+    stages = set()
+    cfg = NASConfig(k=6, k_g=2, n_a=2, minibatch=16, estimator_epochs=5, pop_size=8, n_gen=2, draws=1, max_resimulated=3)
+    res = run_nas(cfg, supernet=SupernetResult(net, cache_key=net.config.cache_key()),
+                  progress=lambda d: stages.add(d["stage"]))
+    assert {"collect", "estimator", "M1", "M2", "M3"} <= stages
+    assert set(res.resimulated) == {"dataset", "M1", "M2", "M3"}
+    assert all(1 <= ds.sizes["state"] <= 3 for ds in res.resimulated.values())
+    assert set(res.hypervolume) == {"dataset", "M1", "M2", "M3"} and all(v >= 0 for v in res.hypervolume.values())
+    assert res.collected.sizes["state"] == 12

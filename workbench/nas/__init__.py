@@ -1,0 +1,25 @@
+"""Neural architecture search co-optimising the architecture and the memristor scale ``g_u``
+(thesis ch. 6): a weight-sharing supernet, the state encoding ``s = (m, g_u)`` with its repair and
+genetic operators, the accuracy/power estimator, and NSGA-II strategies M1/M2/M3 (pymoo).
+
+Place in the layer stack: above ``analysis`` (it uses the Monte-Carlo evaluator and the
+trainer's ``Cancelled``), below ``experiments``.
+"""
+
+from .estimator import SIGMA, Estimator, collect, evaluate_draw, lhs_gu, memory_map, minibatch_curves, r2, select_n
+from .operators import (StateCrossover, StateMutation, StateRepair, StateSampling, crossover_states, mutate_states,
+                        repair_states, sample_states)
+from .pipeline import NASConfig, NASResult, run_nas
+from .search import (M3_FACTORS, STRATEGIES, EstimatorProblem, SearchResult, compare, hypervolume, non_dominated,
+                     resimulate, run_search, scale_states)
+from .supernet import (Arch, ArchSpace, Supernet, SupernetConfig, SupernetResult, SubNet, calibration_tensor,
+                       fold_batchnorm, recalibrate_bn, train_supernet)
+
+__all__ = [
+    "Arch", "ArchSpace", "Estimator", "EstimatorProblem", "M3_FACTORS", "NASConfig", "NASResult", "SIGMA", "STRATEGIES",
+    "SearchResult", "StateCrossover", "StateMutation", "StateRepair", "StateSampling", "SubNet", "Supernet",
+    "SupernetConfig", "SupernetResult", "calibration_tensor", "collect", "compare", "crossover_states",
+    "evaluate_draw", "fold_batchnorm", "hypervolume", "lhs_gu", "memory_map", "minibatch_curves", "mutate_states",
+    "non_dominated", "r2", "recalibrate_bn", "repair_states", "resimulate", "run_nas", "run_search", "sample_states",
+    "scale_states", "select_n", "train_supernet",
+]
