@@ -46,10 +46,16 @@ def _progress(desc: str, quiet: bool):
 
     def cb(info: dict):
         nonlocal bar
-        total = info.get("epochs") or info.get("draws") or info.get("cells")
-        done = info.get("epoch") or info.get("draw") or info.get("cell")
+        total = info.get("epochs") or info.get("draws") or info.get("cells") or info.get("total") or info.get("n_gen")
+        done = info.get("epoch") or info.get("draw") or info.get("cell") or info.get("done") or info.get("generation")
         if bar is None:
             bar = tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet, leave=False)
+        if "stage" in info:                       # a multi-stage run (NAS): one bar, restarted per stage
+            bar.set_description(f"{desc} · {info['stage']}")
+        if total is None or done is None:
+            return
+        if done < bar.n:
+            bar.reset(total=total)
         bar.total = total
         bar.update(done - bar.n)
         if "loss" in info:

@@ -16,6 +16,7 @@ from .store import Store
 SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"
 SRAM_SPEC = SPEC_DIR / "sram_digits.json"
 SHARPNESS_SPEC = SPEC_DIR / "sharpness_digits.json"
+CROSSBAR_SPEC = SPEC_DIR / "crossbar_digits.json"
 
 
 def _uniform_ber(params, store, device, progress, cancel):
@@ -81,11 +82,22 @@ def _ch5(fn_name: str, **fixed):
     return run
 
 
+def _nas(params, store, device, progress, cancel):
+    from .crossbar import nas_study
+    return nas_study(params.get("nas"), params.get("supernet"), store, device=device, progress=progress, cancel=cancel)
+
+
+def _nas_select(params, store, device, progress, cancel):
+    from .crossbar import select_study
+    kw = {k: v for k, v in params.items() if k != "supernet"}
+    return select_study(params.get("supernet"), store, device=device, progress=progress, cancel=cancel, **kw)
+
+
 EXPERIMENTS: dict[str, Callable[..., xr.Dataset]] = {
     "uniform_ber": _uniform_ber, "sensitivity": _sensitivity, "spectra": _spectra, "energy_accuracy": _energy_accuracy,
     "robustness": _ch5("robustness_study"), "robustness_additive": _ch5("robustness_study", noise="additive"),
     "sharpness": _ch5("sharpness_study"), "quantization": _ch5("quantization_study"), "ood": _ch5("ood_study"),
-    "pcm_drift": _ch5("drift_study"), "rho": _ch5("rho_study"),
+    "pcm_drift": _ch5("drift_study"), "rho": _ch5("rho_study"), "nas": _nas, "nas_select": _nas_select,
 }
 
 

@@ -6,13 +6,14 @@ import holoviews as hv
 import panel as pn
 import param
 
+from .crossbar import CrossbarPage
 from .playground import NoisePlayground
 from .sharpness import SharpnessPage
 from .sram import SRAMPage
 
 #: page id -> (title, factory); later chapters add their pages here
 PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage),
-         "sharpness": ("Sharpness & robustness", SharpnessPage)}
+         "sharpness": ("Sharpness & robustness", SharpnessPage), "crossbar": ("Crossbar power & search", CrossbarPage)}
 
 
 class Workbench(pn.viewable.Viewer):

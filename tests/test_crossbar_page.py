@@ -1,0 +1,192 @@
+"""The "Crossbar power & search" page and its experiments: state object on a tiny spec, the shipped
+study, then the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import holoviews as hv
+import numpy as np
+import pytest
+from conftest import wait_until
+
+from workbench.experiments import Store
+from workbench.experiments.crossbar import evaluate_state, nas_study, select_study
+from workbench.experiments.store import spec_key
+from workbench.experiments.sweep import CROSSBAR_SPEC, load_spec
+from workbench.hardware import KnobError
+from workbench.ui.crossbar_explorer import CrossbarExplorer
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+SUPERNET = {"epochs": 1}
+NAS = {"k": 12, "k_g": 2, "pop_size": 12, "n_gen": 3, "max_resimulated": 4, "draws": 2, "estimator_epochs": 20}
+SPEC = {"name": "tiny-ch6", "experiments": {
+    "nas": {"supernet": SUPERNET, "nas": NAS},
+    "nas_select": {"supernet": SUPERNET, "n_arch": 8, "deltas": [0.01, 0.05]}}}
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ch6-ui")
+    spec = root / "spec.json"
+    spec.write_text(json.dumps(SPEC))
+    ex = CrossbarExplorer(store=Store(root / "store"), spec_path=spec, device="cpu", autorun=False, draws=3)
+    ex.load()
+    ex.wait()
+    yield ex
+    ex.runner.shutdown()
+
+
+def test_the_page_state_loads_the_study_and_programs_the_largest_subnet(explorer):
+    assert explorer.error == ""
+    ds = explorer.nas
+    assert list(ds.strategy.values) == ["dataset", "M1", "M2", "M3"]
+    assert np.isfinite(ds.hypervolume.values).all() and set(ds.target.values) == {"accuracy", "power"}
+    assert ds.on_front.any("point").all()                       # every strategy has a front
+    assert list(explorer.selection.delta.values) == [0.01, 0.05]
+    cur = explorer.current
+    assert cur is not None and float(cur.power[0]) > 0
+    assert set(map(str, cur.layer.values)) == set(explorer.g_u) == set(explorer.space.layer_names())   # D = 3, 3, 3
+
+
+def test_lowering_g_u_lowers_power_and_bad_values_are_refused(explorer):
+    before = float(explorer.current.power[0])
+    for name in list(explorer.g_u):
+        explorer.g_u = {**explorer.g_u, name: 0.5}
+    explorer.wait(kinds=("eval",))
+    after = float(explorer.current.power[0])
+    assert after < before                                      # smaller conductances draw less power
+    layer = next(iter(explorer.g_u))
+    with pytest.raises(KnobError, match=r"\[0\.5, 1\.5\]"):
+        explorer.set_g_u(layer, 1.7)
+    with pytest.raises(KnobError, match="not in the current subnet"):
+        explorer.set_g_u("nope", 1.0)
+    assert explorer.g_u[layer] == 0.5                          # a refused value changes nothing
+
+
+def test_a_shallower_subnet_keeps_only_its_layers(explorer):
+    explorer.depth = [1, 1, 1]
+    explorer.wait(kinds=("eval",))
+    keep = explorer.space.mask(np.array([1, 1, 1]))
+    assert list(explorer.g_u) == [n for n, k in zip(explorer.space.layer_names(), keep) if k]
+    assert set(map(str, explorer.current.layer.values)) == set(explorer.g_u)
+    explorer.depth = [3, 3, 3]
+    explorer.wait(kinds=("eval",))
+
+
+def test_clicking_a_point_shows_its_network_and_edit_loads_it(explorer):
+    ds = explorer.nas
+    p, a = float(ds.power.sel(strategy="M2").isel(point=0)), float(ds.accuracy.sel(strategy="M2").isel(point=0))
+    explorer.pick(p, a)
+    assert explorer.selected == ("M2", 0)
+    explorer.wait(kinds=("details",))
+    d = explorer.details
+    state = explorer.point_state("M2", 0)
+    space = explorer.space
+    rel = dict(zip(space.layer_names(), state[space.gu_slice]))
+    assert np.allclose(d.g_u_rel.values, [rel[str(l)] for l in d.layer.values])
+    assert d.layer_power.sum() > 0 and d.sizes["scale"] >= 3
+    assert float(d.accuracy.sel(scale=8.0).mean()) <= float(d.accuracy.sel(scale=0.0).mean()) + 0.02
+    explorer.use_point()
+    explorer.wait(kinds=("eval",))
+    assert explorer.depth == list(space.decode(state).depth)
+    assert np.allclose([explorer.g_u[n] for n in explorer.present_layers()],
+                       [rel[n] for n in explorer.present_layers()])
+
+
+def test_a_search_streams_its_front_and_can_be_cancelled(explorer):
+    explorer.param.update(strategy="M2", pop_size=8, n_gen=3)
+    seen = []
+    watcher = explorer.param.watch(lambda e: seen.append(e.new), "live")
+    explorer.param.trigger("search")
+    explorer.wait(kinds=("search",))
+    explorer.param.unwatch(watcher)
+    assert explorer.error == "" and "done" in explorer.status
+    gens = [s["generation"] for s in seen if s]
+    assert gens[:3] == [1, 2, 3]                               # one front per generation, then the final one
+    assert len(explorer.live["accuracy"]) == len(explorer.live["power"]) > 0
+    explorer.param.update(n_gen=2000)
+    explorer.param.trigger("search")
+    wait_until(lambda: explorer.live and explorer.live["generation"] >= 1 and explorer.running, 60, interval=0.02,
+               message="the search to start")
+    explorer.param.trigger("cancel")
+    explorer.wait(kinds=("search",))
+    assert "cancelled" in explorer.status and not explorer.running
+
+
+def test_every_view_renders(explorer):
+    from workbench.plots.crossbar import (accuracy_histogram, g_u_bars, layer_power_bars, pareto_plot,
+                                          robustness_curve, selection_plot)
+    from workbench.ui.crossbar import CrossbarPage
+    hv.extension("bokeh")
+    page = CrossbarPage(explorer=explorer)
+    for view in (page._current, page._fronts, page._details, page._selection, page._live, page._status):
+        assert view() is not None
+    page.__panel__()
+    figs = [pareto_plot(explorer.nas, ("M1", 0), {"accuracy": [0.9, 0.95], "power": [1.0, 2.0]}),
+            layer_power_bars(explorer.current.layer_power), accuracy_histogram(explorer.current.accuracy.values.ravel()),
+            selection_plot(explorer.selection)]
+    if explorer.details is not None:
+        figs += [g_u_bars(explorer.details.g_u_rel), robustness_curve(explorer.details)]
+    for f in figs:
+        assert hv.render(f, backend="bokeh") is not None
+
+
+def test_invalid_states_and_knobs_are_refused(explorer):
+    bad = explorer.point_state("M1", 0).copy()
+    bad[explorer.space.gu_slice] = 2.0
+    with pytest.raises(KnobError, match="not valid"):
+        evaluate_state(explorer.net, bad)
+    with pytest.raises(KnobError, match="entries"):
+        evaluate_state(explorer.net, bad[:5])
+    with pytest.raises(KnobError, match="pop_size"):
+        nas_study({**NAS, "pop_size": 1}, SUPERNET, Store(explorer.store.root))
+    with pytest.raises(KnobError, match="epochs"):
+        nas_study(NAS, {"epochs": 0}, Store(explorer.store.root))
+    with pytest.raises(KnobError, match="deltas"):
+        select_study(SUPERNET, explorer.store, deltas=[])
+
+
+def test_the_shipped_study_is_complete():
+    spec = load_spec(CROSSBAR_SPEC)
+    store = Store()
+    for name in ("nas", "nas_select"):
+        params = spec["experiments"][name]
+        assert store.load_dataset(f"sweep-{name}", spec_key(f"sweep-{name}", params)) is not None, \
+            f"{name} is not shipped: run workbench sweep specs/crossbar_digits.json --cache-dir data/store"
+    from workbench.experiments.sweep import run_experiment
+    ds = run_experiment("nas", spec["experiments"]["nas"], store)
+    assert ds.attrs["k"] * ds.attrs["k_g"] == ds.sizes["state"] and np.isfinite(ds.hypervolume.values).all()
+
+
+@pytest.mark.browser
+def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, page):
+    console = []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    page.set_viewport_size({"width": 1500, "height": 1300})
+    page.goto(f"{served_app}/apps?page=crossbar")
+    number = re.compile(r"^\d+(\.\d+)?(e[+-]?\d+)?$")
+
+    def power_text():
+        box = page.get_by_text("crossbar power (a.u. per inference)").first
+        return box.locator("xpath=..").inner_text()
+
+    before = wait_until(power_text, 180, message="the power readout")
+    slider = page.locator(".noUi-handle").nth(1)          # the first g_u slider (after the noise slider)
+    slider.focus()
+    for _ in range(6):
+        slider.press("ArrowLeft")
+    page.mouse.click(5, 5)
+    wait_until(lambda: power_text() != before, 120, message="power to follow g_u")
+    page.get_by_text("Pareto fronts").first.click()
+    wait_until(lambda: page.locator(".bk-Figure").filter(visible=True).count() > 0, 120, message="the fronts")
+    fig = page.locator(".bk-Figure").filter(visible=True).first
+    box = fig.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
+    wait_until(lambda: page.get_by_text(re.compile(r"depth per stage")).count() > 0, 120, message="the point's details")
+    assert number is not None
+    errors = [m for m in console if m[0] == "error"]
+    assert not errors, f"browser console errors: {errors}"

@@ -1,0 +1,96 @@
+"""Plots of the crossbar power and NAS views (thesis ch. 6): pure functions Dataset → HoloViews."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import xarray as xr
+
+STRATEGY_COLORS = {"dataset": "#7f7f7f", "M1": "#1f77b4", "M2": "#d62728", "M3": "#2ca02c", "live": "#9467bd"}
+STRATEGY_LABELS = {"dataset": "collected (best)", "M1": "M1 architecture only", "M2": "M2 joint g_u + architecture",
+                   "M3": "M3 M1 with scaled g_u", "live": "live search (estimated)"}
+ACC = hv.Dimension("accuracy", label="test accuracy")
+POW = hv.Dimension("power", label="crossbar power (a.u. per inference)")
+
+
+def _front_line(acc, pw):
+    """Staircase of a non-dominated set, sorted by power."""
+    o = np.argsort(pw)
+    return np.asarray(pw)[o], np.asarray(acc)[o]
+
+
+def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: dict | None = None) -> hv.Overlay:
+    """Fig 6.2: re-simulated power–accuracy points of every strategy, their Pareto fronts (lines),
+    the collected states (estimated on n_a/n_p minibatches, faint), the selected point, and an
+    optional live front ``{"accuracy", "power"}`` streamed by a running search."""
+    els = [hv.Scatter((ds.collected_power.values, ds.collected_accuracy.values), POW, ACC,
+                      label="collected (n_a, n_p estimate)").opts(color="#cccccc", size=3, alpha=0.5)]
+    for s in ds.strategy.values:
+        sub = ds.sel(strategy=s)
+        ok = np.isfinite(sub.power.values)
+        a, p = sub.accuracy.values[ok], sub.power.values[ok]
+        pts = [(float(pp), float(aa), str(s), int(i), float(sd)) for pp, aa, i, sd in
+               zip(p, a, sub.point.values[ok], sub.accuracy_std.values[ok])]
+        color = STRATEGY_COLORS.get(str(s), "black")
+        els.append(hv.Scatter(pts, POW, [ACC, "strategy", "point", "std"], label=STRATEGY_LABELS.get(str(s), str(s))).opts(
+            color=color, size=8, tools=["hover", "tap"]))
+        f = sub.on_front.values[ok]
+        if f.any():
+            x, y = _front_line(a[f], p[f])
+            els.append(hv.Curve((x, y), POW, ACC).opts(color=color, line_width=2, interpolation="steps-post"))
+    if live:
+        x, y = _front_line(live["accuracy"], live["power"])
+        els.append(hv.Curve((x, y), POW, ACC, label=STRATEGY_LABELS["live"]).opts(color=STRATEGY_COLORS["live"],
+                                                                                   line_dash="dashed", line_width=2))
+    if selected is not None:
+        s, i = selected
+        pt = ds.sel(strategy=s).isel(point=i)
+        els.append(hv.Scatter([(float(pt.power), float(pt.accuracy))], POW, ACC).opts(
+            color="black", size=16, marker="circle", fill_alpha=0, line_width=3))
+    hv_text = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(ds.strategy.values, ds.hypervolume.values))
+    return hv.Overlay(els).opts(responsive=True, min_height=420, legend_position="bottom_right", show_grid=True,
+                                title=f"Power–accuracy Pareto fronts (Fig 6.2); hypervolume: {hv_text}")
+
+
+def layer_power_bars(layer_power: xr.DataArray, title: str = "Crossbar power per layer") -> hv.Bars:
+    names = [str(n) for n in layer_power.layer.values]
+    return hv.Bars((names, layer_power.values), hv.Dimension("layer"), hv.Dimension("power", label="power (a.u.)")).opts(
+        xrotation=60, responsive=True, min_height=300, color="#dd8452", tools=["hover"], title=title)
+
+
+def g_u_bars(g_u_rel: xr.DataArray, title: str = "g_u / g_u^d per layer") -> hv.Bars:
+    names = [str(n) for n in g_u_rel.layer.values]
+    return hv.Bars((names, g_u_rel.values), hv.Dimension("layer"), hv.Dimension("g_u", label="g_u / g_u^d",
+                                                                                 range=(0, 1.6))).opts(
+        xrotation=60, responsive=True, min_height=260, color="#4c72b0", tools=["hover"], title=title)
+
+
+def accuracy_histogram(acc: np.ndarray, title: str = "Accuracy over Monte-Carlo draws") -> hv.Histogram:
+    acc = np.asarray(acc, dtype=float)
+    lo, hi = float(acc.min()), float(acc.max())
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.005, hi + 0.005
+    freq, edges = np.histogram(acc, bins=min(15, max(3, acc.size // 2)), range=(lo, hi))
+    return hv.Histogram((edges, freq), kdims=[hv.Dimension("accuracy", label="test accuracy")], vdims=["draws"]).opts(
+        responsive=True, min_height=260, color="#55a868", title=title)
+
+
+def robustness_curve(ds: xr.Dataset) -> hv.Overlay:
+    """Accuracy (mean ± std over draws) of one state as its conductance noise is scaled."""
+    m, s = ds.accuracy.mean("draw").values, ds.accuracy.std("draw").values
+    x = ds.scale.values
+    xd = hv.Dimension("scale", label=f"noise σ multiple (σ = {ds.attrs.get('sigma', float('nan')):g} µS)")
+    yd = hv.Dimension("accuracy", label="test accuracy", range=(0, 1.02))
+    return (hv.Spread((x, m, s), xd, [yd, "std"]).opts(alpha=0.2) * hv.Curve((x, m), xd, yd).opts(line_width=2) *
+            hv.Scatter((x, m), xd, yd).opts(size=6)).opts(responsive=True, min_height=260, title="Robustness of this network")
+
+
+def selection_plot(ds: xr.Dataset) -> hv.Overlay:
+    """Fig 6.1: smallest n_a and n_p satisfying eq 6.7 vs the tolerance δ."""
+    d = hv.Dimension("delta", label="tolerance δ")
+    n = hv.Dimension("n", label="minibatches")
+    return (hv.Curve((ds.delta.values, ds.n_a.values), d, n, label="n_a (accuracy)").opts(line_width=2) *
+            hv.Scatter((ds.delta.values, ds.n_a.values), d, n).opts(size=6) *
+            hv.Curve((ds.delta.values, ds.n_p.values), d, n, label="n_p (power)").opts(line_width=2, line_dash="dashed")
+            ).opts(responsive=True, min_height=280, logx=True, legend_position="top_right",
+                   title=f"Smallest n_a, n_p with Pr(rank right) > {1 - ds.attrs.get('epsilon', 0.05):g} (Fig 6.1)")

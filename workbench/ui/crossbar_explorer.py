@@ -1,0 +1,230 @@
+"""State of the "Crossbar power & search" page (thesis ch. 6); no Panel here.
+
+The page opens on the results of ``specs/crossbar_digits.json`` (shipped in ``data/store``): the
+trained supernet, the NAS fronts of M1/M2/M3 and the n_a/n_p selection.  The user picks a subnet
+(depth, width, expand ratio per stage) and one ``g_u`` per layer and sees its Monte-Carlo power and
+accuracy; clicking a Pareto point shows that network; a search on the shipped estimator streams
+its front generation by generation.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import param
+import xarray as xr
+
+from ..experiments import Store
+from ..experiments.crossbar import DIGITS_SIGMA, evaluate_state, load_estimator, load_supernet, state_details
+from ..experiments.sweep import CROSSBAR_SPEC, load_spec, run_experiment
+from ..hardware import KnobError
+from ..nas.supernet import Arch
+from .base import BackgroundState
+
+REGENERATE = "workbench sweep specs/crossbar_digits.json --cache-dir data/store"
+
+
+class CrossbarExplorer(BackgroundState):
+    """Knobs and results of the ch. 6 page."""
+
+    depth = param.List(default=[3, 3, 3], item_type=int, doc="blocks per stage D")
+    width = param.List(default=[1.0, 1.0, 1.0, 1.0], item_type=float, doc="width multiplier of the stem and each stage")
+    expand = param.List(default=[1.0, 1.0, 1.0], item_type=float, doc="expand ratio of every block of each stage")
+    g_u = param.Dict(default={}, doc="g_u / g_u^d per layer of the current subnet, in [0.5, 1.5] (eq 6.2)")
+    sigma = param.Number(DIGITS_SIGMA, bounds=(0.0, 1.0), doc="additive conductance noise ε^v (µS)")
+    draws = param.Integer(10, bounds=(2, 200), doc="Monte-Carlo draws of the current subnet")
+    strategy = param.Selector(default="M2", objects=["M1", "M2", "M3"], doc="strategy of a search run from the page")
+    pop_size = param.Integer(64, bounds=(4, 4096), doc="NSGA-II population of a page search")
+    n_gen = param.Integer(40, bounds=(1, 2000), doc="NSGA-II generations of a page search")
+    selected = param.Tuple(default=None, allow_None=True, length=2, doc="(strategy, point) clicked on the fronts")
+
+    search = param.Event(doc="run NSGA-II on the shipped estimator")
+    cancel = param.Event(doc="cancel the running search")
+
+    current = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    nas = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    selection = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    details = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    live = param.Dict(default=None, allow_None=True, precedence=-1, doc="front of the running search")
+
+    def __init__(self, store: Store | None = None, spec_path=CROSSBAR_SPEC, device: str = "auto", autorun: bool = True,
+                 **params):
+        super().__init__(**params)
+        self.store = store or Store()
+        self.device = device
+        self.spec = load_spec(spec_path)
+        self.nas_params = self.spec["experiments"]["nas"]
+        self.supernet_spec = self.nas_params.get("supernet")
+        self.sigma = float((self.nas_params.get("nas") or {}).get("sigma", DIGITS_SIGMA))
+        self.net = None
+        self.space = None
+        if autorun:
+            self.load()
+
+    # ------------------------------------------------------------------ spec results
+    def load(self) -> None:
+        """Load (or compute) the supernet, the NAS study and the n_a/n_p selection, then the current subnet."""
+        def job(cancel):
+            sn = load_supernet(self.supernet_spec, self.store, device=self.device, cancel=cancel)
+            return sn
+
+        def ready(sn):
+            self.net, self.space = sn.supernet, sn.supernet.space
+            self.dispatch(self._reset_g_u)
+
+        self.runner.submit("supernet", job, ready, self._fail)
+        for name, target in (("nas", "nas"), ("nas_select", "selection")):
+            if name not in self.spec["experiments"]:
+                continue
+            params = self.spec["experiments"][name]
+
+            def run(cancel, name=name, params=params):
+                return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
+
+            self.runner.submit(name, run, lambda ds, target=target: self._set(**{target: ds}), self._fail)
+
+    # ------------------------------------------------------------------ the current subnet
+    def arch(self) -> Arch:
+        S = len(self.depth)
+        return Arch(tuple(int(d) for d in self.depth), tuple(float(w) for w in self.width),
+                    tuple(tuple([float(self.expand[s])] * self.space.max_depth) for s in range(S)))
+
+    def present_layers(self) -> list[str]:
+        if self.space is None:
+            return []
+        m = self.space.mask(np.asarray(self.depth))
+        return [n for n, keep in zip(self.space.layer_names(), m) if keep]
+
+    def state(self) -> np.ndarray:
+        names = self.space.layer_names()
+        g = [self.g_u.get(n, 1.0) for n in names]
+        return self.space.encode(self.arch(), g)
+
+    def _reset_g_u(self) -> None:
+        keep = {n: float(self.g_u.get(n, 1.0)) for n in self.present_layers()}
+        self.g_u = keep              # triggers the evaluation
+
+    def set_g_u(self, layer: str, value: float) -> None:
+        """One layer's g_u as a multiple of its g_u^d (eq 6.2: in [0.5, 1.5])."""
+        if layer not in self.present_layers():
+            raise KnobError(f"layer={layer!r} is not in the current subnet; layers: {self.present_layers()}")
+        v = float(value)
+        if not (0.5 <= v <= 1.5):
+            raise KnobError(f"g_u of {layer}={value!r} is out of range: g_u / g_u^d must be in [0.5, 1.5] (eq 6.2)")
+        self.g_u = {**self.g_u, layer: v}
+
+    @param.depends("depth", "width", "expand", watch=True)
+    def _arch_changed(self) -> None:
+        if self.space is not None:
+            for name, vals, choices in (("depth", self.depth, self.space.depth_choices),
+                                        ("width", self.width, self.space.width_choices),
+                                        ("expand", self.expand, self.space.expand_choices)):
+                bad = [v for v in vals if v not in choices]
+                if bad:
+                    self.error = f"{name}={list(vals)} not valid: each must be one of {list(choices)}"
+                    return
+            self._reset_g_u()
+
+    @param.depends("g_u", "sigma", "draws", watch=True)
+    def _evaluate(self) -> None:
+        if self.net is None or not self.g_u:
+            return
+        state, net = self.state(), self.net
+        self.param.update(status=f"evaluating {self.describe()}…", error="")
+
+        def job(cancel):
+            return evaluate_state(net, state, sigma=self.sigma, draws=self.draws, cancel=cancel)
+
+        def done(ds):
+            self._set(current=ds, status=f"{self.describe()}: power {float(ds.power[0]):.4g} a.u., accuracy "
+                                         f"{float(ds.accuracy.mean()):.3f} ± {float(ds.accuracy.std()):.3f}")
+
+        self.runner.submit("eval", job, done, self._fail)
+
+    def describe(self) -> str:
+        return f"D = {list(self.depth)}, width = {list(self.width)}, expand = {list(self.expand)}"
+
+    # ------------------------------------------------------------------ Pareto points
+    def point_state(self, strategy: str, point: int) -> np.ndarray:
+        return self.nas.state_vector.sel(strategy=strategy).isel(point=point).values
+
+    def pick(self, power: float, accuracy: float) -> None:
+        """Select the re-simulated point nearest to a click (relative distance on both axes)."""
+        ds = self.nas
+        if ds is None or power is None or accuracy is None:
+            return
+        p, a = ds.power.values, ds.accuracy.values
+        ok = np.isfinite(p)
+        span_p = np.nanmax(p) - np.nanmin(p) or 1.0
+        span_a = np.nanmax(a) - np.nanmin(a) or 1.0
+        d = np.where(ok, ((p - power) / span_p) ** 2 + ((a - accuracy) / span_a) ** 2, np.inf)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        self.selected = (str(ds.strategy.values[i]), int(j))
+
+    @param.depends("selected", watch=True)
+    def _details(self) -> None:
+        if self.selected is None or self.nas is None:
+            return
+        strategy, point = self.selected
+        state = self.point_state(strategy, point)
+        self.details = None
+
+        def job(cancel):
+            return state_details(state, self.supernet_spec, self.store, sigma=self.sigma, draws=10, device=self.device,
+                                 cancel=cancel)
+
+        self.runner.submit("details", job, lambda ds: self._set(details=ds), self._fail)
+
+    def use_point(self) -> None:
+        """Load the selected point's architecture and g_u into the subnet editor."""
+        if self.selected is None:
+            return
+        s = self.point_state(*self.selected)
+        arch = self.space.decode(s)
+        g = dict(zip(self.space.layer_names(), s[self.space.gu_slice]))
+        with param.parameterized.batch_call_watchers(self):
+            self.depth, self.width = list(arch.depth), list(arch.width)
+            self.expand = [float(e[0]) for e in arch.expand]
+        self.g_u = {n: float(g[n]) for n in self.present_layers()}
+
+    # ------------------------------------------------------------------ live search
+    @param.depends("search", watch=True)
+    def _search(self) -> None:
+        from ..nas.search import run_search
+        strategy, pop, gen = self.strategy, self.pop_size, self.n_gen
+        self.param.update(running=True, progress=0, live=None, error="",
+                          status=f"NSGA-II {strategy}: population {pop}, {gen} generations on the estimator…")
+
+        def progress(info):
+            self._set(live={"accuracy": np.asarray(info["accuracy"]).tolist(), "power": np.asarray(info["power"]).tolist(),
+                            "generation": int(info["generation"])},
+                      progress=int(100 * info["generation"] / info["n_gen"]))
+
+        def job(cancel: threading.Event):
+            est = load_estimator(self.nas_params.get("nas"), self.supernet_spec, self.store)
+            return run_search(strategy, est, est.space, pop, gen, seed=0, progress=progress, cancel=cancel)
+
+        def done(res):
+            f = res.front
+            self._set(running=False, progress=100,
+                      live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(), "generation": res.n_gen},
+                      status=f"NSGA-II {strategy} done: {int(f.sum())} estimated Pareto points after {res.n_gen} generations "
+                             f"({res.seconds:.1f} s)")
+
+        def cancelled():
+            self._set(running=False, progress=0, status=f"NSGA-II {strategy} cancelled")
+
+        self.runner.submit("search", job, done, self._fail, cancelled)
+
+    @param.depends("cancel", watch=True)
+    def _cancel(self) -> None:
+        self.runner.cancel("search")
+
+    def wait(self, timeout: float = 600.0, kinds=("supernet", "nas", "nas_select", "eval", "details", "search")) -> None:
+        for _ in range(2):           # the supernet's arrival starts the first evaluation
+            for k in kinds:
+                self.runner.wait(k, timeout)
+
+
+__all__ = ["CrossbarExplorer", "REGENERATE"]
