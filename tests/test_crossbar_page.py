@@ -190,3 +190,14 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
     assert number is not None
     errors = [m for m in console if m[0] == "error"]
     assert not errors, f"browser console errors: {errors}"
+
+
+def test_nas_command_reports_r2_hypervolumes_and_fronts(tmp_path, capsys):
+    from workbench.cli import main
+    sets = [a for k, v in NAS.items() for a in ("--set", f"{k}={v}")]
+    assert main(["nas", *sets, "--supernet", "epochs=1", "--json", "--quiet", "--cache-dir", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(out["hypervolume"]) == {"dataset", "M1", "M2", "M3"} and set(out["r2"]) == {"accuracy", "power"}
+    assert all(len(f["accuracy"]) == len(f["power"]) > 0 for f in out["fronts"].values())
+    assert main(["nas", "--set", "n_gen=0", "--quiet", "--cache-dir", str(tmp_path)]) == 2
+    assert "n_gen" in capsys.readouterr().err

@@ -199,6 +199,25 @@ def cmd_drift(args) -> dict:
             "clean_accuracy": ds.attrs.get("clean_accuracy"), "draws": args.draws}
 
 
+def cmd_nas(args) -> dict:
+    """The NAS process of ch. 6 (supernet, collection, estimator, M1/M2/M3, re-simulation)."""
+    from .experiments.crossbar import nas_study
+    nas = dict(parse_assignment(s) for s in (args.set or []))
+    supernet = dict(parse_assignment(s) for s in (args.supernet or []))
+    ds = nas_study(nas, supernet, _store(args), device=args.device,
+                   progress=_progress("NAS", args.json or args.quiet))
+    fronts = {}
+    for s in ds.strategy.values:
+        sub = ds.sel(strategy=s)
+        f = sub.on_front.values
+        fronts[str(s)] = {"accuracy": sub.accuracy.values[f].round(4).tolist(), "power": sub.power.values[f].round(6).tolist()}
+    return {"r2": dict(zip(map(str, ds.target.values), ds.r2.values.round(4).tolist())),
+            "hypervolume": dict(zip(map(str, ds.strategy.values), ds.hypervolume.values.round(4).tolist())),
+            "fronts": fronts, "supernet_accuracy_largest": ds.attrs["supernet_accuracy_largest"],
+            "supernet_accuracy_smallest": ds.attrs["supernet_accuracy_smallest"],
+            "cache_key": ds.attrs.get("cache_key"), "cache": ds.attrs.get("cache")}
+
+
 def cmd_precompute(args) -> dict:
     """Regenerate the results shipped in ``data/store`` (what the app opens with)."""
     from .experiments import Store
@@ -288,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("--draws", type=int, default=10)
     dr.add_argument("--seed", type=int, default=0)
     dr.set_defaults(func=cmd_drift)
+
+    na = sub.add_parser("nas", parents=[common], help="joint architecture + g_u search on a supernet (ch. 6)")
+    na.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="NAS knob, e.g. pop_size=128, n_gen=100, k=300, k_g=5, n_a=7, n_p=1, sigma=0.015")
+    na.add_argument("--supernet", action="append", metavar="KEY=VALUE", help="supernet knob, e.g. epochs=8")
+    na.set_defaults(func=cmd_nas)
 
     pc = sub.add_parser("precompute", parents=[common], help="regenerate the results shipped in data/store")
     pc.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "store"))
