@@ -168,7 +168,6 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
     page.on("pageerror", lambda e: console.append(("error", str(e))))
     page.set_viewport_size({"width": 1500, "height": 1300})
     page.goto(f"{served_app}/apps?page=crossbar")
-    number = re.compile(r"^\d+(\.\d+)?(e[+-]?\d+)?$")
 
     def power_text():
         box = page.get_by_text("crossbar power (a.u. per inference)").first
@@ -187,7 +186,6 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
     box = fig.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
     wait_until(lambda: page.get_by_text(re.compile(r"depth per stage")).count() > 0, 120, message="the point's details")
-    assert number is not None
     errors = [m for m in console if m[0] == "error"]
     assert not errors, f"browser console errors: {errors}"
 

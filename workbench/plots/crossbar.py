@@ -47,9 +47,8 @@ def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: d
         pt = ds.sel(strategy=s).isel(point=i)
         els.append(hv.Scatter([(float(pt.power), float(pt.accuracy))], POW, ACC).opts(
             color="black", size=16, marker="circle", fill_alpha=0, line_width=3))
-    hv_text = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(ds.strategy.values, ds.hypervolume.values))
     return hv.Overlay(els).opts(responsive=True, min_height=420, legend_position="bottom_right", show_grid=True,
-                                title=f"Power–accuracy Pareto fronts (Fig 6.2); hypervolume: {hv_text}")
+                                title="Power–accuracy Pareto fronts (Fig 6.2)")
 
 
 def layer_power_bars(layer_power: xr.DataArray, title: str = "Crossbar power per layer") -> hv.Bars:

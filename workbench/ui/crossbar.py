@@ -43,7 +43,8 @@ class CrossbarPage(ExplorerPage):
         self._sliders = pn.Column(sizing_mode="stretch_width", scroll=True, max_height=520)
         self._slider_of: dict[str, pn.widgets.FloatSlider] = {}
         self._gu_error = pn.pane.Alert("", alert_type="warning", visible=False)
-        self._sigma = pn.widgets.FloatSlider(name="device noise ε^v (µS)", start=0.0, end=0.1, step=0.005, value=ex.sigma)
+        self._sigma = pn.widgets.FloatSlider(name="device noise ε^v (µS)", start=0.0, end=0.1, step=0.005, value=ex.sigma,
+                                             format="0.000")
         self._sigma.param.watch(lambda e: setattr(ex, "sigma", e.new), "value_throttled")
         self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, name="strategy")
         self._pop = pn.widgets.IntInput.from_param(ex.param.pop_size, name="population", width=110)
@@ -132,7 +133,9 @@ class CrossbarPage(ExplorerPage):
         tap = hv.streams.Tap(source=plot, x=None, y=None)
         tap.add_subscriber(lambda x, y: ex.pick(x, y))
         r2 = dict(zip(ds.target.values, ds.r2.values))
-        info = (f"Estimator held-out R²: accuracy {r2['accuracy']:.2f}, power {r2['power']:.2f}. Supernet: largest "
+        hv_text = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(ds.strategy.values, ds.hypervolume.values))
+        info = (f"Hypervolume (re-simulated, shared power scale): {hv_text}. "
+                f"Estimator held-out R²: accuracy {r2['accuracy']:.2f}, power {r2['power']:.2f}. Supernet: largest "
                 f"subnet {ds.attrs['supernet_accuracy_largest']:.3f}, smallest {ds.attrs['supernet_accuracy_smallest']:.3f}. "
                 f"k = {ds.attrs['k']} × k_g = {ds.attrs['k_g']} states on n_a = {ds.attrs['n_a']}, n_p = {ds.attrs['n_p']} "
                 f"minibatches; NSGA-II {ds.attrs['pop_size']} × {ds.attrs['n_gen']} (thesis 1024 × 500).")
