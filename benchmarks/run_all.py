@@ -12,12 +12,13 @@ import sys
 import time
 
 import bench_bsc
+import bench_memse
 import bench_montecarlo
 import bench_sam
 import bench_store
 from _common import command_line, device_from, device_line, parser, report, table
 
-BENCHMARKS = [bench_bsc, bench_montecarlo, bench_sam, bench_store]
+BENCHMARKS = [bench_bsc, bench_montecarlo, bench_sam, bench_memse, bench_store]
 
 
 def main() -> int:
