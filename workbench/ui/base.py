@@ -52,6 +52,24 @@ class ExplorerPage(pn.viewable.Viewer):
         if dispatch is not None:
             self.explorer.dispatch = dispatch
 
+    def _run_controls(self, event: str, label: str) -> None:
+        """A start button for the explorer's ``event``, Cancel and a progress bar that follow
+        ``explorer.running`` / ``explorer.progress`` (``self._run``, ``self._cancel``, ``self._progress``)."""
+        ex = self.explorer
+        self._run = pn.widgets.Button.from_param(ex.param[event], name=label, button_type="success")
+        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
+        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width",
+                                                visible=False)
+        ex.param.watch(self._running, ["running", "progress"])
+        self._running()
+
+    def _running(self, *_) -> None:
+        ex = self.explorer
+        self._run.disabled = ex.running
+        self._cancel.disabled = not ex.running
+        self._progress.visible = ex.running
+        self._progress.value = ex.progress
+
     def _start(self) -> None:
         """Start the explorer's own work once the page's widgets are watching it."""
         if self._fresh:
@@ -64,6 +82,12 @@ class ExplorerPage(pn.viewable.Viewer):
         if ex.error:
             items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
         return pn.Column(*items, sizing_mode="stretch_width")
+
+
+def regenerate_footer(command: str) -> pn.pane.Markdown:
+    """The line saying where a page's results come from and which command regenerates them."""
+    return pn.pane.Markdown(f"<small>Opens on results shipped in <code>data/store</code>; regenerate them with "
+                            f"<code>{command}</code>.</small>")
 
 
 def spinner(text: str) -> pn.Row:

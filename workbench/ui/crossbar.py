@@ -11,7 +11,7 @@ import param
 
 from ..plots.crossbar import (accuracy_histogram, g_u_bars, layer_power_bars, pareto_plot, robustness_curve,
                               selection_plot)
-from .base import ExplorerPage, hv_pane, spinner
+from .base import ExplorerPage, hv_pane, regenerate_footer, spinner
 from .crossbar_explorer import REGENERATE, CrossbarExplorer
 
 TEXT = {
@@ -49,25 +49,13 @@ class CrossbarPage(ExplorerPage):
         self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, name="strategy")
         self._pop = pn.widgets.IntInput.from_param(ex.param.pop_size, name="population", width=110)
         self._gen = pn.widgets.IntInput.from_param(ex.param.n_gen, name="generations", width=110)
-        self._run = pn.widgets.Button.from_param(ex.param.search, name="Run NSGA-II", button_type="success")
-        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
-        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width",
-                                                visible=False)
+        self._run_controls("search", "Run NSGA-II")
         self._use = pn.widgets.Button(name="Edit this network", button_type="primary")
         self._use.on_click(lambda _: ex.use_point())
-        ex.param.watch(self._running, ["running", "progress"])
         ex.param.watch(self._rebuild, ["g_u"])
-        self._running()
         self._start()
 
     # ---------------------------------------------------------------- widgets that follow the supernet
-    def _running(self, *_):
-        ex = self.explorer
-        self._run.disabled = ex.running
-        self._cancel.disabled = not ex.running
-        self._progress.visible = ex.running
-        self._progress.value = ex.progress
-
     def _arch_widgets(self):
         ex = self.explorer
         sp = ex.space
@@ -191,8 +179,7 @@ class CrossbarPage(ExplorerPage):
             ("Search", pn.Column(pn.Row(self._strategy, self._pop, self._gen, self._run, self._cancel), self._progress,
                                  self._live, pn.pane.Markdown(TEXT["search"]), sizing_mode="stretch_width")),
             dynamic=True, sizing_mode="stretch_width")
-        foot = pn.pane.Markdown(f"<small>Opens on results shipped in <code>data/store</code>; regenerate them with "
-                                f"<code>{REGENERATE}</code>.</small>")
+        foot = regenerate_footer(REGENERATE)
         if ex.space is not None:
             self._rebuild()
         return pn.Column(self._status, tabs, foot, sizing_mode="stretch_width")

@@ -12,7 +12,7 @@ import param
 from ..plots.sharpness import (clean_accuracy_bars, drift_plot, ood_heatmap, perturbation_plot, quantization_plot,
                                rho_plot, robustness_plot, sharpness_scatter)
 from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
-from .base import ExplorerPage, hv_pane, spinner
+from .base import ExplorerPage, hv_pane, regenerate_footer, spinner
 
 TEXT = {
     "robustness": ("**Robustness to conductance noise (Fig 5.2).** Each curve is one training method: mean accuracy over "
@@ -58,12 +58,8 @@ class SharpnessPage(ExplorerPage):
                                                         options={v: k for k, v in _labels().items()})
         self._seed = pn.widgets.IntInput.from_param(ex.param.seed, name="seed", width=90)
         self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, name="epochs", width=90)
-        self._train = pn.widgets.Button.from_param(ex.param.train, name="Train", button_type="success")
-        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
-        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width",
-                                                visible=False)
-        ex.param.watch(self._running, ["running", "progress", "method"])
-        self._running()
+        self._run_controls("train", "Train")
+        ex.param.watch(self._running, ["method"])
         self._variant = pn.widgets.Select.from_param(ex.param.variant, name="m-sharpness of")
         self._group = pn.widgets.RadioButtonGroup.from_param(ex.param.group, name="training modes")
         self._pert_rho = pn.widgets.FloatSlider.from_param(ex.param.pert_rho, name="ρ", step=0.01)
@@ -74,12 +70,8 @@ class SharpnessPage(ExplorerPage):
         self._start()
 
     def _running(self, *_):
-        ex = self.explorer
-        self._train.disabled = ex.running
-        self._cancel.disabled = not ex.running
-        self._progress.visible = ex.running
-        self._progress.value = ex.progress
-        self._rho.disabled = not is_sharpness_aware(ex.method)
+        super()._running()
+        self._rho.disabled = not is_sharpness_aware(self.explorer.method)
 
     # ---------------------------------------------------------------- views
     def _curves_ds(self):
@@ -172,7 +164,7 @@ class SharpnessPage(ExplorerPage):
 
     def __panel__(self):
         controls = pn.Column("#### Your network", self._method, self._rho, pn.Row(self._seed, self._epochs),
-                             pn.Row(self._train, self._cancel), self._progress, "#### Curves", self._noise, self._adabs,
+                             pn.Row(self._run, self._cancel), self._progress, "#### Curves", self._noise, self._adabs,
                              self._shown, width=300)
         tabs = pn.Tabs(
             ("Robustness", pn.Column(pn.Row(controls, pn.Column(self._robustness, self._readout, self._loss,
@@ -187,8 +179,7 @@ class SharpnessPage(ExplorerPage):
             ("Perturbation ε*(w)", pn.Column(pn.Row(self._pert_rho, self._pert_c, self._pert_p), self._perturbation,
                                              pn.pane.Markdown(TEXT["perturbation"]), sizing_mode="stretch_width")),
             dynamic=True, sizing_mode="stretch_width")
-        foot = pn.pane.Markdown(f"<small>Opens on results shipped in <code>data/store</code>; regenerate them with "
-                                f"<code>{REGENERATE}</code>.</small>")
+        foot = regenerate_footer(REGENERATE)
         return pn.Column(self._status, tabs, foot, sizing_mode="stretch_width")
 
 

@@ -12,7 +12,7 @@ from ..plots.sram import (energy_accuracy_plot, lanmax_trajectory_plot, layer_p_
                           sensitivity_plot, spectra_plot, uniform_ber_plot)
 from .explorer import P_CHOICES
 from .sram_explorer import REGENERATE, SRAMExplorer
-from .base import ExplorerPage
+from .base import ExplorerPage, regenerate_footer
 
 TEXT = {
     "uniform": ("**Uniform BER (Fig 4.2).** BinaryConnect networks trained with every weight read through a binary "
@@ -55,11 +55,7 @@ class SRAMPage(ExplorerPage):
         self._alpha = pn.widgets.FloatSlider.from_param(ex.param.alpha, name="α (energy weight)", step=0.01, start=0.0, end=10.0)
         self._width = pn.widgets.DiscreteSlider.from_param(ex.param.width, name="width")
         self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, name="epochs")
-        self._run = pn.widgets.Button.from_param(ex.param.run_lanmax, name="Run LaNMax", button_type="success")
-        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
-        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width", visible=False)
-        ex.param.watch(self._running, ["running", "progress"])
-        self._running()
+        self._run_controls("run_lanmax", "Run LaNMax")
         self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, name="layer")
         if pn.state.location is not None:
             pn.state.location.sync(ex, {"p_train": "p_t", "alpha": "alpha", "spectra_layer": "layer"})
@@ -85,13 +81,6 @@ class SRAMPage(ExplorerPage):
                     same = False
                 if not same:
                     w.value = f"{value:g}"
-
-    def _running(self, *_):
-        ex = self.explorer
-        self._run.disabled = ex.running
-        self._cancel.disabled = not ex.running
-        self._progress.visible = ex.running
-        self._progress.value = ex.progress
 
     # ---------------------------------------------------------------- views
     @param.depends("explorer.uniform", "explorer.p_train", "explorer.p")
@@ -207,6 +196,5 @@ class SRAMPage(ExplorerPage):
                                              pn.pane.Markdown(TEXT["energy"]), sizing_mode="stretch_width")),
             ("Spectra", pn.Column(self._layer, self._spectra, pn.pane.Markdown(TEXT["spectra"]), sizing_mode="stretch_width")),
             dynamic=True, sizing_mode="stretch_width")
-        foot = pn.pane.Markdown(f"<small>Opens on results shipped in <code>data/store</code>; regenerate them with "
-                                f"<code>{REGENERATE}</code>.</small>")
+        foot = regenerate_footer(REGENERATE)
         return pn.Column(self._status, tabs, foot, sizing_mode="stretch_width")
