@@ -13,7 +13,7 @@ echo "== installing the project with its test extras"
 python -m pip install --quiet --disable-pip-version-check -e ".[test]" || { echo "pip install failed"; exit 1; }
 
 echo "== running the test suite (tests/ and every notebook)"
-python -m pytest tests notebooks --nbmake --nbmake-timeout=600 -p no:cacheprovider "$@"
+python -m pytest tests notebooks --nbmake --nbmake-timeout=600 -p no:cacheprovider --durations=20 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: that is a broken suite, not a pass"
