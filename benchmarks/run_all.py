@@ -14,11 +14,13 @@ import time
 import bench_bsc
 import bench_memse
 import bench_montecarlo
+import bench_page
 import bench_sam
 import bench_store
+import bench_train_noise
 from _common import command_line, device_from, device_line, parser, report, table
 
-BENCHMARKS = [bench_bsc, bench_montecarlo, bench_sam, bench_memse, bench_store]
+BENCHMARKS = [bench_bsc, bench_montecarlo, bench_train_noise, bench_sam, bench_memse, bench_store, bench_page]
 
 
 def main() -> int:
