@@ -137,14 +137,36 @@ def cmd_cache(args) -> dict:
 
 
 def cmd_sweep(args) -> dict:
-    """Compute every missing cell of a sweep spec into the store."""
+    """Compute every missing cell of a sweep spec into the store: in this process, or on a Dask
+    cluster (``--scheduler ADDRESS``, or a LocalCluster of ``--workers N`` > 1 processes)."""
     from .experiments.sweep import load_spec, run_spec
     spec = load_spec(args.spec)
-    results = run_spec(spec, _store(args), device=args.device, only=args.only,
-                       progress=_progress(f"sweep {spec.get('name', '')}", args.json or args.quiet))
-    return {"spec": str(args.spec), "store": str(_store(args).root),
-            "experiments": {k: {"cache_key": v.attrs.get("cache_key"), "cache": v.attrs.get("cache"),
-                                "dims": {d: int(n) for d, n in v.sizes.items()}} for k, v in results.items()}}
+    store = _store(args)
+    progress = _progress(f"sweep {spec.get('name', '')}", args.json or args.quiet)
+    timings = None
+    if args.workers is not None and not 1 <= args.workers <= 1024:
+        raise KnobError(f"workers={args.workers} is out of range: workers must be in [1, 1024]")
+    if args.scheduler or (args.workers or 1) > 1:
+        from .experiments.distributed import SweepError, run_spec_distributed
+        try:
+            results, timings = run_spec_distributed(spec, store, scheduler=args.scheduler or None,
+                                                    workers=args.workers or 2, retries=args.retries, only=args.only,
+                                                    device=args.device, progress=progress)
+        except SweepError as exc:       # the other cells are in the store: report them, exit 1
+            print(f"workbench: error: sweep {args.spec}: {exc}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"spec": str(args.spec), "store": str(store.root), "failed": exc.failed,
+                                  "blocked": exc.blocked, "completed": sorted(exc.results), "timings": exc.timings},
+                                 default=float))
+            raise SystemExit(1) from None
+    else:
+        results = run_spec(spec, store, device=args.device, only=args.only, progress=progress)
+    out = {"spec": str(args.spec), "store": str(store.root),
+           "experiments": {k: {"cache_key": v.attrs.get("cache_key"), "cache": v.attrs.get("cache"),
+                               "dims": {d: int(n) for d, n in v.sizes.items()}} for k, v in results.items()}}
+    if timings is not None:
+        out["timings"] = timings
+    return out
 
 
 def cmd_lanmax(args) -> dict:
@@ -281,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw = sub.add_parser("sweep", parents=[common], help="compute a sweep spec (JSON) into the store")
     sw.add_argument("spec", help="path of the spec, e.g. specs/sram_digits.json")
     sw.add_argument("--only", nargs="+", help="run only these experiments of the spec")
+    sw.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run the missing cells on this Dask scheduler (e.g. tcp://10.0.0.5:8786); its workers "
+                         "need workbench installed and the store directory at the same path")
+    sw.add_argument("--workers", type=int, metavar="N",
+                    help="without --scheduler: N > 1 runs the cells on a local Dask cluster of N processes")
+    sw.add_argument("--retries", type=int, default=2, help="retries of a failed cell on a cluster (default 2)")
     sw.set_defaults(func=cmd_sweep)
 
     lm = sub.add_parser("lanmax", parents=[common], help="learn one BER per layer with LaNMax (Algorithm 1)")

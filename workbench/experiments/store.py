@@ -72,6 +72,16 @@ class Entry:
     shipped: bool
 
 
+def _local_scheduler():
+    """Serialise in this process even when a Dask client is the default scheduler: xarray would
+    otherwise guard the in-memory netCDF write with a distributed lock it cannot name."""
+    try:
+        import dask
+    except ImportError:
+        return contextlib.nullcontext()
+    return dask.config.set(scheduler="synchronous")
+
+
 class Store:
     """Read/write cache of xarray Datasets (``.nc``) and torch weights (``.pt``)."""
 
@@ -161,7 +171,8 @@ class Store:
         ds.attrs["kind"] = kind
         ds.attrs["code_version"] = CODE_VERSION
         ds.attrs = {k: (json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v) for k, v in ds.attrs.items()}
-        data = ds.to_netcdf(engine="h5netcdf")
+        with _local_scheduler():
+            data = ds.to_netcdf(engine="h5netcdf")
         p = self.path(kind, key, "nc")
         self._write_atomic(p, bytes(data))
         return p
