@@ -210,6 +210,8 @@ def pcm_drift(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         raise KnobError(f"g_max={g_max!r} is out of range: g_max must be in (0, inf) µS")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise KnobError(f"batch_size={batch_size!r} is out of range: batch_size must be an integer in [1, inf)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -2**63 <= seed < 2**63:
+        raise KnobError(f"seed={seed!r} is out of range: seed must be an integer in [-2^63, 2^63)")
     if len(x) != len(y) or len(y) == 0:
         raise ValueError(f"x and y must hold the same, non-zero number of samples (got {len(x)} and {len(y)})")
 

@@ -8,6 +8,7 @@ mean; optionally draws continue until that interval is narrower than a target (t
 from __future__ import annotations
 
 import math
+import numbers
 import threading
 from typing import Callable
 
@@ -26,13 +27,36 @@ from ..nn import layer_param_counts, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
 
 
+def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    """``value`` as an int in ``[lo, hi]``, else a :class:`KnobError` naming ``name`` and the range."""
+    rng = f"[{lo}, {'inf' if hi is None else hi}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise KnobError(f"{name}={value!r} is not an integer: {name} must be an integer in {rng}")
+    if value < lo or (hi is not None and value > hi):
+        raise KnobError(f"{name}={value!r} is out of range: {name} must be in {rng}")
+    return int(value)
+
+
 def summarize(acc: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
-    """Mean, sample std and Student-t confidence interval of the mean of ``acc``."""
-    acc = np.asarray(acc, dtype=float)
+    """Mean, sample std and Student-t confidence interval of the mean of ``acc``.
+
+    ``acc`` is flattened.  No draw (empty): every statistic is NaN and ``draws`` is 0.  A NaN
+    draw (a cell not computed) makes every statistic NaN: never a number that ignores it.
+    One draw: its value, std 0 and an infinite interval.  ``confidence`` must be in (0, 1).
+    """
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
+        raise KnobError(f"confidence={confidence!r} is out of range: confidence must be in (0, 1)")
+    try:
+        acc = np.asarray(acc, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"acc={acc!r} must be an array of accuracies") from None
     n = acc.size
-    constant = n > 0 and np.ptp(acc) == 0
+    if n == 0 or np.isnan(acc).any():
+        nan = float("nan")
+        return {"accuracy_mean": nan, "accuracy_std": nan, "ci95_low": nan, "ci95_high": nan, "draws": n}
+    constant = np.ptp(acc) == 0
     # every draw equal (a noise-free memory): the mean is that value exactly, not a rounded sum
-    mean = float(acc[0]) if constant else (float(acc.mean()) if n else float("nan"))
+    mean = float(acc[0]) if constant else float(acc.mean())
     std = float(acc.std(ddof=1)) if n > 1 and not constant else 0.0
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)) if n > 1 else float("inf")
     if n > 1 and std == 0:
@@ -146,14 +170,27 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
     device type: the loop on CPU, vmap on CUDA).
     Draw ``i`` depends only on ``seed``, so results are reproducible bit for bit on one device.
     """
-    if draws < 1 or draws > 100_000:
-        raise KnobError(f"draws={draws} is out of range: draws must be in [1, 100000]")
-    if target_ci_width is not None and not (0 < target_ci_width <= 1):
-        raise KnobError(f"target_ci_width={target_ci_width} is out of range: must be in (0, 1]")
+    draws = _check_int("draws", draws, 1, 100_000)
+    if target_ci_width is not None and (isinstance(target_ci_width, bool) or not isinstance(target_ci_width, numbers.Real)
+                                        or not 0 < target_ci_width <= 1):
+        raise KnobError(f"target_ci_width={target_ci_width!r} is out of range: target_ci_width must be in (0, 1]")
     if mode not in ("auto", "vectorised", "loop"):
         raise KnobError(f"mode={mode!r} must be 'auto', 'vectorised' or 'loop'")
+    max_draws = _check_int("max_draws", max_draws, 1, 100_000)
+    chunk = _check_int("chunk", chunk, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    power_batch = _check_int("power_batch", power_batch, 1)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**63:
+        raise KnobError(f"seed={seed!r} is out of range: seed must be an integer in [-2^63, 2^63)")
+    if memory is None or isinstance(memory, Memory):
+        memory = MemoryMap(memory)
+    elif not isinstance(memory, MemoryMap):
+        raise KnobError(f"memory={memory!r} must be a Memory or a MemoryMap (build one with memory_from_dict "
+                        "or memory_map_from_dict)")
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"x and y must hold the same, non-zero number of samples (got {len(x)} and {len(y)})")
     dev = resolve_device(device)
-    mmap = memory if isinstance(memory, MemoryMap) else MemoryMap(memory)
+    mmap = memory
     previous = {name: layer.memory for name, layer in noisy_layers(model).items()}
     model = set_memory(model.to(dev).eval(), mmap)
     try:
@@ -173,7 +210,7 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
     xp = x[:power_batch]
     # measured by benchmarks/bench_montecarlo.py: one-draw-at-a-time wins on CPU, vmap on CUDA
     use_vmap = mode == "vectorised" or (mode == "auto" and dev.type == "cuda")
-    limit = max_draws if target_ci_width is not None else draws
+    limit = max(max_draws, draws) if target_ci_width is not None else draws   # draws is the minimum
     correct, powers = [], []
     total = draws if not noisy else limit
     while len(correct) < total:

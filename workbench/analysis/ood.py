@@ -23,6 +23,7 @@ filled with ``fill``):
 from __future__ import annotations
 
 import math
+import numbers
 from collections import OrderedDict
 from typing import Iterable, Mapping
 
@@ -40,6 +41,10 @@ __all__ = ["KINDS", "OOD_TRANSFORMS", "ood_accuracy", "transform_images", "win_c
 
 #: transform kinds and the unit of their amount
 KINDS = {"rotation": "°", "shear": "°", "zoom": "%"}
+
+#: smallest zoom (%): far below one pixel for any image, and above the scales whose inverse overflows
+#: float32 in the sampling grid (a zoom of 1e-37 % gives NaN pixels)
+ZOOM_MIN = 1e-6
 
 #: the eight OOD scenarios of §5.5.2 / Tables B.1–B.10: name → (kind, amount)
 OOD_TRANSFORMS: "OrderedDict[str, tuple[str, float]]" = OrderedDict([
@@ -62,8 +67,8 @@ def _check_transform(kind: str, amount: float) -> float:
     except (TypeError, ValueError):
         raise KnobError(f"amount={amount!r} is not a number") from None
     if kind == "zoom":
-        if not (0.0 < amount < math.inf):
-            raise KnobError(f"amount={amount!r} is out of range: a zoom must be in (0, inf) %")
+        if not (ZOOM_MIN <= amount < math.inf):
+            raise KnobError(f"amount={amount!r} is out of range: a zoom must be in [{ZOOM_MIN:g}, inf) %")
     elif kind == "shear":
         if not (-90.0 < amount < 90.0):
             raise KnobError(f"amount={amount!r} is out of range: a shear angle must be in (-90, 90) °")
@@ -81,6 +86,8 @@ def transform_images(x: torch.Tensor, kind: str, amount: float, *, fill: float =
     docstring for the conventions.  Returns a new tensor of the same shape and dtype.
     """
     amount = _check_transform(kind, amount)
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real) or not math.isfinite(fill):
+        raise KnobError(f"fill={fill!r} is out of range: fill must be a finite number (in the units of x)")
     if x.dim() not in (3, 4):
         raise ValueError(f"x must be images (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
     if amount == (100.0 if kind == "zoom" else 0.0):
@@ -100,8 +107,14 @@ def _resolve(transforms: Mapping[str, tuple[str, float]] | Iterable[str] | None
              ) -> "OrderedDict[str, tuple[str, float]]":
     if transforms is None:
         return OrderedDict(OOD_TRANSFORMS)
+    if isinstance(transforms, str):
+        transforms = [transforms]
     if isinstance(transforms, Mapping):
-        out = OrderedDict((str(k), (v[0], _check_transform(v[0], v[1]))) for k, v in transforms.items())
+        out = OrderedDict()
+        for k, v in transforms.items():
+            if isinstance(v, str) or not isinstance(v, (tuple, list)) or len(v) != 2:
+                raise KnobError(f"transform {str(k)!r}={v!r} must be a pair (kind, amount), e.g. ('rotation', 20.0)")
+            out[str(k)] = (v[0], _check_transform(v[0], v[1]))
     else:
         out = OrderedDict()
         for name in transforms:

@@ -8,6 +8,7 @@ excluded ("La première couche du DNN est exclue de cette quantification"): it k
 
 from __future__ import annotations
 
+import numbers
 from typing import Iterable
 
 import numpy as np
@@ -45,9 +46,17 @@ def quantization_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bits:
     ``accuracy(bits)`` (fraction) and attrs ``clean_accuracy`` (ideal memory), ``exclude_first``,
     ``excluded_layer`` (its name, or ``""``) and ``n_test``.
     """
-    bits = [int(b) for b in bits]
+    if isinstance(bits, numbers.Integral):
+        bits = [bits]
+    bits = list(bits)
     if not bits:
         raise KnobError("bits is empty: give at least one bit width in [2, 16]")
+    for b in bits:
+        if isinstance(b, bool) or not isinstance(b, numbers.Integral):
+            raise KnobError(f"bits={b!r} is not an integer: every bit width must be an integer in [2, 16]")
+    bits = [int(b) for b in bits]
+    if len(set(bits)) != len(bits):
+        raise KnobError(f"bits={bits} has duplicates: give each bit width once")
     maps = [quantization_memory_map(model, b, exclude_first) for b in bits]  # validates every width first
     clean = float(mc_evaluate(model, x, y, MemoryMap(), draws=1, device=device).accuracy.values[0])
     acc = [float(mc_evaluate(model, x, y, mmap, draws=1, device=device).accuracy.values[0]) for mmap in maps]

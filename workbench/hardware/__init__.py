@@ -1,5 +1,7 @@
 """Memory models: pure tensor code, no training, no UI."""
 
+from typing import Mapping
+
 from .base import IdealMemory, KnobError, Memory, MemoryMap, Read, make, set_knobs
 from .memristor import InjectionMemory, MemristorMemory, crossbar_power, to_conductances
 from .quant import QuantizedMemory, binarize, quantize_linear
@@ -13,9 +15,11 @@ def memory_from_dict(d: dict | None) -> Memory:
     """Build a memory from ``{"technology": ..., knob: value}`` (validated)."""
     if not d:
         return IdealMemory()
+    if not isinstance(d, Mapping):
+        raise KnobError(f"a memory must be a mapping {{'technology': ..., knob: value}}, got {d!r}")
     d = dict(d)
     tech = d.pop("technology", "ideal")
-    if tech not in TECHNOLOGIES:
+    if not isinstance(tech, str) or tech not in TECHNOLOGIES:
         raise KnobError(f"technology={tech!r} must be one of {sorted(TECHNOLOGIES)}")
     mem = make(TECHNOLOGIES[tech], **d)
     if hasattr(mem, "check"):

@@ -57,6 +57,8 @@ def set_knobs(obj: param.Parameterized, **values: Any) -> param.Parameterized:
         p = obj.param[name]
         if isinstance(value, float) and value != value:
             raise KnobError(f"{name}=nan is not allowed; {name} must be in {_range_text(p)}")
+        if isinstance(value, bool) and isinstance(p, param.Number):   # True is an int to param: epochs=true -> 1
+            raise KnobError(f"{name}={value!r} is not a number: {name} must be in {_range_text(p)}")
         try:
             obj.param.update(**{name: value})
         except (ValueError, TypeError) as exc:

@@ -6,6 +6,8 @@ dimensionless, so power is reported in arbitrary units (µS·V² for inputs in v
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Callable
 
 import param
@@ -16,6 +18,9 @@ from .base import KnobError, Memory, Read
 
 #: default maximum conductance (µS), the PCM device of [109] used in ch. 5
 G_MAX = 25.0
+#: smallest conductance scale g_u (µS): far below any device, and above the scales at which the
+#: weight→conductance gain k = g_u/‖W‖∞ underflows in float32 (k = 0 reads back as NaN)
+G_U_MIN = 1e-12
 
 
 def weight_inf_norm(weight: torch.Tensor, per_column: bool = False) -> torch.Tensor:
@@ -37,8 +42,20 @@ def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: b
     Returns ``(g_plus, g_minus, k)`` with ``k = (g_u-g_min)/‖W‖∞`` the weight→conductance gain,
     so that ``(g+ - g-)/k == w``.
     """
+    if weight.numel() == 0:
+        raise ValueError(f"weight is empty (shape {tuple(weight.shape)}): there are no weights to map onto conductances")
+    if per_column and weight.dim() < 2:
+        raise ValueError(f"per_column needs a weight with output columns (at least 2-D), got shape {tuple(weight.shape)}")
+    if isinstance(g_min, bool) or not isinstance(g_min, numbers.Real) or not 0 <= g_min < math.inf:
+        raise KnobError(f"g_min={g_min!r} is out of range: g_min must be in [0, inf) µS")
     if isinstance(g_u, torch.Tensor) and g_u.dim() == 1:
+        if weight.dim() < 1 or g_u.numel() != weight.shape[0]:
+            raise KnobError(f"g_u has {g_u.numel()} per-column values (column_g_u) but the weight of shape "
+                            f"{tuple(weight.shape)} has {weight.shape[0] if weight.dim() else 0} output columns")
         g_u = g_u.view(-1, *([1] * (weight.dim() - 1)))   # one g_u per output column; the norm stays per_column's
+    elif not isinstance(g_u, torch.Tensor) and (isinstance(g_u, bool) or not isinstance(g_u, numbers.Real)
+                                                or not (g_min < g_u < math.inf and g_u >= G_U_MIN)):
+        raise KnobError(f"g_u={g_u!r} is out of range: g_u must be in ({g_min}, inf) µS (above g_min) and at least {G_U_MIN:g}")
     k = (g_u - g_min) / weight_inf_norm(weight, per_column)
     gp = torch.clamp(weight, min=0) * k + g_min
     gm = torch.clamp(-weight, min=0) * k + g_min
@@ -74,9 +91,23 @@ def crossbar_power(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: 
     and ``Σ`` sums every output element.  A folded bias is an extra crossbar row driven by the
     constant input 1 at every output position.  Returns a 0-d tensor.
     """
+    if g_plus.shape != g_minus.shape:
+        raise ValueError(f"g_plus has shape {tuple(g_plus.shape)} but g_minus has shape {tuple(g_minus.shape)}: "
+                         "the positive and negative crossbars of a layer have the same shape")
+    if (bias_g_plus is None) != (bias_g_minus is None):
+        raise ValueError("bias_g_plus and bias_g_minus go together: give both or neither")
+    if bias_g_plus is not None and (bias_g_plus.shape != bias_g_minus.shape or bias_g_plus.numel() != g_plus.shape[0]):
+        raise ValueError(f"bias_g_plus {tuple(bias_g_plus.shape)} and bias_g_minus {tuple(bias_g_minus.shape)} must both "
+                         f"hold one conductance per output ({g_plus.shape[0]}, from g_plus {tuple(g_plus.shape)})")
     g_abs = g_plus.abs() + g_minus.abs()
-    y_mem = op(x * x, g_abs)
-    total = y_mem.sum() + op(x, g_plus).sum() + op(x, g_minus).sum()
+    try:
+        y_mem = op(x * x, g_abs)
+        total = y_mem.sum() + op(x, g_plus).sum() + op(x, g_minus).sum()
+    except RuntimeError as exc:
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            raise
+        raise ValueError(f"x of shape {tuple(x.shape)} does not fit g_plus/g_minus of shape {tuple(g_plus.shape)}: "
+                         f"{str(exc).splitlines()[0]}") from None
     if bias_g_plus is not None:
         positions = y_mem.numel() // y_mem.shape[1]          # batch × spatial positions
         total = total + positions * (bias_g_plus.abs() + bias_g_minus.abs() + bias_g_plus + bias_g_minus).sum()
@@ -106,8 +137,7 @@ class MemristorMemory(Memory):
 
     technology = "memristor"
     bits = param.Integer(16, bounds=(1, 32), doc="unused by crossbars (analog); kept for the interface")
-    g_u = param.Number(G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True),
-                       doc="conductance scale g_u (µS), g_min < g_u ≤ g_max")
+    g_u = param.Number(G_MAX, bounds=(G_U_MIN, 1000.0), doc="conductance scale g_u (µS), g_min < g_u ≤ g_max")
     g_min = param.Number(0.0, bounds=(0.0, 1000.0), doc="minimum conductance g_min (µS)")
     g_max = param.Number(G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True), doc="maximum conductance g_max (µS)")
     noise = param.Selector(default="multiplicative", objects=["multiplicative", "additive"],
@@ -122,10 +152,16 @@ class MemristorMemory(Memory):
         if not (self.g_min < self.g_u <= self.g_max):
             raise KnobError(f"g_u={self.g_u} is out of range: g_u must be in ({self.g_min}, {self.g_max}] (g_min, g_max]")
         if self.column_g_u is not None:
-            col = torch.as_tensor(self.column_g_u, dtype=torch.float64).flatten()
-            if not bool(((col > self.g_min) & (col <= self.g_max)).all()):
+            try:
+                col = torch.as_tensor(self.column_g_u, dtype=torch.float64).flatten()
+            except (TypeError, ValueError, RuntimeError):
+                raise KnobError(f"column_g_u={self.column_g_u!r} must be a list of per-column g_u values (µS) in "
+                                f"({self.g_min}, {self.g_max}]") from None
+            if col.numel() == 0:
+                raise KnobError(f"column_g_u=[] is empty: give one g_u per output column, each in ({self.g_min}, {self.g_max}]")
+            if not bool(((col > self.g_min) & (col >= G_U_MIN) & (col <= self.g_max)).all()):
                 raise KnobError(f"column_g_u={col.tolist()} is out of range: every per-column g_u must be in "
-                                f"({self.g_min}, {self.g_max}] (g_min, g_max]")
+                                f"({self.g_min}, {self.g_max}] (g_min, g_max] and at least {G_U_MIN:g}")
 
     @property
     def is_noisy(self) -> bool:
@@ -140,7 +176,8 @@ class MemristorMemory(Memory):
     def program(self, weight: torch.Tensor):
         """Noise-free conductances ``(g+, g-, k)`` of ``weight`` (eq 3.34–3.35)."""
         self.check()
-        g_u = self.g_u if self.column_g_u is None else torch.as_tensor(self.column_g_u, dtype=weight.dtype, device=weight.device)
+        g_u = (self.g_u if self.column_g_u is None      # flattened as check() and knobs() see it
+               else torch.as_tensor(self.column_g_u, dtype=weight.dtype, device=weight.device).reshape(-1))
         return to_conductances(weight, g_u, self.g_min, per_column=self.normalise == "column")
 
     def add_noise(self, g: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -166,7 +203,7 @@ class InjectionMemory(Memory):
     technology = "injection"
     bits = param.Integer(16, bounds=(1, 32), doc="unused (analog); kept for the interface")
     sigma_g = param.Number(0.94, bounds=(0.0, 100.0), doc="hardware conductance noise std σ_g (µS)")
-    g_u = param.Number(G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True), doc="conductance scale g_u (µS)")
+    g_u = param.Number(G_MAX, bounds=(G_U_MIN, 1000.0), doc="conductance scale g_u (µS)")
 
     @property
     def is_noisy(self) -> bool:

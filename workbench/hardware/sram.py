@@ -11,6 +11,7 @@ symmetric channel of eq 3.28–3.29.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -31,10 +32,17 @@ def eta(p: float | np.ndarray | torch.Tensor, a: float = DEFAULT_A):
     Relative to the nominal (reliable) supply, so ``η(p) < 1`` once ``p > e^-a``.  Works on
     floats, numpy arrays and torch tensors (differentiable for ``p > 0``).
     """
+    if isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0 < a < math.inf:
+        raise KnobError(f"a={a!r} is out of range: a must be in (0, inf) (energy-model constant of eq 3.27)")
     if isinstance(p, torch.Tensor):
+        if bool(((p < 0) | (p > 1) | torch.isnan(p)).any()):
+            raise KnobError(f"p must be in [0, 1] (bit error rate), got {p!r}")
         safe = torch.where(p > 0, p, torch.ones_like(p))
         return torch.where(p > 0, -torch.log(safe) / a, torch.ones_like(p))
-    arr = np.asarray(p, dtype=float)
+    try:
+        arr = np.asarray(p, dtype=float)
+    except (TypeError, ValueError):
+        raise KnobError(f"p must be in [0, 1] (bit error rate), got {p!r}") from None
     if np.any((arr < 0) | (arr > 1)) or np.any(np.isnan(arr)):
         raise KnobError(f"p must be in [0, 1] (bit error rate), got {p!r}")
     with np.errstate(divide="ignore"):
@@ -49,7 +57,17 @@ def memory_energy(p: Sequence[float] | np.ndarray | torch.Tensor, counts: Sequen
     ``p``: one BER per layer (shape ``(L,)``) or a scalar for all layers; ``counts``: number of
     weights of each layer; ``bits``: ``ζ``, bits per weight.
     """
-    counts_arr = np.asarray(counts, dtype=float)
+    try:
+        counts_arr = np.asarray(counts, dtype=float)
+    except (TypeError, ValueError):
+        raise KnobError(f"counts={counts!r} must be a list of weight counts, each in [0, inf)") from None
+    if counts_arr.ndim != 1 or not np.all(np.isfinite(counts_arr) & (counts_arr >= 0)):
+        raise KnobError(f"counts={counts!r} is out of range: counts must be a list of weight counts, each in [0, inf)")
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits < 1:
+        raise KnobError(f"bits={bits!r} is out of range: bits must be an integer in [1, inf)")
+    p_shape = tuple(p.shape) if isinstance(p, torch.Tensor) else np.shape(p)
+    if p_shape not in ((), (1,), counts_arr.shape):
+        raise KnobError(f"p has shape {p_shape} but counts has {counts_arr.size} layers: give one p per layer or one p")
     if isinstance(p, torch.Tensor):
         pt = p if p.ndim else p.expand(len(counts_arr))
         return bits * (eta(pt, a) * torch.as_tensor(counts_arr, dtype=pt.dtype, device=pt.device)).sum()
@@ -64,8 +82,16 @@ def normalised_energy(p, counts: Sequence[int], bits: int = 1, a: float = DEFAUL
     The reference is a network with ``reference_counts`` weights (default: the same network) at
     ``reference_bits`` (16, FP16) read at the nominal supply (``η(0) = 1``).
     """
-    ref = float(np.sum(np.asarray(list(reference_counts) if reference_counts is not None else counts, dtype=float)))
-    return memory_energy(p, counts, bits, a) / (reference_bits * ref)
+    energy = memory_energy(p, counts, bits, a)       # validates p, counts, bits and a
+    try:
+        ref = float(np.sum(np.asarray(list(reference_counts) if reference_counts is not None else counts, dtype=float)))
+    except (TypeError, ValueError):
+        raise KnobError(f"reference_counts={reference_counts!r} must be a list of weight counts") from None
+    if not 0 < ref < math.inf:
+        raise KnobError(f"reference_counts sum to {ref!r}: the reference network needs a weight count in (0, inf)")
+    if isinstance(reference_bits, bool) or not isinstance(reference_bits, numbers.Integral) or reference_bits < 1:
+        raise KnobError(f"reference_bits={reference_bits!r} is out of range: reference_bits must be an integer in [1, inf)")
+    return energy / (reference_bits * ref)
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,10 +127,10 @@ def sample_flip_positions(n_bits: int, p: float, generator: torch.Generator | No
     the number of flips, not of bits.  For ``p ≥ DENSE_THRESHOLD`` (where flips are a sizeable
     share of the bits anyway) a dense float64 Bernoulli draw is used.
     """
-    if not (0.0 <= p <= 0.5) or math.isnan(p):
-        raise KnobError(f"p={p!r} is out of range: p must be in [0, 0.5] (bit error rate)")
-    if n_bits < 0:
-        raise KnobError(f"n_bits={n_bits} must be non-negative")
+    p = check_ber("p", p)
+    if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral) or not 0 <= n_bits < 2**63:
+        raise KnobError(f"n_bits={n_bits!r} is out of range: n_bits must be an integer in [0, 2^63)")
+    n_bits = int(n_bits)
     device = torch.device(device)
     if p == 0.0 or n_bits == 0:
         return torch.empty(0, dtype=torch.long, device=device)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Mapping
 
 import param
 
@@ -52,6 +52,8 @@ class TrainConfig(param.Parameterized):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        if not isinstance(d, Mapping):
+            raise KnobError(f"a training config must be a mapping knob -> value, got {type(d).__name__} {d!r}")
         cfg = cls()
         set_knobs(cfg, **d)
         cfg.check()
@@ -62,6 +64,18 @@ class TrainConfig(param.Parameterized):
         if self.sam == "none" and self.rho is not None:
             raise KnobError(f"rho={self.rho} only applies to a sharpness-aware optimizer: set sam to one of "
                             "'sam', 'asam', 'samson2', 'samsoninf' (or rho=None)")
+        if self.model == "wrn" and (self.depth - 4) % 6:
+            raise KnobError(f"depth={self.depth} is out of range: a WideResNet's depth must be 6n+4 in [10, 100] "
+                            "(10, 16, 22, 28, ...)")
+        if self.train_memory:
+            from ..hardware import memory_map_from_dict
+            try:
+                memory_map_from_dict(self.train_memory)
+            except KnobError as exc:
+                raise KnobError(f"train_memory: {exc}") from None
+            except (TypeError, AttributeError, ValueError) as exc:
+                raise KnobError(f"train_memory={self.train_memory!r} is not a memory map "
+                                f"({{'default': {{'technology': ..., knob: value}}, 'overrides': {{layer: ...}}}}): {exc}") from None
         return self
 
     def replace(self, **changes: Any) -> "TrainConfig":

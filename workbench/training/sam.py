@@ -519,6 +519,16 @@ def make_sam_optimizer(name: str, params: Any, base: str = "sgd", *, rho: float 
     lr = _number("lr", lr, "(0, inf)")
     if not (0.0 < lr < math.inf):
         raise KnobError(f"lr={lr!r} is out of range: lr must be in (0, inf)")
+    # every knob is checked, also those the chosen method ignores (rho, eta for "sgd"; eta for "sam")
+    if rho is not None:
+        check_rho(rho)
+    eta = check_eta(eta)
+    momentum = _number("momentum", momentum, "[0, inf)")
+    if not 0.0 <= momentum < math.inf:
+        raise KnobError(f"momentum={momentum!r} is out of range: momentum must be in [0, inf)")
+    weight_decay = _number("weight_decay", weight_decay, "[0, inf)")
+    if not 0.0 <= weight_decay < math.inf:
+        raise KnobError(f"weight_decay={weight_decay!r} is out of range: weight_decay must be in [0, inf)")
     kw: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay)
     if bkey == "sgd":
         kw.update(momentum=momentum, nesterov=bool(nesterov) and momentum > 0)
