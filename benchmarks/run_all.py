@@ -2,8 +2,8 @@
 
     python benchmarks/run_all.py [--device cuda] [--repeats N] [--strict]
 
-``--strict``: exit with status 1 when an acceptance check FAILs.  About 1–2 minutes on a
-2-core CPU (budget: 5 minutes).
+``--strict``: exit with status 1 when an acceptance check FAILs.  About 6–7 minutes on a
+quiet 2-core CPU (budget: 10 minutes).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import time
 
 import bench_bsc
+import bench_dask
 import bench_memse
 import bench_montecarlo
 import bench_page
@@ -20,7 +21,7 @@ import bench_store
 import bench_train_noise
 from _common import command_line, device_from, device_line, parser, report, table
 
-BENCHMARKS = [bench_bsc, bench_montecarlo, bench_train_noise, bench_sam, bench_memse, bench_store, bench_page]
+BENCHMARKS = [bench_bsc, bench_montecarlo, bench_train_noise, bench_sam, bench_memse, bench_store, bench_page, bench_dask]
 
 
 def main() -> int:

@@ -140,20 +140,8 @@ def _bind(fn: Callable, params: dict) -> dict[str, Any]:
 def _robustness(methods, seeds, *, noise="multiplicative", levels=None, g_u=25.0, adabs=(False, True), draws=10,
                 rho=None, base=None, train=None, **_ignored) -> list[Cell]:
     """The cells of :func:`~.sharpness.robustness_study` (validated as it validates them)."""
-    from ..hardware import memory_map_from_dict
-    from .sharpness import BASE_PRESET, METHODS, SIGMA_C_GRID, SIGMA_GRID, _check, _noise_memory, method_config
-    methods = _check("methods", methods, list(METHODS))
-    seeds = [int(s) for s in _check("seeds", seeds)]
-    if noise not in ("multiplicative", "additive"):
-        raise KnobError(f"noise={noise!r} must be 'multiplicative' or 'additive'")
-    levels = [float(v) for v in _check("levels", levels if levels is not None
-                                       else (SIGMA_C_GRID if noise == "multiplicative" else SIGMA_GRID))]
-    adabs = [bool(a) for a in _check("adabs", adabs)]
-    if not 1 <= draws <= 10_000:
-        raise KnobError(f"draws={draws} is out of range: draws must be in [1, 10000]")
-    mems = [_noise_memory(noise, v, g_u) for v in levels]
-    for mem in mems:
-        memory_map_from_dict(mem)
+    from .sharpness import BASE_PRESET, METHODS, method_config, robustness_grid
+    methods, seeds, levels, adabs, mems = robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws)
     base = base or BASE_PRESET
     out = []
     for m in methods:

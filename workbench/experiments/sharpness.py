@@ -120,6 +120,25 @@ def _method_coords(ds: xr.Dataset, methods: Sequence[str]) -> xr.Dataset:
     return ds
 
 
+def robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws):
+    """The validated grid of :func:`robustness_study`: methods, seeds, noise levels, AdaBS flags
+    and one memory map per level (a bad level is refused here, before anything is trained)."""
+    from ..hardware import memory_map_from_dict
+    methods = _check("methods", methods, list(METHODS))
+    seeds = [int(s) for s in _check("seeds", seeds)]
+    if noise not in ("multiplicative", "additive"):
+        raise KnobError(f"noise={noise!r} must be 'multiplicative' or 'additive'")
+    levels = [float(v) for v in _check("levels", levels if levels is not None
+                                       else (SIGMA_C_GRID if noise == "multiplicative" else SIGMA_GRID))]
+    adabs = [bool(a) for a in _check("adabs", adabs)]
+    if not 1 <= draws <= 10_000:
+        raise KnobError(f"draws={draws} is out of range: draws must be in [1, 10000]")
+    mems = [_noise_memory(noise, v, g_u) for v in levels]
+    for mem in mems:
+        memory_map_from_dict(mem)
+    return methods, seeds, levels, adabs, mems
+
+
 def robustness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2), *,
                      noise: str = "multiplicative", levels: Sequence[float] | None = None, g_u: float = 25.0,
                      adabs: Sequence[bool] = (False, True), draws: int = 10, rho: float | None = None,
@@ -136,19 +155,7 @@ def robustness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[in
     Dims: ``accuracy(method, seed, adabs, level, draw)``; ``accuracy_mean``/``accuracy_std`` over
     draws; ``clean_accuracy(method, seed)``; ``train_seconds(method, seed)``.
     """
-    methods = _check("methods", methods, list(METHODS))
-    seeds = [int(s) for s in _check("seeds", seeds)]
-    if noise not in ("multiplicative", "additive"):
-        raise KnobError(f"noise={noise!r} must be 'multiplicative' or 'additive'")
-    levels = [float(v) for v in _check("levels", levels if levels is not None
-                                       else (SIGMA_C_GRID if noise == "multiplicative" else SIGMA_GRID))]
-    adabs = [bool(a) for a in _check("adabs", adabs)]
-    if not 1 <= draws <= 10_000:
-        raise KnobError(f"draws={draws} is out of range: draws must be in [1, 10000]")
-    mems = [_noise_memory(noise, v, g_u) for v in levels]
-    from ..hardware import memory_map_from_dict
-    for mem in mems:                       # refuse a bad level before training anything
-        memory_map_from_dict(mem)
+    methods, seeds, levels, adabs, mems = robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws)
     store = store or Store()
     n_cells = len(methods) * len(seeds) * (1 + len(adabs) * len(levels))
     tick = _ticker(progress, n_cells, "robustness")
