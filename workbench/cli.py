@@ -95,8 +95,24 @@ def cmd_train(args) -> dict:
             "wall_seconds": time.perf_counter() - t0}
 
 
+def _check_number(name: str, value, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    """Refuse a CLI number before any training: NaN, inf and values outside the range."""
+    if value is None:
+        return
+    ok = value == value and (lo < value if lo_open else lo <= value) and value <= hi
+    if not ok:
+        raise KnobError(f"{name}={value!r} is out of range: {name} must be in {'(' if lo_open else '['}{lo}, {hi}]")
+
+
+def _check_seed(seed) -> None:
+    if seed is not None and not (0 <= seed < 2**63):
+        raise KnobError(f"seed={seed} is out of range: seed must be in [0, 2**63)")
+
+
 def cmd_evaluate(args) -> dict:
     from .experiments import evaluate
+    _check_number("target_ci_width", args.target_ci, 0.0, 1.0, lo_open=True)
+    _check_seed(args.seed)
     mem = _memory_dict(args)
     preset, cfg = _config(args, args.memory)
     ds = evaluate(cfg, mem, draws=args.draws, seed=args.seed, target_ci_width=args.target_ci, adabs=args.adabs,
@@ -189,7 +205,15 @@ def cmd_sharpness(args) -> dict:
     """m-sharpness (eq 3.24 / 5.5) of a trained network per definition, and its robustness."""
     from .analysis.sharpness import m_sharpness
     from .datasets import as_tensors, load_dataset
+    from .analysis.sharpness import VARIANTS
     from .experiments import evaluate, train_model
+    _check_number("rho", args.rho, 0.0, 10.0, lo_open=True)
+    if args.m < 1:
+        raise KnobError(f"m={args.m} is out of range: m must be ≥ 1")
+    _check_number("sigma_c", args.sigma_c, 0.0, 1.0)
+    bad = [v for v in args.variants if v not in VARIANTS]
+    if bad:
+        raise KnobError(f"variant={bad[0]!r} is not valid: variants must be among {', '.join(VARIANTS)}")
     preset, cfg = _config(args, "memristor")
     store = _store(args)
     net = train_model(cfg, store, device=args.device, data_root=args.data_root,
@@ -210,6 +234,10 @@ def cmd_drift(args) -> dict:
     """Accuracy on IBM aihwkit's PCM model after each read time (Fig 5.5)."""
     from .analysis.drift import pcm_drift
     from .experiments import test_tensors, train_model
+    for t in args.times:
+        if not (t == t and 0 < t < float("inf")):
+            raise KnobError(f"times={args.times} is out of range: every time must be a positive, finite number of seconds")
+    _check_seed(args.seed)
     preset, cfg = _config(args, "memristor")
     net = train_model(cfg, _store(args), device=args.device, data_root=args.data_root,
                       progress=_progress(f"train {preset}", args.json or args.quiet)).model

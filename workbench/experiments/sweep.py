@@ -108,8 +108,13 @@ def load_spec(path: str | Path = SRAM_SPEC) -> dict[str, Any]:
         spec = json.loads(path.read_text())
     except FileNotFoundError:
         raise KnobError(f"sweep spec {str(path)!r} does not exist") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise KnobError(f"sweep spec {str(path)!r} is not a readable JSON file ({type(exc).__name__})") from None
     except json.JSONDecodeError as exc:
         raise KnobError(f"sweep spec {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("experiments", {}), dict):
+        raise KnobError(f"sweep spec {str(path)!r} must be a JSON object "
+                        '{"name": ..., "experiments": {name: params}}, got ' + type(spec).__name__)
     unknown = set(spec.get("experiments", {})) - set(EXPERIMENTS)
     if unknown or not spec.get("experiments"):
         raise KnobError(f"sweep spec {str(path)!r}: experiments must be among {sorted(EXPERIMENTS)}; got {sorted(unknown) or 'none'}")
