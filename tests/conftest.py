@@ -95,3 +95,17 @@ def trained():
     cfg = preset_config("digits-cnn", epochs=3)
     x, y = test_tensors(cfg)
     return train_model(cfg).model, x, y
+
+
+def spec_explorer(cls, spec: dict, root, **params):
+    """A page-state object of class ``cls`` opened on ``spec`` (written to ``root``) with its own
+    store under ``root``, after its spec's results are loaded; shut its runner down when done."""
+    import json
+
+    from workbench.experiments import Store
+    path = root / "spec.json"
+    path.write_text(json.dumps(spec))
+    ex = cls(store=Store(root / "store"), spec_path=path, device="cpu", autorun=False, **params)
+    ex.load()
+    ex.wait()
+    return ex

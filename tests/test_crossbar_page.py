@@ -9,7 +9,7 @@ import re
 import holoviews as hv
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import spec_explorer, wait_until
 
 from workbench.experiments import Store
 from workbench.experiments.crossbar import evaluate_state, nas_study, select_study
@@ -29,12 +29,7 @@ SPEC = {"name": "tiny-ch6", "experiments": {
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ch6-ui")
-    spec = root / "spec.json"
-    spec.write_text(json.dumps(SPEC))
-    ex = CrossbarExplorer(store=Store(root / "store"), spec_path=spec, device="cpu", autorun=False, draws=3)
-    ex.load()
-    ex.wait()
+    ex = spec_explorer(CrossbarExplorer, SPEC, tmp_path_factory.mktemp("ch6-ui"), draws=3)
     yield ex
     ex.runner.shutdown()
 

@@ -9,7 +9,7 @@ import re
 import holoviews as hv
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import spec_explorer, wait_until
 
 from workbench.experiments import Store
 from workbench.experiments.sharpness import METHODS
@@ -39,12 +39,7 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ch5-ui")
-    spec = root / "spec.json"
-    spec.write_text(json.dumps(SPEC))
-    ex = SharpnessExplorer(store=Store(root / "store"), spec_path=spec, device="cpu", autorun=False, epochs=2)
-    ex.load()
-    ex.wait()
+    ex = spec_explorer(SharpnessExplorer, SPEC, tmp_path_factory.mktemp("ch5-ui"), epochs=2)
     yield ex
     ex.runner.shutdown()
 
