@@ -522,3 +522,34 @@ def test_two_processes_compute_once(tmp_path):
     store = Store(root, read_only=[])
     assert [e.ok for e in store.entries()] == [True]
     assert tmp_files(root) == []
+
+
+# --------------------------------------------------------------------------- first use on threads
+
+FIRST_USE = textwrap.dedent("""
+    import json, sys, tempfile, threading
+    import numpy as np, xarray as xr
+    from workbench.experiments.store import Store
+    before = set(sys.modules)
+    store = Store(tempfile.mkdtemp(), read_only=[])
+
+    def first_use():
+        store.save_dataset("k", "a", xr.Dataset({"x": ("i", np.arange(3.0))}), {})
+        store.load_dataset("k", "a")
+    t = threading.Thread(target=first_use)
+    t.start()
+    t.join()
+    print(json.dumps(sorted(m for m in set(sys.modules) - before if m.split(".")[0] in ("dask", "distributed"))))
+""")
+
+
+def test_first_store_use_on_a_thread_imports_no_dask(tmp_path):
+    """The first netCDF write/read on a worker thread must not import dask or distributed lazily:
+    two sessions of a served page doing that at once raced in those imports (one failed with
+    "module 'dask' has no attribute 'utils'"); the store imports them up front."""
+    script = tmp_path / "first_use.py"
+    script.write_text(FIRST_USE)
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "WORKBENCH_CACHE": str(tmp_path / "c")})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -164,10 +164,14 @@ def cmd_sweep(args) -> dict:
         raise KnobError(f"workers={args.workers} is out of range: workers must be in [1, 1024]")
     if args.scheduler or (args.workers or 1) > 1:
         from .experiments.distributed import SweepError, run_spec_distributed
+
+        def on_event(ev):               # a lost worker's cells are rescheduled by Dask: say so
+            what = "lost (its cells are rescheduled)" if ev["event"] == "worker-lost" else "joined"
+            print(f"workbench: sweep: worker {ev['worker']} {what}", file=sys.stderr)
         try:
             results, timings = run_spec_distributed(spec, store, scheduler=args.scheduler or None,
                                                     workers=args.workers or 2, retries=args.retries, only=args.only,
-                                                    device=args.device, progress=progress)
+                                                    device=args.device, progress=progress, on_event=on_event)
         except SweepError as exc:       # the other cells are in the store: report them, exit 1
             print(f"workbench: error: sweep {args.spec}: {exc}", file=sys.stderr)
             if args.json:

@@ -373,7 +373,7 @@ def _run_cell(function: str | Callable, kwargs: dict, root: str, read_only: list
     _task_setup(cancel_event)
     store = Store(root, read_only=read_only)
     cancel = _ClusterCancel(cancel_event) if cancel_event is not None else None
-    t0 = time.perf_counter()
+    start, t0 = time.time(), time.perf_counter()
     fn(**kwargs, store=store, device=device, cancel=cancel)
     seconds = time.perf_counter() - t0
     try:
@@ -381,7 +381,7 @@ def _run_cell(function: str | Callable, kwargs: dict, root: str, read_only: list
         worker = get_worker().address
     except (ImportError, ValueError):
         worker = "local"
-    return {"seconds": seconds, "worker": worker}
+    return {"seconds": seconds, "worker": worker, "start": start, "end": start + seconds}
 
 
 class SweepError(RuntimeError):
@@ -422,16 +422,26 @@ def _missing(cells: Sequence[Cell], store: Store) -> list[Cell]:
     return [c for c in cells if c.id in need]
 
 
+def _workers(client) -> set[str]:
+    return set(client.scheduler_info(n_workers=-1)["workers"])
+
+
 def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "auto", retries: int = 2,
-              progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
+              progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+              on_event: Callable[[dict], None] | None = None, poll: float = 0.5) -> dict[str, Any]:
     """Compute the missing ``cells`` on ``client``'s cluster.
 
     Returns ``{"done", "failed", "blocked", "cached", "cell_seconds", "wall_seconds", "cancelled"}``:
     names of the finished cells, ``{name: error}`` of those that failed after ``retries`` retries,
     ``{name: failed dependency}`` of those not run, the number of cells already in the store, the
     sum of the cells' own compute times and the wall time from submission to the last result.
-    ``progress`` receives ``{"cell", "cells", "stage", "name", "experiment", "seconds"}`` per
-    finished (or failed) cell.  Setting ``cancel`` cancels every pending cell and asks the running
+    ``progress`` receives ``{"cell", "cells", "id", "stage", "name", "experiment", "seconds",
+    "worker", "start", "end"}`` per finished cell (``"error"`` instead of the times for a failed
+    one).  ``on_event`` receives ``{"event": "worker-lost" | "worker-joined", "worker", "time"}``
+    when the cluster loses a worker (killed, crashed, out of memory: Dask reschedules the cells it
+    was running, up to ``distributed.scheduler.allowed-failures`` times, then fails them with
+    ``KilledWorker``) or gains one (a nanny's restart, a scaled cluster); the cluster is looked at
+    every ``poll`` seconds.  Setting ``cancel`` cancels every pending cell and asks the running
     ones to stop (training checks between minibatches); finished cells stay in the store.
     """
     from distributed import Event, as_completed
@@ -453,13 +463,27 @@ def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "aut
     done, errors, seconds = [], {}, 0.0
     finished = threading.Event()
 
+    known = _workers(client) if on_event is not None else set()
+
     def watch():                # cancellation: stop what is pending, tell the running cells
+        last = time.monotonic()
         while not finished.wait(0.1):
             if cancel is not None and cancel.is_set():
                 with contextlib.suppress(Exception):
                     cancel_event.set()
                 client.cancel([f for f in futures.values() if not f.done()])
                 return
+            if on_event is not None and time.monotonic() - last >= poll:
+                last = time.monotonic()
+                try:
+                    now = _workers(client)
+                except Exception:          # scheduler busy or gone: look again next time
+                    continue
+                for event, addrs in (("worker-lost", known - now), ("worker-joined", now - known)):
+                    for a in sorted(addrs):
+                        on_event({"event": event, "worker": a, "time": time.time()})
+                known.clear()
+                known.update(now)
 
     watcher = threading.Thread(target=watch, name="workbench-sweep-cancel", daemon=True)
     watcher.start()
@@ -467,13 +491,13 @@ def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "aut
         for n, fut in enumerate(as_completed(list(futures.values()), loop=client.loop), start=1):
             cid = id_of[fut.key]
             cell = by_id[cid]
-            info = {"cell": n, "cells": len(futures), "stage": cell.name.split()[0], "name": cell.name,
+            info = {"cell": n, "cells": len(futures), "id": cid, "stage": cell.name.split()[0], "name": cell.name,
                     "experiment": cell.experiment}
             if fut.status == "finished":
                 res = fut.result()
                 seconds += res["seconds"]
                 done.append(cid)
-                info["seconds"] = res["seconds"]
+                info.update(res)
             elif fut.status == "error":
                 exc = fut.exception()
                 errors[cid] = f"{type(exc).__name__}: {exc}"
@@ -537,7 +561,8 @@ def connect(scheduler=None, *, workers: int = 2, threads_per_worker: int = 1) ->
 def run_spec_distributed(spec: dict[str, Any], store: Store | None = None, *, scheduler=None, workers: int = 2,
                          threads_per_worker: int = 1, retries: int = 2, only: list[str] | None = None,
                          device: str = "auto", progress: Callable[[dict], None] | None = None,
-                         cancel: threading.Event | None = None) -> tuple[dict[str, xr.Dataset], dict[str, Any]]:
+                         cancel: threading.Event | None = None, on_event: Callable[[dict], None] | None = None
+                         ) -> tuple[dict[str, xr.Dataset], dict[str, Any]]:
     """:func:`~.sweep.run_spec` on a Dask cluster: ``(results, timings)``.
 
     ``results`` are the Datasets :func:`~.sweep.run_spec` returns (read back from the store after
@@ -550,6 +575,7 @@ def run_spec_distributed(spec: dict[str, Any], store: Store | None = None, *, sc
     scaling; dependencies — training before its evaluations — and the scheduler's per-task cost
     make it larger), ``total_seconds`` (all of it, assembly included).
 
+    ``progress`` and ``on_event`` are :func:`run_cells`' (finished cells; workers lost and joined).
     Raises :class:`SweepError` naming the cells that failed after ``retries`` retries (every other
     cell is in the store; ``.results`` has the experiments that completed), and
     :class:`~workbench.training.Cancelled` when ``cancel`` was set.  When every needed cell is
@@ -577,7 +603,8 @@ def run_spec_distributed(spec: dict[str, Any], store: Store | None = None, *, sc
         info = client.scheduler_info()["workers"]
         n_workers = len(info)
         threads = sum(w.get("nthreads", 1) for w in info.values()) or 1
-        report = run_cells(cells, store, client, device=device, retries=retries, progress=progress, cancel=cancel)
+        report = run_cells(cells, store, client, device=device, retries=retries, progress=progress, cancel=cancel,
+                           on_event=on_event)
         address = client.scheduler.address
     return _assemble(spec, store, only, device, report,
                      {"scheduler": address if scheduler is not None else "LocalCluster", "workers": n_workers,

@@ -26,9 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import dask.array  # noqa: F401  (see below)
+import h5netcdf  # noqa: F401
 import platformdirs
 import torch
 import xarray as xr
+
+# xarray imports dask (dask.array, and through dask's scheduler lookup ``distributed``) on the
+# first netCDF read or write.  On the worker threads of a served page, two sessions saving their
+# first results at once raced in those imports and one failed with "module 'dask' has no attribute
+# 'utils'"; importing them here, once, on the importing thread, leaves nothing to race.
+with contextlib.suppress(ImportError):
+    import dask.distributed  # noqa: F401
 
 from .. import __version__
 

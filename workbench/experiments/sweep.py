@@ -105,19 +105,34 @@ def load_spec(path: str | Path = SRAM_SPEC) -> dict[str, Any]:
     """Read and check a sweep spec (JSON: ``{"name": ..., "experiments": {name: params}}``)."""
     path = Path(path)
     try:
-        spec = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise KnobError(f"sweep spec {str(path)!r} does not exist") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise KnobError(f"sweep spec {str(path)!r} is not a readable JSON file ({type(exc).__name__})") from None
+    return parse_spec(text, f"sweep spec {str(path)!r}")
+
+
+def parse_spec(text: str, source: str = "sweep spec") -> dict[str, Any]:
+    """Parse and check the JSON text of a sweep spec (a page's spec editor, a file)."""
+    try:
+        spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise KnobError(f"sweep spec {str(path)!r} is not valid JSON: {exc}") from None
+        raise KnobError(f"{source} is not valid JSON: {exc}") from None
+    return check_spec(spec, source)
+
+
+def check_spec(spec: Any, source: str = "sweep spec") -> dict[str, Any]:
+    """``spec`` if it is a JSON object naming known experiments, else a :class:`KnobError`."""
     if not isinstance(spec, dict) or not isinstance(spec.get("experiments", {}), dict):
-        raise KnobError(f"sweep spec {str(path)!r} must be a JSON object "
+        raise KnobError(f"{source} must be a JSON object "
                         '{"name": ..., "experiments": {name: params}}, got ' + type(spec).__name__)
     unknown = set(spec.get("experiments", {})) - set(EXPERIMENTS)
     if unknown or not spec.get("experiments"):
-        raise KnobError(f"sweep spec {str(path)!r}: experiments must be among {sorted(EXPERIMENTS)}; got {sorted(unknown) or 'none'}")
+        raise KnobError(f"{source}: experiments must be among {sorted(EXPERIMENTS)}; got {sorted(unknown) or 'none'}")
+    bad = [k for k, v in spec["experiments"].items() if not isinstance(v, dict)]
+    if bad:
+        raise KnobError(f"{source}: the parameters of {bad} must be JSON objects")
     return spec
 
 

@@ -10,10 +10,12 @@ from .crossbar import CrossbarPage
 from .playground import NoisePlayground
 from .sharpness import SharpnessPage
 from .sram import SRAMPage
+from .sweep import SweepPage
 
 #: page id -> (title, factory); later chapters add their pages here
 PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage),
-         "sharpness": ("Sharpness & robustness", SharpnessPage), "crossbar": ("Crossbar power & search", CrossbarPage)}
+         "sharpness": ("Sharpness & robustness", SharpnessPage), "crossbar": ("Crossbar power & search", CrossbarPage),
+         "sweep": ("Sweeps", SweepPage)}
 
 
 class Workbench(pn.viewable.Viewer):

@@ -48,7 +48,7 @@ class ExplorerPage(pn.viewable.Viewer):
         if self._fresh:
             params["explorer"] = self.explorer_class(autorun=False)
         super().__init__(**params)
-        dispatch = session_dispatch()
+        dispatch = session_dispatch(self.explorer.runner)
         if dispatch is not None:
             self.explorer.dispatch = dispatch
 

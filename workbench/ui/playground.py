@@ -89,7 +89,7 @@ class NoisePlayground(pn.viewable.Viewer):
         ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "training", "trained_with"])
         ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
         self._sync_visibility()
-        dispatch = session_dispatch()
+        dispatch = session_dispatch(ex.runner)
         if dispatch is not None:
             ex.dispatch = dispatch
         if pn.state.location is not None:

@@ -1,12 +1,19 @@
-"""Background work for one page session: a single worker thread, progress, cancel, errors.
+"""Background work for one page session: worker threads, progress, cancel, errors.
 
 The runner knows nothing about Panel: results come back through callbacks (which, in a served page,
 update ``param`` state); :func:`session_dispatch` is the one Panel-aware helper here.
+
+Every runner of the process shares :data:`SLOTS`, a small pool of compute slots (one per CPU core
+by default, ``$WORKBENCH_JOB_SLOTS`` to change it): a job waits for a slot before it computes.
+A server with a whole classroom on it then runs a few jobs at a time at full speed instead of
+dozens of threads fighting over two cores — which starved the server's event loop, so new
+sessions were discarded before their browser connected and pages stopped updating.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -20,6 +27,54 @@ class Task:
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
+def _slot_count() -> int:
+    env = os.environ.get("WORKBENCH_JOB_SLOTS", "")
+    try:
+        n = int(env) if env else (os.cpu_count() or 1)
+    except ValueError:
+        raise ValueError(f"WORKBENCH_JOB_SLOTS={env!r} must be a whole number of concurrent jobs (≥ 1)") from None
+    if n < 1:
+        raise ValueError(f"WORKBENCH_JOB_SLOTS={env!r} must be ≥ 1")
+    return n
+
+
+class ComputeSlots:
+    """A counting semaphore whose waiters give up when their job is cancelled; counts how many
+    jobs compute and wait right now (the load test reads them)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._sem = threading.Semaphore(n)
+        self._lock = threading.Lock()
+        self.active = 0
+        self.waiting = 0
+        self.peak = 0
+
+    def acquire(self, cancel: threading.Event) -> bool:
+        with self._lock:
+            self.waiting += 1
+        try:
+            while not self._sem.acquire(timeout=0.1):
+                if cancel.is_set():
+                    return False
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.active -= 1
+        self._sem.release()
+
+
+#: the process-wide compute slots every :class:`TaskRunner` waits for
+SLOTS = ComputeSlots(_slot_count())
+
+
 class TaskRunner:
     """Runs one job at a time per kind (``"eval"``, ``"train"``) off the event loop.
 
@@ -28,14 +83,23 @@ class TaskRunner:
     results are never touched by a failed job.
     """
 
-    def __init__(self, max_workers: int = 2):
+    def __init__(self, max_workers: int = 3, slots: ComputeSlots | None = None):
         self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="workbench-task")
         self._tasks: dict[str, Task] = {}
         self._lock = threading.Lock()
+        self._slots = SLOTS if slots is None else slots
+        self.closed = False
 
     def submit(self, kind: str, fn: Callable[[threading.Event], Any], on_done: Callable[[Any], None],
-               on_error: Callable[[str], None], on_cancel: Callable[[], None] | None = None) -> Task:
+               on_error: Callable[[str], None], on_cancel: Callable[[], None] | None = None,
+               compute: bool = True) -> Task | None:
+        """Run ``fn(cancel)`` on a worker thread, then ``on_done(result)`` / ``on_error(message)`` /
+        ``on_cancel()``.  ``compute``: the job computes here and waits for one of the shared
+        :data:`SLOTS` first (False for a job that only waits on other processes, e.g. a Dask
+        sweep).  After :meth:`shutdown` (its session is gone) nothing is submitted: None."""
         with self._lock:
+            if self.closed:
+                return None
             old = self._tasks.get(kind)
             if old is not None:
                 old.cancel.set()
@@ -44,7 +108,14 @@ class TaskRunner:
             self._tasks[kind] = task
 
         def run():
+            slot = False
             try:
+                if compute:
+                    slot = self._slots.acquire(cancel)
+                    if not slot:                    # cancelled while waiting for a slot
+                        if on_cancel is not None and self._tasks.get(kind) is task:
+                            on_cancel()
+                        return
                 result = fn(cancel)
             except BaseException as exc:  # report everything; never kill the worker
                 if cancel.is_set():
@@ -55,12 +126,18 @@ class TaskRunner:
                     traceback.print_exc()
                     on_error(msg)
                 return
+            finally:
+                if slot:
+                    self._slots.release()
             if not cancel.is_set() and self._tasks.get(kind) is task:
                 on_done(result)
             elif on_cancel is not None and self._tasks.get(kind) is task:
                 on_cancel()
 
-        task.future = self._pool.submit(run)
+        try:
+            task.future = self._pool.submit(run)
+        except RuntimeError:                    # shut down meanwhile
+            return None
         return task
 
     def cancel(self, kind: str) -> bool:
@@ -80,16 +157,39 @@ class TaskRunner:
             cf.wait([task.future], timeout=timeout)
 
     def shutdown(self) -> None:
-        for t in self._tasks.values():
+        """Cancel every job and accept no more (the session is gone)."""
+        with self._lock:
+            self.closed = True
+            tasks = list(self._tasks.values())
+        for t in tasks:
             t.cancel.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def session_dispatch():
+def session_dispatch(runner: TaskRunner | None = None):
     """In a served Panel session: a function handing a callable to that session's event loop (so
-    results computed on worker threads update the page in order, on one thread); else ``None``."""
+    results computed on worker threads update the page in order, on one thread); else ``None``.
+
+    When the session is destroyed (tab closed, connection lost), ``runner`` is shut down — its
+    jobs are cancelled instead of computing for nobody — and later hand-overs are dropped (the
+    document's callbacks are gone: handing it one raised deep inside Bokeh)."""
     import panel as pn
     doc = pn.state.curdoc
-    if doc is not None and doc.session_context is not None:
-        return lambda fn: doc.add_next_tick_callback(fn)
-    return None
+    if doc is None or doc.session_context is None:
+        return None
+    closed = threading.Event()
+
+    def destroyed(_ctx):
+        closed.set()
+        if runner is not None:
+            runner.shutdown()
+    doc.on_session_destroyed(destroyed)
+
+    def dispatch(fn):
+        if closed.is_set():
+            return
+        try:
+            doc.add_next_tick_callback(fn)
+        except AttributeError:              # destroyed between the check and the call
+            closed.set()
+    return dispatch

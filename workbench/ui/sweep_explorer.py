@@ -1,0 +1,239 @@
+"""State of the "Sweeps" page: a sweep spec, its cells and a run on a Dask cluster (no Panel here).
+
+The page lists the cells of a spec (one trained network, one Monte-Carlo point, one assembled
+experiment each) with whether the store already holds them, then computes the missing ones on a
+Dask ``distributed`` cluster — a ``LocalCluster`` of worker processes on this machine, or the
+scheduler at an address — through :func:`~workbench.experiments.distributed.run_spec_distributed`,
+exactly as ``workbench sweep SPEC --workers N`` / ``--scheduler ADDRESS`` does.  Cells land in
+the same store the other pages read.  Finished cells stream in with their worker and times; a
+worker that dies is reported (Dask reschedules its cells); cells that fail after their retries
+are named, and every other result stays in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import param
+import xarray as xr
+
+from ..experiments import Store
+from ..experiments.distributed import SweepError, run_spec_distributed, spec_cells
+from ..experiments.sweep import SPEC_DIR, parse_spec
+from ..hardware import KnobError
+from .base import BackgroundState
+
+CUSTOM = "(edited)"
+#: cell states, in the order the page counts them
+STATES = ["stored", "missing", "done", "failed", "blocked"]
+
+
+def spec_files() -> dict[str, Path]:
+    """The sweep specs shipped in ``specs/``: name -> path."""
+    return {p.stem: p for p in sorted(SPEC_DIR.glob("*.json"))}
+
+
+def cells_dataset(rows: list[dict]) -> xr.Dataset:
+    """The cells of a sweep as a Dataset along ``cell`` (state, worker, start/end seconds after the
+    sweep started, compute seconds; NaN where a cell has not run)."""
+    n = len(rows)
+
+    def col(key, default):
+        return [r.get(key, default) for r in rows]
+    t0 = min((r["start"] for r in rows if r.get("start") is not None), default=None)
+    start = [np.nan if r.get("start") is None else r["start"] - t0 for r in rows]
+    end = [np.nan if r.get("end") is None else r["end"] - t0 for r in rows]
+    return xr.Dataset(
+        {"name": ("cell", np.array(col("name", ""), dtype=object), {"long_name": "cell", "units": ""}),
+         "experiment": ("cell", np.array(col("experiment", ""), dtype=object), {"long_name": "experiment", "units": ""}),
+         "stage": ("cell", np.array(col("stage", ""), dtype=object), {"long_name": "stage", "units": ""}),
+         "state": ("cell", np.array(col("state", "missing"), dtype=object), {"long_name": "state", "units": ""}),
+         "worker": ("cell", np.array(col("worker", ""), dtype=object), {"long_name": "Dask worker", "units": ""}),
+         "error": ("cell", np.array(col("error", ""), dtype=object), {"long_name": "error", "units": ""}),
+         "start": ("cell", np.asarray(start, float), {"long_name": "start after the first cell", "units": "s"}),
+         "end": ("cell", np.asarray(end, float), {"long_name": "end after the first cell", "units": "s"}),
+         "seconds": ("cell", np.asarray(col("seconds", np.nan), float), {"long_name": "compute time", "units": "s"})},
+        coords={"cell": ("cell", np.array(col("id", ""), dtype=object), {"long_name": "cell id", "units": ""})},
+        attrs={"cells": n})
+
+
+class SweepExplorer(BackgroundState):
+    """A sweep spec, its cells in the store, and a distributed run of the missing ones."""
+
+    spec_name = param.Selector(default="dask_demo", objects=[*spec_files(), CUSTOM],
+                               doc="sweep spec from specs/ (or the edited text)")
+    spec_text = param.String("", doc="the sweep spec as JSON: {\"name\": ..., \"experiments\": {name: params}}")
+    experiments = param.ListSelector(default=[], objects=[], doc="experiments of the spec to run (none chosen: all)")
+    workers = param.Integer(2, bounds=(1, 64), doc="worker processes of the LocalCluster (when no scheduler is given)")
+    scheduler = param.String("", doc="address of a running Dask scheduler (tcp://host:8786); empty: a LocalCluster")
+    retries = param.Integer(2, bounds=(0, 10), doc="retries of a cell that raises")
+
+    check = param.Event(doc="look in the store again")
+    run = param.Event(doc="compute the missing cells on the cluster")
+    cancel = param.Event(doc="cancel the running sweep (finished cells stay in the store)")
+
+    cells = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    timings = param.Dict(default=None, allow_None=True, precedence=-1)
+    events = param.List(default=[], precedence=-1, doc="workers lost and joined during the last run")
+    summary = param.String("", precedence=-1)
+
+    def __init__(self, store: Store | None = None, device: str = "auto", autorun: bool = True, specs=None, **params):
+        self._specs = dict(spec_files() if specs is None else specs)
+        name = params.pop("spec_name", None)
+        super().__init__(**params)
+        self.param.spec_name.objects = [*self._specs, CUSTOM]
+        with param.parameterized.discard_events(self):
+            self.spec_name = name if name is not None else (
+                "dask_demo" if "dask_demo" in self._specs else next(iter(self._specs), CUSTOM))
+        self.store = store or Store()
+        self.device = device
+        self.spec: dict | None = None
+        self._rows: dict[str, dict] = {}
+        if not self.spec_text and self.spec_name in self._specs:
+            self.spec_text = self._specs[self.spec_name].read_text()
+        if autorun:
+            self.load()
+
+    # ------------------------------------------------------------------ the spec and its cells
+    @param.depends("spec_name", watch=True)
+    def _pick(self) -> None:
+        if self.spec_name in self._specs:
+            self.spec_text = self._specs[self.spec_name].read_text()
+
+    @param.depends("spec_text", watch=True)
+    def _edited(self) -> None:
+        if self.spec_name in self._specs and self.spec_text != self._specs[self.spec_name].read_text():
+            self.spec_name = CUSTOM
+        self.load()
+
+    @param.depends("check", watch=True)
+    def load(self) -> None:
+        """Parse the spec, list its cells and look each one up in the store (in the background:
+        the store verifies every file's checksum).  A spec that does not parse is refused with
+        its error; the cells of the last good spec stay."""
+        if self.runner.running("sweep"):
+            self.error = "a sweep is running: cancel it before changing the spec"
+            return
+        try:
+            spec = parse_spec(self.spec_text, f"sweep spec {self.spec_name!r}")
+            cells = spec_cells(spec)
+        except (KnobError, ValueError, TypeError, KeyError) as exc:
+            self.param.update(error=str(exc), status="spec refused — earlier cells kept")
+            return
+        names = list(spec["experiments"])
+        self.param.experiments.objects = names
+        self.spec = spec
+        self.param.update(error="", status=f"looking up {len(cells)} cells in the store…",
+                          experiments=[e for e in self.experiments if e in names])
+
+        def job(cancel):
+            return [{"id": c.id, "name": c.name, "experiment": c.experiment, "stage": c.name.split()[0],
+                     "state": "stored" if c.present(self.store) else "missing"} for c in cells]
+
+        def done(rows):
+            self._rows = {r["id"]: r for r in rows}
+            n_missing = sum(r["state"] == "missing" for r in rows)
+            self._set(cells=cells_dataset(rows), status=f"{len(rows)} cells: {len(rows) - n_missing} in the store, "
+                                                         f"{n_missing} to compute")
+
+        self.runner.submit("cells", job, done, self._fail)
+
+    def counts(self) -> dict[str, int]:
+        ds = self.cells
+        if ds is None:
+            return {}
+        states = list(ds.state.values)
+        return {s: states.count(s) for s in STATES if s in states}
+
+    # ------------------------------------------------------------------ a run
+    @param.depends("run", watch=True)
+    def _run(self) -> None:
+        if self.spec is None:
+            self.error = "no valid spec to run"
+            return
+        if self.runner.running("sweep"):
+            return
+        spec, only = self.spec, list(self.experiments) or None
+        scheduler = self.scheduler.strip() or None
+        if scheduler is not None and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
+            self.error = f"scheduler={scheduler!r} must be a Dask address such as tcp://127.0.0.1:8786 (or empty)"
+            return
+        where = scheduler or f"a LocalCluster of {self.workers} worker process{'es' if self.workers > 1 else ''}"
+        self.param.update(running=True, progress=0, error="", events=[], status=f"starting {where}…")
+        rows = self._rows
+        t_start = time.time()
+
+        def progress(info):
+            row = rows.setdefault(info["id"], {"id": info["id"], "name": info["name"], "experiment": info["experiment"],
+                                               "stage": info["stage"]})
+            if "error" in info:
+                row.update(state="failed", error=info["error"])
+            else:
+                row.update(state="done", worker=info["worker"], start=info["start"], end=info["end"],
+                           seconds=info["seconds"])
+            self._set(cells=cells_dataset(list(rows.values())), progress=int(100 * info["cell"] / info["cells"]),
+                      status=f"{info['cell']}/{info['cells']} cells · last: {info['name']}"
+                             + (f" ({info['seconds']:.1f} s on {info['worker']})" if "seconds" in info else " — failed"))
+
+        def on_event(ev):
+            what = ("lost — Dask reschedules the cells it was running" if ev["event"] == "worker-lost"
+                    else "joined the cluster")
+            line = f"{ev['time'] - t_start:.1f} s: worker {ev['worker']} {what}"
+            self._set(events=[*self.events, line])
+
+        def job(cancel):
+            return run_spec_distributed(spec, self.store, scheduler=scheduler, workers=self.workers, retries=self.retries,
+                                        only=only, device=self.device, progress=progress, cancel=cancel,
+                                        on_event=on_event)
+
+        def done(out):
+            results, timings = out
+            self._set(timings=timings, running=False, progress=100, summary=self._summary(results, timings),
+                      status=("every cell was already in the store: nothing to compute" if not timings["submitted"]
+                              else f"done: {timings['submitted']} cells computed on {timings['workers']} workers"))
+
+        def failed(message):
+            # SweepError: the failed and blocked cells by name; every other cell is in the store
+            self._set(running=False, error=message, status="failed — finished cells kept in the store")
+
+        def cancelled():
+            self._set(running=False, progress=0, status="cancelled — finished cells kept in the store")
+
+        def guarded(cancel):
+            try:
+                return job(cancel)
+            except SweepError as exc:
+                for name in exc.blocked:
+                    for r in rows.values():
+                        if r["name"] == name and r.get("state") != "done":
+                            r["state"] = "blocked"
+                self._set(cells=cells_dataset(list(rows.values())))
+                raise
+
+        self.runner.submit("sweep", guarded, done, failed, cancelled, compute=False)
+
+    @param.depends("cancel", watch=True)
+    def _cancel(self) -> None:
+        if self.runner.cancel("sweep"):
+            self.status = "cancelling: pending cells dropped, running ones stop at their next minibatch…"
+
+    @staticmethod
+    def _summary(results: dict, t: dict) -> str:
+        if not t["submitted"]:
+            return f"{t['cells']} cells, all read from the store; experiments: {', '.join(sorted(results))}."
+        over = f"{t['overhead']:.2f}" if t.get("overhead") else "n/a"
+        return (f"{t['submitted']} of {t['cells']} cells computed ({t['cached']} already stored) on {t['workers']} "
+                f"workers × {t['threads'] // max(t['workers'], 1)} thread(s): wall {t['wall_seconds']:.1f} s, "
+                f"sum of cell times {t['cell_seconds']:.1f} s, ideal (sum ÷ {t['threads']}) {t['ideal_seconds']:.1f} s, "
+                f"overhead wall ÷ ideal **{over}**; cluster start {t['startup_seconds']:.1f} s. "
+                f"Experiments: {', '.join(sorted(results))}.")
+
+    def wait(self, timeout: float = 600.0) -> None:
+        """Block until the running jobs end (tests, notebooks)."""
+        for kind in ("cells", "sweep"):
+            self.runner.wait(kind, timeout)
+
+
+__all__ = ["CUSTOM", "STATES", "SweepExplorer", "cells_dataset", "spec_files"]
