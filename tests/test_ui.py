@@ -13,6 +13,7 @@ from workbench.experiments import Store
 from workbench.hardware import KnobError
 from workbench.ui import NoiseExplorer, TaskRunner
 from workbench.ui.explorer import NO_LAYER
+from workbench.ui.tasks import ComputeSlots
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -144,6 +145,59 @@ def test_task_runner_reports_errors():
     runner.wait("k", 10)
     assert errors and errors[0].startswith("ZeroDivisionError")
     runner.shutdown()
+
+
+def test_compute_slots_bound_the_jobs_of_every_runner():
+    """Three sessions' runners, six jobs, two slots: never more than two compute at once, and every
+    job still completes."""
+    slots = ComputeSlots(2)
+    runners = [TaskRunner(slots=slots) for _ in range(3)]
+    lock, now, peak, done = threading.Lock(), [0], [0], []
+
+    def job(cancel):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
+        return 1
+    for r in runners:
+        for kind in ("a", "b"):
+            r.submit(kind, job, done.append, done.append)
+    for r in runners:
+        r.wait("a", 10)
+        r.wait("b", 10)
+    time.sleep(0.1)
+    assert done == [1] * 6
+    assert peak[0] == 2 and slots.peak == 2 and slots.active == 0 and slots.waiting == 0
+    for r in runners:
+        r.shutdown()
+
+
+def test_compute_slots_serve_priority_first_and_drop_cancelled_waiters():
+    slots = ComputeSlots(1)
+    runner = TaskRunner(max_workers=4, slots=slots)
+    order, release, cancelled = [], threading.Event(), []
+    runner.submit("hold", lambda c: release.wait(10), lambda r: None, order.append)
+    while slots.active == 0:
+        time.sleep(0.01)
+    runner.submit("curve", lambda c: order.append("curve"), lambda r: None, order.append, priority=1)
+    runner.submit("dropped", lambda c: order.append("dropped"), lambda r: None, order.append,
+                  lambda: cancelled.append("dropped"), priority=1)
+    runner.submit("eval", lambda c: order.append("eval"), lambda r: None, order.append, priority=0)
+    while slots.waiting < 3:
+        time.sleep(0.01)
+    runner.cancel("dropped")
+    while not cancelled:
+        time.sleep(0.01)
+    release.set()
+    for kind in ("hold", "curve", "eval"):
+        runner.wait(kind, 10)
+    assert order == ["eval", "curve"]           # the slider's readout before the curve; the cancelled job never ran
+    assert cancelled == ["dropped"]
+    runner.shutdown()
+    assert runner.submit("late", lambda c: 1, order.append, order.append) is None   # a gone session submits nothing
 
 
 @pytest.mark.parametrize("app", sorted((ROOT / "apps").glob("*.py")), ids=lambda p: p.name)

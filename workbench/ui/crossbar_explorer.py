@@ -140,7 +140,7 @@ class CrossbarExplorer(BackgroundState):
             self._set(current=ds, status=f"{self.describe()}: power {float(ds.power[0]):.4g} a.u., accuracy "
                                          f"{float(ds.accuracy.mean()):.3f} ± {float(ds.accuracy.std()):.3f}")
 
-        self.runner.submit("eval", job, done, self._fail)
+        self.runner.submit("eval", job, done, self._fail, priority=0)
 
     def describe(self) -> str:
         return f"D = {list(self.depth)}, width = {list(self.width)}, expand = {list(self.expand)}"

@@ -172,7 +172,7 @@ class NoiseExplorer(param.Parameterized):
             self._set(curve=ds, curve_status=f"{len(ds[knob])} points × {draws} draws")
 
         self.curve_status = "computing the curve…"
-        self.runner.submit("eval", eval_job, eval_done, self._fail)
+        self.runner.submit("eval", eval_job, eval_done, self._fail, priority=0)   # before curves of any session
         self.runner.submit("curve", curve_job, curve_done, self._fail)
 
     def _set(self, **values) -> None:

@@ -13,6 +13,7 @@ sessions were discarded before their browser connected and pages stopped updatin
 from __future__ import annotations
 
 import concurrent.futures as cf
+import heapq
 import os
 import threading
 import traceback
@@ -39,36 +40,44 @@ def _slot_count() -> int:
 
 
 class ComputeSlots:
-    """A counting semaphore whose waiters give up when their job is cancelled; counts how many
-    jobs compute and wait right now (the load test reads them)."""
+    """``n`` compute slots handed out by priority (lower first, then first come first served);
+    a waiter gives up when its job is cancelled.  Counts the jobs computing and waiting now, and
+    the most that ever computed at once (the load test reads them)."""
 
     def __init__(self, n: int):
         self.n = n
-        self._sem = threading.Semaphore(n)
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[tuple[int, int]] = []      # heap of (priority, ticket)
+        self._ticket = 0
         self.active = 0
-        self.waiting = 0
         self.peak = 0
 
-    def acquire(self, cancel: threading.Event) -> bool:
-        with self._lock:
-            self.waiting += 1
-        try:
-            while not self._sem.acquire(timeout=0.1):
-                if cancel.is_set():
-                    return False
-        finally:
-            with self._lock:
-                self.waiting -= 1
-        with self._lock:
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def acquire(self, cancel: threading.Event, priority: int = 1) -> bool:
+        with self._cond:
+            self._ticket += 1
+            me = (int(priority), self._ticket)
+            heapq.heappush(self._queue, me)
+            try:
+                while not (self.active < self.n and self._queue[0] == me):
+                    if cancel.is_set():
+                        return False
+                    self._cond.wait(0.1)
+            finally:
+                self._queue.remove(me)
+                heapq.heapify(self._queue)
+                self._cond.notify_all()
             self.active += 1
             self.peak = max(self.peak, self.active)
-        return True
+            return True
 
     def release(self) -> None:
-        with self._lock:
+        with self._cond:
             self.active -= 1
-        self._sem.release()
+            self._cond.notify_all()
 
 
 #: the process-wide compute slots every :class:`TaskRunner` waits for
@@ -92,11 +101,12 @@ class TaskRunner:
 
     def submit(self, kind: str, fn: Callable[[threading.Event], Any], on_done: Callable[[Any], None],
                on_error: Callable[[str], None], on_cancel: Callable[[], None] | None = None,
-               compute: bool = True) -> Task | None:
+               compute: bool = True, priority: int = 1) -> Task | None:
         """Run ``fn(cancel)`` on a worker thread, then ``on_done(result)`` / ``on_error(message)`` /
         ``on_cancel()``.  ``compute``: the job computes here and waits for one of the shared
         :data:`SLOTS` first (False for a job that only waits on other processes, e.g. a Dask
-        sweep).  After :meth:`shutdown` (its session is gone) nothing is submitted: None."""
+        sweep); ``priority``: lower goes first among waiting jobs (0 for what a moved slider shows
+        at once, 1 for curves and training).  After :meth:`shutdown` (its session is gone) nothing is submitted: None."""
         with self._lock:
             if self.closed:
                 return None
@@ -111,7 +121,7 @@ class TaskRunner:
             slot = False
             try:
                 if compute:
-                    slot = self._slots.acquire(cancel)
+                    slot = self._slots.acquire(cancel, priority)
                     if not slot:                    # cancelled while waiting for a slot
                         if on_cancel is not None and self._tasks.get(kind) is task:
                             on_cancel()
