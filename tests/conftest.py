@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -57,14 +58,14 @@ def browser_type_launch_args(browser_type_launch_args):
                      "--disable-sync", "--no-first-run"]}
 
 
-@pytest.fixture(scope="session")
-def served_app(tmp_path_factory):
-    """``panel serve apps/`` on a free loopback port; yields the base URL."""
+@contextlib.contextmanager
+def serve_apps(cache: Path, log: Path, env: dict | None = None):
+    """``panel serve apps/`` on a free loopback port with its own result store ``cache``; yields
+    ``(base URL, process)`` once ``/liveness`` answers; stops the server afterwards."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: the README test command installs Debian's chromium")
     port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "panel.log"
-    env = {**os.environ, "WORKBENCH_CACHE": str(tmp_path_factory.mktemp("served-cache"))}
+    env = {**os.environ, "WORKBENCH_CACHE": str(cache), **(env or {})}
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", str(ROOT / "apps"), "--port", str(port),
                                  "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness"],
@@ -78,13 +79,20 @@ def served_app(tmp_path_factory):
             return r.status == 200
     try:
         wait_until(alive, timeout=90, message="panel serve /liveness")
-        yield base
+        yield base, proc
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory):
+    """``panel serve apps/`` on a free loopback port; yields the base URL."""
+    with serve_apps(tmp_path_factory.mktemp("served-cache"), tmp_path_factory.mktemp("serve") / "panel.log") as (base, _):
+        yield base
 
 
 @pytest.fixture(scope="session")

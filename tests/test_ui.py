@@ -212,3 +212,21 @@ def test_every_app_file_builds(app, monkeypatch):
     from workbench.ui.app import Workbench
     wb = Workbench()
     assert wb.__panel__() is not None
+
+
+def test_slider_release_on_its_first_value_after_a_url_change_is_sent(ui_store):
+    """The URL sets p after the page's slider was built at the default p; releasing the slider back
+    on that default must still reach the state (it did not: ``value_throttled`` never changed)."""
+    import param as _param
+
+    from workbench.ui.playground import NoisePlayground
+    ex = NoiseExplorer(store=ui_store, device="cpu", autorun=False)
+    page = NoisePlayground(explorer=ex)
+    slider = page._widgets["p"]
+    start = ex.p
+    ex.p = 0.005                                  # as the URL sync does
+    assert slider.value == 0.005
+    with _param.edit_constant(slider):            # as the browser does on release
+        slider.value_throttled = start
+    assert ex.p == start
+    ex.runner.shutdown()

@@ -36,14 +36,27 @@ EXPLAIN = {
 
 
 def _throttled_slider(widget: pn.widgets.Widget, obj: param.Parameterized, name: str, to_widget=None):
-    """Link ``widget`` → ``obj.name`` on release (``value_throttled``) and ``obj.name`` → widget."""
+    """Link ``widget`` → ``obj.name`` on release (``value_throttled``) and ``obj.name`` → widget.
+
+    A change of ``obj.name`` from elsewhere (the URL, a notebook) moves both the widget's
+    ``value`` and its ``value_throttled``: otherwise releasing the slider on the value it showed
+    when it was built sent no change at all (``value_throttled`` still held that value), and the
+    page kept computing the old setting."""
+    syncing = []
+
     def push(event):
-        if event.new is not None and getattr(obj, name) != event.new:
+        if not syncing and event.new is not None and getattr(obj, name) != event.new:
             setattr(obj, name, event.new)
     widget.param.watch(push, "value_throttled")
 
     def pull(event):
-        widget.value = to_widget(event.new) if to_widget else event.new
+        value = to_widget(event.new) if to_widget else event.new
+        syncing.append(True)
+        try:
+            with param.edit_constant(widget):
+                widget.param.update(value=value, value_throttled=value)
+        finally:
+            syncing.pop()
     obj.param.watch(pull, name)
     return widget
 

@@ -180,14 +180,29 @@ def session_dispatch(runner: TaskRunner | None = None):
     """In a served Panel session: a function handing a callable to that session's event loop (so
     results computed on worker threads update the page in order, on one thread); else ``None``.
 
+    The hand-over goes through the server's IOLoop (``add_callback`` is thread-safe), which then
+    adds the callable to the document on the loop's own thread.  Calling
+    ``doc.add_next_tick_callback`` from the worker thread itself briefly pushes that document on
+    Bokeh's process-wide "current document" stack; a page of *another* session rendering at that
+    moment on the loop then took this session's cached style sheets ("Models must be owned by
+    only a single document"), and that session's page stopped updating.
+
+    Hand-overs made before the browser has rendered the page (``pn.state.onload``) are held and
+    applied, in order, once it has: on a busy server, a result that reached a session between the
+    browser's first pull of the document and the end of its first render never showed in that
+    browser (the server held the new state, the page kept "evaluating…").
+
     When the session is destroyed (tab closed, connection lost), ``runner`` is shut down — its
-    jobs are cancelled instead of computing for nobody — and later hand-overs are dropped (the
-    document's callbacks are gone: handing it one raised deep inside Bokeh)."""
+    jobs are cancelled instead of computing for nobody — and later hand-overs are dropped."""
     import panel as pn
+    from tornado.ioloop import IOLoop
     doc = pn.state.curdoc
     if doc is None or doc.session_context is None:
         return None
-    closed = threading.Event()
+    loop = IOLoop.current()
+    closed, loaded = threading.Event(), threading.Event()
+    held: list = []
+    hold = threading.Lock()
 
     def destroyed(_ctx):
         closed.set()
@@ -195,11 +210,29 @@ def session_dispatch(runner: TaskRunner | None = None):
             runner.shutdown()
     doc.on_session_destroyed(destroyed)
 
+    def on_loop(fn):
+        if not closed.is_set():
+            try:
+                doc.add_next_tick_callback(fn)
+            except AttributeError:          # the document was destroyed meanwhile
+                closed.set()
+
+    def on_load():
+        with hold:
+            loaded.set()
+            waiting = held[:]
+            held.clear()
+        for fn in waiting:
+            on_loop(fn)
+    pn.state.onload(on_load)
+
     def dispatch(fn):
         if closed.is_set():
             return
-        try:
-            doc.add_next_tick_callback(fn)
-        except AttributeError:              # destroyed between the check and the call
-            closed.set()
+        if not loaded.is_set():
+            with hold:
+                if not loaded.is_set():
+                    held.append(fn)
+                    return
+        loop.add_callback(on_loop, fn)
     return dispatch

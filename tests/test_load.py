@@ -1,0 +1,178 @@
+"""A classroom on one server: 20 concurrent browser sessions of ``panel serve apps/`` (loopback
+only, bounded in time) that open the playground on their own settings, move the p slider and
+start background jobs (Monte-Carlo evaluations and curves; four hardware-aware trainings, two of
+them of the same network), while a probe keeps asking the server's ``/liveness``.
+
+Checks: every session shows its own state (its p in the URL, the energy of its p, its draws, its
+own network — a training in one session never switches another's); the server answered every
+probe; no cache file is lost, corrupt or half-written, the shipped store is untouched, and a new
+session reads the results the others computed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from conftest import ROOT, serve_apps, wait_until
+from workbench.experiments import Store
+from workbench.hardware.sram import eta
+from workbench.ui.explorer import P_CHOICES
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SESSIONS = 20
+ENERGY = re.compile(r"^0\.\d{4}$")
+
+
+def setting(i: int) -> dict:
+    """Session i: its starting p, its p after one notch of the slider, its draws, whether it trains.
+    Sessions i and i + 10 share a setting, so they race for the same cache entries."""
+    k = i % 10
+    return {"p0": P_CHOICES[3 + k], "p1": P_CHOICES[4 + k], "draws": 20 if k < 3 else 3 + k % 3,
+            "train": k in (0, 5)}
+
+
+def expected_energy(p: float) -> str:
+    """The playground's readout: memory energy of 1-bit weights at BER p ÷ reliable 16-bit (eq 3.27/3.30)."""
+    return f"{float(eta(p)) / 16:.4f}"
+
+
+def status(page) -> str:
+    loc = page.locator("p", has_text="Status:")
+    return loc.first.inner_text(timeout=2000) if loc.count() else ""
+
+
+def energy(page) -> str:
+    loc = page.get_by_text(ENERGY)
+    return loc.first.inner_text(timeout=2000) if loc.count() else ""
+
+
+def url_p(page) -> float | None:
+    q = parse_qs(urlparse(page.url).query)
+    return float(q["p"][0]) if "p" in q else None
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, float]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*") if p.is_file()}
+
+
+class Liveness(threading.Thread):
+    """Asks ``/liveness`` every 0.25 s (10 s timeout each) until stopped; keeps every answer."""
+
+    def __init__(self, base: str):
+        super().__init__(daemon=True)
+        self.base, self.stop, self.answers, self.failures = base, threading.Event(), [], []
+
+    def run(self):
+        while not self.stop.wait(0.25):
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(f"{self.base}/liveness", timeout=10) as r:
+                    self.answers.append((r.status, time.perf_counter() - t0))
+            except Exception as exc:
+                self.failures.append(repr(exc))
+
+
+def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_path):
+    shipped = Store().read_only[0]
+    shipped_before = snapshot(shipped)
+    cache = tmp_path / "served-cache"
+    log = tmp_path / "panel.log"
+    with serve_apps(cache, log) as (base, proc):
+        probe = Liveness(base)
+        probe.start()
+        contexts, pages = [], []
+        try:
+            t0 = time.monotonic()
+            for i in range(SESSIONS):
+                s = setting(i)
+                ctx = browser.new_context(viewport={"width": 1300, "height": 1000})
+                page = ctx.new_page()
+                errors = []
+                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                page.errors = errors
+                page.goto(f"{base}/apps?page=playground&p={s['p0']}&draws={s['draws']}&epochs=1", wait_until="commit")
+                contexts.append(ctx)
+                pages.append(page)
+            opened = time.monotonic() - t0
+
+            # every session opens on its own p and draws
+            for i, page in enumerate(pages):
+                s = setting(i)
+                wait_until(lambda: energy(page) == expected_energy(s["p0"]) and f"· {s['draws']} draws ·" in status(page),
+                           300, 0.25, f"session {i} to show p={s['p0']:g} with {s['draws']} draws")
+
+            # each moves its p slider one notch right (a new evaluation and curve in the background)
+            for page in pages:
+                handle = page.locator(".noUi-handle").first
+                handle.focus()
+                handle.press("ArrowRight")
+                page.mouse.click(5, 5)
+            # four sessions start a hardware-aware training at their new p (two of the same network)
+            for i, page in enumerate(pages):
+                s = setting(i)
+                if s["train"]:
+                    wait_until(lambda: energy(page) == expected_energy(s["p1"]), 300, 0.25, f"session {i} at p1")
+                    page.get_by_role("button", name="Train with this noise").click()
+
+            def settled(i, page):
+                s = setting(i)
+                st = status(page)
+                label = f"trained with sram noise p={s['p1']:g}" if s["train"] else "trained without noise"
+                return (energy(page) == expected_energy(s["p1"]) and f"· {s['draws']} draws ·" in st and label in st
+                        and url_p(page) is not None and math.isclose(url_p(page), s["p1"]))
+
+            deadline = time.monotonic() + 420
+            pending = set(range(SESSIONS))
+            while pending and time.monotonic() < deadline:
+                pending = {i for i in pending if not settled(i, pages[i])}
+                time.sleep(0.5)
+            assert not pending, {i: (status(pages[i]), energy(pages[i]), pages[i].url) for i in sorted(pending)}
+            driven = time.monotonic() - t0
+            page_errors = {i: p.errors for i, p in enumerate(pages) if p.errors}
+            assert not page_errors, page_errors
+        finally:
+            for ctx in contexts:
+                ctx.close()
+
+        # a new session reads what the others computed (an uncached setting of the run, now stored)
+        s = setting(3)
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        page.goto(f"{base}/apps?page=playground&p={s['p1']}&draws={s['draws']}")
+        wait_until(lambda: f"· {s['draws']} draws · cached" in status(page), 180, 0.25, "a cached result in a new session")
+        ctx.close()
+
+        probe.stop.set()
+        probe.join(15)
+        assert proc.poll() is None, "the server died"
+    server_log = log.read_text()
+    assert "Traceback" not in server_log, server_log[-4000:]
+
+    # the server answered every liveness probe, within its 10 s timeout
+    assert not probe.failures, probe.failures[:5]
+    assert len(probe.answers) > 50 and all(code == 200 for code, _ in probe.answers)
+    slowest = max(t for _, t in probe.answers)
+
+    # nothing lost, corrupt or half-written; the shipped results untouched
+    store = Store(cache, read_only=[])
+    entries = store.verify(repair=False)
+    assert all(e.ok for e in entries), [e.path.name for e in entries if not e.ok]
+    assert not [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
+    kinds = {e.kind for e in entries}
+    assert {"evaluate", "weights"} <= kinds
+    trained = {setting(i)["p1"] for i in range(SESSIONS) if setting(i)["train"]}
+    assert sum(e.kind == "weights" for e in entries) == len(trained)      # the shared training ran once
+    uncached = {(setting(i)["p1"], setting(i)["draws"]) for i in range(SESSIONS) if setting(i)["draws"] != 20}
+    assert sum(e.kind == "evaluate" for e in entries) >= len(uncached)
+    assert snapshot(shipped) == shipped_before
+    print(f"\n{SESSIONS} sessions opened in {opened:.1f} s, driven to their final state in {driven:.1f} s; "
+          f"{len(probe.answers)} liveness answers, slowest {slowest:.2f} s; {len(entries)} cache entries verified")
