@@ -39,6 +39,27 @@ def wait_until(fn, timeout: float = 60.0, interval: float = 0.2, message: str = 
     raise AssertionError(f"timed out after {timeout} s waiting for {message}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+def release_together(argvs: list[list[str]], sync: Path, tags: list[str], env: dict, timeout: float = 180.0):
+    """Start one child process per ``argv``; each touches ``sync/ready-<tag>`` when set up and then
+    waits for ``sync/go``, which is touched once all are ready (so they start their work at the
+    same instant).  Returns ``[(returncode, stdout, stderr)]``; children are killed on failure."""
+    procs = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for argv in argvs]
+    try:
+        deadline = time.monotonic() + timeout
+        while not all((sync / f"ready-{t}").exists() for t in tags):
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+            assert time.monotonic() < deadline, "children did not start"
+            time.sleep(0.01)
+        (sync / "go").touch()
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+
+
 @pytest.fixture(scope="module")
 def single_thread():
     """Run a module's tensor code on one intra-op thread (restored afterwards): its tensors are

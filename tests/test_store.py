@@ -20,6 +20,7 @@ import torch
 import xarray as xr
 
 import workbench.experiments.core as core
+from conftest import release_together
 import workbench.experiments.store as store_mod
 from workbench.experiments import Store, evaluate, preset_config, spec_key, train_model
 from workbench.experiments.store import CODE_VERSION, canonical
@@ -496,22 +497,11 @@ def test_two_processes_compute_once(tmp_path):
     root = tmp_path / "store"
     marker = tmp_path / "marker.txt"
     env = {**os.environ, "WORKBENCH_CACHE": str(tmp_path / "env-cache")}
-    procs = [subprocess.Popen([sys.executable, str(script), str(root), str(marker), tag], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]
-    try:
-        deadline = time.monotonic() + 120
-        while not all((tmp_path / f"ready-{t}").exists() for t in ("a", "b")):
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
-            assert time.monotonic() < deadline, "children did not start"
-            time.sleep(0.01)
-        (tmp_path / "go").touch()
-        outs = [p.communicate(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err
+    runs = release_together([[sys.executable, str(script), str(root), str(marker), tag] for tag in ("a", "b")],
+                            tmp_path, ["a", "b"], env, timeout=120)
+    outs = [(out, err) for _, out, err in runs]
+    for rc, out, err in runs:
+        assert rc == 0, err
         assert "Traceback" not in err
     results = [json.loads(out) for out, _ in outs]
     assert len(marker.read_text().splitlines()) == 1            # computed exactly once

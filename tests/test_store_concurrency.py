@@ -8,14 +8,13 @@ from __future__ import annotations
 import collections
 import json
 import os
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 
+from conftest import release_together
 from workbench.experiments import Store, spec_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,23 +104,11 @@ def test_many_processes_share_one_store_without_loss(tmp_path):
     roles = [("writer", f"w{i}") for i in range(WRITERS)] + [("rewriter", "r0"), ("rewriter", "r1"),
                                                               ("reader", "q0"), ("verifier", "v0")]
     env = {**os.environ, "WORKBENCH_CACHE": str(tmp_path / "env-cache"), "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(script), str(root), role, tag, str(SHARED), str(OWN), str(REWRITES)],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for role, tag in roles]
-    try:
-        deadline = time.monotonic() + 180
-        while not all((tmp_path / f"ready-{tag}").exists() for _, tag in roles):
-            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
-            assert time.monotonic() < deadline, "children did not start"
-            time.sleep(0.02)
-        (tmp_path / "go").touch()
-        outs = [p.communicate(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for (role, tag), p, (out, err) in zip(roles, procs, outs):
-        assert p.returncode == 0, f"{role} {tag}: {err[-3000:]}"
+    runs = release_together([[sys.executable, str(script), str(root), role, tag, str(SHARED), str(OWN), str(REWRITES)]
+                             for role, tag in roles], tmp_path, [tag for _, tag in roles], env)
+    for (role, tag), (rc, _, err) in zip(roles, runs):
+        assert rc == 0, f"{role} {tag}: {err[-3000:]}"
+    outs = [(out, err) for _, out, err in runs]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
     problems = [pr for r in results for pr in r["problems"]]
     assert not problems, problems
