@@ -18,10 +18,12 @@ import bench_montecarlo
 import bench_page
 import bench_sam
 import bench_store
+import bench_time_to_accuracy
 import bench_train_noise
 from _common import command_line, device_from, device_line, parser, report, table
 
-BENCHMARKS = [bench_bsc, bench_montecarlo, bench_train_noise, bench_sam, bench_memse, bench_store, bench_page, bench_dask]
+BENCHMARKS = [bench_bsc, bench_montecarlo, bench_train_noise, bench_sam, bench_memse, bench_store, bench_page, bench_dask,
+              bench_time_to_accuracy]
 
 
 def main() -> int:
