@@ -64,6 +64,13 @@ def snapshot(root: Path) -> dict[str, tuple[int, float]]:
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*") if p.is_file()}
 
 
+def unexpected_tracebacks(log: str) -> list[str]:
+    """The server log's records holding a traceback, except a write to a websocket whose browser
+    tab had just been closed (tornado logs those when the test closes its twenty pages)."""
+    records = re.split(r"\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ )", log)
+    return [r for r in records if "Traceback" in r and not re.search(r"WebSocketClosedError|StreamClosedError", r)]
+
+
 class Liveness(threading.Thread):
     """Asks ``/liveness`` every 0.25 s until stopped; keeps every answer and its latency.  Bokeh
     serves every session from one event loop, so twenty pages opened at once queue their builds
@@ -156,8 +163,8 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
         probe.stop.set()
         probe.join(15)
         assert proc.poll() is None, "the server died"
-    server_log = log.read_text()
-    assert "Traceback" not in server_log, server_log[-4000:]
+    bad = unexpected_tracebacks(log.read_text())
+    assert not bad, "\n".join(bad)[-4000:]
 
     # the server answered every liveness probe, each within 30 s
     assert not probe.failures, probe.failures[:5]
