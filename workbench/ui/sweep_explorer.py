@@ -23,11 +23,12 @@ from ..experiments import Store
 from ..experiments.distributed import SweepError, run_spec_distributed, spec_cells
 from ..experiments.sweep import SPEC_DIR, parse_spec
 from ..hardware import KnobError
+from ..plots.sweep import STATE_COLORS
 from .base import BackgroundState
 
 CUSTOM = "(edited)"
-#: cell states, in the order the page counts them
-STATES = ["stored", "missing", "done", "failed", "blocked"]
+#: cell states, in the order the page counts them (the plots colour them)
+STATES = list(STATE_COLORS)
 
 
 def spec_files() -> dict[str, Path]:
