@@ -39,6 +39,23 @@ def wait_until(fn, timeout: float = 60.0, interval: float = 0.2, message: str = 
     raise AssertionError(f"timed out after {timeout} s waiting for {message}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+def settled_screenshot(locator, timeout: float = 60.0, message: str = "the element to settle") -> bytes:
+    """A screenshot of ``locator`` once the page has stopped redrawing it: two shots in a row are
+    equal.  A figure that a pane replaces while the shot is taken ("not attached to the DOM") is
+    retried, so a "before" image is never one of a render still in progress."""
+    last = None
+
+    def same_twice():
+        nonlocal last
+        shot = locator.screenshot()
+        if shot == last:
+            return shot
+        last = shot
+        return None
+
+    return wait_until(same_twice, timeout, interval=0.3, message=message)
+
+
 def release_together(argvs: list[list[str]], sync: Path, tags: list[str], env: dict, timeout: float = 180.0):
     """Start one child process per ``argv``; each touches ``sync/ready-<tag>`` when set up and then
     waits for ``sync/go``, which is touched once all are ready (so they start their work at the

@@ -7,7 +7,7 @@ import re
 from urllib.parse import urlparse
 
 import pytest
-from conftest import wait_until
+from conftest import settled_screenshot, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -32,7 +32,7 @@ def test_playground_p_slider_changes_plots(served_app, page):
     canvases = page.locator("canvas")
     wait_until(lambda: canvases.count() >= 2, 60, message="plots rendered")
     plot = page.locator(".bk-Figure").first
-    before_img = plot.screenshot()
+    before_img = settled_screenshot(plot, message="the first plot to settle")
 
     # move the (log-scale) p slider three notches to the right with the keyboard
     handle = page.locator(".noUi-handle").first

@@ -9,7 +9,7 @@ import re
 import holoviews as hv
 import numpy as np
 import pytest
-from conftest import spec_explorer, wait_until
+from conftest import settled_screenshot, spec_explorer, wait_until
 
 from workbench.experiments import Store
 from workbench.experiments.sharpness import METHODS
@@ -176,7 +176,7 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
     wait_until(lambda: page.get_by_text(readout).count() > 0, 120, message="the SAM curve readout")
     wait_until(lambda: page.locator(".bk-Figure").count() >= 2, 120, message="robustness plots")
     plot = page.locator(".bk-Figure").first
-    before = plot.screenshot()
+    before = settled_screenshot(plot, message="the SAM curves to settle")
     page.locator("select").first.select_option(label="SAMSON₂")
     wait_until(lambda: page.get_by_text(re.compile(r"^SAMSON₂, ρ = 0\.2, seed 0")).count() > 0, 120,
                message="the SAMSON₂ readout")
@@ -195,7 +195,7 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
     page.get_by_text("Perturbation ε*(w)").click()
     wait_until(lambda: page.locator(".bk-Figure").filter(visible=True).count() > 0, 60, message="the ε*(w) plot")
     fig = page.locator(".bk-Figure").filter(visible=True).first
-    shot = fig.screenshot()
+    shot = settled_screenshot(fig, message="the ε*(w) plot to settle")
     slider = page.locator(".noUi-handle").filter(visible=True).first
     slider.focus()
     for _ in range(10):
