@@ -56,8 +56,8 @@ class ExplorerPage(pn.viewable.Viewer):
         """A start button for the explorer's ``event``, Cancel and a progress bar that follow
         ``explorer.running`` / ``explorer.progress`` (``self._run``, ``self._cancel``, ``self._progress``)."""
         ex = self.explorer
-        self._run = pn.widgets.Button.from_param(ex.param[event], name=label, button_type="success")
-        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
+        self._run = pn.widgets.Button.from_param(ex.param[event], label=label, color="success")
+        self._cancel = pn.widgets.Button.from_param(ex.param.cancel, label="Cancel", color="danger")
         self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width",
                                                 visible=False)
         ex.param.watch(self._running, ["running", "progress"])

@@ -43,14 +43,14 @@ class CrossbarPage(ExplorerPage):
         self._sliders = pn.Column(sizing_mode="stretch_width", scroll=True, max_height=520)
         self._slider_of: dict[str, pn.widgets.FloatSlider] = {}
         self._gu_error = pn.pane.Alert("", alert_type="warning", visible=False)
-        self._sigma = pn.widgets.FloatSlider(name="device noise ε^v (µS)", start=0.0, end=0.1, step=0.005, value=ex.sigma,
+        self._sigma = pn.widgets.FloatSlider(label="device noise ε^v (µS)", start=0.0, end=0.1, step=0.005, value=ex.sigma,
                                              format="0.000")
         self._sigma.param.watch(lambda e: setattr(ex, "sigma", e.new), "value_throttled")
-        self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, name="strategy")
-        self._pop = pn.widgets.IntInput.from_param(ex.param.pop_size, name="population", width=110)
-        self._gen = pn.widgets.IntInput.from_param(ex.param.n_gen, name="generations", width=110)
+        self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, label="strategy")
+        self._pop = pn.widgets.IntInput.from_param(ex.param.pop_size, label="population", width=110)
+        self._gen = pn.widgets.IntInput.from_param(ex.param.n_gen, label="generations", width=110)
         self._run_controls("search", "Run NSGA-II")
-        self._use = pn.widgets.Button(name="Edit this network", button_type="primary")
+        self._use = pn.widgets.Button(label="Edit this network", color="primary")
         self._use.on_click(lambda _: ex.use_point())
         ex.param.watch(self._rebuild, ["g_u"])
         self._start()
@@ -61,14 +61,14 @@ class CrossbarPage(ExplorerPage):
         sp = ex.space
         rows = []
         for s in range(len(ex.depth)):
-            d = pn.widgets.Select(name=f"stage {s + 1}: blocks D", options=list(sp.depth_choices), value=ex.depth[s], width=90)
-            w = pn.widgets.Select(name="width", options=list(sp.width_choices), value=ex.width[s + 1], width=90)
-            e = pn.widgets.Select(name="expand", options=list(sp.expand_choices), value=ex.expand[s], width=90)
+            d = pn.widgets.Select(label=f"stage {s + 1}: blocks D", options=list(sp.depth_choices), value=ex.depth[s], width=90)
+            w = pn.widgets.Select(label="width", options=list(sp.width_choices), value=ex.width[s + 1], width=90)
+            e = pn.widgets.Select(label="expand", options=list(sp.expand_choices), value=ex.expand[s], width=90)
             d.param.watch(lambda ev, s=s: setattr(ex, "depth", [*ex.depth[:s], int(ev.new), *ex.depth[s + 1:]]), "value")
             w.param.watch(lambda ev, s=s: setattr(ex, "width", [*ex.width[:s + 1], float(ev.new), *ex.width[s + 2:]]), "value")
             e.param.watch(lambda ev, s=s: setattr(ex, "expand", [*ex.expand[:s], float(ev.new), *ex.expand[s + 1:]]), "value")
             rows.append(pn.Row(d, w, e))
-        stem = pn.widgets.Select(name="stem width", options=list(sp.width_choices), value=ex.width[0], width=90)
+        stem = pn.widgets.Select(label="stem width", options=list(sp.width_choices), value=ex.width[0], width=90)
         stem.param.watch(lambda ev: setattr(ex, "width", [float(ev.new), *ex.width[1:]]), "value")
         return [stem, *rows]
 
@@ -81,7 +81,7 @@ class CrossbarPage(ExplorerPage):
         if list(self._slider_of) != layers:
             self._slider_of = {}
             for name in layers:
-                sl = pn.widgets.FloatSlider(name=f"g_u {name}", start=0.5, end=1.5, step=0.05, value=ex.g_u[name])
+                sl = pn.widgets.FloatSlider(label=f"g_u {name}", start=0.5, end=1.5, step=0.05, value=ex.g_u[name])
                 sl.param.watch(lambda ev, name=name: self._moved(name, ev.new), "value_throttled")
                 self._slider_of[name] = sl
             self._sliders.objects = list(self._slider_of.values())
@@ -104,9 +104,9 @@ class CrossbarPage(ExplorerPage):
         ds = self.explorer.current
         if ds is None:
             return spinner("programming the subnet on crossbars…")
-        power = pn.indicators.Number(name="crossbar power (a.u. per inference)", value=float(ds.power[0]),
+        power = pn.indicators.Number(label="crossbar power (a.u. per inference)", value=float(ds.power[0]),
                                      format="{value:.5g}", font_size="26pt", title_size="11pt")
-        acc = pn.indicators.Number(name="accuracy (mean over draws)", value=float(ds.accuracy.mean()),
+        acc = pn.indicators.Number(label="accuracy (mean over draws)", value=float(ds.accuracy.mean()),
                                    format="{value:.4f}", font_size="26pt", title_size="11pt")
         return pn.Column(pn.Row(power, acc), hv_pane(accuracy_histogram(ds.accuracy.values.ravel())),
                          hv_pane(layer_power_bars(ds.layer_power)), sizing_mode="stretch_width")

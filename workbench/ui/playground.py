@@ -78,26 +78,26 @@ class NoisePlayground(pn.viewable.Viewer):
         super().__init__(**params)
         ex = self.explorer
         self._widgets = w = {}
-        w["technology"] = pn.widgets.RadioButtonGroup.from_param(ex.param.technology, name="memory", button_type="primary", button_style="outline",
+        w["technology"] = pn.widgets.RadioButtonGroup.from_param(ex.param.technology, label="memory", color="primary", variant="outline",
                                                                  options={"under-volted SRAM": "sram", "memristor crossbar": "memristor"})
-        w["p"] = _throttled_slider(pn.widgets.DiscreteSlider(name="bit error rate p (log scale)", options=P_CHOICES,
+        w["p"] = _throttled_slider(pn.widgets.DiscreteSlider(label="bit error rate p (log scale)", options=P_CHOICES,
                                                              value=_nearest(P_CHOICES, ex.p), formatter="%.0e"),
                                    ex, "p", lambda v: _nearest(P_CHOICES, v))
-        w["noise"] = pn.widgets.RadioButtonGroup.from_param(ex.param.noise, name="noise model")
-        w["sigma_c"] = _throttled_slider(pn.widgets.FloatSlider(name="σ_c (multiplicative)", start=0, end=0.5, step=0.01,
+        w["noise"] = pn.widgets.RadioButtonGroup.from_param(ex.param.noise, label="noise model")
+        w["sigma_c"] = _throttled_slider(pn.widgets.FloatSlider(label="σ_c (multiplicative)", start=0, end=0.5, step=0.01,
                                                                 value=ex.sigma_c), ex, "sigma_c")
-        w["sigma"] = _throttled_slider(pn.widgets.FloatSlider(name="σ (additive, µS)", start=0, end=8, step=0.1,
+        w["sigma"] = _throttled_slider(pn.widgets.FloatSlider(label="σ (additive, µS)", start=0, end=8, step=0.1,
                                                               value=ex.sigma), ex, "sigma")
-        w["g_u"] = _throttled_slider(pn.widgets.FloatSlider(name="g_u (µS)", start=0.5, end=25, step=0.5, value=ex.g_u), ex, "g_u")
-        w["layer"] = pn.widgets.Select.from_param(ex.param.layer, name="override one layer")
-        w["layer_value"] = _throttled_slider(pn.widgets.FloatSlider(name="that layer's value", start=0, end=0.5, step=0.01,
+        w["g_u"] = _throttled_slider(pn.widgets.FloatSlider(label="g_u (µS)", start=0.5, end=25, step=0.5, value=ex.g_u), ex, "g_u")
+        w["layer"] = pn.widgets.Select.from_param(ex.param.layer, label="override one layer")
+        w["layer_value"] = _throttled_slider(pn.widgets.FloatSlider(label="that layer's value", start=0, end=0.5, step=0.01,
                                                                     value=ex.layer_value), ex, "layer_value")
-        w["draws"] = pn.widgets.IntInput.from_param(ex.param.draws, name="Monte-Carlo draws")
-        w["seed"] = pn.widgets.IntInput.from_param(ex.param.seed, name="seed")
-        w["epochs"] = pn.widgets.IntInput.from_param(ex.param.epochs, name="training epochs")
-        w["train"] = pn.widgets.Button.from_param(ex.param.train, name="Train with this noise", button_type="success")
-        w["cancel"] = pn.widgets.Button.from_param(ex.param.cancel, name="Cancel", button_type="danger")
-        w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, name="Back to clean network", button_type="light")
+        w["draws"] = pn.widgets.IntInput.from_param(ex.param.draws, label="Monte-Carlo draws")
+        w["seed"] = pn.widgets.IntInput.from_param(ex.param.seed, label="seed")
+        w["epochs"] = pn.widgets.IntInput.from_param(ex.param.epochs, label="training epochs")
+        w["train"] = pn.widgets.Button.from_param(ex.param.train, label="Train with this noise", color="success")
+        w["cancel"] = pn.widgets.Button.from_param(ex.param.cancel, label="Cancel", color="danger")
+        w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
         self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width")
         ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "training", "trained_with"])
         ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
@@ -160,7 +160,7 @@ class NoisePlayground(pn.viewable.Viewer):
         if not info:
             return pn.pane.Markdown("")
         fmt = "{value:.4f}" if self.explorer.technology == "sram" else "{value:.4g}"
-        number = pn.indicators.Number(name=info["label"], value=info["value"], format=fmt, font_size="28pt", title_size="11pt")
+        number = pn.indicators.Number(label=info["label"], value=info["value"], format=fmt, font_size="28pt", title_size="11pt")
         extra = f"η(p) = {info['eta']:.3f} per bit read" if "eta" in info else f"units: {info['units']}"
         bars = layer_cost_bars(info["per_layer"], "energy share" if "eta" in info else "power", info["units"])
         return pn.Column(number, pn.pane.Markdown(extra), pn.pane.HoloViews(bars, linked_axes=False, sizing_mode="stretch_width", min_height=260),

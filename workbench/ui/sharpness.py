@@ -47,24 +47,24 @@ class SharpnessPage(ExplorerPage):
     def __init__(self, **params):
         super().__init__(**params)
         ex = self.explorer
-        self._method = pn.widgets.Select.from_param(ex.param.method, name="optimizer / method",
+        self._method = pn.widgets.Select.from_param(ex.param.method, label="optimizer / method",
                                                     options={v: k for k, v in _labels().items()})
-        self._rho = pn.widgets.DiscreteSlider(name="ρ (neighbourhood size)", options=RHO_CHOICES, value=_snap(ex.rho))
+        self._rho = pn.widgets.DiscreteSlider(label="ρ (neighbourhood size)", options=RHO_CHOICES, value=_snap(ex.rho))
         self._rho.param.watch(lambda e: setattr(ex, "rho", float(e.new)), "value")
         ex.param.watch(lambda e: setattr(self._rho, "value", _snap(e.new)), "rho")
-        self._adabs = pn.widgets.Checkbox.from_param(ex.param.adabs, name="AdaBS")
-        self._noise = pn.widgets.RadioButtonGroup.from_param(ex.param.noise, name="noise")
-        self._shown = pn.widgets.MultiChoice.from_param(ex.param.shown, name="methods on the plots",
+        self._adabs = pn.widgets.Checkbox.from_param(ex.param.adabs, label="AdaBS")
+        self._noise = pn.widgets.RadioButtonGroup.from_param(ex.param.noise, label="noise")
+        self._shown = pn.widgets.MultiChoice.from_param(ex.param.shown, label="methods on the plots",
                                                         options={v: k for k, v in _labels().items()})
-        self._seed = pn.widgets.IntInput.from_param(ex.param.seed, name="seed", width=90)
-        self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, name="epochs", width=90)
+        self._seed = pn.widgets.IntInput.from_param(ex.param.seed, label="seed", width=90)
+        self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, label="epochs", width=90)
         self._run_controls("train", "Train")
         ex.param.watch(self._running, ["method"])
-        self._variant = pn.widgets.Select.from_param(ex.param.variant, name="m-sharpness of")
-        self._group = pn.widgets.RadioButtonGroup.from_param(ex.param.group, name="training modes")
-        self._pert_rho = pn.widgets.FloatSlider.from_param(ex.param.pert_rho, name="ρ", step=0.01)
-        self._pert_c = pn.widgets.FloatSlider.from_param(ex.param.pert_c, name="weights in ±c", step=0.01)
-        self._pert_p = pn.widgets.FloatSlider.from_param(ex.param.pert_p, name="norm p (extra SAMSON curve)", step=0.5)
+        self._variant = pn.widgets.Select.from_param(ex.param.variant, label="m-sharpness of")
+        self._group = pn.widgets.RadioButtonGroup.from_param(ex.param.group, label="training modes")
+        self._pert_rho = pn.widgets.FloatSlider.from_param(ex.param.pert_rho, label="ρ", step=0.01)
+        self._pert_c = pn.widgets.FloatSlider.from_param(ex.param.pert_c, label="weights in ±c", step=0.01)
+        self._pert_p = pn.widgets.FloatSlider.from_param(ex.param.pert_p, label="norm p (extra SAMSON curve)", step=0.5)
         if pn.state.location is not None:
             pn.state.location.sync(ex, {"method": "method", "rho": "rho", "adabs": "adabs"})
         self._start()

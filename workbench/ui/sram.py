@@ -42,21 +42,21 @@ class SRAMPage(ExplorerPage):
     def __init__(self, **params):
         super().__init__(**params)
         ex = self.explorer
-        self._p_train = pn.widgets.DiscreteSlider.from_param(ex.param.p_train, name="training BER p_t")
-        self._p = pn.widgets.DiscreteSlider(name="test BER p (log scale)", options=P_CHOICES[1:], value=0.01, formatter="%.0e")
+        self._p_train = pn.widgets.DiscreteSlider.from_param(ex.param.p_train, label="training BER p_t")
+        self._p = pn.widgets.DiscreteSlider(label="test BER p (log scale)", options=P_CHOICES[1:], value=0.01, formatter="%.0e")
         self._p.param.watch(lambda e: setattr(ex, "p", e.new), "value_throttled")
         self._inputs = {}
         for layer, value in ex.layer_p.items():
-            w = pn.widgets.TextInput(name=f"p of {layer}", value=f"{value:g}", width=140)
+            w = pn.widgets.TextInput(label=f"p of {layer}", value=f"{value:g}", width=140)
             w.param.watch(lambda e, layer=layer: self._typed(layer, e.new), "value_input")
             self._inputs[layer] = w
         ex.param.watch(self._sync_inputs, "layer_p")
         self._edit_error = pn.pane.Alert("", alert_type="warning", visible=False)
-        self._alpha = pn.widgets.FloatSlider.from_param(ex.param.alpha, name="α (energy weight)", step=0.01, start=0.0, end=10.0)
-        self._width = pn.widgets.DiscreteSlider.from_param(ex.param.width, name="width")
-        self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, name="epochs")
+        self._alpha = pn.widgets.FloatSlider.from_param(ex.param.alpha, label="α (energy weight)", step=0.01, start=0.0, end=10.0)
+        self._width = pn.widgets.DiscreteSlider.from_param(ex.param.width, label="width")
+        self._epochs = pn.widgets.IntInput.from_param(ex.param.epochs, label="epochs")
         self._run_controls("run_lanmax", "Run LaNMax")
-        self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, name="layer")
+        self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, label="layer")
         if pn.state.location is not None:
             pn.state.location.sync(ex, {"p_train": "p_t", "alpha": "alpha", "spectra_layer": "layer"})
         self._start()
@@ -102,7 +102,7 @@ class SRAMPage(ExplorerPage):
 
     @param.depends("explorer.layer_p")
     def _energy_readout(self):
-        return pn.indicators.Number(name="memory energy ÷ reliable 16-bit", value=self.explorer.edited_energy(),
+        return pn.indicators.Number(label="memory energy ÷ reliable 16-bit", value=self.explorer.edited_energy(),
                                     format="{value:.5f}", font_size="28pt", title_size="11pt")
 
     @param.depends("explorer.layer_p")

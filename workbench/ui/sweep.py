@@ -35,15 +35,15 @@ class SweepPage(ExplorerPage):
     def __init__(self, **params):
         super().__init__(**params)
         ex = self.explorer
-        self._spec = pn.widgets.Select.from_param(ex.param.spec_name, name="sweep spec")
-        self._text = pn.widgets.TextAreaInput.from_param(ex.param.spec_text, name="spec (JSON, editable)", height=260,
+        self._spec = pn.widgets.Select.from_param(ex.param.spec_name, label="sweep spec")
+        self._text = pn.widgets.TextAreaInput.from_param(ex.param.spec_text, label="spec (JSON, editable)", height=260,
                                                          sizing_mode="stretch_width")
-        self._experiments = pn.widgets.MultiChoice.from_param(ex.param.experiments, name="experiments (none: all)")
-        self._workers = pn.widgets.IntInput.from_param(ex.param.workers, name="LocalCluster workers")
-        self._scheduler = pn.widgets.TextInput.from_param(ex.param.scheduler, name="or a scheduler address",
+        self._experiments = pn.widgets.MultiChoice.from_param(ex.param.experiments, label="experiments (none: all)")
+        self._workers = pn.widgets.IntInput.from_param(ex.param.workers, label="LocalCluster workers")
+        self._scheduler = pn.widgets.TextInput.from_param(ex.param.scheduler, label="or a scheduler address",
                                                           placeholder="tcp://127.0.0.1:8786")
-        self._retries = pn.widgets.IntInput.from_param(ex.param.retries, name="retries per cell")
-        self._check = pn.widgets.Button.from_param(ex.param.check, name="Look in the store again", button_type="light")
+        self._retries = pn.widgets.IntInput.from_param(ex.param.retries, label="retries per cell")
+        self._check = pn.widgets.Button.from_param(ex.param.check, label="Look in the store again", color="light")
         self._run_controls("run", "Run the missing cells")
         self._start()
 
@@ -52,7 +52,7 @@ class SweepPage(ExplorerPage):
         counts = self.explorer.counts()
         if not counts:
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "listing the spec's cells…")
-        nums = [pn.indicators.Number(name=k, value=v, format="{value:d}", font_size="22pt", title_size="10pt")
+        nums = [pn.indicators.Number(label=k, value=v, format="{value:d}", font_size="22pt", title_size="10pt")
                 for k, v in counts.items()]
         return pn.Row(*nums, sizing_mode="stretch_width")
 
