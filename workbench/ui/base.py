@@ -24,6 +24,11 @@ class BackgroundState(param.Parameterized):
     status = param.String("", precedence=-1)
     error = param.String("", precedence=-1)
 
+    #: the runner's job kinds that :meth:`wait` waits for, and how many rounds (a job whose result
+    #: starts another needs two)
+    job_kinds: tuple[str, ...] = ()
+    wait_rounds: int = 1
+
     def __init__(self, **params):
         super().__init__(**params)
         self.runner = TaskRunner()
@@ -34,6 +39,11 @@ class BackgroundState(param.Parameterized):
 
     def _fail(self, message: str) -> None:
         self._set(error=message, running=False, status="failed — earlier results kept")
+
+    def wait(self, timeout: float = 600.0, kinds: tuple[str, ...] | None = None) -> None:
+        """Block until the running jobs of ``kinds`` (default: every kind of this page) end."""
+        self.runner.wait_all(self.job_kinds if kinds is None else kinds, timeout,
+                             rounds=self.wait_rounds if kinds is None else 1)
 
 
 class ExplorerPage(pn.viewable.Viewer):

@@ -28,6 +28,9 @@ REGENERATE = "workbench sweep specs/crossbar_digits.json --cache-dir data/store"
 class CrossbarExplorer(BackgroundState):
     """Knobs and results of the ch. 6 page."""
 
+    job_kinds = ("supernet", "nas", "nas_select", "eval", "details", "search")
+    wait_rounds = 2            # the supernet's arrival starts the first evaluation
+
     depth = param.List(default=[3, 3, 3], item_type=int, doc="blocks per stage D")
     width = param.List(default=[1.0, 1.0, 1.0, 1.0], item_type=float, doc="width multiplier of the stem and each stage")
     expand = param.List(default=[1.0, 1.0, 1.0], item_type=float, doc="expand ratio of every block of each stage")
@@ -220,11 +223,6 @@ class CrossbarExplorer(BackgroundState):
     @param.depends("cancel", watch=True)
     def _cancel(self) -> None:
         self.runner.cancel("search")
-
-    def wait(self, timeout: float = 600.0, kinds=("supernet", "nas", "nas_select", "eval", "details", "search")) -> None:
-        for _ in range(2):           # the supernet's arrival starts the first evaluation
-            for k in kinds:
-                self.runner.wait(k, timeout)
 
 
 __all__ = ["CrossbarExplorer", "REGENERATE"]

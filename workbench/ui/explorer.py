@@ -228,8 +228,7 @@ class NoiseExplorer(param.Parameterized):
 
     def wait(self, timeout: float = 300.0, kinds: tuple[str, ...] = ("train", "eval", "curve")) -> None:
         """Block until the running jobs of ``kinds`` end (tests, notebooks)."""
-        for kind in kinds:
-            self.runner.wait(kind, timeout)
+        self.runner.wait_all(kinds, timeout)
 
 
 __all__ = ["NO_LAYER", "NoiseExplorer", "P_CHOICES", "REGENERATE_COMMAND"]

@@ -37,6 +37,8 @@ def is_sharpness_aware(method: str) -> bool:
 class SharpnessExplorer(BackgroundState):
     """Knobs and results of the ch. 5 page."""
 
+    job_kinds = (*RESULTS, "select", "train")
+
     method = param.Selector(default="samson2", objects=list(METHODS), doc="training method (optimizer, clipping, noise)")
     rho = param.Number(0.2, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
                        doc="neighbourhood size ρ of a sharpness-aware method")
@@ -196,10 +198,6 @@ class SharpnessExplorer(BackgroundState):
         """The thesis' ρ of the selected method (Table 5.7), or the method's default."""
         over = METHODS[self.method]
         return float(over.get("rho", RHO_DEFAULTS.get(over.get("sam", ""), 0.5)))
-
-    def wait(self, timeout: float = 600.0, kinds=(*RESULTS, "select", "train")) -> None:
-        for k in kinds:
-            self.runner.wait(k, timeout)
 
 
 __all__ = ["REGENERATE", "RHO_CHOICES", "SharpnessExplorer", "is_sharpness_aware"]

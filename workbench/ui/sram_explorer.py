@@ -25,6 +25,8 @@ REGENERATE = "workbench sweep specs/sram_digits.json --cache-dir data/store"
 class SRAMExplorer(BackgroundState):
     """Knobs and results of the ch. 4 page."""
 
+    job_kinds = ("uniform_ber", "sensitivity", "energy_accuracy", "spectra", "lanmax", "point")
+
     p_train = param.Selector(default=0.01, objects=[0.01], doc="training BER p_t highlighted in the uniform study")
     p = param.Number(0.01, bounds=(0.0, 0.5), doc="test BER p marked on the uniform study")
     spectra_layer = param.Selector(default=None, objects=[], doc="layer whose weight spectrum is shown")
@@ -181,10 +183,6 @@ class SRAMExplorer(BackgroundState):
     @param.depends("cancel", watch=True)
     def _cancel(self):
         self.runner.cancel("lanmax")
-
-    def wait(self, timeout: float = 600.0, kinds=("uniform_ber", "sensitivity", "energy_accuracy", "spectra", "lanmax")):
-        for k in kinds:
-            self.runner.wait(k, timeout)
 
 
 __all__ = ["REGENERATE", "SRAMExplorer"]

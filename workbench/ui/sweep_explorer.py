@@ -63,6 +63,8 @@ def cells_dataset(rows: list[dict]) -> xr.Dataset:
 class SweepExplorer(BackgroundState):
     """A sweep spec, its cells in the store, and a distributed run of the missing ones."""
 
+    job_kinds = ("cells", "sweep")
+
     spec_name = param.Selector(default="dask_demo", objects=[*spec_files(), CUSTOM],
                                doc="sweep spec from specs/ (or the edited text)")
     spec_text = param.String("", doc="the sweep spec as JSON: {\"name\": ..., \"experiments\": {name: params}}")
@@ -230,11 +232,6 @@ class SweepExplorer(BackgroundState):
                 f"sum of cell times {t['cell_seconds']:.1f} s, ideal (sum ÷ {t['threads']}) {t['ideal_seconds']:.1f} s, "
                 f"overhead wall ÷ ideal **{over}**; cluster start {t['startup_seconds']:.1f} s. "
                 f"Experiments: {', '.join(sorted(results))}.")
-
-    def wait(self, timeout: float = 600.0) -> None:
-        """Block until the running jobs end (tests, notebooks)."""
-        for kind in ("cells", "sweep"):
-            self.runner.wait(kind, timeout)
 
 
 __all__ = ["CUSTOM", "STATES", "SweepExplorer", "cells_dataset", "spec_files"]

@@ -166,6 +166,13 @@ class TaskRunner:
         if task is not None:
             cf.wait([task.future], timeout=timeout)
 
+    def wait_all(self, kinds, timeout: float | None = None, rounds: int = 1) -> None:
+        """Block until the running jobs of ``kinds`` end, in order; ``rounds > 1`` waits again for
+        jobs that a finished one started (tests, notebooks)."""
+        for _ in range(rounds):
+            for kind in kinds:
+                self.wait(kind, timeout)
+
     def shutdown(self) -> None:
         """Cancel every job and accept no more (the session is gone)."""
         with self._lock:
