@@ -51,8 +51,9 @@ from .. import __version__
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..device import resolve_device
 from ..hardware.base import plain_values, set_knobs
+from ..nn.deploy import fold_into
 from ..nn.layers import NoisyConv2d, NoisyLinear, noisy_layers
-from ..training.trainer import Cancelled, _Batches
+from ..training.trainer import Cancelled, Batches
 
 #: bump when a change alters trained supernets (part of :meth:`SupernetConfig.cache_key`)
 SUPERNET_VERSION = "1"
@@ -297,13 +298,8 @@ class ConvBN(nn.Module):
         """BN folded into the conv for deployment (§3.3.2): ``W' = W·γ/σ``, ``b' = β − γμ/σ``."""
         if not isinstance(self.bn, nn.BatchNorm2d):
             return
-        bn, conv = self.bn, self.conv
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        new = NoisyConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                          padding=conv.padding, bias=True)
-        new.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        new.bias.copy_(bn.bias - bn.running_mean * scale)
-        self.conv, self.bn = new.to(conv.weight.device), nn.Identity()
+        fold_into(self.conv, self.bn)
+        self.bn = nn.Identity()
 
 
 class Bottleneck(nn.Module):
@@ -612,7 +608,7 @@ def train_supernet(cfg: SupernetConfig | None = None, data: DataBundle | None = 
     net = net.to(dev)
     space = net.space
     rng = np.random.default_rng(cfg.seed)
-    batches = _Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
+    batches = Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                           weight_decay=cfg.weight_decay)
     total = cfg.epochs * len(batches)

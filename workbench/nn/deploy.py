@@ -252,9 +252,9 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _fold(layer: NoisyMixin, bn: nn.Module) -> None:
-    """Fold eval-mode ``bn`` into ``layer`` (in place): ``w' = w·γ/√(var+ε)``,
-    ``b' = (b − mean)·γ/√(var+ε) + β``."""
+def fold_into(layer: NoisyMixin, bn: nn.Module) -> None:
+    """Fold eval-mode ``bn`` into ``layer`` (in place, thesis §3.3.2): ``w' = w·γ/√(var+ε)``,
+    ``b' = (b − mean)·γ/√(var+ε) + β`` (computed in float64; a layer without bias gets one)."""
     w = layer.weight
     dt = torch.float64
     if bn.num_features != w.shape[0]:
@@ -293,7 +293,7 @@ def fold_batchnorm(model: nn.Module, *, strict: bool = False) -> nn.Module:
         raise ValueError(f"cannot fold batch norm into BinaryConnect layers {binary}: their stored weights are sign(W) = ±1 "
                          f"and a folded weight w·γ/√(var+ε) is not; deploy a full-precision network instead")
     for layer_name, bn_name in pairs:
-        _fold(net.get_submodule(layer_name), net.get_submodule(bn_name))
+        fold_into(net.get_submodule(layer_name), net.get_submodule(bn_name))
         _set_submodule(net, bn_name, nn.Identity())
     if left:
         msg = "batch norms left unfolded (they run as digital per-channel affine ops): " + "; ".join(

@@ -41,7 +41,7 @@ from ..hardware.base import IdealMemory, KnobError, MemoryMap, plain_values, set
 from ..hardware.sram import DEFAULT_A, SRAMMemory, normalised_energy
 from ..nn import clip_weights_, layer_param_counts, noisy_layers, set_generator, set_memory
 from .config import TrainConfig
-from .trainer import Cancelled, ProgressFn, _Batches, accuracy, make_optimizer, make_scheduler, setup_run
+from .trainer import Cancelled, ProgressFn, Batches, accuracy, make_optimizer, make_scheduler, setup_run
 
 __all__ = ["LaNMaxConfig", "LaNMaxResult", "ols_slopes", "train_lanmax"]
 
@@ -267,7 +267,7 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
     set_memory(model, MemoryMap(IdealMemory(), mems))
     set_generator(model, noise_gen)
 
-    batches = _Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
+    batches = Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
     opt = make_optimizer(cfg, model.parameters())
     sched = make_scheduler(cfg, opt, len(batches))
     epochs = cfg.epochs

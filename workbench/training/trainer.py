@@ -42,8 +42,9 @@ def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
                        image_size=data.image_size, width=cfg.width, binary=cfg.binary, depth=cfg.depth, k=cfg.k)
 
 
-class _Batches:
-    """Minibatches of a dataset: in-memory tensors (fast path) or a DataLoader."""
+class Batches:
+    """Minibatches of a dataset on ``device``: in-memory tensors (fast path, shuffled by a seeded
+    generator) or a DataLoader.  Shared by every training loop of the project."""
 
     def __init__(self, ds, batch_size: int, shuffle: bool, device: torch.device, seed: int):
         self.batch_size, self.shuffle, self.device = batch_size, shuffle, device
@@ -76,7 +77,7 @@ def accuracy(model: nn.Module, ds, device: torch.device, batch_size: int = 1024)
     """Top-1 accuracy of ``model`` on ``ds`` (one pass; noisy layers draw their own noise)."""
     model.eval()
     correct = total = 0
-    for x, y in _Batches(ds, batch_size, False, device, 0):
+    for x, y in Batches(ds, batch_size, False, device, 0):
         correct += (model(x).argmax(1) == y).sum().item()
         total += y.numel()
     return correct / max(total, 1)
@@ -160,7 +161,7 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
     dev, data, model, noise_gen = setup_run(cfg, data, device, data_root)
     set_memory(model, memory_map_from_dict(cfg.train_memory))
     set_generator(model, noise_gen)
-    batches = _Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
+    batches = Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
     sharpness_aware = cfg.sam != "none"
     opt = make_optimizer(cfg, model if sharpness_aware else model.parameters())
     sched = make_scheduler(cfg, opt, len(batches))
