@@ -72,7 +72,8 @@ def test_killed_worker_is_reported_and_its_cell_rescheduled(cluster, tmp_path):
 
     assert ex.error == "", ex.error
     assert ex.status.startswith("done"), ex.status
-    assert any(victim in e and "lost" in e for e in ex.events), ex.events     # the page says what happened
+    # the page says what happened, naming the training cell the worker was running (the scheduler's event)
+    assert any(victim in e and "lost" in e and "train " in e for e in ex.events), ex.events
     assert ex.counts() == {"done": 9}                   # the killed cell ran again elsewhere
     assert victim not in set(ex.cells.worker.values)    # no result came from the dead worker
     assert valid_entries(store) == 9

@@ -166,7 +166,8 @@ def cmd_sweep(args) -> dict:
         from .experiments.distributed import SweepError, run_spec_distributed
 
         def on_event(ev):               # a lost worker's cells are rescheduled by Dask: say so
-            what = "lost (its cells are rescheduled)" if ev["event"] == "worker-lost" else "joined"
+            what = "joined" if ev["event"] == "worker-joined" else (
+                "lost; Dask reschedules " + ("its cells: " + ", ".join(ev["cells"]) if ev["cells"] else "nothing (it ran no cell)"))
             print(f"workbench: sweep: worker {ev['worker']} {what}", file=sys.stderr)
         try:
             results, timings = run_spec_distributed(spec, store, scheduler=args.scheduler or None,

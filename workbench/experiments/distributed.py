@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import logging
 import threading
 import time
 import uuid
@@ -422,13 +423,9 @@ def _missing(cells: Sequence[Cell], store: Store) -> list[Cell]:
     return [c for c in cells if c.id in need]
 
 
-def _workers(client) -> set[str]:
-    return set(client.scheduler_info(n_workers=-1)["workers"])
-
-
 def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "auto", retries: int = 2,
               progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-              on_event: Callable[[dict], None] | None = None, poll: float = 0.5) -> dict[str, Any]:
+              on_event: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Compute the missing ``cells`` on ``client``'s cluster.
 
     Returns ``{"done", "failed", "blocked", "cached", "cell_seconds", "wall_seconds", "cancelled"}``:
@@ -437,12 +434,14 @@ def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "aut
     sum of the cells' own compute times and the wall time from submission to the last result.
     ``progress`` receives ``{"cell", "cells", "id", "stage", "name", "experiment", "seconds",
     "worker", "start", "end"}`` per finished cell (``"error"`` instead of the times for a failed
-    one).  ``on_event`` receives ``{"event": "worker-lost" | "worker-joined", "worker", "time"}``
-    when the cluster loses a worker (killed, crashed, out of memory: Dask reschedules the cells it
-    was running, up to ``distributed.scheduler.allowed-failures`` times, then fails them with
-    ``KilledWorker``) or gains one (a nanny's restart, a scaled cluster); the cluster is looked at
-    every ``poll`` seconds.  Setting ``cancel`` cancels every pending cell and asks the running
-    ones to stop (training checks between minibatches); finished cells stay in the store.
+    one).  ``on_event`` receives ``{"event": "worker-lost" | "worker-joined", "worker", "time",
+    "cells"}`` when the cluster loses a worker (killed, crashed, out of memory: Dask reschedules the
+    cells it was running, named in ``"cells"``, up to ``distributed.scheduler.allowed-failures``
+    times, then fails them with ``KilledWorker``) or gains one (a nanny's restart, a scaled
+    cluster).  These are the scheduler's own ``add-worker`` / ``remove-worker`` events, pushed to
+    the client (``Client.subscribe_topic("all")``), called on the client's event-loop thread.
+    Setting ``cancel`` cancels every pending cell and asks the running ones to stop (training
+    checks between minibatches); finished cells stay in the store.
     """
     from distributed import Event, as_completed
 
@@ -454,36 +453,37 @@ def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "aut
     cancel_event = Event(f"workbench-cancel-{token}", client=client)
     root, ro = str(store.root), [str(p) for p in store.read_only]
     futures: dict[str, Any] = {}
+    id_of = {f"{c.kind}-{c.key}-{token}": c.id for c in missing}
+    finished = threading.Event()
+
+    def scheduler_event(event):     # the scheduler's "all" topic: keep worker arrivals and departures
+        when, msg = event
+        action = msg.get("action") if isinstance(msg, dict) else None
+        if finished.is_set() or action not in ("add-worker", "remove-worker"):
+            return
+        running = [by_id[id_of[k]].name for k in msg.get("processing-tasks", ()) if k in id_of]
+        try:
+            on_event({"event": "worker-joined" if action == "add-worker" else "worker-lost", "worker": msg["worker"],
+                      "time": float(when), "cells": sorted(running)})
+        except Exception:           # a failing report must not stop the client's event loop
+            logging.getLogger(__name__).exception("on_event failed")
+
+    if on_event is not None:
+        client.subscribe_topic("all", scheduler_event)
     t0 = time.perf_counter()
     for c in missing:           # dependency order: a cell's dependencies are submitted before it
         deps = [futures[d] for d in c.depends if d in futures]
         futures[c.id] = client.submit(_run_cell, c.function, c.kwargs, root, ro, device, cancel_event, deps,
                                       key=f"{c.kind}-{c.key}-{token}", retries=retries, pure=False)
-    id_of = {f.key: cid for cid, f in futures.items()}
     done, errors, seconds = [], {}, 0.0
-    finished = threading.Event()
-
-    known = _workers(client) if on_event is not None else set()
 
     def watch():                # cancellation: stop what is pending, tell the running cells
-        last = time.monotonic()
         while not finished.wait(0.1):
             if cancel is not None and cancel.is_set():
                 with contextlib.suppress(Exception):
                     cancel_event.set()
                 client.cancel([f for f in futures.values() if not f.done()])
                 return
-            if on_event is not None and time.monotonic() - last >= poll:
-                last = time.monotonic()
-                try:
-                    now = _workers(client)
-                except Exception:          # scheduler busy or gone: look again next time
-                    continue
-                for event, addrs in (("worker-lost", known - now), ("worker-joined", now - known)):
-                    for a in sorted(addrs):
-                        on_event({"event": event, "worker": a, "time": time.time()})
-                known.clear()
-                known.update(now)
 
     watcher = threading.Thread(target=watch, name="workbench-sweep-cancel", daemon=True)
     watcher.start()
@@ -507,6 +507,9 @@ def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "aut
     finally:
         finished.set()
         watcher.join()
+        if on_event is not None:
+            with contextlib.suppress(Exception):
+                client.unsubscribe_topic("all")
         wall = time.perf_counter() - t0
         client.cancel([f for f in futures.values() if not f.done()])
         futures.clear()         # (a cancelled sweep's event stays set on the scheduler for its running cells)

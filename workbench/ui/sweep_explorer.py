@@ -181,8 +181,9 @@ class SweepExplorer(BackgroundState):
                              + (f" ({info['seconds']:.1f} s on {info['worker']})" if "seconds" in info else " — failed"))
 
         def on_event(ev):
-            what = ("lost — Dask reschedules the cells it was running" if ev["event"] == "worker-lost"
-                    else "joined the cluster")
+            what = "joined the cluster" if ev["event"] == "worker-joined" else (
+                "lost — Dask reschedules " + ("the cells it was running: " + ", ".join(ev["cells"]) if ev["cells"]
+                                              else "nothing (it was running no cell)"))
             line = f"{ev['time'] - t_start:.1f} s: worker {ev['worker']} {what}"
             self._set(events=[*self.events, line])
 
