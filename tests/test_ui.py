@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from workbench.experiments import Store
 from workbench.hardware import KnobError
@@ -230,3 +231,63 @@ def test_slider_release_on_its_first_value_after_a_url_change_is_sent(ui_store):
         slider.value_throttled = start
     assert ex.p == start
     ex.runner.shutdown()
+
+
+def _busy_job(stop: threading.Event, seen: list):
+    """A job that, like a training loop, asks ``cancel.is_set()`` between steps."""
+    def job(cancel):
+        seen.append(cancel)
+        while not stop.is_set():
+            if cancel.is_set():
+                return "cancelled"
+            time.sleep(0.005)
+        return "done"
+    return job
+
+
+def test_a_long_job_lends_its_slot_to_a_more_urgent_one_only():
+    """One slot held by a training-like job: a slider's readout (priority 0) from another session
+    runs between two of its steps; a job of the same priority (a curve) waits for the end."""
+    slots = ComputeSlots(1)
+    a, b = TaskRunner(slots=slots), TaskRunner(slots=slots)
+    stop, seen, order, results = threading.Event(), [], [], []
+    a.submit("train", _busy_job(stop, seen), results.append, results.append)
+    wait_until(lambda: slots.active == 1 and seen, 10, 0.01, "the training to hold the slot")
+    b.submit("curve", lambda c: order.append("curve"), lambda r: None, order.append, priority=1)
+    b.submit("eval", lambda c: order.append("eval"), lambda r: None, order.append, priority=0)
+    b.wait("eval", 10)
+    assert order == ["eval"] and a.running("train")      # the readout ran while the training went on
+    assert seen[0].lent == 1 and slots.peak == 1          # the slot was lent once, never shared
+    wait_until(lambda: slots.active == 1 and slots.waiting == 1, 10, 0.01, "the training to take its slot back")
+    assert order == ["eval"]                               # the curve does not overtake the training
+    stop.set()
+    a.wait("train", 10)
+    b.wait("curve", 10)
+    assert results == ["done"] and order == ["eval", "curve"] and seen[0].lent == 1
+    wait_until(lambda: slots.active == 0 and slots.waiting == 0, 10, 0.01, "every slot back")
+    a.shutdown()
+    b.shutdown()
+
+
+def test_a_job_cancelled_while_its_slot_is_lent_stops_without_it():
+    slots = ComputeSlots(1)
+    a, b = TaskRunner(slots=slots), TaskRunner(slots=slots)
+    stop, seen, results, cancelled = threading.Event(), [], [], []
+    release, started = threading.Event(), threading.Event()
+    a.submit("train", _busy_job(stop, seen), results.append, results.append, lambda: cancelled.append("train"))
+    wait_until(lambda: slots.active == 1 and seen, 10, 0.01, "the training to hold the slot")
+
+    def readout(c):
+        started.set()
+        return release.wait(10)
+    b.submit("eval", readout, results.append, results.append, priority=0)
+    assert started.wait(10)                                 # the training lent its slot
+    a.cancel("train")
+    a.wait("train", 10)
+    assert cancelled == ["train"] and results == [] and not seen[0].held
+    release.set()
+    b.wait("eval", 10)
+    assert results == [True]
+    wait_until(lambda: slots.active == 0 and slots.waiting == 0, 10, 0.01, "no slot held or awaited")
+    a.shutdown()
+    b.shutdown()

@@ -56,10 +56,14 @@ class ComputeSlots:
     def waiting(self) -> int:
         return len(self._queue)
 
-    def acquire(self, cancel: threading.Event, priority: int = 1) -> bool:
+    def acquire(self, cancel: threading.Event, priority: int = 1, ticket: int | None = None) -> bool:
+        """Wait for a slot (True) or until ``cancel`` is set (False).  ``ticket``: the place in the
+        queue among jobs of the same priority (a job that lent its slot keeps its own)."""
         with self._cond:
-            self._ticket += 1
-            me = (int(priority), self._ticket)
+            if ticket is None:
+                self._ticket += 1
+                ticket = self._ticket
+            me = (int(priority), ticket)
             heapq.heappush(self._queue, me)
             try:
                 while not (self.active < self.n and self._queue[0] == me):
@@ -78,6 +82,51 @@ class ComputeSlots:
         with self._cond:
             self.active -= 1
             self._cond.notify_all()
+
+    def next_ticket(self) -> int:
+        with self._cond:
+            self._ticket += 1
+            return self._ticket
+
+    def urgent_waiting(self, priority: int) -> bool:
+        """Whether a job more urgent than ``priority`` waits and no slot is free for it."""
+        with self._cond:
+            return bool(self._queue) and self._queue[0][0] < priority and self.active >= self.n
+
+
+class SlotCheckpoint:
+    """The ``cancel`` flag a computing job receives (``threading.Event``-like).
+
+    Long jobs already ask ``cancel.is_set()`` between minibatches, draws or curve points; that is
+    also where this one *lends its slot*: when a more urgent job waits (a slider's readout while
+    trainings and curves hold every slot), the job releases its slot, waits to get it back (keeping
+    its place among jobs of its own priority), then goes on.  A job cancelled while it waits
+    returns ``True`` without the slot.  Only the job's own thread lends; calls from any other
+    thread just read the flag."""
+
+    def __init__(self, event: threading.Event, slots: ComputeSlots, priority: int, ticket: int):
+        self._event, self._slots, self._priority, self._ticket = event, slots, priority, ticket
+        self._owner = threading.get_ident()
+        self.held = True
+        self.lent = 0            # how many times the slot was lent (tests, diagnostics)
+
+    def is_set(self) -> bool:
+        if self._event.is_set():
+            return True
+        if self.held and threading.get_ident() == self._owner and self._slots.urgent_waiting(self._priority):
+            self._slots.release()
+            self.held = False
+            self.lent += 1
+            if not self._slots.acquire(self._event, self._priority, ticket=self._ticket):
+                return True
+            self.held = True
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
 
 
 #: the process-wide compute slots every :class:`TaskRunner` waits for
@@ -118,15 +167,16 @@ class TaskRunner:
             self._tasks[kind] = task
 
         def run():
-            slot = False
+            flag = None
             try:
                 if compute:
-                    slot = self._slots.acquire(cancel, priority)
-                    if not slot:                    # cancelled while waiting for a slot
+                    ticket = self._slots.next_ticket()
+                    if not self._slots.acquire(cancel, priority, ticket=ticket):   # cancelled while waiting
                         if on_cancel is not None and self._tasks.get(kind) is task:
                             on_cancel()
                         return
-                result = fn(cancel)
+                    flag = SlotCheckpoint(cancel, self._slots, priority, ticket)
+                result = fn(cancel if flag is None else flag)
             except BaseException as exc:  # report everything; never kill the worker
                 if cancel.is_set():
                     if on_cancel is not None and self._tasks.get(kind) is task:
@@ -137,7 +187,7 @@ class TaskRunner:
                     on_error(msg)
                 return
             finally:
-                if slot:
+                if flag is not None and flag.held:
                     self._slots.release()
             if not cancel.is_set() and self._tasks.get(kind) is task:
                 on_done(result)
