@@ -439,7 +439,8 @@ def run_cells(cells: Sequence[Cell], store: Store, client, *, device: str = "aut
     cells it was running, named in ``"cells"``, up to ``distributed.scheduler.allowed-failures``
     times, then fails them with ``KilledWorker``) or gains one (a nanny's restart, a scaled
     cluster).  These are the scheduler's own ``add-worker`` / ``remove-worker`` events, pushed to
-    the client (``Client.subscribe_topic("all")``), called on the client's event-loop thread.
+    the client (``Client.subscribe_topic("all")``, so a handler of the caller's own on that topic
+    of the same client is replaced for the run), called on the client's event-loop thread.
     Setting ``cancel`` cancels every pending cell and asks the running ones to stop (training
     checks between minibatches); finished cells stay in the store.
     """
