@@ -39,7 +39,9 @@ def test_adabs_is_its_own_cached_evaluation(tmp_path, capsys):
     ada = _json(capsys)
     assert plain["cache_key"] != ada["cache_key"]
     assert plain["clean_accuracy"] == ada["clean_accuracy"]
-    assert 0.0 <= ada["accuracy_mean"] <= 1.0
+    # same draws (same seed), batch-norm statistics re-estimated on the noisy network: a different,
+    # and at σ_c = 0.3 better, accuracy (thesis §5.2: AdaBS recovers part of what noise costs)
+    assert ada["accuracy_mean"] > plain["accuracy_mean"], (plain["accuracy_mean"], ada["accuracy_mean"])
 
 
 def test_sharpness_command_reports_every_definition_and_the_robustness_gap(tmp_path, capsys):

@@ -179,11 +179,9 @@ def test_cancel_stops_pending_and_running_cells(client, tmp_path, monkeypatch):
 
     t = threading.Thread(target=cancel_when_both_workers_are_busy, daemon=True)
     t.start()
-    t0 = time.perf_counter()
     with pytest.raises(Cancelled, match="sweep cancelled: 0 of 7 cells finished"):
         run_spec_distributed(spec, Store(tmp_path / "store", read_only=[]), scheduler=client, cancel=cancel)
     t.join()
-    assert time.perf_counter() - t0 < 25          # uncancelled: 6 cells × 10 s on 2 workers = 30 s
     started = {p.name.split("-")[1] for p in tmp_path.glob("started-*")}
     # the running cells saw the cancellation (within their 0.5 s poll) and stopped; no other cell started
     wait_until(lambda: {p.name.split("-")[1] for p in tmp_path.glob("stopped-*")} == started, timeout=10,
@@ -291,26 +289,24 @@ def test_cli_sweep_on_a_local_cluster(tmp_path):
     xr.testing.assert_identical(comparable(ours), comparable(run_spec(spec, d)["robustness"]))
 
 
-def test_cli_reports_failed_cells_and_refuses_bad_worker_counts(tmp_path, capsys, monkeypatch):
+def test_cli_reports_failed_cells_and_refuses_bad_worker_counts(client, tmp_path, capsys, monkeypatch):
     from workbench.cli import main
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps({"name": "x", "experiments": {"robustness": ROBUSTNESS}}))
     assert main(["sweep", str(spec_path), "--workers", "0", "--cache-dir", str(tmp_path)]) == 2
     assert "workers=0 is out of range" in capsys.readouterr().err
-    seen = {}
 
-    def failing(spec, store, **kw):
-        seen.update(kw)
-        raise SweepError({"train sgd seed=0": "ValueError: boom"}, {"assemble robustness": "train sgd seed=0"}, {},
-                         {"wall_seconds": 1.0})
-
-    monkeypatch.setattr(dist, "run_spec_distributed", failing)
+    # a real sweep on the module's cluster (by its address), whose one test-only cell always fails
+    monkeypatch.setitem(dist.CELLS, "ood", lambda params: [_test_cell("broken", flaky_cell,
+                                                                      {"tmp": str(tmp_path), "fail_times": 99})])
+    spec_path.write_text(json.dumps({"name": "x", "experiments": {"ood": {"methods": ["sgd"], "seeds": [0]}}}))
     with pytest.raises(SystemExit) as info:
-        main(["sweep", str(spec_path), "--scheduler", "tcp://127.0.0.1:1", "--retries", "5", "--cache-dir",
-              str(tmp_path), "--json"])
+        main(["sweep", str(spec_path), "--scheduler", client.scheduler.address, "--retries", "3", "--cache-dir",
+              str(tmp_path / "cache"), "--json"])
     assert info.value.code == 1
-    assert seen["scheduler"] == "tcp://127.0.0.1:1" and seen["retries"] == 5
+    assert attempts(tmp_path, 99) == 4                  # --retries 3 reached the cluster: 1 attempt + 3 retries
     out, err = capsys.readouterr()
-    assert "train sgd seed=0: ValueError: boom" in err and "Traceback" not in err
+    assert "broken: ValueError: attempt 4 of a cell that fails 99 times" in err and "Traceback" not in err
     (line,) = [x for x in out.splitlines() if x.strip()]
-    assert json.loads(line)["failed"] == {"train sgd seed=0": "ValueError: boom"}
+    report = json.loads(line)
+    assert list(report["failed"]) == ["broken"] and report["blocked"] == {"assemble ood": "broken"}
