@@ -43,7 +43,7 @@ def test_playground_p_slider_changes_plots(served_app, page):
 
     after_energy = wait_until(lambda: (t := _energy_text(page)) != before_energy and t, 120, message="energy to change")
     assert float(after_energy) < float(before_energy), "a higher bit error rate must lower the memory energy"
-    wait_until(lambda: plot.screenshot() != before_img, 120, message="accuracy plot to change")
+    wait_until(lambda: settled_screenshot(plot, 20) != before_img, 120, message="accuracy plot to change")
     # the URL carries the state (a lesson is a link)
     wait_until(lambda: "p=" in page.url, 30, message="p in the URL")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import holoviews as hv
 import numpy as np
@@ -168,19 +169,34 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
         box = page.get_by_text("crossbar power (a.u. per inference)").first
         return box.locator("xpath=..").inner_text()
 
-    before = wait_until(power_text, 180, message="the power readout")
+    def power():
+        return float(re.search(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?\s*$", power_text().strip()).group(0))
+
+    wait_until(power_text, 180, message="the power readout")
+    last = []
+
+    def settled_power():              # the same reading twice, a second apart
+        last.append(power())
+        time.sleep(1.0)
+        return len(last) >= 2 and last[-1] == last[-2] and last[-1]
+
+    before = wait_until(settled_power, 120, message="the power readout to settle")
     slider = page.locator(".noUi-handle").nth(1)          # the first g_u slider (after the noise slider)
     slider.focus()
     for _ in range(6):
         slider.press("ArrowLeft")
     page.mouse.click(5, 5)
-    wait_until(lambda: power_text() != before, 120, message="power to follow g_u")
+    wait_until(lambda: power() != before, 120, message="power to follow g_u")
+    assert power() < before, "a lower g_u (smaller conductances) must draw less crossbar power (eq 3.39–3.44)"
     page.get_by_text("Pareto fronts").first.click()
     wait_until(lambda: page.locator(".bk-Figure").filter(visible=True).count() > 0, 120, message="the fronts")
     fig = page.locator(".bk-Figure").filter(visible=True).first
-    box = fig.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
-    wait_until(lambda: page.get_by_text(re.compile(r"depth per stage")).count() > 0, 120, message="the point's details")
+
+    def click_a_point():              # the fronts pane may redraw between finding it and the click: retry both
+        box = fig.bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
+        return page.get_by_text(re.compile(r"depth per stage")).count() > 0
+    wait_until(click_a_point, 120, interval=2.0, message="the point's details")
     errors = [m for m in console if m[0] == "error"]
     assert not errors, f"browser console errors: {errors}"
 

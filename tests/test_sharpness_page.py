@@ -180,7 +180,7 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
     page.locator("select").first.select_option(label="SAMSON₂")
     wait_until(lambda: page.get_by_text(re.compile(r"^SAMSON₂, ρ = 0\.2, seed 0")).count() > 0, 120,
                message="the SAMSON₂ readout")
-    wait_until(lambda: plot.screenshot() != before, 60, message="the curves to update")
+    wait_until(lambda: settled_screenshot(plot, 20) != before, 60, message="the curves to update")
     table_02 = page.locator("table").first.inner_text()
     # ρ slider (the first noUi slider of the page): one notch right of 0.2 is 0.5, in the shipped ρ grid
     handle = page.locator(".noUi-handle").first
@@ -201,6 +201,6 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
     for _ in range(10):
         slider.press("ArrowRight")
     page.mouse.click(5, 5)
-    wait_until(lambda: fig.screenshot() != shot, 60, message="the perturbation plot to follow ρ")
+    wait_until(lambda: settled_screenshot(fig, 20) != shot, 60, message="the perturbation plot to follow ρ")
     errors = [m for m in console if m[0] == "error"]
     assert not errors, f"browser console errors: {errors}"

@@ -70,13 +70,16 @@ def test_sram_page_edit_layer_and_start_cancel_lanmax(served_app, page):
     box.fill("0.3")
     wait_until(lambda: page.get_by_text(energy).filter(visible=True).first.inner_text() != before, 60, message="energy to follow the typed p")
     assert float(page.get_by_text(energy).filter(visible=True).first.inner_text()) < float(before)
+    epochs = page.get_by_label("epochs")              # long enough that only Cancel can end it
+    epochs.fill("500")
+    epochs.press("Enter")
     page.get_by_role("button", name="Run LaNMax").click()
-    wait_until(lambda: page.get_by_text(re.compile("LaNMax run, α")).count() > 0, 60, message="the run to start")
+    wait_until(lambda: page.get_by_text(re.compile("LaNMax run, α .*, 500 epochs")).count() > 0, 60,
+               message="the 500-epoch run to start")
     page.mouse.move(5, 5)                 # let the help tooltip of a nearby input close
     page.keyboard.press("Escape")
     page.get_by_role("button", name="Cancel").click()
-    wait_until(lambda: page.get_by_text(re.compile("cancelled|accuracy .* at energy")).count() > 0, 120,
-               message="the run to stop")
+    wait_until(lambda: page.get_by_text("LaNMax run cancelled").count() > 0, 120, message="the run to stop")
     errors = [m for m in console if m[0] == "error"]
     assert not errors, f"browser console errors: {errors}"
 
