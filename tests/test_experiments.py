@@ -7,6 +7,7 @@ Every store lives in ``tmp_path``; networks are trained for one or two epochs.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -184,3 +185,32 @@ def test_precompute_tiny_grid(tmp_path, monkeypatch, mc_calls):
     # the CLI form reads and writes where --out says (here: everything is already there)
     assert main(["precompute", "--out", str(out), "--json", "--quiet"]) == 0
     assert len(mc_calls) == 8 and len(Store(out, read_only=[]).entries()) == 10
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a bad argument must be refused before any training starts")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"draws": 0}, "draws=0 is out of range"), ({"draws": -5}, "draws=-5 is out of range"),
+    ({"draws": 2.5}, "draws=2.5 is not an integer"), ({"seed": -1.5}, "seed=-1.5 is out of range"),
+    ({"target_ci_width": 0}, "target_ci_width=0 is out of range")])
+def test_evaluate_refuses_bad_draw_arguments_before_training(kwargs, message, tmp_path, monkeypatch):
+    import workbench.experiments.core as core
+    monkeypatch.setattr(core, "train_model", _no_training)
+    with pytest.raises(KnobError, match=re.escape(message)):
+        core.evaluate(core.preset_config("digits-cnn"), {"default": {"technology": "ideal"}}, store=Store(tmp_path, read_only=[]),
+                      **kwargs)
+
+
+@pytest.mark.parametrize("memory, values, kwargs, message", [
+    ({"default": {"technology": "sram", "bits": 8}}, None, {"draws": 0}, "draws=0 is out of range"),
+    (None, None, {}, "memory=None must be a dict"),
+    ({"default": {"technology": "sram", "bits": 8}}, [], {}, "values=[] is empty"),
+    ({"default": {"technology": "sram", "bits": 8}}, [0.0, 0.7], {}, "0.7")])
+def test_noise_curve_refuses_bad_arguments_before_training(memory, values, kwargs, message, tmp_path, monkeypatch):
+    import workbench.experiments.core as core
+    monkeypatch.setattr(core, "train_model", _no_training)
+    with pytest.raises(KnobError, match=re.escape(message)):
+        core.noise_curve(core.preset_config("digits-cnn"), memory, "p", values, store=Store(tmp_path, read_only=[]),
+                         **kwargs)

@@ -93,6 +93,15 @@ def test_select_n_larger_tolerance_needs_fewer_minibatches():
     assert np.all(ds["prob"].values[ok] > 0.95)           # eq 6.7 holds at the chosen n
 
 
+def test_select_n_reports_no_n_where_no_pair_is_that_far_apart():
+    rng = np.random.default_rng(0)
+    a = curves(rng.uniform(0.5, 0.6, 40), 0.15, 30, rng)     # final scores within 0.1 (plus noise)
+    ds = select_n(a, [0.01, 0.05, 5.0], epsilon=0.05)
+    assert int(ds["pairs"].sel(delta=5.0)) == 0
+    assert np.isnan(float(ds["n"].sel(delta=5.0))) and np.isnan(float(ds["n_bisect"].sel(delta=5.0)))
+    assert np.isfinite(ds["n"].sel(delta=0.01).item())
+
+
 def test_select_n_matches_the_gaussian_answer():
     # two groups exactly Δ apart, Gaussian minibatch noise σ: Pr(n) = Φ(Δ√n / (σ√2)), so the
     # smallest n with Pr > 1 − ε is ⌈2 (z_{1−ε} σ / Δ)²⌉

@@ -37,6 +37,18 @@ def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def check_draw_args(draws, seed, target_ci_width=None) -> int:
+    """Refuse bad Monte-Carlo arguments (a :class:`KnobError` naming each) before any work is
+    done; returns ``draws`` as an int.  Callers that train first check here, not after training."""
+    draws = _check_int("draws", draws, 1, 100_000)
+    if target_ci_width is not None and (isinstance(target_ci_width, bool) or not isinstance(target_ci_width, numbers.Real)
+                                        or not 0 < target_ci_width <= 1):
+        raise KnobError(f"target_ci_width={target_ci_width!r} is out of range: target_ci_width must be in (0, 1]")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**63:
+        raise KnobError(f"seed={seed!r} is out of range: seed must be an integer in [-2^63, 2^63)")
+    return draws
+
+
 def summarize(acc: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
     """Mean, sample std and Student-t confidence interval of the mean of ``acc``.
 
@@ -170,18 +182,13 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
     device type: the loop on CPU, vmap on CUDA).
     Draw ``i`` depends only on ``seed``, so results are reproducible bit for bit on one device.
     """
-    draws = _check_int("draws", draws, 1, 100_000)
-    if target_ci_width is not None and (isinstance(target_ci_width, bool) or not isinstance(target_ci_width, numbers.Real)
-                                        or not 0 < target_ci_width <= 1):
-        raise KnobError(f"target_ci_width={target_ci_width!r} is out of range: target_ci_width must be in (0, 1]")
+    draws = check_draw_args(draws, seed, target_ci_width)
     if mode not in ("auto", "vectorised", "loop"):
         raise KnobError(f"mode={mode!r} must be 'auto', 'vectorised' or 'loop'")
     max_draws = _check_int("max_draws", max_draws, 1, 100_000)
     chunk = _check_int("chunk", chunk, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     power_batch = _check_int("power_batch", power_batch, 1)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**63:
-        raise KnobError(f"seed={seed!r} is out of range: seed must be an integer in [-2^63, 2^63)")
     if memory is None or isinstance(memory, Memory):
         memory = MemoryMap(memory)
     elif not isinstance(memory, MemoryMap):

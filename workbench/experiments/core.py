@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..analysis.montecarlo import mc_evaluate, summarize
+from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
 from ..datasets import as_tensors, load_dataset
 from ..hardware import KnobError, memory_map_from_dict
 from ..nn import layer_param_counts
@@ -180,6 +180,7 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
     :data:`ADABS_BATCHES` minibatches of) the training set first (§5.4.1).
     """
     store = store or Store()
+    check_draw_args(draws, seed, target_ci_width)      # before a training this call may start
     mmap = memory_map_from_dict(memory)
     spec = {"train": cfg.to_dict(), "memory": mmap.to_dict(), "draws": draws, "seed": seed, "target_ci_width": target_ci_width,
             "adabs": bool(adabs)}
@@ -225,7 +226,13 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
     """
     if knob not in CURVE_GRIDS:
         raise KnobError(f"knob={knob!r} must be one of {', '.join(CURVE_GRIDS)}")
+    check_draw_args(draws, seed)
+    if not isinstance(memory, Mapping):
+        raise KnobError(f"memory={memory!r} must be a dict {{'default': {{...}}, 'overrides': {{...}}}} "
+                        "(MemoryMap.to_dict())")
     values = list(CURVE_GRIDS[knob] if values is None else values)
+    if not values:
+        raise KnobError(f"values=[] is empty: a {knob} curve needs at least one value")
     mems = [{"default": {**memory.get("default", {}), knob: v}, "overrides": memory.get("overrides", {})} for v in values]
     for mem in mems:        # refuse an out-of-range value before computing any cell
         memory_map_from_dict(mem)

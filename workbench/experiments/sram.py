@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from ..hardware import KnobError, SRAMMemory
-from ..hardware.sram import eta
+from ..hardware.sram import DEFAULT_A, eta
 from ..training import TrainConfig
 from .core import evaluate, param_counts, preset_config
 from .store import Store
@@ -82,7 +82,7 @@ def uniform_ber_study(p_train: Sequence[float] = P_TRAIN_GRID, p_test: Sequence[
     return out
 
 
-def energy_of(p: float | dict[str, float], counts: dict[str, int], bits: int, reference_weights: int, a: float = 12.8) -> float:
+def energy_of(p: float | dict[str, float], counts: dict[str, int], bits: int, reference_weights: int, a: float = DEFAULT_A) -> float:
     """Normalised memory energy ``ζ·Σ η(p_l)·count(W_l)`` (eq 3.30) ÷ the reliable 16-bit reference
     network's ``16·count`` (``reference_weights`` weights at η(0) = 1)."""
     total = sum(eta(p[name] if isinstance(p, dict) else p, a) * n for name, n in counts.items())

@@ -294,6 +294,7 @@ def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed:
                 best = raw[i]
         fd, fn = deltas[front], raw[front]
         mono = np.interp(deltas, fd, fn)
+        mono[count == 0] = np.nan        # no pair that far apart: no n to report (not the last one extended)
     ds = xr.Dataset(coords={"delta": ("delta", deltas, {"long_name": "tolerance δ", "units": "metric units"})})
     ds["n_bisect"] = ("delta", raw, {"long_name": "smallest n by bisection (eq 6.7)", "units": "minibatches"})
     ds["n"] = ("delta", mono, {"long_name": "smallest n, monotone in δ", "units": "minibatches"})
