@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -396,11 +395,20 @@ def test_verify_does_not_remove_an_entry_being_written(tmp_path):
     side = path.with_name(path.name + ".sha256")
     digest = side.read_text()
     reports = []
-    with store.lock("thing", key):              # a writer: data replaced, sidecar not yet written
+    asked = threading.Event()
+    real_lock = store.lock
+
+    def spy_lock(kind, k):                         # the real lock; tells the test when verify asks for it
+        if threading.current_thread() is worker and (kind, k) == ("thing", key):
+            asked.set()
+        return real_lock(kind, k)
+    store.lock = spy_lock
+    with real_lock("thing", key):               # a writer: data replaced, sidecar not yet written
         side.unlink()
         worker = threading.Thread(target=lambda: reports.append(store.verify()))
         worker.start()
-        time.sleep(0.3)                           # let verify run into the writer's lock
+        assert asked.wait(30), "verify never asked for the entry's lock"
+        assert worker.is_alive()                  # ... and waits for it (flock is per open file, also between threads)
         assert store.load_dataset("thing", key) is None and path.exists()
         side.write_text(digest)                   # the writer finishes
     worker.join(30)
