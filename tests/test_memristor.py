@@ -16,7 +16,8 @@ import torch
 from scipy import stats
 
 from workbench.hardware import KnobError, MemristorMemory, crossbar_power, make, memory_from_dict, to_conductances
-from workbench.hardware.memristor import (conv_op, from_conductances, linear_op, weight_inf_norm)
+from workbench.hardware.memristor import (G_U_MIN, additive_noise, conv_op, from_conductances, linear_op,
+                                          multiplicative_noise, weight_inf_norm)
 
 CONF = 0.999
 
@@ -222,6 +223,43 @@ def test_g_u_outside_gmin_gmax_raises(knobs):
 def test_g_u_rejected_by_knob_bounds(bad):
     with pytest.raises(KnobError, match="g_u"):
         make(MemristorMemory, g_u=bad)
+
+
+@pytest.mark.parametrize("bad", [[10.0, -1.0], [10.0, float("nan")], [10.0, 0.0], [float("inf"), 5.0], [1e-13, 5.0]])
+def test_to_conductances_refuses_a_bad_tensor_g_u(bad):
+    """A tensor g_u is checked like a float one (eq 3.34–3.35 need g_min < g_u < inf): no negative,
+    NaN or infinite conductance scale slips through into the crossbar."""
+    w = torch.tensor([[1.0, -0.5], [0.2, -0.4]], dtype=torch.float64)
+    for g in (torch.tensor(bad, dtype=torch.float64), torch.tensor(bad, dtype=torch.float64).view(2, 1)):
+        with pytest.raises(KnobError, match=r"g_u=.* is out of range: g_u must be in \(0\.0, inf\)"):
+            to_conductances(w, g, 0.0)
+    with pytest.raises(KnobError, match=r"g_u=.*\(1\.0, inf\)"):
+        to_conductances(w, torch.tensor([10.0, 1.0], dtype=torch.float64), 1.0)     # not above g_min
+    with pytest.raises(KnobError, match="g_u is an empty tensor"):
+        to_conductances(w, torch.tensor([], dtype=torch.float64), 0.0)
+    gp, gm, k = to_conductances(w, torch.tensor([10.0, G_U_MIN], dtype=torch.float64), 0.0)
+    assert torch.allclose(from_conductances(gp, gm, k), w)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", True])
+def test_noise_functions_refuse_a_bad_std(bad):
+    """σ (eq 3.36, µS) and σ_c (eq 3.37) are standard deviations in [0, inf)."""
+    g = torch.ones(4, dtype=torch.float64)
+    with pytest.raises(KnobError, match=r"sigma=.* is out of range: sigma must be in \[0, inf\) µS"):
+        additive_noise(g, bad, gen(0))
+    with pytest.raises(KnobError, match=r"sigma_c=.* is out of range: sigma_c must be in \[0, inf\)"):
+        multiplicative_noise(g, bad, gen(0))
+    assert torch.equal(additive_noise(g, 0.0), g) and torch.equal(multiplicative_noise(g, 0), g)
+
+
+@pytest.mark.parametrize("col", [[[10.0, 5.0]], [[10.0], [5.0]], [[10.0, 5.0], [3.0, 2.0]], 10.0])
+def test_column_g_u_must_be_one_dimensional(col):
+    """A 2-D (or scalar) column_g_u is refused, not silently flattened into per-column values."""
+    mem = make(MemristorMemory, column_g_u=col, sigma_c=0.0)
+    with pytest.raises(KnobError, match=r"column_g_u has shape .* must be a 1-D list"):
+        mem.read(torch.ones(2, 2))
+    with pytest.raises(KnobError, match="column_g_u"):
+        memory_from_dict({"technology": "memristor", "column_g_u": col})
 
 
 def test_g_u_equal_g_max_is_allowed():

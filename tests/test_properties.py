@@ -181,6 +181,8 @@ def test_memory_knob_in_range_is_accepted_and_reads(data):
     mem = memory_from_dict({"technology": tech, knob: value})
     assert isinstance(mem, MEMORY_CLASSES[tech]) and getattr(mem, knob) == value
     w = tiny_weight()
+    if tech == "sram" and mem.bits == 1:
+        w = torch.where(w >= 0, 1.0, -1.0)          # bits=1 stores sign bits: BinaryConnect weights (eq 3.28)
     out = mem.read(w, torch.Generator().manual_seed(1)).weight
     assert out.shape == w.shape and bool(torch.isfinite(out).all())
 
@@ -266,7 +268,7 @@ def test_eta_refuses_bad_energy_constant(a):
 
 
 @FEW
-@given(p=st.lists(good_floats(0.0, 1.0), min_size=1, max_size=6), a=good_floats(0.1, 100.0))
+@given(p=st.lists(good_floats(0.0, 0.5), min_size=1, max_size=6), a=good_floats(0.1, 100.0))
 def test_eta_valid_is_finite_and_non_negative(p, a):
     out = eta(np.array(p), a)
     assert np.all(np.isfinite(out)) and np.all(out >= 0)
@@ -594,7 +596,7 @@ def test_mc_evaluate_valid(small, draws, mode, sigma_c, seed, chunk):
 
 def test_mc_evaluate_target_ci_never_stops_below_the_minimum_draws(small):
     model, x, y = small
-    ds = mc_evaluate(model, x, y, SRAMMemory(p=0.02), draws=5, target_ci_width=1e-6, max_draws=3, chunk=2, device="cpu")
+    ds = mc_evaluate(model, x, y, SRAMMemory(p=0.02, bits=8), draws=5, target_ci_width=1e-6, max_draws=3, chunk=2, device="cpu")
     assert ds.accuracy.size == 5
 
 

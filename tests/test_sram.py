@@ -15,7 +15,7 @@ import pytest
 import torch
 from scipy import stats
 
-from workbench.hardware import KnobError, SRAMMemory, make
+from workbench.hardware import KnobError, SRAMMemory, make, memory_from_dict, memory_map_from_dict, set_knobs
 from workbench.hardware import sram
 from workbench.hardware.sram import (DEFAULT_A, decode_fixed_point, encode_fixed_point, eta, fixed_point_scale,
                                      flip_fixed_point, flip_signs, memory_energy, normalised_energy,
@@ -128,6 +128,33 @@ def test_1bit_read_is_flip_signs_at_reported_positions(binary_weights):
     assert torch.equal(r.weight, flip_signs(binary_weights[:100_000], flips))
     changed = torch.nonzero(r.weight != binary_weights[:100_000]).flatten()
     assert torch.equal(changed, flips)
+
+
+@pytest.mark.parametrize("p", [0.0, 1e-3, 0.5])
+def test_1bit_read_refuses_non_binary_weights(p):
+    """bits=1 stores sign bits (eq 3.28–3.29): a full-precision weight must not be silently negated."""
+    mem = make(SRAMMemory, p=p, bits=1)
+    for w in (torch.randn(100, generator=gen(60)), torch.tensor([1.0, -1.0, 0.0]), torch.tensor([1.0, 0.5])):
+        with pytest.raises(KnobError, match=r"bits=1 stores sign bits only.*BinaryConnect.*bits in \[2, 32\]"):
+            mem.read(w, gen(61))
+    wb = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    assert bool((mem.read(wb, gen(62)).weight.abs() == 1).all())     # binarized weights are still read
+    assert make(SRAMMemory, p=p, bits=2).read(torch.tensor([0.3, -0.7]), gen(63)).weight.shape == (2,)
+
+
+def test_1bit_sram_on_layers_binaryconnect_works_full_precision_refused():
+    from workbench.nn import NoisyLinear, SmallCNN, set_memory
+    torch.manual_seed(0)
+    x = torch.randn(2, 6)
+    bc, fp = NoisyLinear(6, 3, binary=True), NoisyLinear(6, 3, binary=False)
+    for layer in (bc, fp):
+        layer.memory = make(SRAMMemory, p=0.1, bits=1)
+    assert bc(x).shape == (2, 3)
+    with pytest.raises(KnobError, match="bits=1"):
+        fp(x)
+    cnn = SmallCNN(width=0.25, binary=True).eval()          # the digits-bc network
+    set_memory(cnn, make(SRAMMemory, p=0.05, bits=1))
+    assert bool(torch.isfinite(cnn(torch.randn(2, 1, 8, 8))).all())
 
 
 @pytest.mark.parametrize("encoding", ["twos_complement", "sign_magnitude"])
@@ -368,6 +395,50 @@ def test_eta_gradient_torch():
 def test_eta_rejects_bad_p(bad):
     with pytest.raises(KnobError, match=r"\bp\b"):
         eta(bad)
+
+
+@pytest.mark.parametrize("bad", [0.6, 1.0])
+def test_eta_and_memory_energy_refuse_p_above_one_half(bad):
+    """The BSC has 0 ≤ p ≤ 1/2 (eq 3.28–3.29), as check_ber: p in (0.5, 1] is refused in every container."""
+    for arg in (bad, [0.1, bad], np.array([0.1, bad]), torch.tensor([0.1, bad], dtype=torch.float64)):
+        with pytest.raises(KnobError, match=r"p=.* is out of range: p must be in \[0, 0\.5\]"):
+            eta(arg)
+    with pytest.raises(KnobError, match=r"p=.*\[0, 0\.5\]"):
+        memory_energy([0.1, bad], [10, 20])
+    with pytest.raises(KnobError, match=r"p=.*\[0, 0\.5\]"):
+        memory_energy(torch.tensor(bad, dtype=torch.float64), [10, 20])
+    with pytest.raises(KnobError, match=r"p=.*\[0, 0\.5\]"):
+        normalised_energy(bad, [10])
+    assert eta(0.5) == pytest.approx(math.log(2) / DEFAULT_A)      # the closed upper end is accepted
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf])
+def test_sram_energy_constant_a_must_be_finite(bad):
+    """η(p) = -log(p)/a (eq 3.27) needs a finite a > 0: a = inf (η ≡ 0) is refused when set, not at use."""
+    with pytest.raises(KnobError, match=r"a=-?inf is out of range: a must be in \(0\.0, inf\)"):
+        make(SRAMMemory, a=bad)
+    with pytest.raises(KnobError, match=r"\ba=-?inf\b"):
+        memory_from_dict({"technology": "sram", "a": bad})
+    mem = make(SRAMMemory, p=1e-3)
+    with pytest.raises(KnobError, match=r"\ba=-?inf\b"):
+        set_knobs(mem, a=bad)
+    assert mem.a == DEFAULT_A
+    with pytest.raises(ValueError, match=r"\ba\b"):
+        SRAMMemory(a=bad)
+    assert make(SRAMMemory, a=1e6).eta() > 0
+
+
+def test_memory_map_from_dict_refuses_non_mappings():
+    """A list as the map or as its overrides is refused with a KnobError, as memory_from_dict does."""
+    for bad in ([{"technology": "sram"}], ("default",), "sram"):
+        with pytest.raises(KnobError, match="memory map must be a mapping"):
+            memory_map_from_dict(bad)
+    for bad in ([{"technology": "sram", "p": 0.1}], "features.0", 3):
+        with pytest.raises(KnobError, match=r"overrides=.* must be a mapping"):
+            memory_map_from_dict({"default": {"technology": "sram", "p": 0.0}, "overrides": bad})
+    mmap = memory_map_from_dict({"default": {"technology": "sram", "p": 0.0}, "overrides": {"fc": {"technology": "sram"}}})
+    assert isinstance(mmap["fc"], SRAMMemory) and mmap.default.p == 0.0
+    assert memory_map_from_dict(mmap.to_dict()).to_dict() == mmap.to_dict()
 
 
 def test_memory_energy_by_hand_three_layers():

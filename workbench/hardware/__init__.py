@@ -31,8 +31,13 @@ def memory_map_from_dict(d: dict | None) -> MemoryMap:
     """Inverse of :meth:`MemoryMap.to_dict`."""
     if not d:
         return MemoryMap()
+    if not isinstance(d, Mapping):
+        raise KnobError(f"a memory map must be a mapping {{'default': memory, 'overrides': {{layer: memory}}}}, got {d!r}")
+    overrides = d.get("overrides") or {}
+    if not isinstance(overrides, Mapping):
+        raise KnobError(f"overrides={overrides!r} must be a mapping {{layer name: memory}}")
     return MemoryMap(memory_from_dict(d.get("default")),
-                     {k: memory_from_dict(v) for k, v in (d.get("overrides") or {}).items()})
+                     {k: memory_from_dict(v) for k, v in overrides.items()})
 
 
 __all__ = [

@@ -48,6 +48,14 @@ def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: b
         raise ValueError(f"per_column needs a weight with output columns (at least 2-D), got shape {tuple(weight.shape)}")
     if isinstance(g_min, bool) or not isinstance(g_min, numbers.Real) or not 0 <= g_min < math.inf:
         raise KnobError(f"g_min={g_min!r} is out of range: g_min must be in [0, inf) µS")
+    if isinstance(g_u, torch.Tensor):
+        if g_u.numel() == 0:
+            raise KnobError(f"g_u is an empty tensor (shape {tuple(g_u.shape)}): give one g_u per output column")
+        bad = ~((g_u > g_min) & (g_u >= G_U_MIN) & torch.isfinite(g_u))     # NaN fails every comparison
+        if bool(bad.any()):
+            raise KnobError(f"g_u={g_u[bad].flatten()[:3].tolist()!r} is out of range: g_u must be in ({g_min}, inf) µS "
+                            f"(above g_min) and at least {G_U_MIN:g}, for every value of the g_u tensor "
+                            f"(shape {tuple(g_u.shape)})")
     if isinstance(g_u, torch.Tensor) and g_u.dim() == 1:
         if weight.dim() < 1 or g_u.numel() != weight.shape[0]:
             raise KnobError(f"g_u has {g_u.numel()} per-column values (column_g_u) but the weight of shape "
@@ -67,15 +75,23 @@ def from_conductances(g_plus: torch.Tensor, g_minus: torch.Tensor, k) -> torch.T
     return (g_plus - g_minus) / k
 
 
+def _check_std(name: str, value, unit: str) -> None:
+    """A noise std in ``[0, inf)`` (a Gaussian's σ), else a :class:`KnobError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
+        raise KnobError(f"{name}={value!r} is out of range: {name} must be in [0, inf){unit} (a standard deviation)")
+
+
 def additive_noise(g: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``g~ = g + ε``, ``ε ~ N(0, σ²)`` (eq 3.36)."""
+    """``g~ = g + ε``, ``ε ~ N(0, σ²)`` with ``σ ≥ 0`` µS (eq 3.36)."""
+    _check_std("sigma", sigma, " µS")
     if sigma == 0:
         return g.clone()
     return g + sigma * torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
 
 
 def multiplicative_noise(g: torch.Tensor, sigma_c: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``g~ = g·δ``, ``δ ~ N(1, σ_c²)`` (eq 3.37); on weights this is ``w~ = w·δ`` (eq 3.38)."""
+    """``g~ = g·δ``, ``δ ~ N(1, σ_c²)`` with ``σ_c ≥ 0`` (eq 3.37); on weights this is ``w~ = w·δ`` (eq 3.38)."""
+    _check_std("sigma_c", sigma_c, "")
     if sigma_c == 0:
         return g.clone()
     return g * (1 + sigma_c * torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype))
@@ -153,10 +169,13 @@ class MemristorMemory(Memory):
             raise KnobError(f"g_u={self.g_u} is out of range: g_u must be in ({self.g_min}, {self.g_max}] (g_min, g_max]")
         if self.column_g_u is not None:
             try:
-                col = torch.as_tensor(self.column_g_u, dtype=torch.float64).flatten()
+                col = torch.as_tensor(self.column_g_u, dtype=torch.float64)
             except (TypeError, ValueError, RuntimeError):
                 raise KnobError(f"column_g_u={self.column_g_u!r} must be a list of per-column g_u values (µS) in "
                                 f"({self.g_min}, {self.g_max}]") from None
+            if col.dim() != 1:
+                raise KnobError(f"column_g_u has shape {tuple(col.shape)}: column_g_u must be a 1-D list with one g_u "
+                                f"per output column, each in ({self.g_min}, {self.g_max}] µS")
             if col.numel() == 0:
                 raise KnobError(f"column_g_u=[] is empty: give one g_u per output column, each in ({self.g_min}, {self.g_max}]")
             if not bool(((col > self.g_min) & (col >= G_U_MIN) & (col <= self.g_max)).all()):
@@ -176,7 +195,7 @@ class MemristorMemory(Memory):
     def program(self, weight: torch.Tensor):
         """Noise-free conductances ``(g+, g-, k)`` of ``weight`` (eq 3.34–3.35)."""
         self.check()
-        g_u = (self.g_u if self.column_g_u is None      # flattened as check() and knobs() see it
+        g_u = (self.g_u if self.column_g_u is None      # 1-D, as check() requires
                else torch.as_tensor(self.column_g_u, dtype=weight.dtype, device=weight.device).reshape(-1))
         return to_conductances(weight, g_u, self.g_min, per_column=self.normalise == "column")
 

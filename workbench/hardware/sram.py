@@ -30,21 +30,22 @@ def eta(p: float | np.ndarray | torch.Tensor, a: float = DEFAULT_A):
     """Energy per bit read at bit error rate ``p``: ``η(p) = -log(p)/a``, ``η(0) = 1`` (eq 3.27).
 
     Relative to the nominal (reliable) supply, so ``η(p) < 1`` once ``p > e^-a``.  Works on
-    floats, numpy arrays and torch tensors (differentiable for ``p > 0``).
+    floats, numpy arrays and torch tensors (differentiable for ``p > 0``).  ``p`` is the BER of
+    the binary symmetric channel, ``0 ≤ p ≤ 1/2`` (eq 3.28–3.29); anything else is refused.
     """
     if isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0 < a < math.inf:
         raise KnobError(f"a={a!r} is out of range: a must be in (0, inf) (energy-model constant of eq 3.27)")
     if isinstance(p, torch.Tensor):
-        if bool(((p < 0) | (p > 1) | torch.isnan(p)).any()):
-            raise KnobError(f"p must be in [0, 1] (bit error rate), got {p!r}")
+        if bool(((p < 0) | (p > 0.5) | torch.isnan(p)).any()):
+            raise KnobError(f"p={p!r} is out of range: p must be in [0, 0.5] (bit error rate, eq 3.28–3.29)")
         safe = torch.where(p > 0, p, torch.ones_like(p))
         return torch.where(p > 0, -torch.log(safe) / a, torch.ones_like(p))
     try:
         arr = np.asarray(p, dtype=float)
     except (TypeError, ValueError):
-        raise KnobError(f"p must be in [0, 1] (bit error rate), got {p!r}") from None
-    if np.any((arr < 0) | (arr > 1)) or np.any(np.isnan(arr)):
-        raise KnobError(f"p must be in [0, 1] (bit error rate), got {p!r}")
+        raise KnobError(f"p={p!r} must be a bit error rate in [0, 0.5] (eq 3.28–3.29)") from None
+    if np.any((arr < 0) | (arr > 0.5)) or np.any(np.isnan(arr)):
+        raise KnobError(f"p={p!r} is out of range: p must be in [0, 0.5] (bit error rate, eq 3.28–3.29)")
     with np.errstate(divide="ignore"):
         out = np.where(arr > 0, -np.log(np.where(arr > 0, arr, 1.0)) / a, 1.0)
     return float(out) if out.ndim == 0 else out
@@ -54,8 +55,9 @@ def memory_energy(p: Sequence[float] | np.ndarray | torch.Tensor, counts: Sequen
                   a: float = DEFAULT_A):
     """Memory energy ``E(p) = ζ · Σ_l η(p_l) · count(W_l)`` (eq 3.30), in nominal bit-reads.
 
-    ``p``: one BER per layer (shape ``(L,)``) or a scalar for all layers; ``counts``: number of
-    weights of each layer; ``bits``: ``ζ``, bits per weight.
+    ``p``: one BER per layer (shape ``(L,)``) or a scalar for all layers, each in ``[0, 1/2]``
+    (eq 3.28–3.29, checked by :func:`eta`); ``counts``: number of weights of each layer;
+    ``bits``: ``ζ``, bits per weight.
     """
     try:
         counts_arr = np.asarray(counts, dtype=float)
@@ -230,8 +232,8 @@ class SRAMMemory(Memory):
     technology = "sram"
     p = param.Number(1e-3, bounds=(0.0, 0.5), doc="bit error rate of the SRAM read")
     bits = param.Integer(1, bounds=(1, 32), doc="bits per stored weight ζ (1 = BinaryConnect)")
-    a = param.Number(DEFAULT_A, bounds=(0.0, None), inclusive_bounds=(False, True),
-                     doc="energy-model constant a of η(p) = -log(p)/a")
+    a = param.Number(DEFAULT_A, bounds=(0.0, math.inf), inclusive_bounds=(False, False),   # finite: η(p) = 0 at a = inf
+                     doc="energy-model constant a of η(p) = -log(p)/a (eq 3.27)")
     encoding = param.Selector(default="twos_complement", objects=["twos_complement", "sign_magnitude"],
                               doc="fixed-point code for bits > 1")
 
@@ -248,6 +250,11 @@ class SRAMMemory(Memory):
         return self.bits * self.eta() * n_weights
 
     def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
+        """One read: ``bits == 1`` needs binarized weights ``w_b ∈ {-1, +1}`` (the BSC of eq 3.28–3.29
+        flips sign bits only); any other weight is refused rather than silently sign-flipped."""
+        if self.bits == 1 and not bool((weight.detach().abs() == 1).all()):
+            raise KnobError("bits=1 stores sign bits only (BSC of eq 3.28–3.29): the layer must be BinaryConnect "
+                            "(binary=True, weights in {-1, +1}) or use bits in [2, 32] (fixed point)")
         n = weight.numel() * self.bits
         pos = sample_flip_positions(n, self.p, generator, weight.device)
         if self.bits == 1:
