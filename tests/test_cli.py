@@ -284,3 +284,59 @@ def test_cache_list_verify_clear(tmp_path, capsys):
     assert own(cli_json(capsys, "cache", "list", "--cache-dir", str(root))) == []
     assert main(["cache", "list", "--cache-dir", str(root)]) == 0        # human-readable form
     assert "bad: 0" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- flags of the other memory
+
+OTHER_MEMORY = [   # (argv, the flag named, the memory named)
+    (["evaluate", "--memory", "memristor", "--p", "0.7", "--bits", "0"], "--p", "memristor"),
+    (["evaluate", "--memory", "memristor", "--bits", "4"], "--bits", "memristor"),
+    (["evaluate", "--memory", "sram", "--sigma-c", "5", "--g-u", "-1"], "--sigma-c", "sram"),
+    (["evaluate", "--memory", "sram", "--g-u", "10"], "--g-u", "sram"),
+    (["evaluate", "--memory", "sram", "--sigma", "1"], "--sigma", "sram"),
+    (["evaluate", "--memory", "sram", "--noise", "additive"], "--noise", "sram"),
+    (["evaluate", "--memory", "ideal", "--bits", "4"], "--bits", "ideal"),
+    (["evaluate", "--memory", "ideal", "--noise", "additive"], "--noise", "ideal"),
+    (["curve", "--memory", "sram", "--knob", "p", "--sigma-c", "0.1"], "--sigma-c", "sram"),
+    (["curve", "--memory", "memristor", "--knob", "sigma_c", "--p", "0.1"], "--p", "memristor"),
+    (["curve", "--memory", "memristor", "--knob", "p"], "knob=p", "memristor"),
+    (["curve", "--memory", "sram", "--knob", "g_u"], "knob=g_u", "sram"),
+]
+
+
+@pytest.mark.parametrize("argv,flag,memory", OTHER_MEMORY, ids=[" ".join(a) for a, _, _ in OTHER_MEMORY])
+def test_a_flag_of_the_other_memory_is_refused_not_dropped(argv, flag, memory, tmp_path, capsys):
+    rc = main([*argv, "--json", "--quiet", "--cache-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 2, err
+    assert out == "" and "Traceback" not in err
+    assert err.startswith("workbench: error:")
+    assert flag in err and f"--memory {memory}" in err, err
+    assert Store(tmp_path, read_only=[]).entries() == []       # refused before any training
+
+
+# --------------------------------------------------------------------------- sweep spec / lanmax knobs
+
+def test_sweep_spec_missing_a_key_names_the_experiment_and_its_required_keys(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": "x", "experiments": {
+        "uniform_ber": {"p_test": [0.0], "seeds": [0], "draws": 1}}}))
+    rc = main(["sweep", str(spec), "--quiet", "--cache-dir", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert "'uniform_ber'" in err and "'p_train'" in err, err
+    assert "requires p_train, p_test, seeds, draws" in err, err
+    from workbench.experiments.sweep import run_experiment
+    from workbench.hardware import KnobError
+    with pytest.raises(KnobError, match="'energy_accuracy' is missing the parameters 'widths', 'p_uniform'"):
+        run_experiment("energy_accuracy", {"alphas": [0.0], "seeds": [0], "draws": 1}, Store(tmp_path / "s2"))
+
+
+@pytest.mark.parametrize("knob", ["sam=sam", "sam=samson2", "clip_std=2"])
+def test_lanmax_refuses_a_sharpness_aware_optimizer_and_clip_std(knob, tmp_path, capsys):
+    rc = main(["lanmax", "--set", "epochs=1", "--set", knob, "--json", "--quiet", "--cache-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert rc == 2, err
+    assert out == "" and "Traceback" not in err and err.startswith("workbench: error:")
+    assert knob.split("=")[0] + "=" in err and "LaNMax" in err and "SGD+Nesterov" in err, err
+    assert Store(tmp_path, read_only=[]).entries() == []

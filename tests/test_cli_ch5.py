@@ -64,3 +64,30 @@ def test_drift_command_reads_the_pcm_model_at_each_time(tmp_path, capsys):
     assert all(0.0 <= a <= 1.0 for a in out["accuracy_mean"])
     assert main(["drift", *SMALL, "--times", "0", "--quiet", "--cache-dir", str(tmp_path)]) == 2
     assert "times" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", ["0", "-0.1", "1.5", "nan"])
+def test_sharpness_refuses_a_robustness_level_that_is_not_above_zero(level, tmp_path, capsys):
+    # σ_c = 0 would compare the clean accuracy with itself: robustness 0.0 and a single dict key
+    from workbench.experiments import Store
+    assert main(["sharpness", *SMALL, "--sigma-c", level, "--draws", "2", "--json", "--quiet",
+                 "--cache-dir", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err and err.startswith("workbench: error:")
+    assert "sigma_c=" in err and "(0.0, 1.0]" in err, err
+    assert Store(tmp_path, read_only=[]).entries() == []
+
+
+def test_make_sam_optimizer_refuses_momentum_outside_train_configs_range():
+    # the optimizers of ch. 5 take TrainConfig.momentum's range [0, 1), for every method and base
+    import torch
+    from workbench.hardware import KnobError
+    from workbench.training import make_sam_optimizer
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    for name in ("sgd", "sam", "asam"):
+        for base in ("sgd", "adam"):
+            for bad in (5, 1.0, -0.1, float("nan")):
+                with pytest.raises(KnobError, match=r"momentum=.* momentum must be in \[0, 1\)"):
+                    make_sam_optimizer(name, net, base, momentum=bad)
+    assert make_sam_optimizer("sam", net, momentum=0.99).base_optimizer.param_groups[0]["momentum"] == 0.99
+    assert make_sam_optimizer("sgd", net, momentum=0.0).param_groups[0]["momentum"] == 0.0

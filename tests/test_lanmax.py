@@ -352,3 +352,11 @@ def test_cancel(digits):
     with pytest.raises(Cancelled):
         train_lanmax(cfg(), LaNMaxConfig(), digits, device="cpu", progress=progress, cancel=ev)
     assert seen == [1]
+
+
+@pytest.mark.parametrize("knob,value", [("sam", "sam"), ("sam", "asam"), ("clip_std", 2.0)])
+def test_train_config_refuses_knobs_lanmax_does_not_take(knob, value, digits):
+    # LaNMax trains with SGD+Nesterov on the BSC (ch. 4): no silently ignored clip_std, no TypeError for sam
+    with pytest.raises(KnobError, match=rf"{knob}=.*LaNMax.*SGD\+Nesterov"):
+        train_lanmax(TrainConfig(binary=True, epochs=1, width=0.5, **{knob: value}), LaNMaxConfig(), digits,
+                     device="cpu")

@@ -63,23 +63,37 @@ def _progress(desc: str, quiet: bool):
     return cb
 
 
+#: the memory flags of ``evaluate``/``curve`` and the memory each belongs to (``ideal`` takes none)
+MEMORY_FLAGS: dict[str, tuple[str, ...]] = {
+    "ideal": (),
+    "sram": ("p", "bits"),
+    "memristor": ("sigma_c", "sigma", "g_u", "noise"),
+}
+
+
+#: the knobs ``workbench curve --knob`` sweeps
+CURVE_KNOBS = ("p", "sigma_c", "sigma", "g_u")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _memory_dict(args) -> dict[str, Any]:
+    """The memory map of ``--memory`` and its flags; a flag of another memory is refused, not dropped."""
     tech = args.memory
+    own = MEMORY_FLAGS[tech]
+    for other, names in MEMORY_FLAGS.items():
+        for name in names:
+            if name not in own and getattr(args, name, None) is not None:
+                hint = (f"choose --memory {other}" if tech == "ideal" else
+                        f"--memory {tech} takes only {', '.join(map(_flag, own))}")
+                raise KnobError(f"{_flag(name)} is a --memory {other} flag and has no effect with --memory {tech}; {hint}")
     knobs: dict[str, Any] = {"technology": tech}
-    if tech == "sram":
-        if args.p is not None:
-            knobs["p"] = args.p
-        if args.bits is not None:
-            knobs["bits"] = args.bits
-    elif tech == "memristor":
-        for name in ("sigma_c", "sigma", "g_u", "noise"):
-            v = getattr(args, name)
-            if v is not None:
-                knobs[name] = v
-    else:
-        for name in ("p", "sigma_c", "sigma", "g_u"):
-            if getattr(args, name) is not None:
-                raise KnobError(f"--{name.replace('_', '-')} has no effect with --memory ideal; choose --memory sram or memristor")
+    for name in own:
+        v = getattr(args, name)
+        if v is not None:
+            knobs[name] = v
     mem = memory_from_dict(knobs)       # validates every knob, naming it and its range
     return {"default": {**mem.knobs()}, "overrides": {}}
 
@@ -134,6 +148,12 @@ def cmd_evaluate(args) -> dict:
 def cmd_curve(args) -> dict:
     from .experiments import noise_curve
     mem = _memory_dict(args)
+    if args.knob not in MEMORY_FLAGS[args.memory]:      # a curve of another memory's knob: refuse, do not guess
+        owner = next(t for t, names in MEMORY_FLAGS.items() if args.knob in names)
+        mine = [k for k in CURVE_KNOBS if k in MEMORY_FLAGS[args.memory]]
+        hint = (f"with --memory {args.memory} knob must be one of {', '.join(mine)}" if mine else
+                f"choose --memory {owner}")
+        raise KnobError(f"knob={args.knob} is a --memory {owner} knob and has no effect with --memory {args.memory}; {hint}")
     preset, cfg = _config(args, args.memory)
     ds = noise_curve(cfg, mem, args.knob, args.values, draws=args.draws, seed=args.seed, adabs=args.adabs,
                      store=_store(args),
@@ -193,7 +213,9 @@ def cmd_sweep(args) -> dict:
 def cmd_lanmax(args) -> dict:
     """Train one network with LaNMax (Algorithm 1) and report the learned per-layer BER."""
     from .experiments.sram import evaluate_lanmax, lanmax_run
+    from .training.lanmax import _check_train_config
     preset, cfg = _config(args, default="digits-wrn-bc")
+    _check_train_config(cfg)            # refuse knobs LaNMax does not take before touching the store
     lanmax = dict(parse_assignment(s) for s in (args.lanmax or []))
     if args.alpha is not None:
         lanmax["alpha"] = args.alpha
@@ -215,7 +237,11 @@ def cmd_sharpness(args) -> dict:
     _check_number("rho", args.rho, 0.0, 10.0, lo_open=True)
     if args.m < 1:
         raise KnobError(f"m={args.m} is out of range: m must be ≥ 1")
-    _check_number("sigma_c", args.sigma_c, 0.0, 1.0)
+    # the robustness gap is accuracy at σ_c = 0 minus accuracy at --sigma-c: σ_c = 0 would compare the clean
+    # accuracy with itself (gap 0.0 by construction, one "sigma_c=0" key), so the level must be > 0
+    if not (args.sigma_c == args.sigma_c and 0.0 < args.sigma_c <= 1.0):
+        raise KnobError(f"sigma_c={args.sigma_c!r} is out of range: sigma_c must be in (0.0, 1.0] (the robustness gap "
+                        "compares the accuracy at sigma_c=0 with the accuracy at --sigma-c, so it needs a noise level > 0)")
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad:
         raise KnobError(f"variant={bad[0]!r} is not valid: variants must be among {', '.join(VARIANTS)}")
@@ -325,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("curve", parents=[common], help="accuracy vs one noise knob")
     model_args(c)
     memory_args(c)
-    c.add_argument("--knob", default="p", choices=["p", "sigma_c", "sigma", "g_u"])
+    c.add_argument("--knob", default="p", choices=list(CURVE_KNOBS))
     c.add_argument("--values", type=float, nargs="+", help="grid (default: the built-in one)")
     c.set_defaults(func=cmd_curve)
 
@@ -356,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--rho", type=float, default=0.5, help="ρ of the m-sharpness, in (0, inf)")
     sh.add_argument("--m", type=int, default=128, help="minibatch size m")
     sh.add_argument("--variants", nargs="+", default=["sam", "asam", "samson2", "samsoninf"])
-    sh.add_argument("--sigma-c", dest="sigma_c", type=float, default=0.4, help="σ_c of the robustness gap")
+    sh.add_argument("--sigma-c", dest="sigma_c", type=float, default=0.4, help="σ_c of the robustness gap, in (0, 1]")
     sh.add_argument("--draws", type=int, default=10, help="Monte-Carlo draws per accuracy")
     sh.add_argument("--adabs", action="store_true", help="AdaBS before testing under noise")
     sh.set_defaults(func=cmd_sharpness)

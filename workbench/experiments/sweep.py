@@ -100,6 +100,23 @@ EXPERIMENTS: dict[str, Callable[..., xr.Dataset]] = {
     "pcm_drift": _ch5("drift_study"), "rho": _ch5("rho_study"), "nas": _nas, "nas_select": _nas_select,
 }
 
+#: the parameters each experiment cannot do without (the others have defaults)
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "uniform_ber": ("p_train", "p_test", "seeds", "draws"),
+    "sensitivity": ("p_train", "seeds", "base_p", "high_p", "draws"),
+    "spectra": ("p_train", "seeds"),
+    "energy_accuracy": ("widths", "p_uniform", "alphas", "seeds", "draws"),
+}
+
+
+def check_params(name: str, params: dict[str, Any], source: str = "sweep spec") -> None:
+    """A :class:`KnobError` naming the experiment and its missing parameters, if any are missing."""
+    required = REQUIRED.get(name, ())
+    missing = [k for k in required if k not in params]
+    if missing:
+        raise KnobError(f"{source}: experiment {name!r} is missing the parameter{'s' if len(missing) > 1 else ''} "
+                        f"{', '.join(map(repr, missing))}; {name} requires {', '.join(required)}")
+
 
 def load_spec(path: str | Path = SRAM_SPEC) -> dict[str, Any]:
     """Read and check a sweep spec (JSON: ``{"name": ..., "experiments": {name: params}}``)."""
@@ -133,6 +150,8 @@ def check_spec(spec: Any, source: str = "sweep spec") -> dict[str, Any]:
     bad = [k for k, v in spec["experiments"].items() if not isinstance(v, dict)]
     if bad:
         raise KnobError(f"{source}: the parameters of {bad} must be JSON objects")
+    for name, params in spec["experiments"].items():
+        check_params(name, params, source)
     return spec
 
 
@@ -141,6 +160,7 @@ def run_experiment(name: str, params: dict[str, Any], store: Store | None = None
     """One experiment of a spec, cached under its parameters."""
     if name not in EXPERIMENTS:
         raise KnobError(f"experiment={name!r} must be one of {sorted(EXPERIMENTS)}")
+    check_params(name, params)
     store = store or Store()
     return store.get_or_compute(f"sweep-{name}", params,
                                 lambda: EXPERIMENTS[name](params, store, device, progress, cancel))

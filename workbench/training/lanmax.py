@@ -229,6 +229,15 @@ class LaNMaxResult:
 
 
 def _check_train_config(cfg: TrainConfig) -> None:
+    """Refuse the training knobs LaNMax cannot honour (rather than train without them)."""
+    recipe = "LaNMax trains the network with SGD+Nesterov on the BSC (thesis ch. 4, Algorithm 1)"
+    if cfg.sam != "none":
+        raise KnobError(f"sam={cfg.sam!r} is not valid for LaNMax: sam must be 'none'; {recipe} and does not take "
+                        "a sharpness-aware optimizer (sam, rho)")
+    if cfg.clip_std:
+        raise KnobError(f"clip_std={cfg.clip_std!r} is not valid for LaNMax: clip_std must be 0 (off); {recipe} and "
+                        "does not take the ±α·std(W_l) clipping of the noise-injection baseline (§5.4.1); "
+                        "the latent-weight clip (clip) applies")
     if not cfg.binary:
         raise KnobError("binary=False: LaNMax needs binary=True (BinaryConnect, ζ=1; the BSC of eq 3.28 acts on sign bits)")
     if cfg.train_memory:

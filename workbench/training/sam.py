@@ -523,9 +523,9 @@ def make_sam_optimizer(name: str, params: Any, base: str = "sgd", *, rho: float 
     if rho is not None:
         check_rho(rho)
     eta = check_eta(eta)
-    momentum = _number("momentum", momentum, "[0, inf)")
-    if not 0.0 <= momentum < math.inf:
-        raise KnobError(f"momentum={momentum!r} is out of range: momentum must be in [0, inf)")
+    momentum = _number("momentum", momentum, "[0, 1)")
+    if not 0.0 <= momentum < 1.0:       # TrainConfig.momentum's range: a momentum ≥ 1 never forgets a gradient
+        raise KnobError(f"momentum={momentum!r} is out of range: momentum must be in [0, 1)")
     weight_decay = _number("weight_decay", weight_decay, "[0, inf)")
     if not 0.0 <= weight_decay < math.inf:
         raise KnobError(f"weight_decay={weight_decay!r} is out of range: weight_decay must be in [0, inf)")
