@@ -251,8 +251,10 @@ class SRAMMemory(Memory):
 
     def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
         """One read: ``bits == 1`` needs binarized weights ``w_b ∈ {-1, +1}`` (the BSC of eq 3.28–3.29
-        flips sign bits only); any other weight is refused rather than silently sign-flipped."""
-        if self.bits == 1 and not bool((weight.detach().abs() == 1).all()):
+        flips sign bits only); other weights are refused rather than silently sign-flipped.  The
+        check looks at (at most) 64 entries spread over the tensor, so that it costs nothing next
+        to the read; a noisy layer checks its own ``binary`` flag in full before reading."""
+        if self.bits == 1 and not bool((_spread_sample(weight.detach()).abs() == 1).all()):
             raise KnobError("bits=1 stores sign bits only (BSC of eq 3.28–3.29): the layer must be BinaryConnect "
                             "(binary=True, weights in {-1, +1}) or use bits in [2, 32] (fixed point)")
         n = weight.numel() * self.bits
@@ -260,6 +262,12 @@ class SRAMMemory(Memory):
         if self.bits == 1:
             return Read(flip_signs(weight, pos), {"flips": pos})
         return Read(flip_fixed_point(weight, self.bits, pos, self.encoding), {"flips": pos})
+
+
+def _spread_sample(t: torch.Tensor, k: int = 64) -> torch.Tensor:
+    """At most ``k`` entries of ``t``, evenly strided over its elements (a view, no copy)."""
+    flat = t.reshape(-1)
+    return flat[::max(1, flat.numel() // k)][:k]
 
 
 def layer_energy_table(p_by_layer: Mapping[str, float], counts: Mapping[str, int], bits: int = 1,

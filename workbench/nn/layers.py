@@ -14,7 +14,7 @@ import threading
 import torch
 import torch.nn as nn
 
-from ..hardware.base import IdealMemory, Memory, MemoryMap
+from ..hardware.base import IdealMemory, KnobError, Memory, MemoryMap
 from ..hardware.memristor import conv_op, linear_op
 from ..hardware.quant import binarize, binary_output_scale
 
@@ -55,6 +55,9 @@ class NoisyMixin:
         wq = self.quantized_weight()
         if not self.memory.is_noisy:
             return wq, None
+        if not self.binary and self.memory.technology == "sram" and self.memory.bits == 1:
+            raise KnobError("bits=1 stores sign bits only (BSC of eq 3.28–3.29): this layer is full precision; "
+                            "make it BinaryConnect (binary=True) or give its SRAM bits in [2, 32] (fixed point)")
         r = self.memory.read(wq.detach(), generator if generator is not None else self.generator)
         return wq + (r.weight - wq.detach()), r
 
