@@ -214,3 +214,14 @@ def test_noise_curve_refuses_bad_arguments_before_training(memory, values, kwarg
     with pytest.raises(KnobError, match=re.escape(message)):
         core.noise_curve(core.preset_config("digits-cnn"), memory, "p", values, store=Store(tmp_path, read_only=[]),
                          **kwargs)
+
+
+def test_evaluate_refuses_a_memory_map_that_does_not_fit_the_network_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(core, "train_model", _no_training)
+    store = Store(tmp_path, read_only=[])
+    cfg = core.preset_config("digits-cnn")                      # full precision
+    with pytest.raises(KnobError, match=r"bits=1 stores sign bits only.*full precision.*digits-bc"):
+        core.evaluate(cfg, {"default": {"technology": "sram", "p": 0.01, "bits": 1}}, store=store)
+    with pytest.raises(KeyError, match="no_such_layer"):
+        core.evaluate(cfg, {"default": {"technology": "sram", "p": 0.01, "bits": 8},
+                            "overrides": {"no_such_layer": {"technology": "ideal"}}}, store=store)

@@ -225,7 +225,7 @@ def test_set_memory_map_and_unknown_layer():
     model = SmallCNN(width=0.25)
     names = list(noisy_layers(model))
     assert names == ["features.0", "features.3", "features.7", "classifier"]
-    sram = make(SRAMMemory, p=1e-2)
+    sram = make(SRAMMemory, p=1e-2, bits=8)
     mmap = MemoryMap(IdealMemory(), {"classifier": sram})
     set_memory(model, mmap)
     layers = noisy_layers(model)

@@ -14,7 +14,7 @@ import xarray as xr
 from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
 from ..datasets import as_tensors, load_dataset
 from ..hardware import KnobError, memory_map_from_dict
-from ..nn import layer_param_counts
+from ..nn import layer_param_counts, set_memory
 from ..training import TrainConfig, make_model, train
 from .store import Store, spec_key
 
@@ -186,6 +186,9 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
             "adabs": bool(adabs)}
 
     def compute():
+        # the memory map must fit the network (layer names, 1-bit SRAM on BinaryConnect layers only):
+        # checked on the untrained network, before a training this call may start
+        set_memory(make_model(cfg, load_dataset(cfg.dataset, data_root)), mmap)
         trained = train_model(cfg, store, device=device, data_root=data_root, cancel=cancel)
         x, y = test_tensors(cfg, data_root)
         model = trained.model

@@ -118,6 +118,11 @@ def set_memory(model: nn.Module, memory: MemoryMap | Memory | None) -> nn.Module
     unknown = set(mmap.overrides) - set(layers)
     if unknown:
         raise KeyError(f"memory map names layers the model does not have: {sorted(unknown)}; layers: {list(layers)}")
+    full = [name for name, layer in layers.items() if not layer.binary and mmap[name].technology == "sram"
+            and mmap[name].bits == 1]
+    if full:
+        raise KnobError(f"bits=1 stores sign bits only (BSC of eq 3.28–3.29), but layers {full} are full precision: "
+                        "use a BinaryConnect network (e.g. the digits-bc preset) or SRAM bits in [2, 32]")
     for name, layer in layers.items():
         layer.memory = mmap[name]
     return model
