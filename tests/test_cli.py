@@ -340,3 +340,17 @@ def test_lanmax_refuses_a_sharpness_aware_optimizer_and_clip_std(knob, tmp_path,
     assert out == "" and "Traceback" not in err and err.startswith("workbench: error:")
     assert knob.split("=")[0] + "=" in err and "LaNMax" in err and "SGD+Nesterov" in err, err
     assert Store(tmp_path, read_only=[]).entries() == []
+
+
+@pytest.mark.parametrize("flags, knob", [(["--memory", "sram"], "p"), (["--memory", "memristor"], "sigma_c"),
+                                         (["--memory", "memristor", "--noise", "additive"], "sigma")])
+def test_curve_sweeps_the_memorys_own_knob_by_default(flags, knob, tmp_path, capsys):
+    assert main(["curve", *flags, "--values", "0.0", "--draws", "2", "--json", "--quiet", "--cache-dir",
+                 str(tmp_path)]) == 0
+    out = one_json(capsys.readouterr().out)
+    assert out["knob"] == knob and out["values"] == [0.0]
+
+
+def test_curve_of_the_ideal_memory_is_refused(tmp_path, capsys):
+    assert main(["curve", "--memory", "ideal", "--cache-dir", str(tmp_path)]) == 2
+    assert "--memory ideal has no noise knob" in capsys.readouterr().err

@@ -148,6 +148,10 @@ def cmd_evaluate(args) -> dict:
 def cmd_curve(args) -> dict:
     from .experiments import noise_curve
     mem = _memory_dict(args)
+    if args.knob is None:                               # the memory's own noise knob
+        if args.memory == "ideal":
+            raise KnobError("--memory ideal has no noise knob to sweep; choose --memory sram or --memory memristor")
+        args.knob = "p" if args.memory == "sram" else ("sigma" if getattr(args, "noise", None) == "additive" else "sigma_c")
     if args.knob not in MEMORY_FLAGS[args.memory]:      # a curve of another memory's knob: refuse, do not guess
         owner = next(t for t, names in MEMORY_FLAGS.items() if args.knob in names)
         mine = [k for k in CURVE_KNOBS if k in MEMORY_FLAGS[args.memory]]
@@ -351,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("curve", parents=[common], help="accuracy vs one noise knob")
     model_args(c)
     memory_args(c)
-    c.add_argument("--knob", default="p", choices=list(CURVE_KNOBS))
+    c.add_argument("--knob", default=None, choices=list(CURVE_KNOBS),
+                   help="knob swept (default: p for --memory sram; sigma_c, or sigma with --noise additive, for memristor)")
     c.add_argument("--values", type=float, nargs="+", help="grid (default: the built-in one)")
     c.set_defaults(func=cmd_curve)
 
