@@ -39,6 +39,19 @@ def wait_until(fn, timeout: float = 60.0, interval: float = 0.2, message: str = 
     raise AssertionError(f"timed out after {timeout} s waiting for {message}" + (f" (last error: {last_exc!r})" if last_exc else ""))
 
 
+def watch_console(page) -> list[tuple[str, str]]:
+    """Record the page's console messages and uncaught errors as ``(type, text)``."""
+    console: list[tuple[str, str]] = []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    return console
+
+
+def assert_no_console_errors(console: list[tuple[str, str]]) -> None:
+    errors = [m for m in console if m[0] == "error"]
+    assert not errors, f"browser console errors: {errors}"
+
+
 def settled_screenshot(locator, timeout: float = 60.0, message: str = "the element to settle") -> bytes:
     """A screenshot of ``locator`` once the page has stopped redrawing it: two shots in a row are
     equal.  A figure that a pane replaces while the shot is taken ("not attached to the DOM") is

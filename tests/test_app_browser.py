@@ -7,7 +7,7 @@ import re
 from urllib.parse import urlparse
 
 import pytest
-from conftest import settled_screenshot, wait_until
+from conftest import assert_no_console_errors, settled_screenshot, wait_until, watch_console
 
 pytestmark = pytest.mark.browser
 
@@ -19,9 +19,7 @@ def _energy_text(page) -> str:
 
 
 def test_playground_p_slider_changes_plots(served_app, page):
-    console, requests = [], []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    console, requests = watch_console(page), []
     page.on("request", lambda r: requests.append(r.url))
     page.set_viewport_size({"width": 1400, "height": 1200})
     page.goto(f"{served_app}/apps")
@@ -47,7 +45,6 @@ def test_playground_p_slider_changes_plots(served_app, page):
     # the URL carries the state (a lesson is a link)
     wait_until(lambda: "p=" in page.url, 30, message="p in the URL")
 
-    errors = [m for m in console if m[0] == "error"]
-    assert not errors, f"browser console errors: {errors}"
+    assert_no_console_errors(console)
     outside = [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost", None) and not u.startswith("data:")]
     assert not outside, f"the page requested resources outside the machine: {outside[:5]}"

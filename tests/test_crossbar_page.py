@@ -10,7 +10,7 @@ import time
 import holoviews as hv
 import numpy as np
 import pytest
-from conftest import spec_explorer, wait_until
+from conftest import assert_no_console_errors, spec_explorer, wait_until, watch_console
 
 from workbench.experiments import Store
 from workbench.experiments.crossbar import evaluate_state, nas_study, select_study
@@ -159,9 +159,7 @@ def test_the_shipped_study_is_complete():
 
 @pytest.mark.browser
 def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, page):
-    console = []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    console = watch_console(page)
     page.set_viewport_size({"width": 1500, "height": 1300})
     page.goto(f"{served_app}/apps?page=crossbar")
 
@@ -197,8 +195,7 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
         page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
         return page.get_by_text(re.compile(r"depth per stage")).count() > 0
     wait_until(click_a_point, 120, interval=2.0, message="the point's details")
-    errors = [m for m in console if m[0] == "error"]
-    assert not errors, f"browser console errors: {errors}"
+    assert_no_console_errors(console)
 
 
 def test_nas_command_reports_r2_hypervolumes_and_fronts(tmp_path, capsys):

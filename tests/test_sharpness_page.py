@@ -9,7 +9,7 @@ import re
 import holoviews as hv
 import numpy as np
 import pytest
-from conftest import settled_screenshot, spec_explorer, wait_until
+from conftest import assert_no_console_errors, settled_screenshot, spec_explorer, wait_until, watch_console
 
 from workbench.experiments import Store
 from workbench.experiments.sharpness import METHODS
@@ -167,9 +167,7 @@ def test_the_shipped_study_is_complete():
 
 @pytest.mark.browser
 def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
-    console = []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    console = watch_console(page)
     page.set_viewport_size({"width": 1500, "height": 1300})
     page.goto(f"{served_app}/apps?page=sharpness&method=sam")
     readout = re.compile(r"^SAM, ρ = 0\.1, seed 0")
@@ -202,5 +200,4 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
         slider.press("ArrowRight")
     page.mouse.click(5, 5)
     wait_until(lambda: settled_screenshot(fig, 20) != shot, 60, message="the perturbation plot to follow ρ")
-    errors = [m for m in console if m[0] == "error"]
-    assert not errors, f"browser console errors: {errors}"
+    assert_no_console_errors(console)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import assert_no_console_errors, wait_until, watch_console
 
 from workbench.experiments import Store
 from workbench.experiments.sram import energy_of
@@ -57,9 +57,7 @@ def test_lanmax_run_streams_p_then_cancel_keeps_state(explorer):
 
 @pytest.mark.browser
 def test_sram_page_edit_layer_and_start_cancel_lanmax(served_app, page):
-    console = []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    console = watch_console(page)
     page.set_viewport_size({"width": 1400, "height": 1200})
     page.goto(f"{served_app}/apps?page=sram")
     page.get_by_text("Per-layer p & LaNMax").click()
@@ -80,8 +78,7 @@ def test_sram_page_edit_layer_and_start_cancel_lanmax(served_app, page):
     page.keyboard.press("Escape")
     page.get_by_role("button", name="Cancel").click()
     wait_until(lambda: page.get_by_text("LaNMax run cancelled").count() > 0, 120, message="the run to stop")
-    errors = [m for m in console if m[0] == "error"]
-    assert not errors, f"browser console errors: {errors}"
+    assert_no_console_errors(console)
 
 
 def test_clicking_a_point_shows_its_p_and_sensitivity():

@@ -8,15 +8,13 @@ import re
 
 import pytest
 
-from conftest import wait_until
+from conftest import assert_no_console_errors, wait_until, watch_console
 
 pytestmark = pytest.mark.browser
 
 
 def test_sweep_page_runs_the_demo_spec_on_a_local_cluster(served_app, page):
-    console = []
-    page.on("console", lambda m: console.append((m.type, m.text)))
-    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    console = watch_console(page)
     page.set_viewport_size({"width": 1400, "height": 1300})
     page.goto(f"{served_app}/apps?page=sweep")
 
@@ -42,5 +40,4 @@ def test_sweep_page_runs_the_demo_spec_on_a_local_cluster(served_app, page):
     wait_until(lambda: page.get_by_text(re.compile(r"not valid JSON")).count() > 0, 60, message="the JSON error")
     assert "spec refused" in status.first.inner_text()
 
-    errors = [m for m in console if m[0] == "error"]
-    assert not errors, f"browser console errors: {errors}"
+    assert_no_console_errors(console)

@@ -12,7 +12,7 @@ import torch.nn as nn
 import xarray as xr
 
 from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
-from ..datasets import as_tensors, load_dataset
+from ..datasets import DataBundle, as_tensors, load_dataset
 from ..hardware import KnobError, memory_map_from_dict
 from ..nn import layer_param_counts, set_memory
 from ..training import TrainConfig, make_model, train
@@ -136,8 +136,9 @@ def _history_dataset(hist: dict[str, list[float]]) -> xr.Dataset:
 
 def train_model(cfg: TrainConfig, store: Store | None = None, *, device: str = "auto", data_root: str | None = None,
                 progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
-                recompute: bool = False) -> Trained:
-    """Train ``cfg`` or load its cached weights (keyed by the full config + code version)."""
+                recompute: bool = False, data: DataBundle | None = None) -> Trained:
+    """Train ``cfg`` or load its cached weights (keyed by the full config + code version).
+    ``data``: ``cfg.dataset`` already loaded by the caller (else it is loaded when training)."""
     store = store or Store()
     spec = cfg.to_dict()
     key = spec_key("weights", spec)
@@ -146,7 +147,7 @@ def train_model(cfg: TrainConfig, store: Store | None = None, *, device: str = "
         with store.lock("weights", key):
             obj = None if recompute else store.load_object("weights", key, repair=True)
             if obj is None:
-                res = train(cfg, device=device, progress=progress, cancel=cancel, data_root=data_root)
+                res = train(cfg, data=data, device=device, progress=progress, cancel=cancel, data_root=data_root)
                 obj = {"state_dict": res.model.state_dict(), "history": res.history, "test_accuracy": res.test_accuracy,
                        "train_seconds": res.train_seconds, "device": res.device}
                 store.save_object("weights", key, obj, spec)
@@ -188,13 +189,15 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
     def compute():
         # the memory map must fit the network (layer names, 1-bit SRAM on BinaryConnect layers only):
         # checked on the untrained network, before a training this call may start
-        set_memory(make_model(cfg, load_dataset(cfg.dataset, data_root)), mmap)
-        trained = train_model(cfg, store, device=device, data_root=data_root, cancel=cancel)
-        x, y = test_tensors(cfg, data_root)
+        # loaded once, as the training loads it, for the check, the training and the (never augmented) test split
+        data = load_dataset(cfg.dataset, data_root, augment=cfg.augment)
+        set_memory(make_model(cfg, data), mmap)
+        trained = train_model(cfg, store, device=device, data_root=data_root, cancel=cancel, data=data)
+        x, y = as_tensors(data.test)
         model = trained.model
         if adabs:
             from ..analysis.adabs import adabs as recalibrate
-            x_train, _ = as_tensors(load_dataset(cfg.dataset, data_root).train)
+            x_train, _ = as_tensors(load_dataset(cfg.dataset, data_root).train)    # un-augmented images
             model = recalibrate(model, mmap, x_train, max_batches=ADABS_BATCHES, seed=seed + 7919)
         ds = mc_evaluate(model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
                          progress=progress, cancel=cancel)
