@@ -55,9 +55,8 @@ class NoisyMixin:
         wq = self.quantized_weight()
         if not self.memory.is_noisy:
             return wq, None
-        if not self.binary and self.memory.technology == "sram" and self.memory.bits == 1:
-            raise KnobError("bits=1 stores sign bits only (BSC of eq 3.28–3.29): this layer is full precision; "
-                            "make it BinaryConnect (binary=True) or give its SRAM bits in [2, 32] (fixed point)")
+        if stores_sign_bits_only(self.memory) and not self.binary:      # a memory assigned past set_memory
+            raise sign_bits_error("this layer is")
         r = self.memory.read(wq.detach(), generator if generator is not None else self.generator)
         return wq + (r.weight - wq.detach()), r
 
@@ -111,6 +110,16 @@ def layer_param_counts(model: nn.Module) -> dict[str, int]:
     return {name: m.weight.numel() for name, m in noisy_layers(model).items()}
 
 
+def stores_sign_bits_only(memory: Memory) -> bool:
+    """A 1-bit SRAM: it holds ``sign(W)`` (eq 3.28–3.29), so only BinaryConnect layers fit it."""
+    return memory.technology == "sram" and memory.bits == 1
+
+
+def sign_bits_error(which: str) -> KnobError:
+    return KnobError(f"bits=1 stores sign bits only (BSC of eq 3.28–3.29), but {which} full precision: use a "
+                     "BinaryConnect network (binary=True, e.g. the digits-bc preset) or SRAM bits in [2, 32]")
+
+
 def set_memory(model: nn.Module, memory: MemoryMap | Memory | None) -> nn.Module:
     """Attach a memory to every noisy layer (a :class:`Memory` for all, or a :class:`MemoryMap`)."""
     mmap = memory if isinstance(memory, MemoryMap) else MemoryMap(memory)
@@ -118,11 +127,9 @@ def set_memory(model: nn.Module, memory: MemoryMap | Memory | None) -> nn.Module
     unknown = set(mmap.overrides) - set(layers)
     if unknown:
         raise KeyError(f"memory map names layers the model does not have: {sorted(unknown)}; layers: {list(layers)}")
-    full = [name for name, layer in layers.items() if not layer.binary and mmap[name].technology == "sram"
-            and mmap[name].bits == 1]
+    full = [name for name, layer in layers.items() if stores_sign_bits_only(mmap[name]) and not layer.binary]
     if full:
-        raise KnobError(f"bits=1 stores sign bits only (BSC of eq 3.28–3.29), but layers {full} are full precision: "
-                        "use a BinaryConnect network (e.g. the digits-bc preset) or SRAM bits in [2, 32]")
+        raise sign_bits_error(f"layers {full} are")
     for name, layer in layers.items():
         layer.memory = mmap[name]
     return model
