@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from conftest import serve_apps, wait_until
 from workbench.experiments import Store
@@ -45,14 +46,22 @@ def expected_energy(p: float) -> str:
     return f"{float(eta(p)) / 16:.4f}"
 
 
+def _text_now(loc) -> str:
+    """The first match's text, or "" while there is none.  A pane may replace the element between
+    the count and the read (the page re-renders its status under load): that read is "" too, and
+    the caller polls again (its own deadline decides)."""
+    try:
+        return loc.first.inner_text(timeout=2000) if loc.count() else ""
+    except PlaywrightError:
+        return ""
+
+
 def status(page) -> str:
-    loc = page.locator("p", has_text="Status:")
-    return loc.first.inner_text(timeout=2000) if loc.count() else ""
+    return _text_now(page.locator("p", has_text="Status:"))
 
 
 def energy(page) -> str:
-    loc = page.get_by_text(ENERGY)
-    return loc.first.inner_text(timeout=2000) if loc.count() else ""
+    return _text_now(page.get_by_text(ENERGY))
 
 
 def url_p(page) -> float | None:

@@ -179,7 +179,7 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
     wait_until(lambda: page.get_by_text(re.compile(r"^SAMSON₂, ρ = 0\.2, seed 0")).count() > 0, 120,
                message="the SAMSON₂ readout")
     wait_until(lambda: settled_screenshot(plot, 20) != before, 60, message="the curves to update")
-    table_02 = page.locator("table").first.inner_text()
+    table_02 = wait_until(lambda: page.locator("table").first.inner_text(), 60, message="the accuracy table")
     # ρ slider (the first noUi slider of the page): one notch right of 0.2 is 0.5, in the shipped ρ grid
     handle = page.locator(".noUi-handle").first
     handle.focus()
