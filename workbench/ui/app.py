@@ -11,6 +11,7 @@ from .playground import NoisePlayground
 from .sharpness import SharpnessPage
 from .sram import SRAMPage
 from .sweep import SweepPage
+from .urlstate import URLBar, make_search, parse_search
 
 #: page id -> (title, factory); later chapters add their pages here
 PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage),
@@ -19,39 +20,121 @@ PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-vo
 
 
 class Workbench(pn.viewable.Viewer):
-    """One tab per page; the open page is part of the URL (``?page=...``)."""
+    """One tab per page.  The open page and its whole state live in the URL (``?page=sram&p_t=0.01``):
+    a link opens that state, every change of a setting is a browser history entry, Back and Forward
+    step through them, and a link's unknown or out-of-range values are refused by name while the
+    rest of it applies."""
 
     page = param.Selector(default="playground", objects=list(PAGES))
+    notice = param.List(default=[], precedence=-1, doc="the settings of the last link that were not used, one sentence each")
 
     def __init__(self, **params):
         loc = pn.state.location
-        if "page" not in params and loc is not None and loc.query_params.get("page") in PAGES:
-            params["page"] = loc.query_params["page"]      # build only the page the URL opens
+        query = parse_search(loc.search) if loc is not None and "page" not in params else {}
+        refused = []
+        key = query.pop("page", None)
+        if key is not None:
+            if key in PAGES:
+                params["page"] = key            # build only the page the URL opens
+            else:
+                refused.append(f"`page={key}` was not used: there is no such page (pages: {', '.join(PAGES)})")
         super().__init__(**params)
         # pages are built when first opened: each starts its own background work
         self._pages: dict[str, pn.viewable.Viewer] = {}
         self._slots = {key: pn.Column(sizing_mode="stretch_width") for key in PAGES}
         self._tabs = pn.Tabs(*[(PAGES[k][0], slot) for k, slot in self._slots.items()], sizing_mode="stretch_width")
+        self._bar = URLBar(width=0, height=0, margin=0)
+        self._bar.on_pop = self._popped
+        self._write_pending = False
+        self._applying = False
         keys = list(PAGES)
         self._tabs.active = keys.index(self.page)
         self._open(self.page)
+        self.notice = refused + self._apply(self.page, query)
         self._tabs.param.watch(lambda e: setattr(self, "page", keys[e.new]), "active")
-        self.param.watch(lambda e: self._open(e.new), "page")
-        self.param.watch(lambda e: setattr(self._tabs, "active", keys.index(e.new)), "page")
-        if pn.state.location is not None:
-            pn.state.location.sync(self, {"page": "page"})
+        self.param.watch(self._page_changed, "page")
+        self._write(replace=True)
 
+    # ------------------------------------------------------------------ pages
     def _open(self, key: str) -> None:
         if key not in self._pages:
             self._pages[key] = page = PAGES[key][1]()
             self._slots[key].objects = [page]
+            url = getattr(page, "url", None)
+            if url is not None:
+                url.watch(lambda key=key: self._changed(key))
+
+    def _page_changed(self, event) -> None:
+        self._open(event.new)
+        keys = list(PAGES)
+        self._tabs.active = keys.index(event.new)
+        if not self._applying:
+            self.notice = []
+            self._write()
+
+    def _apply(self, key: str, query: dict[str, str]) -> list[str]:
+        url = getattr(self._pages[key], "url", None)
+        if url is None:
+            return [f"`{k}` is not a setting of this page" for k in query]
+        self._applying = True
+        try:
+            return url.apply(query)
+        finally:
+            self._applying = False
+
+    # ------------------------------------------------------------------ the address bar
+    def query(self) -> dict[str, str]:
+        """The query string of the open page's state (what a link to it holds)."""
+        url = getattr(self._pages.get(self.page), "url", None)
+        return {"page": self.page, **(url.query() if url is not None else {})}
+
+    def _changed(self, key: str) -> None:
+        if key != self.page or self._applying:
+            return
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            # one history entry for one action, however many settings it moved
+            if not self._write_pending:
+                self._write_pending = True
+                doc.add_next_tick_callback(self._write)
+        else:
+            self._write()
+
+    def _write(self, replace: bool = False) -> None:
+        self._write_pending = False
+        search = make_search(self.query())
+        self._bar.search = ("replace:" if replace else "") + search
+
+    def _popped(self, search: str) -> None:
+        """Back / Forward: open the page and state of that history entry."""
+        query = parse_search(search)
+        key = query.pop("page", "playground")
+        refused = []
+        if key not in PAGES:
+            refused.append(f"`page={key}` was not used: there is no such page (pages: {', '.join(PAGES)})")
+            key = self.page
+        self._applying = True
+        try:
+            self.page = key
+        finally:
+            self._applying = False
+        self.notice = refused + self._apply(key, query)
+        self._bar.param.update(search="replace:" + make_search(self.query()))
+
+    @param.depends("notice")
+    def _notice(self):
+        if not self.notice:
+            return pn.pane.Markdown("", visible=False, margin=0)
+        return pn.pane.Alert("**Some settings in this link were not used** — the page shows everything else it asked for:\n\n"
+                             + "\n".join(f"- {line}" for line in self.notice), alert_type="warning",
+                             sizing_mode="stretch_width")
 
     def __panel__(self):
         header = pn.pane.Markdown(
             "## Deep learning on unreliable low-energy memory\n"
             "Trade memory energy against accuracy: drag the noise of an under-volted SRAM or a memristor "
             "crossbar and watch a trained network respond.", sizing_mode="stretch_width")
-        return pn.Column(header, self._tabs, sizing_mode="stretch_width")
+        return pn.Column(header, self._notice, self._tabs, self._bar, sizing_mode="stretch_width")
 
 
 def extension() -> None:

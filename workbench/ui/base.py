@@ -106,3 +106,45 @@ def spinner(text: str) -> pn.Row:
 
 def hv_pane(obj) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, sizing_mode="stretch_width")
+
+
+def number_field(obj: param.Parameterized, name: str, label: str, width: int | None = None, **kw) -> pn.Column:
+    """A number field for ``obj.<name>`` that refuses what the setting does not allow *next to the
+    field* (naming the range and the value still in use) instead of clamping it silently; the
+    field follows ``obj.<name>`` when it changes elsewhere.  The widget is ``.widget`` of the
+    returned column, the message ``.message``."""
+    from .urlstate import URLKnob, URLValueError, fmt_number
+    p = obj.param[name]
+    cls = pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput
+    widget = cls(label=label, value=getattr(obj, name), width=width, **kw)
+    message = pn.pane.Markdown("", visible=False, margin=(0, 10), width=width, styles={"color": "#b3261e"},
+                               css_classes=["field-error"])
+    knob = URLKnob(name, obj, name, label=label)
+
+    def typed(event):
+        if event.new is None:
+            message.object, message.visible = f"{label}: enter a value — still using {fmt_number(getattr(obj, name))}", True
+            return
+        try:
+            value = knob.from_text(str(event.new))
+            setattr(obj, name, value)
+        except (URLValueError, ValueError) as exc:
+            message.object = f"{exc} — still using {fmt_number(getattr(obj, name))}"
+            message.visible = True
+            return
+        message.visible = False
+
+    def follow(event):
+        if widget.value != event.new:
+            widget.value = event.new
+        message.visible = False
+    widget.param.watch(typed, "value")
+    obj.param.watch(follow, name)
+    box = pn.Column(widget, message, margin=0, width=width, sizing_mode=None if width else "stretch_width")
+    box.widget, box.message = widget, message
+    return box
+
+
+def about_fold(*items) -> pn.Card:
+    """The *About this page* fold: where the results come from and how to regenerate them."""
+    return pn.Card(*items, title="About this page", collapsed=True, sizing_mode="stretch_width")

@@ -7,9 +7,10 @@ import param
 
 from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
-from ..hardware import set_knobs
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
+from .base import number_field
 from .tasks import session_dispatch
+from .urlstate import PageURL, URLKnob
 
 URL_KNOBS = ["technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed", "epochs"]
 
@@ -92,9 +93,9 @@ class NoisePlayground(pn.viewable.Viewer):
         w["layer"] = pn.widgets.Select.from_param(ex.param.layer, label="override one layer")
         w["layer_value"] = _throttled_slider(pn.widgets.FloatSlider(label="that layer's value", start=0, end=0.5, step=0.01,
                                                                     value=ex.layer_value), ex, "layer_value")
-        w["draws"] = pn.widgets.IntInput.from_param(ex.param.draws, label="Monte-Carlo draws")
-        w["seed"] = pn.widgets.IntInput.from_param(ex.param.seed, label="seed")
-        w["epochs"] = pn.widgets.IntInput.from_param(ex.param.epochs, label="training epochs")
+        w["draws"] = number_field(ex, "draws", "Monte-Carlo draws")
+        w["seed"] = number_field(ex, "seed", "seed")
+        w["epochs"] = number_field(ex, "epochs", "training epochs")
         w["train"] = pn.widgets.Button.from_param(ex.param.train, label="Train with this noise", color="success")
         w["cancel"] = pn.widgets.Button.from_param(ex.param.cancel, label="Cancel", color="danger")
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
@@ -105,21 +106,10 @@ class NoisePlayground(pn.viewable.Viewer):
         dispatch = session_dispatch(ex.runner)
         if dispatch is not None:
             ex.dispatch = dispatch
-        if pn.state.location is not None:
-            pn.state.location.sync(ex, {k: k for k in URL_KNOBS}, on_error=self._bad_url_values)
+        #: the page's settings as URL keys (the workbench writes and applies them)
+        self.url = PageURL([URLKnob(k, ex, k) for k in URL_KNOBS])
         if fresh and ex.result is None:
             ex.refresh()
-
-    def _bad_url_values(self, values: dict) -> None:
-        """Apply the valid URL values one by one; report the refused ones by knob and range."""
-        refused = []
-        for name, value in values.items():
-            try:
-                set_knobs(self.explorer, **{name: value})
-            except ValueError as exc:
-                refused.append(str(exc))
-        if refused:
-            self.explorer.error = "ignored in the URL: " + "; ".join(refused)
 
     def _sync_visibility(self, *_):
         ex, w = self.explorer, self._widgets
