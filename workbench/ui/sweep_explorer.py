@@ -12,6 +12,7 @@ are named, and every other result stays in the store.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ..experiments.sweep import SPEC_DIR, parse_spec
 from ..hardware import KnobError
 from ..plots.sweep import STATE_COLORS
 from .base import BackgroundState
+from .urlstate import PageURL, URLKnob, URLValueError
 
 CUSTOM = "(edited)"
 #: cell states, in the order the page counts them (the plots colour them)
@@ -60,6 +62,52 @@ def cells_dataset(rows: list[dict]) -> xr.Dataset:
         attrs={"cells": n})
 
 
+#: a failure's exception class -> what it means, for the classes whose own message is not written
+#: for the reader (a KnobError's or ValueError's message is, and is shown as it is)
+_REASONS = {
+    "FileNotFoundError": "a file it needs is missing",
+    "MemoryError": "it ran out of memory",
+    "KilledWorker": "the worker process running it died each time it was tried",
+    "OSError": "the Dask cluster could not be reached",
+    "TimeoutError": "the Dask cluster did not answer in time",
+    "CommClosedError": "the connection to the Dask cluster was lost",
+}
+
+
+def plain_reason(message: str) -> str:
+    """A failure (``"ExceptionClass: text"``, as the task runner and Dask report it) in words: the
+    text alone where it is written for the reader (our own checks raise KnobError/ValueError with a
+    plain message), the file named where one is missing, a sentence for a lost cluster, and no
+    internal detail otherwise (the server log has the traceback)."""
+    message = (message or "").strip()
+    if not message:
+        return ""
+    m = re.match(r"^([A-Za-z_][\w.]*(?:Error|Exception|Worker|Interrupt)): ?(.*)$", message, re.S)
+    if m is None:
+        return message
+    kind, text = m.group(1).rsplit(".", 1)[-1], m.group(2).strip()
+    text = re.sub(r"^\[Errno \d+\] ", "", text)
+    if kind in ("KnobError", "ValueError", "SweepError", "URLValueError"):
+        return text
+    if kind == "FileNotFoundError":
+        missing = re.search(r"No such file or directory: '([^']+)'", text)
+        return f"{_REASONS[kind]}: {missing.group(1) if missing else text}"
+    if kind in _REASONS:
+        return _REASONS[kind]
+    return "an internal error stopped it (the server log has the details)"
+
+
+def _spec_choice(specs: dict[str, Path]):
+    def parse(text: str) -> str:
+        if text == CUSTOM:
+            raise URLValueError("an edited spec cannot travel in a link: its text stays on the page where it was "
+                                "edited; a link can name one of the shipped specs (" + ", ".join(specs) + ")")
+        if text not in specs:
+            raise URLValueError("sweep spec must be one of the shipped specs: " + ", ".join(specs))
+        return text
+    return parse
+
+
 class SweepExplorer(BackgroundState):
     """A sweep spec, its cells in the store, and a distributed run of the missing ones."""
 
@@ -81,6 +129,7 @@ class SweepExplorer(BackgroundState):
     timings = param.Dict(default=None, allow_None=True, precedence=-1)
     events = param.List(default=[], precedence=-1, doc="workers lost and joined during the last run")
     summary = param.String("", precedence=-1)
+    problem = param.String("", precedence=-1, doc="what went wrong, in words (``error`` keeps the full report)")
 
     def __init__(self, store: Store | None = None, device: str = "auto", autorun: bool = True, specs=None, **params):
         self._specs = dict(spec_files() if specs is None else specs)
@@ -96,6 +145,14 @@ class SweepExplorer(BackgroundState):
         self._rows: dict[str, dict] = {}
         if not self.spec_text and self.spec_name in self._specs:
             self.spec_text = self._specs[self.spec_name].read_text()
+        #: the settings a link carries; the scheduler address and the spec's text never travel in
+        #: a link (a link must not carry code-like input), so an edited spec reads ``spec=(edited)``
+        self.url = PageURL([
+            URLKnob("spec", self, "spec_name", label="sweep spec", parse=_spec_choice(self._specs)),
+            URLKnob("experiments", self, "experiments", label="experiments to run"),
+            URLKnob("workers", self, "workers", label="worker processes"),
+            URLKnob("retries", self, "retries", label="retries per cell"),
+        ])
         if autorun:
             self.load()
 
@@ -117,18 +174,19 @@ class SweepExplorer(BackgroundState):
         the store verifies every file's checksum).  A spec that does not parse is refused with
         its error; the cells of the last good spec stay."""
         if self.runner.running("sweep"):
-            self.error = "a sweep is running: cancel it before changing the spec"
+            self._refuse("a sweep is running: cancel it before changing the spec")
             return
         try:
             spec = parse_spec(self.spec_text, f"sweep spec {self.spec_name!r}")
             cells = spec_cells(spec)
         except (KnobError, ValueError, TypeError, KeyError) as exc:
-            self.param.update(error=str(exc), status="spec refused — earlier cells kept")
+            self.param.update(error=str(exc), problem=plain_reason(f"{type(exc).__name__}: {exc}"),
+                              status="spec refused — earlier cells kept")
             return
         names = list(spec["experiments"])
         self.param.experiments.objects = names
         self.spec = spec
-        self.param.update(error="", status=f"looking up {len(cells)} cells in the store…",
+        self.param.update(error="", problem="", status=f"looking up {len(cells)} cells in the store…",
                           experiments=[e for e in self.experiments if e in names])
 
         def job(cancel):
@@ -143,6 +201,13 @@ class SweepExplorer(BackgroundState):
 
         self.runner.submit("cells", job, done, self._fail)
 
+    def _refuse(self, message: str) -> None:
+        self.param.update(error=message, problem=message)
+
+    def _fail(self, message: str) -> None:
+        self._set(error=message, problem=plain_reason(message), running=False,
+                  status="failed — earlier results kept")
+
     def counts(self) -> dict[str, int]:
         ds = self.cells
         if ds is None:
@@ -154,25 +219,27 @@ class SweepExplorer(BackgroundState):
     @param.depends("run", watch=True)
     def _run(self) -> None:
         if self.spec is None:
-            self.error = "no valid spec to run"
+            self._refuse("no valid spec to run")
             return
         if self.runner.running("sweep"):
             return
         spec, only = self.spec, list(self.experiments) or None
         scheduler = self.scheduler.strip() or None
         if scheduler is not None and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
-            self.error = f"scheduler={scheduler!r} must be a Dask address such as tcp://127.0.0.1:8786 (or empty)"
+            self._refuse(f"scheduler={scheduler!r} must be a Dask address such as tcp://127.0.0.1:8786 (or empty)")
             return
         where = scheduler or f"a LocalCluster of {self.workers} worker process{'es' if self.workers > 1 else ''}"
-        self.param.update(running=True, progress=0, error="", events=[], status=f"starting {where}…")
+        self.param.update(running=True, progress=0, error="", problem="", events=[], status=f"starting {where}…")
         rows = self._rows
         t_start = time.time()
+        retries = self.retries
+        words: list[str] = []           # the SweepError of this run, in words (set by ``guarded``)
 
         def progress(info):
             row = rows.setdefault(info["id"], {"id": info["id"], "name": info["name"], "experiment": info["experiment"],
                                                "stage": info["stage"]})
             if "error" in info:
-                row.update(state="failed", error=info["error"])
+                row.update(state="failed", error=plain_reason(info["error"]))
             else:
                 row.update(state="done", worker=info["worker"], start=info["start"], end=info["end"],
                            seconds=info["seconds"])
@@ -200,7 +267,8 @@ class SweepExplorer(BackgroundState):
 
         def failed(message):
             # SweepError: the failed and blocked cells by name; every other cell is in the store
-            self._set(running=False, error=message, status="failed — finished cells kept in the store")
+            self._set(running=False, error=message, problem=words[0] if words else plain_reason(message),
+                      status="failed — finished cells kept in the store")
 
         def cancelled():
             self._set(running=False, progress=0, status="cancelled — finished cells kept in the store")
@@ -214,6 +282,7 @@ class SweepExplorer(BackgroundState):
                         if r["name"] == name and r.get("state") != "done":
                             r["state"] = "blocked"
                 self._set(cells=cells_dataset(list(rows.values())))
+                words.append(self._failure_words(exc, retries))
                 raise
 
         self.runner.submit("sweep", guarded, done, failed, cancelled, compute=False)
@@ -222,6 +291,16 @@ class SweepExplorer(BackgroundState):
     def _cancel(self) -> None:
         if self.runner.cancel("sweep"):
             self.status = "cancelling: pending cells dropped, running ones stop at their next minibatch…"
+
+    @staticmethod
+    def _failure_words(exc: SweepError, retries: int) -> str:
+        tries = f"{retries + 1} tr{'ies' if retries else 'y'}"
+        failed = "; ".join(f"{name} ({plain_reason(err)})" for name, err in exc.failed.items())
+        text = (f"{len(exc.failed)} cell{'s' if len(exc.failed) != 1 else ''} failed after {tries} each: {failed}.")
+        if exc.blocked:
+            text += (f" {len(exc.blocked)} cell{'s' if len(exc.blocked) != 1 else ''} that need "
+                     f"{'them' if len(exc.failed) != 1 else 'it'} were not run: {', '.join(exc.blocked)}.")
+        return text + " Every other cell is in the store."
 
     @staticmethod
     def _summary(results: dict, t: dict) -> str:
@@ -235,4 +314,4 @@ class SweepExplorer(BackgroundState):
                 f"Experiments: {', '.join(sorted(results))}.")
 
 
-__all__ = ["CUSTOM", "STATES", "SweepExplorer", "cells_dataset", "spec_files"]
+__all__ = ["CUSTOM", "STATES", "SweepExplorer", "cells_dataset", "plain_reason", "spec_files"]
