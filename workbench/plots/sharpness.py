@@ -34,18 +34,37 @@ def _label(ds: xr.Dataset, m) -> str:
     return str(ds.label.sel({"method": m}).values) if "label" in ds.coords else str(m)
 
 
+#: the noise axis of each noise mode, in words and with its unit (σ_c is a ratio: no unit)
+LEVEL_AXIS = {"sigma_c": "multiplicative noise σ_c (std of δ, each conductance × δ)",
+              "sigma": "additive noise σ (µS, std of ε added to each conductance)"}
+#: the noise symbol of each noise mode as a title shows it
+LEVEL_SYMBOL = {"sigma_c": "σ_c", "sigma": "σ (µS)"}
+
+
+def level_axis(ds: xr.Dataset) -> str:
+    """The noise axis label of a robustness Dataset: words and a unit that means something."""
+    name = ds.attrs.get("level_name", "")
+    if name in LEVEL_AXIS:
+        return LEVEL_AXIS[name]
+    units = ds.level.attrs.get("units", "")
+    long = ds.level.attrs.get("long_name", "noise level")
+    return f"{long} ({units})" if units and units != "1" else long
+
+
 def robustness_plot(ds: xr.Dataset, methods=None, adabs: bool = True, highlight: str | None = None,
                     custom: xr.Dataset | None = None, custom_label: str = "your network") -> hv.Overlay:
     """Fig 5.2: accuracy vs conductance noise, mean over seeds and draws, band = ± std over seeds × draws.
 
+    Multiplicative noise ``g~ = g·δ, δ ~ N(1, σ_c²)`` (eq 3.37), additive ``g~ = g + ε,
+    ε ~ N(0, σ²)`` µS (eq 3.36).  ``adabs`` picks the study's AdaBS slice (the title says which);
     ``highlight`` draws one method thicker; ``custom`` (a one-network robustness Dataset) is drawn
-    dashed in black on top."""
+    dashed in black on top.  The legend sits right of the plot, outside the data."""
     methods = [str(m) for m in (methods if methods is not None else ds.method.values)]
     colors = _colors(ds.method.values)
     sub = ds.sel(adabs=adabs) if "adabs" in ds.dims else ds
     x = sub.level.values
-    level = hv.Dimension("level", label=f"{ds.level.attrs.get('long_name', 'noise')} ({ds.level.attrs.get('units', '')})")
-    acc = hv.Dimension("accuracy", label="test accuracy", range=(0, 1.02))
+    level = hv.Dimension("level", label=level_axis(ds))
+    acc = hv.Dimension("accuracy", label="test accuracy (fraction correct)", range=(0, 1.02))
     elements = []
     for m in methods:
         a = sub.accuracy.sel({"method": m})
@@ -61,24 +80,32 @@ def robustness_plot(ds: xr.Dataset, methods=None, adabs: bool = True, highlight:
         cm = c.accuracy.mean([d for d in c.accuracy.dims if d != "level"]).values
         elements.append(hv.Curve((c.level.values, cm), level, acc, label=custom_label).opts(
             color="black", line_dash="dashed", line_width=3))
-    symbol = {"sigma_c": "σ_c", "sigma": "σ (µS)"}.get(ds.attrs.get("level_name", ""), "noise")
-    title = f"Accuracy vs {symbol} ({'with' if adabs else 'without'} AdaBS, Fig 5.2)"
-    return hv.Overlay(elements).opts(responsive=True, min_height=380, legend_position="right", title=title,
-                                     show_grid=True)
+    symbol = LEVEL_SYMBOL.get(ds.attrs.get("level_name", ""), "noise")
+    title = f"Accuracy vs {symbol}, {'with' if adabs else 'without'} AdaBS (Fig 5.2)"
+    return hv.Overlay(elements).opts(responsive=True, min_height=420, legend_position="right",
+                                     title=title, show_grid=True)
 
 
-def clean_accuracy_bars(ds: xr.Dataset, methods=None) -> hv.Overlay:
-    """Clean accuracy per method (mean ± std over seeds; Tab 5.1) — the inset of the robustness view."""
+def clean_accuracy_points(ds: xr.Dataset, methods=None) -> hv.Overlay:
+    """Clean accuracy per method (Tab 5.1): each trained network read as stored (no conductance
+    noise, no AdaBS), a point at the mean over seeds with a whisker of ± one standard deviation
+    over seeds.  Points, not bars: the accuracies sit near 1, where a bar's length would mean
+    nothing once the axis does not start at 0."""
     methods = [str(m) for m in (methods if methods is not None else ds.method.values)]
     ca = ds.clean_accuracy.sel({"method": methods})
     labels = [_label(ds, m) for m in methods]
-    mean, std = ca.mean("seed").values, ca.std("seed").values
-    lo = max(0.0, float((mean - std).min()) - 0.01)
-    bars = hv.Bars((labels, mean), hv.Dimension("method", label="method"),
-                   hv.Dimension("clean", label="clean accuracy", range=(lo, 1.0))).opts(
-        color="#4c72b0", xrotation=45, responsive=True, min_height=200, title="Clean accuracy (σ_c = 0)", tools=["hover"])
-    errs = hv.ErrorBars((labels, mean, std), "method", ["clean", "std"])
-    return bars * errs
+    n = int(ca.sizes["seed"])
+    mean = ca.mean("seed").values
+    std = ca.std("seed", ddof=1).values if n > 1 else ca.std("seed").values
+    lo = max(0.0, float((mean - std).min()) - 0.005)
+    hi = min(1.0, float((mean + std).max()) + 0.005)
+    mdim = hv.Dimension("method", label="training method")
+    adim = hv.Dimension("clean", label="clean test accuracy", range=(lo, hi))
+    errs = hv.ErrorBars((labels, mean, std), mdim, [adim, "std"]).opts(line_width=2)
+    pts = hv.Scatter((labels, mean, std), mdim, [adim, hv.Dimension("std", label="std over seeds")]).opts(
+        size=9, color="#4c72b0", tools=["hover"])
+    return (errs * pts).opts(responsive=True, min_height=260, xrotation=45, show_grid=True,
+                             title=f"Clean accuracy, no noise, no AdaBS: mean ± one std over {n} seeds (Tab 5.1)")
 
 
 def sharpness_scatter(ds: xr.Dataset, variant: str = "samson2", group: str = "all") -> hv.Overlay:
@@ -93,7 +120,8 @@ def sharpness_scatter(ds: xr.Dataset, variant: str = "samson2", group: str = "al
             pts.append((float(ds.sharpness.sel({"method": m, "seed": s, "variant": variant})),
                         float(ds.robustness.sel({"method": m, "seed": s})), _label(ds, m), int(s), mode))
     kdims = [hv.Dimension("sharpness", label=f"m-sharpness ({LABELS.get(variant, variant)}, ρ = {ds.attrs.get('rho', 0.5):g})")]
-    vdims = [hv.Dimension("robustness", label=f"robustness: acc(0) − acc({ds.attrs.get('high', 0.4):g})"), "method", "seed", "mode"]
+    vdims = [hv.Dimension("robustness", label=f"accuracy lost from σ_c = 0 to σ_c = {ds.attrs.get('high', 0.4):g}"),
+             "method", "seed", "mode"]
     scatter = hv.Scatter(pts, kdims, vdims).opts(color="mode", cmap=colors, size=9, tools=["hover"], responsive=True,
                                                  min_height=360, show_legend=True, legend_position="right")
     r = float(ds.pearson_r.sel(variant=variant, group=group))

@@ -71,6 +71,7 @@ class SharpnessExplorer(BackgroundState):
     selected_label = param.String("", precedence=-1)
     perturbation = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
     history = param.List(default=[], precedence=-1, doc="training loss per epoch of the live run")
+    rho_note = param.String("", precedence=-1, doc="what the last change of method did to ρ, in words")
 
     def __init__(self, store: Store | None = None, spec_path=SHARPNESS_SPEC, device: str = "auto", autorun: bool = True,
                  **params):
@@ -78,6 +79,7 @@ class SharpnessExplorer(BackgroundState):
         self.store = store or Store()
         self.device = device
         self.spec = load_spec(spec_path)
+        self._method_sets_rho = False
         self._perturb()
         if autorun:
             self.load()
@@ -119,6 +121,21 @@ class SharpnessExplorer(BackgroundState):
         cfg = self.config()
         return self.store.load_object("weights", spec_key("weights", cfg.to_dict())) is not None
 
+    def _study_spec(self, noise: str | None = None) -> dict:
+        name = "robustness" if (noise or self.noise) == "multiplicative" else "robustness_additive"
+        return self.spec["experiments"].get(name, {})
+
+    def adabs_choices(self, noise: str | None = None) -> list[bool]:
+        """The AdaBS settings the study of ``noise`` (default: the current mode) was run with; the
+        shipped additive study was run without AdaBS only."""
+        return [bool(a) for a in self._study_spec(noise).get("adabs", [False, True])]
+
+    def effective_adabs(self) -> bool:
+        """AdaBS as the curves use it: the ticked setting where the current study has it, else the
+        only setting it was run with (the page says so next to the checkbox)."""
+        choices = self.adabs_choices()
+        return self.adabs if self.adabs in choices else choices[0]
+
     def _curve_params(self) -> dict:
         spec = self.spec["experiments"]["robustness" if self.noise == "multiplicative" else "robustness_additive"]
         return {"noise": self.noise, "levels": spec.get("levels", SIGMA_C_GRID), "g_u": spec.get("g_u", 25.0),
@@ -127,14 +144,31 @@ class SharpnessExplorer(BackgroundState):
     def _curve(self, cancel) -> xr.Dataset:
         kw = self._curve_params()
         rho = self.rho if is_sharpness_aware(self.method) else None
-        return robustness_study([self.method], [self.seed], adabs=[self.adabs], rho=rho, train={"epochs": self.epochs},
+        return robustness_study([self.method], [self.seed], adabs=[self.effective_adabs()], rho=rho, train={"epochs": self.epochs},
                                 store=self.store, device=self.device, cancel=cancel, **kw)
 
     @param.depends("method", watch=True)
     def _method_rho(self) -> None:
-        """Switching method starts from that method's thesis ρ (Table 5.7)."""
-        if is_sharpness_aware(self.method):
-            self.rho = self.default_rho()
+        """Switching method starts from that method's thesis ρ (Table 5.7), and ``rho_note`` says so."""
+        label = LABELS[self.method]
+        if not is_sharpness_aware(self.method):
+            self.rho_note = f"ρ does not apply to {label}: it is not a sharpness-aware method."
+            return
+        rho = self.default_rho()
+        note = (f"ρ set to {rho:g}, the thesis' value for {label} (Table 5.7)" if rho != self.rho
+                else f"ρ = {rho:g} is the thesis' value for {label} (Table 5.7)")
+        self._method_sets_rho = True
+        try:
+            self.rho = rho
+        finally:
+            self._method_sets_rho = False
+        self.rho_note = note + "; move the slider to try another."
+
+    @param.depends("rho", watch=True)
+    def _rho_moved(self) -> None:
+        """A ρ chosen after the method: the note about the method's ρ no longer holds."""
+        if not self._method_sets_rho:
+            self.rho_note = ""
 
     @param.depends("method", "rho", "adabs", "noise", "seed", "epochs", watch=True)
     def _select(self) -> None:
@@ -154,10 +188,25 @@ class SharpnessExplorer(BackgroundState):
         self.runner.submit("select", self._curve, done, self._fail)
 
     def _summary(self, ds: xr.Dataset) -> str:
+        """Accuracy of the curve at a few noise levels, saying whether AdaBS was applied; at zero
+        noise with AdaBS it can differ from the clean accuracy (the batch-norm statistics are
+        re-estimated even without noise)."""
         m = ds.accuracy_mean.isel(method=0, seed=0, adabs=0)
-        parts = [f"{float(v):.3f} at {ds.attrs['level_name']} = {float(lv):g}" for lv, v in zip(m.level.values, m.values)
+        adabs = bool(ds.adabs.values[0])
+        symbol, unit = ("σ_c", "") if ds.attrs.get("level_name") == "sigma_c" else ("σ", " µS")
+        parts = [f"{float(v):.3f} at {symbol} = {float(lv):g}{unit}" for lv, v in zip(m.level.values, m.values)
                  if float(lv) in (0.0, 0.2, 0.4) or (self.noise == "additive" and float(lv) in (1.0, 2.0))]
-        return "accuracy " + ", ".join(parts)
+        clean = float(ds.clean_accuracy.values.ravel()[0])
+        return (f"clean accuracy {clean:.3f} (no noise, no AdaBS); {'with' if adabs else 'without'} AdaBS, "
+                f"mean accuracy " + ", ".join(parts))
+
+    def _fail(self, message: str) -> None:
+        """A failed job, in plain words: the project's own checks already speak plainly (their
+        message is kept without the exception's class name); anything else is unexpected."""
+        kind, _, text = message.partition(": ")
+        plain = kind in ("KnobError", "ValueError", "URLValueError") and text
+        super()._fail(text if plain else "an unexpected error stopped this computation (the server log has "
+                      "the details)")
 
     @param.depends("train", watch=True)
     def _train(self) -> None:
