@@ -9,11 +9,14 @@ import xarray as xr
 from .playground import ACCENT, CLEAN, CURRENT
 
 METHOD_STYLE = {
-    "fp16": ("FP16, width varied", "#7f7f7f", "square"),
-    "bc": ("BinaryConnect, no noise, width varied", "#1f77b4", "triangle"),
-    "bc_uniform": ("BinaryConnect, uniform p", "#ff7f0e", "circle"),
-    "lanmax": ("LaNMax, α varied", "#2ca02c", "diamond"),
+    "fp16": ("16-bit weights, reliable, width varied", "#7f7f7f", "square"),
+    "bc": ("1-bit weights, reliable, width varied", "#1f77b4", "triangle"),
+    "bc_uniform": ("1-bit weights, one BER p for all layers", "#ff7f0e", "circle"),
+    "lanmax": ("1-bit weights, LaNMax BER per layer, α varied", "#2ca02c", "diamond"),
 }
+
+#: the energy axis of every plot of this page (eq 3.30 divided by the reliable 16-bit network)
+ENERGY_LABEL = "relative memory energy (fraction of the 16-bit reference)"
 
 
 def uniform_ber_plot(ds: xr.Dataset, p_train: float | None = None, p: float | None = None) -> hv.Overlay:
@@ -33,8 +36,8 @@ def uniform_ber_plot(ds: xr.Dataset, p_train: float | None = None, p: float | No
     over = hv.Overlay(curves)
     if p is not None and p > 0:
         over = over * hv.VLine(float(p)).opts(color=CURRENT, line_width=2)
-    return over.opts(logx=True, ylim=(0, 1.02), responsive=True, min_height=340, legend_position="bottom_left",
-                     title="accuracy vs test BER, one curve per training BER (Fig 4.2)")
+    return over.opts(logx=True, ylim=(0, 1.02), responsive=True, min_height=340, legend_position="right",
+                     title="accuracy vs test BER p, one curve per training BER (Fig 4.2)")
 
 
 def sensitivity_plot(ds: xr.Dataset) -> hv.Overlay:
@@ -62,8 +65,12 @@ def param_count_bars(counts: dict[str, int] | xr.DataArray) -> hv.Bars:
 
 
 def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
-    """Fig 4.4: mean accuracy against normalised memory energy for each method (log energy)."""
+    """Fig 4.4: mean accuracy against normalised memory energy (eq 3.30 ÷ the reliable 16-bit
+    width-1 network) for each method, log energy.  Each point carries its 95 % confidence interval
+    over Monte-Carlo draws as a whisker where one exists (a reliable memory has no draws to vary)."""
     layers = []
+    energy = hv.Dimension("energy", label=ENERGY_LABEL)
+    accuracy = hv.Dimension("accuracy", label="mean test accuracy")
     for method, (label, color, marker) in METHOD_STYLE.items():
         sel = ds.where(ds.method == method, drop=True)
         if not sel.point.size:
@@ -71,12 +78,17 @@ def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
         order = np.argsort(sel.energy.values)
         e, a = sel.energy.values[order], sel.accuracy_mean.values[order]
         pts = {"energy": e, "accuracy": a, "value": sel.value.values[order], "point": sel.point.values[order].astype(int)}
-        layers.append(hv.Curve((e, a), hv.Dimension("energy", label="memory energy ÷ reliable 16-bit"),
-                               hv.Dimension("accuracy", label="mean test accuracy"), label=label).opts(color=color, alpha=0.6))
-        layers.append(hv.Scatter(pts, "energy", ["accuracy", "value", "point"], label=label).opts(
+        layers.append(hv.Curve((e, a), energy, accuracy, label=label).opts(color=color, alpha=0.6))
+        if "ci95_low" in sel and "ci95_high" in sel:
+            lo, hi = sel.ci95_low.values[order], sel.ci95_high.values[order]
+            ok = np.isfinite(lo) & np.isfinite(hi)
+            if ok.any():
+                layers.append(hv.ErrorBars((e[ok], a[ok], a[ok] - lo[ok], hi[ok] - a[ok]), energy,
+                                           [accuracy, "neg", "pos"]).opts(color=color, line_width=1.5))
+        layers.append(hv.Scatter(pts, energy, [accuracy, "value", "point"], label=label).opts(
             color=color, marker=marker, size=10, tools=["hover", "tap"]))
-    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom_right",
-                                    title="accuracy vs memory energy (Fig 4.4) — click a point")
+    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom",
+                                    legend_cols=2, title="accuracy vs memory energy (Fig 4.4), click a point")
 
 
 def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") -> hv.Bars:
@@ -110,15 +122,17 @@ def spectra_plot(ds: xr.Dataset, layer: str) -> hv.Layout:
     sv = ds.singular_value.sel(layer=layer).mean("seed")
     colors = hv.Cycle.default_cycles["default_colors"]
     rank = sv["rank"].values
-    left = hv.Overlay([hv.Curve((rank, sv.sel(p_train=pt).values), hv.Dimension("rank"),
-                                hv.Dimension("sv", label="singular value"), label=f"p_t = {pt:g}")
+    rank_dim = hv.Dimension("rank", label="index i (1 = largest singular value)")
+    left = hv.Overlay([hv.Curve((rank, sv.sel(p_train=pt).values), rank_dim,
+                                hv.Dimension("sv", label="singular value λ_i (mean over seeds)"), label=f"p_t = {pt:g}")
                        .opts(color=colors[i % len(colors)], line_width=2)
                        for i, pt in enumerate(sv.p_train.values)]).opts(
-        responsive=True, min_height=300, legend_position="top_right", title=f"top singular values, {layer}")
+        responsive=True, min_height=300, legend_position="right", title=f"top singular values of {layer}")
     rc = ds.relative_change.sel(layer=layer)
-    right = hv.Overlay([hv.Curve((rank, rc.sel(p_train=pt).values), hv.Dimension("rank"),
-                                 hv.Dimension("rc", label="relative change"), label=f"p_t = {pt:g}")
+    right = hv.Overlay([hv.Curve((rank, rc.sel(p_train=pt).values), rank_dim,
+                                 hv.Dimension("rc", label="relative change Δ_i (fraction)"), label=f"p_t = {pt:g}")
                         .opts(color=colors[i % len(colors)], line_width=2)
                         for i, pt in enumerate(rc.p_train.values)]).opts(
-        responsive=True, min_height=300, legend_position="top_right", title="relative change vs the smallest p_t (Fig 4.8)")
-    return (left + right).cols(2)
+        responsive=True, min_height=300, legend_position="right",
+        title=f"change against p_t = {float(rc.p_train.values[0]):g} (Fig 4.8)")
+    return (left + right).cols(1)

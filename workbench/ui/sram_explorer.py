@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
 import param
 import xarray as xr
 
@@ -18,6 +19,12 @@ from ..experiments.sram import bc_config, energy_of, energy_ratios
 from ..experiments.sweep import SRAM_SPEC, load_spec, run_experiment
 from ..hardware import SRAMMemory
 from .base import BackgroundState
+from .explorer import P_CHOICES
+
+#: a layer's BER before anyone edits it (the sensitivity study's base BER)
+DEFAULT_LAYER_P = 0.01
+#: the energy–accuracy methods, as a link names them (``point=lanmax:1``), and the spec grid each varies
+POINT_GRIDS = {"fp16": "widths", "bc": "widths", "bc_uniform": "p_uniform", "lanmax": "alphas"}
 
 REGENERATE = "workbench sweep specs/sram_digits.json --cache-dir data/store"
 
@@ -28,7 +35,7 @@ class SRAMExplorer(BackgroundState):
     job_kinds = ("uniform_ber", "sensitivity", "energy_accuracy", "spectra", "lanmax", "point")
 
     p_train = param.Selector(default=0.01, objects=[0.01], doc="training BER p_t highlighted in the uniform study")
-    p = param.Number(0.01, bounds=(0.0, 0.5), doc="test BER p marked on the uniform study")
+    p = param.Selector(default=0.01, objects=P_CHOICES[1:], doc="test BER p marked on the uniform study")
     spectra_layer = param.Selector(default=None, objects=[], doc="layer whose weight spectrum is shown")
     layer_p = param.Dict(default={}, doc="per-layer BER being edited (layer → p)")
     alpha = param.Number(0.01, bounds=(0.0, 10.0), doc="LaNMax energy weight α (eq 4.5)")
@@ -57,7 +64,8 @@ class SRAMExplorer(BackgroundState):
         self.counts = param_counts(bc_config())
         self.reference_weights = sum(param_counts(bc_config()).values())
         layers = list(self.counts)
-        self.layer_p = {k: 0.01 for k in layers}
+        self.layer_p = {k: DEFAULT_LAYER_P for k in layers}
+        self._pending_point: tuple[str, float] | None = None
         self.param.spectra_layer.objects = layers
         self.spectra_layer = layers[0]
         grid = self.spec["experiments"]["uniform_ber"]["p_train"]
@@ -139,6 +147,47 @@ class SRAMExplorer(BackgroundState):
 
         self.runner.submit("point", job, lambda ds: self._set(point_sensitivity=ds), self._fail)
 
+    def point_key(self) -> tuple[str, float] | None:
+        """The selected point as ``(method, value)`` (what a link names), or the one a link asked
+        for while the energy–accuracy study was still loading."""
+        info = self.point_details()
+        if info is not None:
+            return info["method"], info["value"]
+        return self._pending_point
+
+    def select_point(self, key: tuple[str, float] | None) -> None:
+        """Select the network ``(method, value)`` of the energy–accuracy study (``None``: none).
+        Before the study has loaded the choice waits and is applied when it arrives; a value off
+        the spec's grid is refused (ValueError naming the values that exist)."""
+        if key is None:
+            self._pending_point = None
+            self.selected = None
+            return
+        method, value = key
+        if method not in POINT_GRIDS:
+            raise ValueError(f"the network must be one of {', '.join(POINT_GRIDS)}, then a colon and its value")
+        grid = [float(v) for v in self.spec["experiments"]["energy_accuracy"][POINT_GRIDS[method]]]
+        if not any(abs(v - value) <= 1e-9 * max(1.0, abs(v)) for v in grid):
+            raise ValueError(f"{method} networks exist for {', '.join(f'{v:g}' for v in grid)}")
+        if self.energy is None:
+            self._pending_point = (method, float(value))
+            return
+        self._pending_point = None
+        self.selected = self._point_index(method, float(value))
+
+    def _point_index(self, method: str, value: float) -> int | None:
+        ds = self.energy
+        match = (ds.method.values == method) & np.isclose(ds.value.values.astype(float), value, rtol=1e-9)
+        hits = np.flatnonzero(match)
+        return int(hits[0]) if hits.size else None
+
+    @param.depends("energy", watch=True)
+    def _resolve_pending_point(self):
+        if self.energy is not None and self._pending_point is not None:
+            method, value = self._pending_point
+            self._pending_point = None
+            self.selected = self._point_index(method, value)
+
     def ratios(self) -> dict[str, float]:
         return energy_ratios(self.energy) if self.energy is not None else {}
 
@@ -185,4 +234,4 @@ class SRAMExplorer(BackgroundState):
         self.runner.cancel("lanmax")
 
 
-__all__ = ["REGENERATE", "SRAMExplorer"]
+__all__ = ["DEFAULT_LAYER_P", "POINT_GRIDS", "REGENERATE", "SRAMExplorer"]
