@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import re
+
 import holoviews as hv
 import numpy as np
 import xarray as xr
+from bokeh.models import NumeralTickFormatter
 
 STRATEGY_COLORS = {"dataset": "#7f7f7f", "M1": "#1f77b4", "M2": "#d62728", "M3": "#2ca02c", "live": "#9467bd"}
 STRATEGY_LABELS = {"dataset": "collected (best)", "M1": "M1 architecture only", "M2": "M2 joint g_u + architecture",
                    "M3": "M3 M1 with scaled g_u", "live": "live search (estimated)"}
 ACC = hv.Dimension("accuracy", label="test accuracy")
-POW = hv.Dimension("power", label="crossbar power (a.u. per inference)")
+#: crossbar power has no physical unit here: only ratios between networks mean something
+POW = hv.Dimension("power", label="crossbar power per inference (arbitrary units)")
+
+
+def short_layer_name(name: str) -> str:
+    """``stages.0.1.conv2.conv`` -> ``stage 1 block 2 conv2``; ``stem.conv`` -> ``stem``."""
+    m = re.fullmatch(r"stages\.(\d+)\.(\d+)\.(\w+?)(?:\.conv)?", name)
+    if m:
+        part = "skip" if m.group(3) == "shortcut" else m.group(3)
+        return f"stage {int(m.group(1)) + 1} block {int(m.group(2)) + 1} {part}"
+    return {"stem.conv": "stem", "head": "head (classifier)"}.get(name, name)
+
+
+def number_formatter(values) -> NumeralTickFormatter:
+    """Tick labels as plain numbers at the values' scale (``151,927``, ``2.5``, ``0.0012``), never ``2.000e+4``."""
+    v = np.asarray(values, float)
+    v = np.abs(v[np.isfinite(v)])
+    top = float(v.max()) if v.size else 1.0
+    fmt = "0,0" if top >= 100 else "0.[00]" if top >= 1 else "0.[0000]"
+    return NumeralTickFormatter(format=fmt)
 
 
 def _front_line(acc, pw):
@@ -47,21 +69,32 @@ def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: d
         pt = ds.sel(strategy=s).isel(point=i)
         els.append(hv.Scatter([(float(pt.power), float(pt.accuracy))], POW, ACC).opts(
             color="black", size=16, marker="circle", fill_alpha=0, line_width=3))
-    return hv.Overlay(els).opts(responsive=True, min_height=420, legend_position="bottom_right", show_grid=True,
-                                title="Power–accuracy Pareto fronts (Fig 6.2)")
+    power = np.concatenate([ds.power.values.ravel(), ds.collected_power.values.ravel()])
+    return hv.Overlay(els).opts(responsive=True, min_height=460, legend_position="bottom", show_grid=True,
+                                xformatter=number_formatter(power), title="Power–accuracy Pareto fronts (Fig 6.2)")
+
+
+def _bar_height(n: int) -> int:
+    return 90 + 18 * n
 
 
 def layer_power_bars(layer_power: xr.DataArray, title: str = "Crossbar power per layer") -> hv.Bars:
-    names = [str(n) for n in layer_power.layer.values]
-    return hv.Bars((names, layer_power.values), hv.Dimension("layer"), hv.Dimension("power", label="power (a.u.)")).opts(
-        xrotation=60, responsive=True, min_height=300, color="#dd8452", tools=["hover"], title=title)
+    """Horizontal bars, one per layer (in network order, first on top), so long layer names stay readable."""
+    names = [short_layer_name(str(n)) for n in layer_power.layer.values]
+    vals = np.asarray(layer_power.values, float)
+    return hv.Bars((names[::-1], vals[::-1]), hv.Dimension("layer", label="crossbar layer"),
+                   hv.Dimension("power", label="power per inference (arbitrary units)")).opts(
+        invert_axes=True, responsive=True, height=_bar_height(len(names)), color="#dd8452", tools=["hover"],
+        yformatter=number_formatter(vals), title=title)
 
 
 def g_u_bars(g_u_rel: xr.DataArray, title: str = "g_u / g_u^d per layer") -> hv.Bars:
-    names = [str(n) for n in g_u_rel.layer.values]
-    return hv.Bars((names, g_u_rel.values), hv.Dimension("layer"), hv.Dimension("g_u", label="g_u / g_u^d",
-                                                                                 range=(0, 1.6))).opts(
-        xrotation=60, responsive=True, min_height=260, color="#4c72b0", tools=["hover"], title=title)
+    """g_u of each layer as a multiple of its default g_u^d = ‖W‖∞ (eq 6.1–6.2), horizontal bars."""
+    names = [short_layer_name(str(n)) for n in g_u_rel.layer.values]
+    vals = np.asarray(g_u_rel.values, float)
+    return hv.Bars((names[::-1], vals[::-1]), hv.Dimension("layer", label="crossbar layer"),
+                   hv.Dimension("g_u", label="g_u / g_u^d", range=(0, 1.6))).opts(
+        invert_axes=True, responsive=True, height=_bar_height(len(names)), color="#4c72b0", tools=["hover"], title=title)
 
 
 def accuracy_histogram(acc: np.ndarray, title: str = "Accuracy over Monte-Carlo draws") -> hv.Histogram:
@@ -91,5 +124,5 @@ def selection_plot(ds: xr.Dataset) -> hv.Overlay:
     return (hv.Curve((ds.delta.values, ds.n_a.values), d, n, label="n_a (accuracy)").opts(line_width=2) *
             hv.Scatter((ds.delta.values, ds.n_a.values), d, n).opts(size=6) *
             hv.Curve((ds.delta.values, ds.n_p.values), d, n, label="n_p (power)").opts(line_width=2, line_dash="dashed")
-            ).opts(responsive=True, min_height=280, logx=True, legend_position="top_right",
+            ).opts(responsive=True, min_height=280, logx=True, legend_position="right",
                    title=f"Smallest n_a, n_p with Pr(rank right) > {1 - ds.attrs.get('epsilon', 0.05):g} (Fig 6.1)")

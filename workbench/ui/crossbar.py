@@ -6,27 +6,61 @@ from __future__ import annotations
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 
-from ..plots.crossbar import (accuracy_histogram, g_u_bars, layer_power_bars, pareto_plot, robustness_curve,
-                              selection_plot)
-from .base import ExplorerPage, hv_pane, regenerate_footer, spinner
+from ..plots.crossbar import (accuracy_histogram, g_u_bars, layer_power_bars, number_formatter, pareto_plot,
+                              robustness_curve, selection_plot, short_layer_name)
+from .base import ExplorerPage, about_fold, hv_pane, number_field, regenerate_footer, spinner
 from .crossbar_explorer import REGENERATE, CrossbarExplorer
+from .urlstate import PageURL, URLKnob, URLValueError
 
 TEXT = {
-    "subnet": ("**Your subnet on crossbars (eq 3.33–3.44).** Pick the depth, width and expand ratio of each stage of the "
-               "supernet, then the conductance scale g_u of each layer as a multiple of its default g_u^d = ‖W‖∞ "
-               "(eq 6.1–6.2): a smaller g_u programs smaller conductances (less power) that the additive device noise "
-               "perturbs relatively more. Power and accuracy are Monte-Carlo draws of the noise; batch norm is "
-               "recalibrated and folded into the crossbars."),
-    "fronts": ("**Pareto fronts (Fig 6.2).** The re-simulated power and accuracy of the networks found by NSGA-II on the "
-               "estimator: M1 searches the architecture with g_u = g_u^d, M2 searches architecture and g_u jointly, M3 "
-               "rescales M1's g_u by 10 factors in [0.9, 1.1]; grey dots are the collected states as the estimator saw "
-               "them (n_a / n_p minibatches). Click a point for its network, g_u, power per layer and robustness."),
-    "search": ("**Run a search.** NSGA-II (pymoo) on the shipped estimator; the estimated front streams in generation by "
-               "generation. Estimated fronts are optimistic: the shipped fronts above were re-simulated in full."),
+    "subnet": ("**Your subnet on crossbars (eq 3.33–3.44).** The network is a *supernet*: one trained network from which "
+               "smaller networks (subnets) are cut by choosing, for each of its 3 stages, how many blocks it keeps (D), how "
+               "wide its layers are and how much each block expands inside. Every layer's weights are stored as "
+               "conductances of memristor crossbars, up to a largest conductance g_u. Its default g_u^d = ‖W‖∞ is the "
+               "largest absolute weight of the layer (eq 6.1), and each layer's g_u is set here as a multiple of it, "
+               "between 0.5 and 1.5 (eq 6.2): a smaller g_u programs smaller conductances (less power) that the "
+               "additive device noise perturbs relatively more. Power and accuracy are averages over Monte-Carlo draws "
+               "of that noise; batch norm is recalibrated and folded into the crossbars. Crossbar power is in "
+               "arbitrary units: only ratios between networks mean something."),
+    "fronts": ("**Pareto fronts (Fig 6.2).** Each point is one network with its own g_u per layer, found by a search "
+               "(NSGA-II) on a fast estimator of accuracy and power, then simulated again in full. M1 searches the "
+               "architecture with g_u = g_u^d, M2 searches architecture and g_u together, M3 rescales M1's g_u by 10 "
+               "factors in [0.9, 1.1]; a line joins the points no other network beats on both power and accuracy. "
+               "Grey dots are the k random architectures × k_g random g_u settings each that trained the estimator, as "
+               "it measured them on only n_a minibatches for accuracy and n_p for power (Fig 6.1 below shows how "
+               "small n_a and n_p can be). Click a point for its network, g_u, power per layer and robustness."),
+    "search": ("**Run a search.** NSGA-II (a genetic algorithm, through pymoo) searches the networks on the shipped "
+               "estimator; its estimated front streams in generation by generation, and Cancel stops it within one "
+               "generation. Estimated fronts are optimistic: the fronts on the *Pareto fronts* tab were simulated in full."),
 }
+
+TABS = ("subnet", "fronts", "search")
+GU_STEP = 0.05
+
+
+def _fmt_gu(v: float) -> str:
+    """g_u / g_u^d as the table shows it (2 decimals)."""
+    return f"{float(v):.2f}".rstrip("0").rstrip(".")
+
+
+def _number_list(kind: str, integer: bool):
+    def parse(text: str):
+        try:
+            return [int(t) if integer else float(t) for t in text.split(",")]
+        except ValueError:
+            raise URLValueError(f"{kind} is a comma-separated list of {'whole numbers' if integer else 'numbers'}") from None
+    return parse
+
+
+def _parse_point(text: str):
+    strategy, sep, point = text.partition(":")
+    if not sep or not point.strip().isdigit():
+        raise URLValueError("point is written strategy:number, e.g. M2:5")
+    return strategy.strip(), int(point)
 
 
 class CrossbarPage(ExplorerPage):
@@ -35,68 +69,137 @@ class CrossbarPage(ExplorerPage):
     explorer = param.ClassSelector(class_=CrossbarExplorer)
     explorer_class = CrossbarExplorer
     title = "Crossbar power & search"
+    tab = param.Selector(default="subnet", objects=list(TABS), doc="the open sub-tab")
 
     def __init__(self, **params):
         super().__init__(**params)
         ex = self.explorer
-        self._arch = pn.Column(width=300)
-        self._sliders = pn.Column(sizing_mode="stretch_width", scroll=True, max_height=520)
-        self._slider_of: dict[str, pn.widgets.FloatSlider] = {}
-        self._gu_error = pn.pane.Alert("", alert_type="warning", visible=False)
-        self._sigma = pn.widgets.FloatSlider(label="device noise ε^v (µS)", start=0.0, end=0.1, step=0.005, value=ex.sigma,
-                                             format="0.000")
-        self._sigma.param.watch(lambda e: setattr(ex, "sigma", e.new), "value_throttled")
-        self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, label="strategy")
-        self._pop = pn.widgets.IntInput.from_param(ex.param.pop_size, label="population", width=110)
-        self._gen = pn.widgets.IntInput.from_param(ex.param.n_gen, label="generations", width=110)
+        sp = ex.layout
+        self._syncing = False
+        self._arch_select: dict[tuple[str, int], pn.widgets.Select] = {}
+        arch_rows = []
+        stem = self._select("width", 0, "stem width", sp.width_choices)
+        for s in range(sp.n_stages):
+            arch_rows.append(pn.Row(self._select("depth", s, f"stage {s + 1}: blocks D", sp.depth_choices),
+                                    self._select("width", s + 1, "width", sp.width_choices),
+                                    self._select("expand", s, "expand", sp.expand_choices), margin=0))
+        self._arch = pn.Column(stem, *arch_rows, margin=0)
+        ex.param.watch(self._arch_followed, ["depth", "width", "expand"])
+        self._sigma = pn.widgets.FloatSlider(name="device noise σ (µS, additive)", start=0.0, end=0.1, step=0.005,
+                                             value=ex.sigma, format="0.000")
+        self._sigma.param.watch(lambda e: e.new is not None and setattr(ex, "sigma", e.new), "value_throttled")
+        ex.param.watch(lambda e: self._sigma.param.update(value=e.new), "sigma")
+        self._draws = number_field(ex, "draws", "Monte-Carlo draws", width=150)
+        # every layer's g_u at once, then per layer in a table (values refused beside it)
+        self._all = pn.widgets.FloatSlider(name="set every layer's g_u / g_u^d to", start=sp.gu_low, end=sp.gu_high,
+                                           step=GU_STEP, value=1.0)
+        self._all.param.watch(self._set_all, "value_throttled")
+        self._table = pn.widgets.Tabulator(self._gu_frame(), show_index=False, height=300, sizing_mode="stretch_width",
+                                           editors={"layer": None, "g_u / g_u^d": {"type": "number", "step": GU_STEP}},
+                                           formatters={"g_u / g_u^d": {"type": "money", "precision": 2}},
+                                           selectable=False, layout="fit_columns")
+        self._table.on_edit(self._edited)
+        self._gu_error = pn.pane.Markdown("", visible=False, styles={"color": "#b3261e"}, css_classes=["field-error"],
+                                          margin=(0, 10))
+        ex.param.watch(self._gu_followed, "g_u")
+        self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, name="strategy")
+        self._pop = number_field(ex, "pop_size", "population", width=130)
+        self._gen = number_field(ex, "n_gen", "generations", width=130)
         self._run_controls("search", "Run NSGA-II")
-        self._use = pn.widgets.Button(label="Edit this network", color="primary")
-        self._use.on_click(lambda _: ex.use_point())
-        ex.param.watch(self._rebuild, ["g_u"])
+        self._use = pn.widgets.Button(name="Edit this network", button_type="primary")
+        self._use.on_click(self._edit_point)
+        self.url = PageURL([
+            URLKnob("tab", self, "tab", label="sub-tab"),
+            URLKnob("depth", ex, "depth", label="depth", parse=_number_list("depth", True),
+                    apply=lambda v: setattr(ex, "depth", ex.check_arch("depth", v))),
+            URLKnob("width", ex, "width", label="width", parse=_number_list("width", False),
+                    apply=lambda v: setattr(ex, "width", ex.check_arch("width", v))),
+            URLKnob("expand", ex, "expand", label="expand", parse=_number_list("expand", False),
+                    apply=lambda v: setattr(ex, "expand", ex.check_arch("expand", v))),
+            URLKnob("gu", ex, "g_u", label="g_u", parse=_number_list("gu (g_u / g_u^d per layer)", False),
+                    fmt=lambda g: ",".join(_fmt_gu(g[n]) for n in ex.present_layers() if n in g),
+                    apply=ex.set_g_u_list),
+            URLKnob("sigma", ex, "sigma", label="device noise σ (µS)"),
+            URLKnob("draws", ex, "draws", label="Monte-Carlo draws"),
+            URLKnob("strategy", ex, "strategy", label="search strategy"),
+            URLKnob("pop", ex, "pop_size", label="population"),
+            URLKnob("gen", ex, "n_gen", label="generations"),
+            URLKnob("point", ex, "selected", label="point", parse=_parse_point,
+                    fmt=lambda v: "" if v is None else f"{v[0]}:{v[1]}", apply=lambda v: ex.set_point(*v)),
+        ])
+        self._tabs = self._build_tabs()
         self._start()
 
-    # ---------------------------------------------------------------- widgets that follow the supernet
-    def _arch_widgets(self):
+    # ---------------------------------------------------------------- the editor follows the state
+    def _select(self, name: str, i: int, label: str, choices) -> pn.widgets.Select:
         ex = self.explorer
-        sp = ex.space
-        rows = []
-        for s in range(len(ex.depth)):
-            d = pn.widgets.Select(label=f"stage {s + 1}: blocks D", options=list(sp.depth_choices), value=ex.depth[s], width=90)
-            w = pn.widgets.Select(label="width", options=list(sp.width_choices), value=ex.width[s + 1], width=90)
-            e = pn.widgets.Select(label="expand", options=list(sp.expand_choices), value=ex.expand[s], width=90)
-            d.param.watch(lambda ev, s=s: setattr(ex, "depth", [*ex.depth[:s], int(ev.new), *ex.depth[s + 1:]]), "value")
-            w.param.watch(lambda ev, s=s: setattr(ex, "width", [*ex.width[:s + 1], float(ev.new), *ex.width[s + 2:]]), "value")
-            e.param.watch(lambda ev, s=s: setattr(ex, "expand", [*ex.expand[:s], float(ev.new), *ex.expand[s + 1:]]), "value")
-            rows.append(pn.Row(d, w, e))
-        stem = pn.widgets.Select(label="stem width", options=list(sp.width_choices), value=ex.width[0], width=90)
-        stem.param.watch(lambda ev: setattr(ex, "width", [float(ev.new), *ex.width[1:]]), "value")
-        return [stem, *rows]
+        opts = {f"{c:g}": c for c in choices}
+        w = pn.widgets.Select(name=label, options=opts, value=getattr(ex, name)[i], width=95, margin=(5, 4))
 
-    def _rebuild(self, *_):
-        """One g_u slider per layer of the current subnet (rebuilt when its layers change)."""
+        def chosen(ev):
+            if self._syncing or ev.new is None:
+                return
+            vals = list(getattr(ex, name))
+            if vals[i] != ev.new:
+                vals[i] = ev.new
+                setattr(ex, name, vals)
+        w.param.watch(chosen, "value")
+        self._arch_select[(name, i)] = w
+        return w
+
+    def _arch_followed(self, *_):
         ex = self.explorer
-        if ex.space is not None and not self._arch.objects:
-            self._arch.objects = self._arch_widgets()
-        layers = list(ex.g_u)
-        if list(self._slider_of) != layers:
-            self._slider_of = {}
-            for name in layers:
-                sl = pn.widgets.FloatSlider(label=f"g_u {name}", start=0.5, end=1.5, step=0.05, value=ex.g_u[name])
-                sl.param.watch(lambda ev, name=name: self._moved(name, ev.new), "value_throttled")
-                self._slider_of[name] = sl
-            self._sliders.objects = list(self._slider_of.values())
-        else:
-            for name, v in ex.g_u.items():
-                if abs(self._slider_of[name].value - v) > 1e-12:
-                    self._slider_of[name].value = v
-
-    def _moved(self, layer: str, value: float) -> None:
+        self._syncing = True
         try:
-            self.explorer.set_g_u(layer, value)
-        except ValueError as exc:
-            self._gu_error.object, self._gu_error.visible = str(exc), True
+            for (name, i), w in self._arch_select.items():
+                vals = getattr(ex, name)
+                if i < len(vals) and w.value != vals[i]:
+                    w.value = vals[i]
+        finally:
+            self._syncing = False
+
+    def _gu_frame(self) -> pd.DataFrame:
+        ex = self.explorer
+        layers = [n for n in ex.present_layers() if n in ex.g_u]
+        return pd.DataFrame({"layer": [short_layer_name(n) for n in layers],
+                             "g_u / g_u^d": [round(float(ex.g_u[n]), 2) for n in layers]})
+
+    def _gu_followed(self, *_):
+        df = self._gu_frame()
+        if not df.equals(self._table.value):
+            self._table.value = df
+
+    def _edited(self, event) -> None:
+        ex = self.explorer
+        layers = [n for n in ex.present_layers() if n in ex.g_u]
+        layer = layers[event.row]
+        try:
+            value = float(event.value)
+            if not np.isfinite(value) or not (ex.layout.gu_low <= value <= ex.layout.gu_high):
+                raise ValueError
+        except (TypeError, ValueError):
+            self._gu_error.object = (f"g_u / g_u^d of {short_layer_name(layer)} must be between 0.5 and 1.5 "
+                                     f"(eq 6.2) — still using {_fmt_gu(ex.g_u[layer])}")
+            self._gu_error.visible = True
+            self._table.value = self._gu_frame()
             return
         self._gu_error.visible = False
+        ex.set_g_u(layer, round(value, 2))
+
+    def _set_all(self, event) -> None:
+        if event.new is not None:
+            self._gu_error.visible = False
+            self.explorer.g_u = {n: float(event.new) for n in self.explorer.present_layers()}
+
+    def _edit_point(self, *_):
+        self.explorer.use_point()
+        self.tab = "subnet"
+
+    @param.depends("tab", watch=True)
+    def _tab_to_widget(self):
+        i = TABS.index(self.tab)
+        if self._tabs.active != i:
+            self._tabs.active = i
 
     # ---------------------------------------------------------------- views
     @param.depends("explorer.current")
@@ -104,11 +207,12 @@ class CrossbarPage(ExplorerPage):
         ds = self.explorer.current
         if ds is None:
             return spinner("programming the subnet on crossbars…")
-        power = pn.indicators.Number(label="crossbar power (a.u. per inference)", value=float(ds.power[0]),
-                                     format="{value:.5g}", font_size="26pt", title_size="11pt")
-        acc = pn.indicators.Number(label="accuracy (mean over draws)", value=float(ds.accuracy.mean()),
-                                   format="{value:.4f}", font_size="26pt", title_size="11pt")
-        return pn.Column(pn.Row(power, acc), hv_pane(accuracy_histogram(ds.accuracy.values.ravel())),
+        power = pn.indicators.Number(name="crossbar power per inference (arbitrary units)", value=float(ds.power[0]),
+                                     format="{value:,.0f}" if float(ds.power[0]) >= 100 else "{value:.4g}",
+                                     font_size="24pt", title_size="11pt")
+        acc = pn.indicators.Number(name="accuracy (mean over draws)", value=float(ds.accuracy.mean()),
+                                   format="{value:.4f}", font_size="24pt", title_size="11pt")
+        return pn.Column(pn.FlexBox(power, acc), hv_pane(accuracy_histogram(ds.accuracy.values.ravel())),
                          hv_pane(layer_power_bars(ds.layer_power)), sizing_mode="stretch_width")
 
     @param.depends("explorer.nas", "explorer.selected", "explorer.live")
@@ -116,32 +220,35 @@ class CrossbarPage(ExplorerPage):
         ex = self.explorer
         ds = ex.nas
         if ds is None:
-            return spinner("loading the NAS study…")
+            return spinner("loading the search results…")
         plot = pareto_plot(ds, ex.selected, ex.live)
         tap = hv.streams.Tap(source=plot, x=None, y=None)
         tap.add_subscriber(lambda x, y: ex.pick(x, y))
         r2 = dict(zip(ds.target.values, ds.r2.values))
         hv_text = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(ds.strategy.values, ds.hypervolume.values))
-        info = (f"Hypervolume (re-simulated, shared power scale): {hv_text}. "
-                f"Estimator held-out R²: accuracy {r2['accuracy']:.2f}, power {r2['power']:.2f}. Supernet: largest "
-                f"subnet {ds.attrs['supernet_accuracy_largest']:.3f}, smallest {ds.attrs['supernet_accuracy_smallest']:.3f}. "
-                f"k = {ds.attrs['k']} × k_g = {ds.attrs['k_g']} states on n_a = {ds.attrs['n_a']}, n_p = {ds.attrs['n_p']} "
-                f"minibatches; NSGA-II {ds.attrs['pop_size']} × {ds.attrs['n_gen']} (thesis 1024 × 500).")
+        a = ds.attrs
+        info = (f"Hypervolume (the area a front dominates, larger is better; all on one power scale): {hv_text}. "
+                f"The estimator explains {r2['accuracy']:.0%} of the accuracy and {r2['power']:.0%} of the power "
+                f"variation of networks it never saw (held-out R²). Supernet accuracy: largest subnet "
+                f"{a['supernet_accuracy_largest']:.3f}, smallest {a['supernet_accuracy_smallest']:.3f}. "
+                f"The estimator was trained on k = {a['k']} architectures × k_g = {a['k_g']} g_u settings, measured on "
+                f"n_a = {a['n_a']} minibatches (accuracy) and n_p = {a['n_p']} (power); NSGA-II ran a population of "
+                f"{a['pop_size']} for {a['n_gen']} generations (thesis: 1024 × 500).")
         return pn.Column(hv_pane(plot), pn.pane.Markdown(info), sizing_mode="stretch_width")
 
     @param.depends("explorer.details", "explorer.selected")
     def _details(self):
         ex = self.explorer
-        if ex.selected is None:
+        if ex.selected is None or ex.nas is None:
             return pn.pane.Markdown("*Click a point of the fronts to see its network.*")
         ds = ex.details
         strategy, point = ex.selected
         nas = ex.nas.sel(strategy=strategy).isel(point=point)
         head = pn.pane.Markdown(f"**{strategy}, point {point}**: accuracy {float(nas.accuracy):.4f} ± "
-                                f"{float(nas.accuracy_std):.4f}, power {float(nas.power):.5g} a.u.")
+                                f"{float(nas.accuracy_std):.4f}, power {float(nas.power):,.0f} (arbitrary units)")
         if ds is None:
             return pn.Column(head, spinner("simulating this network…"), sizing_mode="stretch_width")
-        arch = pn.pane.Markdown(f"depth per stage **{ds.attrs['depth']}**, width (stem, stages) **{ds.attrs['width']}**, "
+        arch = pn.pane.Markdown(f"blocks per stage D **{ds.attrs['depth']}**, width (stem, stages) **{ds.attrs['width']}**, "
                                 f"expand per block {ds.attrs['expand']}")
         return pn.Column(head, arch, self._use, hv_pane(g_u_bars(ds.g_u_rel)), hv_pane(layer_power_bars(ds.layer_power)),
                          hv_pane(robustness_curve(ds)), sizing_mode="stretch_width")
@@ -161,25 +268,45 @@ class CrossbarPage(ExplorerPage):
             return pn.pane.Markdown("*The estimated front appears here generation by generation.*")
         a, p = np.asarray(live["accuracy"]), np.asarray(live["power"])
         o = np.argsort(p)
-        plot = (hv.Curve((p[o], a[o]), "power", "accuracy").opts(interpolation="steps-post", line_width=2) *
-                hv.Scatter((p[o], a[o]), "power", "accuracy").opts(size=6)).opts(
-            responsive=True, min_height=320, show_grid=True,
+        pd_ = hv.Dimension("power", label="estimated crossbar power (arbitrary units)")
+        ad = hv.Dimension("accuracy", label="estimated accuracy")
+        plot = (hv.Curve((p[o], a[o]), pd_, ad).opts(interpolation="steps-post", line_width=2) *
+                hv.Scatter((p[o], a[o]), pd_, ad).opts(size=6)).opts(
+            responsive=True, min_height=320, show_grid=True, xformatter=number_formatter(p),
             title=f"Estimated front, generation {live['generation']} ({len(a)} points)")
         return hv_pane(plot)
 
+    @param.depends("explorer.late_refusal")
+    def _late(self):
+        msg = self.explorer.late_refusal
+        return pn.pane.Alert(msg, alert_type="warning", visible=bool(msg), sizing_mode="stretch_width")
+
+    def _build_tabs(self) -> pn.Tabs:
+        editor = pn.Column(
+            "#### Subnet", self._arch, self._sigma, self._draws,
+            "#### g_u / g_u^d per layer",
+            pn.pane.Markdown("<small>Each layer's largest conductance g_u as a multiple of its default g_u^d = ‖W‖∞ "
+                             "(its largest absolute weight); between 0.5 and 1.5.</small>", margin=(0, 10)),
+            self._all, self._gu_error, self._table, width=330, margin=(0, 10, 0, 0))
+        right = pn.Column(self._current, sizing_mode="stretch_width", min_width=300, styles={"flex": "1 1 380px"})
+        subnet = pn.Column(pn.FlexBox(editor, right, flex_wrap="wrap", sizing_mode="stretch_width"),
+                           pn.pane.Markdown(TEXT["subnet"]), sizing_mode="stretch_width")
+        fronts = pn.Column(pn.pane.Markdown(TEXT["fronts"]),
+                           pn.FlexBox(pn.Column(self._fronts, min_width=300, sizing_mode="stretch_width",
+                                                styles={"flex": "2 1 420px"}),
+                                      pn.Column(self._details, min_width=300, sizing_mode="stretch_width",
+                                                styles={"flex": "1 1 320px"}),
+                                      flex_wrap="wrap", sizing_mode="stretch_width"),
+                           self._selection, sizing_mode="stretch_width")
+        search = pn.Column(pn.pane.Markdown(TEXT["search"]),
+                           pn.FlexBox(self._strategy, self._pop, self._gen, self._run, self._cancel, flex_wrap="wrap",
+                                      align_items="end", sizing_mode="stretch_width"),
+                           self._progress, self._live, sizing_mode="stretch_width")
+        tabs = pn.Tabs(("Your subnet", subnet), ("Pareto fronts", fronts), ("Search", search), dynamic=True,
+                       active=TABS.index(self.tab), sizing_mode="stretch_width")
+        tabs.param.watch(lambda e: setattr(self, "tab", TABS[e.new]), "active")
+        return tabs
+
     def __panel__(self):
-        ex = self.explorer
-        editor = pn.Column("#### Subnet", self._arch, self._sigma, "#### g_u / g_u^d per layer", self._gu_error,
-                           self._sliders, width=340)
-        tabs = pn.Tabs(
-            ("Your subnet", pn.Column(pn.Row(editor, self._current, sizing_mode="stretch_width"),
-                                      pn.pane.Markdown(TEXT["subnet"]), sizing_mode="stretch_width")),
-            ("Pareto fronts", pn.Column(pn.Row(self._fronts, self._details, sizing_mode="stretch_width"),
-                                        pn.pane.Markdown(TEXT["fronts"]), self._selection, sizing_mode="stretch_width")),
-            ("Search", pn.Column(pn.Row(self._strategy, self._pop, self._gen, self._run, self._cancel), self._progress,
-                                 self._live, pn.pane.Markdown(TEXT["search"]), sizing_mode="stretch_width")),
-            dynamic=True, sizing_mode="stretch_width")
-        foot = regenerate_footer(REGENERATE)
-        if ex.space is not None:
-            self._rebuild()
-        return pn.Column(self._status, tabs, foot, sizing_mode="stretch_width")
+        return pn.Column(self._status, self._late, self._tabs, about_fold(regenerate_footer(REGENERATE)),
+                         sizing_mode="stretch_width")

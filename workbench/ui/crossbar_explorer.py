@@ -16,10 +16,11 @@ import param
 import xarray as xr
 
 from ..experiments import Store
-from ..experiments.crossbar import DIGITS_SIGMA, evaluate_state, load_estimator, load_supernet, state_details
+from ..experiments.crossbar import (DIGITS_SIGMA, evaluate_state, load_estimator, load_supernet, state_details,
+                                    supernet_config)
 from ..experiments.sweep import CROSSBAR_SPEC, load_spec, run_experiment
 from ..hardware import KnobError
-from ..nas.supernet import Arch
+from ..nas.supernet import Arch, Supernet
 from .base import BackgroundState
 
 REGENERATE = "workbench sweep specs/crossbar_digits.json --cache-dir data/store"
@@ -41,6 +42,8 @@ class CrossbarExplorer(BackgroundState):
     pop_size = param.Integer(64, bounds=(4, 4096), doc="NSGA-II population of a page search")
     n_gen = param.Integer(40, bounds=(1, 2000), doc="NSGA-II generations of a page search")
     selected = param.Tuple(default=None, allow_None=True, length=2, doc="(strategy, point) clicked on the fronts")
+    #: a setting of a link refused only once the results it names had loaded (shown on the page)
+    late_refusal = param.String("", precedence=-1)
 
     search = param.Event(doc="run NSGA-II on the shipped estimator")
     cancel = param.Event(doc="cancel the running search")
@@ -62,6 +65,10 @@ class CrossbarExplorer(BackgroundState):
         self.sigma = float((self.nas_params.get("nas") or {}).get("sigma", DIGITS_SIGMA))
         self.net = None
         self.space = None
+        #: the supernet's layout (layers, depth/width/expand choices) from its configuration alone,
+        #: known before the trained weights load: a link's subnet and g_u list are checked against it
+        self.layout = Supernet(supernet_config(self.supernet_spec)).space
+        self._reset_g_u()
         if autorun:
             self.load()
 
@@ -74,7 +81,7 @@ class CrossbarExplorer(BackgroundState):
 
         def ready(sn):
             self.net, self.space = sn.supernet, sn.supernet.space
-            self.dispatch(self._reset_g_u)
+            self.dispatch(self._loaded)
 
         self.runner.submit("supernet", job, ready, self._fail)
         for name, target in (("nas", "nas"), ("nas_select", "selection")):
@@ -87,47 +94,107 @@ class CrossbarExplorer(BackgroundState):
 
             self.runner.submit(name, run, lambda ds, target=target: self._set(**{target: ds}), self._fail)
 
+    def _loaded(self) -> None:
+        """The supernet arrived: evaluate the subnet the page (or a link) set meanwhile."""
+        keep = {n: float(self.g_u.get(n, 1.0)) for n in self.present_layers()}
+        if keep != self.g_u:
+            self.g_u = keep          # evaluates
+        else:
+            self._evaluate()
+
     # ------------------------------------------------------------------ the current subnet
     def arch(self) -> Arch:
         S = len(self.depth)
         return Arch(tuple(int(d) for d in self.depth), tuple(float(w) for w in self.width),
-                    tuple(tuple([float(self.expand[s])] * self.space.max_depth) for s in range(S)))
+                    tuple(tuple([float(self.expand[s])] * self.layout.max_depth) for s in range(S)))
 
-    def present_layers(self) -> list[str]:
-        if self.space is None:
-            return []
-        m = self.space.mask(np.asarray(self.depth))
-        return [n for n, keep in zip(self.space.layer_names(), m) if keep]
+    def present_layers(self, depth=None) -> list[str]:
+        """The crossbar layers of the subnet of ``depth`` (default: the current one), in state order."""
+        sp = self.layout
+        m = sp.mask(np.asarray(self.depth if depth is None else depth))
+        return [n for n, keep in zip(sp.layer_names(), m) if keep]
 
     def state(self) -> np.ndarray:
-        names = self.space.layer_names()
+        names = self.layout.layer_names()
         g = [self.g_u.get(n, 1.0) for n in names]
-        return self.space.encode(self.arch(), g)
+        return self.layout.encode(self.arch(), g)
 
     def _reset_g_u(self) -> None:
         keep = {n: float(self.g_u.get(n, 1.0)) for n in self.present_layers()}
-        self.g_u = keep              # triggers the evaluation
+        if keep != self.g_u:
+            self.g_u = keep          # triggers the evaluation
+
+    def check_arch(self, name: str, values) -> list:
+        """``values`` for ``depth``/``width``/``expand`` if the supernet allows them (KnobError names
+        what it allows)."""
+        sp = self.layout
+        n, choices, kind = {"depth": (sp.n_stages, sp.depth_choices, "blocks per stage"),
+                            "width": (sp.n_stages + 1, sp.width_choices, "width multipliers (stem, then each stage)"),
+                            "expand": (sp.n_stages, sp.expand_choices, "expand ratios, one per stage")}[name]
+        vals = list(values)
+        if len(vals) != n:
+            raise KnobError(f"{name} takes {n} {kind}, got {len(vals)}")
+        bad = [v for v in vals if not any(abs(float(v) - c) < 1e-9 for c in choices)]
+        if bad:
+            raise KnobError(f"{name}: each of the {kind} must be one of {', '.join(f'{c:g}' for c in choices)}")
+        return [int(v) for v in vals] if name == "depth" else [float(v) for v in vals]
+
+    def set_g_u_list(self, values) -> None:
+        """The g_u / g_u^d of every layer of the current subnet, in layer order (eq 6.2: each in
+        [0.5, 1.5]); a list of the wrong length or with a value out of range changes nothing."""
+        layers = self.present_layers()
+        vals = [float(v) for v in values]
+        if len(vals) != len(layers):
+            raise KnobError(f"g_u takes one value per crossbar layer of this subnet ({len(layers)} layers), "
+                            f"got {len(vals)}")
+        bad = [f"{v:g}" for v in vals if not (self.layout.gu_low <= v <= self.layout.gu_high) or not np.isfinite(v)]
+        if bad:
+            raise KnobError(f"g_u / g_u^d must be between 0.5 and 1.5 for every layer (eq 6.2); got {', '.join(bad)}")
+        self.g_u = dict(zip(layers, vals))
+
+    def set_point(self, strategy: str, point: int) -> None:
+        """Select a point of the fronts; once the fronts are loaded, only a re-simulated point."""
+        if self.nas is not None:
+            strategies = [str(s) for s in self.nas.strategy.values]
+            if strategy not in strategies:
+                raise KnobError(f"point: the strategy must be one of {', '.join(strategies)}")
+            ok = np.isfinite(self.nas.power.sel(strategy=strategy).values)
+            if not (0 <= point < len(ok) and ok[point]):
+                raise KnobError(f"point: {strategy} has re-simulated points "
+                                f"{', '.join(str(i) for i in np.flatnonzero(ok))}")
+        self.selected = (strategy, int(point))
+
+    @param.depends("nas", watch=True)
+    def _nas_arrived(self) -> None:
+        """A point chosen (by a link) before the fronts loaded is checked and shown now."""
+        if self.selected is None or self.nas is None:
+            return
+        try:
+            self.set_point(*self.selected)
+        except KnobError as exc:
+            self.selected = None
+            self.late_refusal = f"`point` was not used: {exc}"
+            return
+        self._details()
 
     def set_g_u(self, layer: str, value: float) -> None:
         """One layer's g_u as a multiple of its g_u^d (eq 6.2: in [0.5, 1.5])."""
         if layer not in self.present_layers():
             raise KnobError(f"layer={layer!r} is not in the current subnet; layers: {self.present_layers()}")
         v = float(value)
-        if not (0.5 <= v <= 1.5):
+        if not (0.5 <= v <= 1.5) or not np.isfinite(v):
             raise KnobError(f"g_u of {layer}={value!r} is out of range: g_u / g_u^d must be in [0.5, 1.5] (eq 6.2)")
         self.g_u = {**self.g_u, layer: v}
 
     @param.depends("depth", "width", "expand", watch=True)
     def _arch_changed(self) -> None:
-        if self.space is not None:
-            for name, vals, choices in (("depth", self.depth, self.space.depth_choices),
-                                        ("width", self.width, self.space.width_choices),
-                                        ("expand", self.expand, self.space.expand_choices)):
-                bad = [v for v in vals if v not in choices]
-                if bad:
-                    self.error = f"{name}={list(vals)} not valid: each must be one of {list(choices)}"
-                    return
-            self._reset_g_u()
+        for name in ("depth", "width", "expand"):
+            try:
+                self.check_arch(name, getattr(self, name))
+            except KnobError as exc:
+                self.error = f"{exc}"
+                return
+        self._reset_g_u()
 
     @param.depends("g_u", "sigma", "draws", watch=True)
     def _evaluate(self) -> None:
@@ -184,12 +251,15 @@ class CrossbarExplorer(BackgroundState):
         if self.selected is None:
             return
         s = self.point_state(*self.selected)
-        arch = self.space.decode(s)
-        g = dict(zip(self.space.layer_names(), s[self.space.gu_slice]))
+        sp = self.layout
+        arch = sp.decode(s)
+        g = dict(zip(sp.layer_names(), s[sp.gu_slice]))
+        depth = [int(d) for d in arch.depth]
+        # one change of the whole subnet: the new g_u is in place when the architecture's watchers run
         with param.parameterized.batch_call_watchers(self):
-            self.depth, self.width = list(arch.depth), list(arch.width)
-            self.expand = [float(e[0]) for e in arch.expand]
-        self.g_u = {n: float(g[n]) for n in self.present_layers()}
+            self.param.update(depth=depth, width=[float(w) for w in arch.width],
+                              expand=[float(e[0]) for e in arch.expand],
+                              g_u={n: float(g[n]) for n in self.present_layers(depth)})
 
     # ------------------------------------------------------------------ live search
     @param.depends("search", watch=True)
@@ -199,16 +269,34 @@ class CrossbarExplorer(BackgroundState):
         self.param.update(running=True, progress=0, live=None, error="",
                           status=f"NSGA-II {strategy}: population {pop}, {gen} generations on the estimator…")
 
+        latest, lock = {}, threading.Lock()
+
+        def show():
+            with lock:
+                info = latest.pop("info", None)
+            if info is None or not self.running:
+                return
+            self.param.update(live={"accuracy": np.asarray(info["accuracy"]).tolist(),
+                                    "power": np.asarray(info["power"]).tolist(),
+                                    "generation": int(info["generation"])},
+                              progress=int(100 * info["generation"] / info["n_gen"]))
+
         def progress(info):
-            self._set(live={"accuracy": np.asarray(info["accuracy"]).tolist(), "power": np.asarray(info["power"]).tolist(),
-                            "generation": int(info["generation"])},
-                      progress=int(100 * info["generation"] / info["n_gen"]))
+            # only the newest front is handed to the page, and only when the last one was shown:
+            # a fast search otherwise queues one redraw per generation ahead of the Cancel click
+            with lock:
+                pending = "info" in latest
+                latest["info"] = info
+            if not pending:
+                self.dispatch(show)
 
         def job(cancel: threading.Event):
             est = load_estimator(self.nas_params.get("nas"), self.supernet_spec, self.store)
             return run_search(strategy, est, est.space, pop, gen, seed=0, progress=progress, cancel=cancel)
 
         def done(res):
+            with lock:
+                latest.clear()
             f = res.front
             self._set(running=False, progress=100,
                       live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(), "generation": res.n_gen},
@@ -216,13 +304,17 @@ class CrossbarExplorer(BackgroundState):
                              f"({res.seconds:.1f} s)")
 
         def cancelled():
-            self._set(running=False, progress=0, status=f"NSGA-II {strategy} cancelled")
+            with lock:
+                latest.clear()
+            gen = (self.live or {}).get("generation", 0)
+            self._set(running=False, progress=0, status=f"NSGA-II {strategy} cancelled after {gen} generations")
 
         self.runner.submit("search", job, done, self._fail, cancelled)
 
     @param.depends("cancel", watch=True)
     def _cancel(self) -> None:
-        self.runner.cancel("search")
+        if self.runner.cancel("search"):
+            self.status = f"NSGA-II {self.strategy}: cancelling…"
 
 
 __all__ = ["CrossbarExplorer", "REGENERATE"]
