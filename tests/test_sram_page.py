@@ -101,3 +101,197 @@ def test_clicking_a_point_shows_its_p_and_sensitivity():
     assert sens is not None and set(map(str, sens.layer.values)) == set(ex.counts)
     assert sens.attrs["base_p_kind"].startswith("per layer")
     ex.runner.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- the page's link keys
+def test_layer_p_link_text_round_trips_and_refuses_by_name():
+    from workbench.ui.sram import format_layer_p, parse_layer_p
+    layers = ["conv1", "blocks.0.conv1", "fc"]
+    edited = {"conv1": 0.0, "blocks.0.conv1": 0.01, "fc": 0.054412345}
+    text = format_layer_p(edited)
+    assert text == "0,blocks.0.conv1:0.01,fc:0.05441" or text.startswith(("0.01,", "0.05441,")), text
+    back = parse_layer_p(text, layers)
+    assert back == pytest.approx({"conv1": 0.0, "blocks.0.conv1": 0.01, "fc": 0.05441})      # rounded as shown
+    assert format_layer_p({k: 0.01 for k in layers}) == "0.01"
+    assert parse_layer_p("0.02,fc:0.3", layers) == {"conv1": 0.02, "blocks.0.conv1": 0.02, "fc": 0.3}
+    assert parse_layer_p("fc:0.3", layers) == {"conv1": 0.01, "blocks.0.conv1": 0.01, "fc": 0.3}   # unnamed: 0.01
+    from workbench.ui.urlstate import URLValueError
+    with pytest.raises(URLValueError, match="nope is not a layer"):
+        parse_layer_p("nope:0.1", layers)
+    with pytest.raises(URLValueError, match="fc .*between 0 and 0.5"):
+        parse_layer_p("fc:0.9", layers)
+    with pytest.raises(URLValueError, match="at most one"):
+        parse_layer_p("0.1,0.2", layers)
+
+
+def test_page_url_applies_good_keys_and_names_the_bad_ones():
+    """A link with bad values: each bad key is refused with a sentence naming it, every other key applies;
+    the selected network of the energy plot waits for its study and is then selected."""
+    import holoviews as hv
+    hv.extension("bokeh")
+    from workbench.ui.sram import SRAMPage
+    ex = SRAMExplorer(device="cpu", autorun=False)
+    page = SRAMPage(explorer=ex)
+    refused = page.url.apply({"p_t": "7", "alpha": "-1", "layer": "nope", "epochs": "0", "width": "0.5",
+                              "p": "0.02", "layer_p": "0.02,fc:0.3", "tab": "spectra", "point": "lanmax:1",
+                              "seed": "12"})
+    assert [r.split("=")[0] for r in refused] == ["`p_t", "`alpha", "`epochs", "`layer"], refused
+    assert (ex.width, ex.p, ex.seed, page.tab, page._tabs.active) == (0.5, 0.02, 12, "spectra", 4)
+    assert (ex.p_train, ex.alpha, ex.epochs, ex.spectra_layer) == (0.01, 0.01, 20, "conv1")   # kept
+    assert ex.layer_p["fc"] == 0.3 and ex.layer_p["conv1"] == 0.02 and page._inputs["fc"].value == "0.3"
+    assert page._width.value == 0.5 and page._p.value == 0.02
+    q = page.url.query()
+    assert q["point"] == "lanmax:1" and q["layer_p"] == "0.02,fc:0.3" and q["p"] == "0.02"
+    refused = page.url.apply({"point": "lanmax:3", "p": "0.003", "tab": "nope"})
+    assert [r.split("=")[0] for r in refused] == ["`tab", "`p", "`point"], refused
+    assert "uniform, sensitivity, editor, energy, spectra" in refused[0] and "0.002, 0.005" in refused[1]
+    assert "0, 0.1, 0.5, 1, 2, 5, 10" in refused[2]
+    ex.load()
+    ex.wait(kinds=("energy_accuracy",))
+    k = int(np.flatnonzero((ex.energy.method.values == "lanmax") & (ex.energy.value.values == 1.0))[0])
+    assert ex.selected == k and page.url.query()["point"] == "lanmax:1"
+    page.url.apply({"point": "none"})
+    assert ex.selected is None
+    ex.runner.shutdown()
+
+
+def test_spectra_text_tests_lambda_1_and_2_or_says_why_not():
+    """The shipped spectra: λ_1 and λ_2 of every layer get a Welch test (the page passed a 0-based rank to a
+    1-based function, which refused it as "out of range"); with one seed the reason is said in words."""
+    from workbench.ui.sram import spectra_test_lines
+    ex = SRAMExplorer(device="cpu", autorun=False)
+    ex.load()
+    ex.wait(kinds=("spectra",))
+    ds = ex.spectra
+    from workbench.analysis.spectra import spectra_ttest
+    for layer in map(str, ds.layer.values):
+        lines = spectra_test_lines(ds, layer)
+        assert len(lines) == 2 and all("Welch t = " in line for line in lines), lines
+        t = spectra_ttest(ds, layer, 1, float(ds.p_train[0]), float(ds.p_train[-1]))
+        assert f"Welch t = {t['t']:.2f}" in lines[0]
+    one_seed = ds.isel(seed=[0])
+    lines = spectra_test_lines(one_seed, "fc")
+    assert all("not enough networks for a t-test" in line and "needs at least 2" in line for line in lines), lines
+    assert not any("rank" in line or "KnobError" in line or "range" in line for line in lines)
+    ex.runner.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- in the browser
+SUBTABS = ["Uniform BER", "Layer sensitivity", "Per-layer p & LaNMax", "Energy vs accuracy", "Spectra"]
+
+
+def _notice(page) -> str:
+    items = page.get_by_text("was not used")
+    return " ".join(items.all_inner_texts())
+
+
+def _slider_title(page, label: str) -> str:
+    return page.locator(".bk-slider-title", has_text=label).filter(visible=True).first.inner_text()
+
+
+@pytest.mark.browser
+def test_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 800, "height": 1000})
+    page.goto(f"{served_app}/apps?page=sram&p_t=7&alpha=-1&layer=nope&epochs=0&width=0.5")
+    wait_until(lambda: all(k in _notice(page) for k in ("p_t=7", "alpha=-1", "layer=nope", "epochs=0")), 90,
+               message="the notice naming the four refused keys")
+    assert "width=0.5" not in _notice(page)
+    wait_until(lambda: "width=0.5" in page.url and "p_t=0.01" in page.url, 30, message="the URL with the applied width")
+    page.locator(".bk-tab", has_text="Per-layer p & LaNMax").click()
+    wait_until(lambda: "0.5" in _slider_title(page, "width multiplier"), 60, message="width 0.5 in its slider")
+    assert page.get_by_label("LaNMax epochs").input_value() == "20"
+    # the top tabs still switch
+    page.locator(".bk-tab", has_text="Noise playground").click()
+    wait_until(lambda: "page=playground" in page.url, 60, message="the playground to open")
+    page.locator(".bk-tab", has_text="Under-volted SRAM").click()
+    wait_until(lambda: "page=sram" in page.url and "width=0.5" in page.url, 60, message="back on the SRAM page")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_link_sets_the_page_widgets_follow_and_back_restores(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sram&tab=editor&p_t=0.03&p=0.02&layer_p=0.01,fc:0.2&layer=blocks.2.conv2")
+    fc = page.get_by_label("p of fc")
+    wait_until(lambda: fc.input_value() == "0.2", 90, message="the per-layer BER of fc from the link")
+    assert page.get_by_label("p of conv1").input_value() == "0.01"
+    assert "tab=editor" in page.url and "layer_p=0.01,fc:0.2" in page.url, page.url
+    assert _notice(page) == ""
+
+    page.locator(".bk-tab", has_text="Uniform BER").click()
+    wait_until(lambda: "tab=uniform" in page.url, 30, message="the sub-tab in the URL")
+    assert _slider_title(page, "training BER").endswith("0.03") and _slider_title(page, "test BER").endswith("0.02")
+    handle = page.locator(".noUi-handle").filter(visible=True).first            # the p_t slider
+    handle.focus()
+    handle.press("ArrowRight")
+    page.mouse.click(5, 5)
+    wait_until(lambda: "p_t=0.1&" in page.url, 30, message="the moved slider in the URL")
+    page.go_back()
+    wait_until(lambda: "p_t=0.03&" in page.url and _slider_title(page, "training BER").endswith("0.03"), 60,
+               message="Back to p_t = 0.03")
+    page.go_back()
+    wait_until(lambda: "tab=editor" in page.url and page.get_by_label("p of fc").filter(visible=True).count() == 1, 60,
+               message="Back to the editor sub-tab")
+
+    # typing a BER writes it to the URL; the spectra layer of the link is selected
+    fc = page.get_by_label("p of fc")
+    fc.fill("0.05")
+    wait_until(lambda: "fc:0.05" in page.url, 30, message="the typed BER in the URL")
+    page.locator(".bk-tab", has_text="Spectra").click()
+    wait_until(lambda: page.locator("select").filter(visible=True).first.input_value() == "blocks.2.conv2", 60,
+               message="the spectra layer from the link")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_invalid_number_field_says_so_and_keeps_the_last_good_value(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sram&tab=editor&epochs=30")
+    epochs = page.get_by_label("LaNMax epochs")
+    wait_until(lambda: epochs.input_value() == "30", 90, message="epochs from the link")
+    messages = page.locator(".field-error")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_until(lambda: "between 2 and 500 — still using 30" in " ".join(messages.all_inner_texts()), 30,
+               message="the epochs field's message")
+    assert "epochs=30" in page.url
+    box = page.get_by_label("p of conv1")
+    box.fill("0.9")
+    wait_until(lambda: "p of conv1 must be a number between 0 (a reliable memory) and 0.5 — still using 0.01"
+               in " ".join(messages.all_inner_texts()), 30, message="the per-layer BER message")
+    assert "layer_p=0.01&" in page.url
+    epochs.fill("40")
+    epochs.press("Enter")
+    wait_until(lambda: "epochs=40" in page.url, 30, message="a good value used")
+    wait_until(lambda: "still using 30" not in " ".join(messages.filter(visible=True).all_inner_texts()), 30,
+               message="the message cleared")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_spectra_text_shows_tests_not_exceptions(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sram&tab=spectra&layer=fc")
+    wait_until(lambda: page.get_by_text(re.compile("Welch t = ")).count() == 2, 90, message="the two t-tests")
+    for bad in ("out of range", "rank=", "no test (", "Error", "Traceback"):
+        assert page.get_by_text(bad).count() == 0, bad
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_every_subtab_fits_800_px(served_app, page, tmp_path):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 800, "height": 1000})
+    page.goto(f"{served_app}/apps?page=sram")
+    wait_until(lambda: page.locator(".bk-tab", has_text="Spectra").count() == 1, 90, message="the sub-tabs")
+    for i, name in enumerate(SUBTABS):
+        page.locator(".bk-tab", has_text=name).click()
+        wait_until(lambda: page.locator("canvas").filter(visible=True).count() >= 1, 90, message=f"a plot on {name}")
+        page.wait_for_timeout(500)         # the plots settle to the width
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
+        page.screenshot(path=str(tmp_path / f"sram-{i}.png"), full_page=True)
+    assert_no_console_errors(console)

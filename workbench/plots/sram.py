@@ -59,8 +59,8 @@ def param_count_bars(counts: dict[str, int] | xr.DataArray) -> hv.Bars:
     """Fig 4.1: number of weights per layer."""
     if isinstance(counts, xr.DataArray):
         counts = dict(zip([str(l) for l in counts.layer.values], counts.values.tolist()))
-    return hv.Bars((list(counts), list(counts.values())), "layer", hv.Dimension("count", label="weights")).opts(
-        color="#7f7f7f", xrotation=45, responsive=True, min_height=220, logy=False, tools=["hover"],
+    return hv.Bars((list(counts), list(counts.values())), "layer", hv.Dimension("count", label="number of weights")).opts(
+        color="#7f7f7f", xrotation=45, responsive=True, min_height=260, toolbar="above", logy=False, tools=["hover"],
         title="weights per layer (Fig 4.1)")
 
 
@@ -87,7 +87,7 @@ def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
                                            [accuracy, "neg", "pos"]).opts(color=color, line_width=1.5))
         layers.append(hv.Scatter(pts, energy, [accuracy, "value", "point"], label=label).opts(
             color=color, marker=marker, size=10, tools=["hover", "tap"]))
-    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom",
+    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom", padding=0.06,
                                     legend_cols=2, title="accuracy vs memory energy (Fig 4.4), click a point")
 
 
@@ -95,7 +95,8 @@ def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") ->
     names = list(p)
     vals = [max(float(p[n]), 1e-6) for n in names]
     return hv.Bars((names, vals), "layer", hv.Dimension("p", label="bit error rate p")).opts(
-        color=ACCENT, logy=True, ylim=(1e-5, 1), xrotation=45, responsive=True, min_height=260, tools=["hover"], title=title)
+        color=ACCENT, logy=True, ylim=(1e-5, 1), xrotation=45, responsive=True, min_height=280, toolbar="above",
+        tools=["hover"], title=title)
 
 
 def lanmax_trajectory_plot(traj: xr.Dataset | dict) -> hv.Overlay:

@@ -156,26 +156,26 @@ class SRAMPage(ExplorerPage):
         super().__init__(**params)
         ex = self.explorer
         grid = list(ex.param.p_train.objects)
-        self._p_train = _linked(pn.widgets.DiscreteSlider(name="training BER p_t", options=_labelled(grid),
+        self._p_train = _linked(pn.widgets.DiscreteSlider(label="training BER p_t", options=_labelled(grid),
                                                           value=ex.p_train, width=300), ex, "p_train")
-        self._p = _linked(pn.widgets.DiscreteSlider(name="test BER p (log scale)", options=_labelled(ex.param.p.objects),
+        self._p = _linked(pn.widgets.DiscreteSlider(label="test BER p (log scale)", options=_labelled(ex.param.p.objects),
                                                     value=ex.p, width=300), ex, "p")
         self._inputs = {}
         for layer, value in ex.layer_p.items():
-            w = pn.widgets.TextInput(name=f"p of {layer}", value=fmt_number(value), width=150)
+            w = pn.widgets.TextInput(label=f"p of {layer}", value=fmt_number(value), width=150)
             w.param.watch(lambda e, layer=layer: self._typed(layer, e.new), "value_input")
             self._inputs[layer] = w
         ex.param.watch(self._sync_inputs, "layer_p")
         self._edit_error = pn.pane.Markdown("", visible=False, styles={"color": "#b3261e"}, css_classes=["field-error"],
                                             sizing_mode="stretch_width")
-        self._alpha = _linked(pn.widgets.FloatSlider(name="α (energy weight)", start=0.0, end=10.0, step=0.01,
+        self._alpha = _linked(pn.widgets.FloatSlider(label="α (energy weight)", start=0.0, end=10.0, step=0.01,
                                                      value=ex.alpha, width=260), ex, "alpha")
-        self._width = _linked(pn.widgets.DiscreteSlider(name="width multiplier", options=_labelled(ex.param.width.objects),
+        self._width = _linked(pn.widgets.DiscreteSlider(label="width multiplier", options=_labelled(ex.param.width.objects),
                                                         value=ex.width, width=220), ex, "width")
         self._epochs = number_field(ex, "epochs", "LaNMax epochs", width=150)
         self._seed = number_field(ex, "seed", "seed of the run", width=150)
         self._run_controls("run_lanmax", "Run LaNMax")
-        self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, name="layer", width=220)
+        self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, label="layer", width=220)
         self._tabs = self._build_tabs()
         #: the page's settings as link keys, in the order a link applies them
         self.url = PageURL([
@@ -251,7 +251,7 @@ class SRAMPage(ExplorerPage):
     @param.depends("explorer.layer_p")
     def _energy_readout(self):
         e = self.explorer.edited_energy()
-        number = pn.indicators.Number(name="relative memory energy", value=e, format="{value:.5f}", font_size="28pt",
+        number = pn.indicators.Number(label="relative memory energy", value=e, format="{value:.5f}", font_size="28pt",
                                       title_size="11pt")
         saving = f"{1 / e:.0f} times less" if e > 0 else "nothing"
         words = pn.pane.Markdown(
