@@ -140,10 +140,10 @@ def test_every_view_of_the_page_renders(explorer):
     labels = {el.label for el in plot if isinstance(el, hv.Curve)}
     assert {"SGD", "SAMSON₂"} <= labels
     page.__panel__()
-    from workbench.plots.sharpness import (clean_accuracy_bars, drift_plot, ood_heatmap, perturbation_plot,
+    from workbench.plots.sharpness import (clean_accuracy_points, drift_plot, ood_heatmap, perturbation_plot,
                                            quantization_plot, rho_plot, sharpness_scatter)
     ex = explorer
-    figs = [plot, clean_accuracy_bars(ex.robustness), sharpness_scatter(ex.sharpness, "samson2", "all"),
+    figs = [plot, clean_accuracy_points(ex.robustness), sharpness_scatter(ex.sharpness, "samson2", "all"),
             sharpness_scatter(ex.sharpness, "sam", "normal"), quantization_plot(ex.quantization), ood_heatmap(ex.ood),
             drift_plot(ex.drift), rho_plot(ex.rho_sweep, "samson2", highlight=0.5), perturbation_plot(ex.perturbation),
             robustness_plot(ex.additive, adabs=False)]
@@ -200,4 +200,218 @@ def test_sharpness_page_switches_optimizer_and_rho(served_app, page):
         slider.press("ArrowRight")
     page.mouse.click(5, 5)
     wait_until(lambda: settled_screenshot(fig, 20) != shot, 60, message="the perturbation plot to follow ρ")
+    assert_no_console_errors(console)
+
+
+# ---------------------------------------------------------------------------------------------
+# the page as a new user meets it (issue #11)
+
+def _plot_titles(page) -> list[str]:
+    """The titles of the Bokeh figures drawn so far, oldest first (a re-render adds new ones)."""
+    return page.evaluate("""() => { const out = [];
+        for (const d of Bokeh.documents) { for (const m of d._all_models.values()) {
+            if (m.type === 'Title' && m.text) { out.push(m.text); } } }
+        return out; }""")
+
+
+def _latest(titles: list[str], start: str) -> str:
+    return [t for t in titles if t.startswith(start)][-1]
+
+
+def test_additive_mode_uses_and_says_the_adabs_setting_its_study_has(explorer):
+    """The additive study of the spec was run without AdaBS only: with AdaBS ticked the additive
+    curves, the title and the measured curve of the selected network are all without AdaBS; the
+    user's choice comes back under multiplicative noise."""
+    from workbench.ui.sharpness import SharpnessPage
+    hv.extension("bokeh")
+    page = SharpnessPage(explorer=explorer)
+    explorer.param.update(method="samson2", rho=0.2, seed=0, epochs=2, adabs=True, noise="additive")
+    explorer.wait(kinds=("select",))
+    assert explorer.adabs is True and explorer.effective_adabs() is False
+    assert page._adabs.disabled and page._adabs.value is False and page._adabs_note.visible
+    assert "without AdaBS only" in page._adabs_note.object
+    assert bool(explorer.selected.adabs.values[0]) is False and "without AdaBS" in explorer.status
+    plot = page._robustness()[0].object
+    assert "without AdaBS" in plot.opts.get().kwargs["title"] and "σ (µS)" in plot.opts.get().kwargs["title"]
+    curves = [el for el in plot if isinstance(el, hv.Curve)]
+    assert curves[0].kdims[0].label.startswith("additive noise σ (µS")
+    explorer.noise = "multiplicative"
+    explorer.wait(kinds=("select",))
+    assert not page._adabs.disabled and page._adabs.value is True and not page._adabs_note.visible
+    assert "with AdaBS" in page._robustness()[0].object.opts.get().kwargs["title"]
+    assert bool(explorer.selected.adabs.values[0]) is True
+
+
+def test_status_and_readout_name_which_accuracy_they_show(explorer):
+    """The clean accuracy (the trained network as stored) and the zero-noise point of the AdaBS
+    curve differ because AdaBS re-estimates batch-norm statistics even without noise; both texts
+    say which number is which, and they agree with the study."""
+    from workbench.ui.sharpness import SharpnessPage
+    page = SharpnessPage(explorer=explorer)
+    explorer.param.update(method="samson2", rho=0.2, seed=0, epochs=2, adabs=True, noise="multiplicative")
+    explorer.wait(kinds=("select",))
+    study = explorer.robustness
+    clean = float(study.clean_accuracy.sel({"method": "samson2", "seed": 0}))
+    zero = float(study.accuracy_mean.sel({"method": "samson2", "seed": 0, "adabs": True, "level": 0.0}))
+    assert f"clean accuracy {clean:.3f} (no noise, no AdaBS)" in explorer.status
+    assert f"with AdaBS, mean accuracy {zero:.3f} at σ_c = 0" in explorer.status
+    text = page._readout().object
+    assert f"clean accuracy {clean:.3f}" in text and "mean accuracy with AdaBS" in text and "σ_c" in text
+
+
+def test_a_method_change_says_what_it_did_to_rho(explorer):
+    explorer.param.update(method="samson2", rho=1.0)
+    explorer.method = "asam"
+    assert explorer.rho == 0.5 and explorer.rho_note.startswith("ρ set to 0.5, the thesis' value for ASAM (Table 5.7)")
+    explorer.rho = 1.0                       # the user's own ρ afterwards: the note no longer holds
+    assert explorer.rho_note == ""
+    explorer.method = "sgd"
+    assert "does not apply to SGD" in explorer.rho_note and explorer.rho == 1.0
+    explorer.wait(kinds=("select",))
+
+
+def test_the_page_url_refuses_bad_values_by_name_and_applies_the_rest(explorer):
+    from workbench.ui.sharpness import SharpnessPage
+    page = SharpnessPage(explorer=explorer)
+    explorer.param.update(method="samson2", adabs=True, noise="multiplicative", seed=0)
+    refused = page.url.apply({"rho": "-1", "method": "foo", "noise": "bar", "seed": "-2", "adabs": "false",
+                              "tab": "ood", "pert_c": "0.25"})
+    assert len(refused) == 4
+    for key in ("`rho=-1`", "`method=foo`", "`noise=bar`", "`seed=-2`"):
+        assert sum(key in line for line in refused) == 1, (key, refused)
+    assert explorer.adabs is False and page.tab == "ood" and page._tabs.active == 4 and explorer.pert_c == 0.25
+    assert explorer.method == "samson2" and explorer.noise == "multiplicative" and explorer.seed == 0
+    q = page.url.query()
+    assert q["tab"] == "ood" and q["adabs"] == "false" and q["pert_c"] == "0.25" and q["rho"] == "0.2"
+    # the method applies before ρ (which a method change resets)
+    assert page.url.apply({"method": "sam", "rho": "0.5"}) == [] and explorer.rho == 0.5
+    explorer.param.update(adabs=True)
+    explorer.wait(kinds=("select",))
+
+
+@pytest.mark.browser
+def test_a_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sharpness&rho=-1&method=foo&noise=bar&seed=-2&adabs=false")
+    wait_until(lambda: page.get_by_text("Some settings in this link were not used").count() > 0, 90,
+               message="the notice")
+    for key in ("rho=-1", "method=foo", "noise=bar", "seed=-2"):
+        wait_until(lambda: page.get_by_text(key, exact=False).count() > 0, 90, message=f"{key} named in the notice")
+    box = page.get_by_label(re.compile("^AdaBS"))
+    wait_until(lambda: box.count() == 1 and not box.is_checked(), 60, message="adabs=false applied")
+    assert "adabs=false" in page.url and "method=samson2" in page.url and "noise=multiplicative" in page.url
+    page.locator(".bk-tab", has_text="Noise playground").click()
+    wait_until(lambda: "page=playground" in page.url, 60, message="the top tabs still switching")
+    page.locator(".bk-tab", has_text="Sharpness & robustness").click()
+    wait_until(lambda: "page=sharpness" in page.url and "adabs=false" in page.url, 60, message="back on the page")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_url_round_trip_with_noise_and_sub_tab_and_back(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sharpness&tab=drift&noise=additive&method=sam&rho=0.2&pert_rho=0.8")
+    active = page.locator(".bk-tab.bk-active")
+    wait_until(lambda: "PCM drift" in active.all_inner_texts(), 90, message="the PCM drift sub-tab from the link")
+    wait_until(lambda: all(k in page.url for k in ("tab=drift", "noise=additive", "method=sam&", "rho=0.2",
+                                                     "pert_rho=0.8")), 30, message="the link's state written back")
+    page.locator(".bk-tab", has_text="Robustness").first.click()
+    wait_until(lambda: "tab=robustness" in page.url, 30, message="the sub-tab in the URL")
+    additive = page.get_by_role("button", name="additive")
+    wait_until(lambda: "bk-active" in (additive.get_attribute("class") or ""), 60, message="additive noise shown")
+    page.get_by_role("button", name="multiplicative").click()
+    wait_until(lambda: "noise=multiplicative" in page.url, 30, message="the noise toggle in the URL")
+    wait_until(lambda: _latest(_plot_titles(page), "Accuracy vs").startswith("Accuracy vs σ_c"), 60,
+               message="multiplicative curves")
+    page.go_back()
+    wait_until(lambda: "noise=additive" in page.url, 30, message="Back to additive noise")
+    wait_until(lambda: "bk-active" in (additive.get_attribute("class") or ""), 60, message="the toggle restored")
+    wait_until(lambda: _latest(_plot_titles(page), "Accuracy vs").startswith("Accuracy vs σ (µS)"), 60,
+               message="additive curves again")
+    page.go_back()
+    wait_until(lambda: "tab=drift" in page.url and "PCM drift" in active.all_inner_texts(), 30,
+               message="Back to the PCM drift sub-tab")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_additive_noise_with_adabs_ticked_is_labelled_as_computed(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sharpness&adabs=true&noise=additive")
+    box = page.get_by_label(re.compile("^AdaBS"))
+    wait_until(lambda: page.locator(".bk-Figure").count() >= 2, 120, message="the robustness plots")
+    wait_until(lambda: box.is_disabled() and not box.is_checked(), 30, message="the box showing what the curves use")
+    wait_until(lambda: page.get_by_text("run without AdaBS only").count() > 0, 30, message="the reason beside it")
+    titles = wait_until(lambda: _plot_titles(page), 30, message="plot titles")
+    assert _latest(titles, "Accuracy vs") == "Accuracy vs σ (µS), without AdaBS (Fig 5.2)"
+    assert _latest(titles, "Clean accuracy").startswith("Clean accuracy, no noise, no AdaBS")
+    assert not any("σ_c" in t for t in titles)
+    wait_until(lambda: page.get_by_text("mean accuracy without AdaBS").count() > 0, 90, message="the readout row")
+    assert "adabs=true" in page.url                # the user's choice is kept for multiplicative noise
+    page.get_by_role("button", name="multiplicative").click()
+    wait_until(lambda: box.is_enabled() and box.is_checked(), 30, message="AdaBS back under multiplicative noise")
+    wait_until(lambda: _latest(_plot_titles(page), "Accuracy vs") == "Accuracy vs σ_c, with AdaBS (Fig 5.2)", 60,
+               message="the multiplicative title")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_changing_the_optimizer_says_what_happened_to_rho(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sharpness&method=samson2&rho=1")
+    wait_until(lambda: page.get_by_text(re.compile(r"^SAMSON₂, ρ = 1, seed 0")).count() > 0, 120, message="ρ = 1 from the link")
+    page.locator("select").first.select_option(label="ASAM")
+    wait_until(lambda: page.get_by_text("ρ set to 0.5, the thesis' value for ASAM (Table 5.7)").count() > 0, 60,
+               message="the ρ note")
+    wait_until(lambda: "method=asam" in page.url and "rho=0.5" in page.url, 30, message="the new ρ in the URL")
+    page.locator("select").first.select_option(label="SGD")
+    wait_until(lambda: page.get_by_text("ρ does not apply to SGD").count() > 0, 60, message="the SGD note")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_an_invalid_number_field_says_so_and_keeps_the_last_good_value(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sharpness&epochs=30")
+    epochs = page.get_by_label("epochs")
+    wait_until(lambda: epochs.input_value() == "30", 90, message="epochs from the link")
+    messages = page.locator(".field-error")
+    epochs.fill("500")
+    epochs.press("Enter")
+    wait_until(lambda: "between 1 and 200 — still using 30" in " ".join(messages.all_inner_texts()), 30,
+               message="the epochs field's message")
+    assert "epochs=30" in page.url
+    seed = page.get_by_label("seed")
+    seed.fill("-2")
+    seed.press("Enter")
+    wait_until(lambda: "still using 0" in " ".join(messages.all_inner_texts()), 30, message="the seed field's message")
+    assert "seed=0" in page.url
+    epochs.fill("40")
+    epochs.press("Enter")
+    wait_until(lambda: "epochs=40" in page.url, 30, message="a good value used")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_at_800_px_no_sideways_scroll_and_a_tall_robustness_plot(served_app, page, tmp_path):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 800, "height": 1000})
+    page.goto(f"{served_app}/apps?page=sharpness")
+    plot = page.locator(".robustness-plot .bk-Figure").first
+    wait_until(lambda: plot.count() == 1 and plot.bounding_box()["height"] >= 250, 120,
+               message="a robustness plot at least 250 px tall")
+    box = plot.bounding_box()
+    assert box["width"] >= 600 and box["x"] + box["width"] <= 800
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(tmp_path / "sharpness-800.png"), full_page=True)
+    for tab in ("Sharpness vs robustness", "Out of distribution", "Perturbation ε*(w)"):
+        page.locator(".bk-tab", has_text=tab).click()
+        wait_until(lambda: page.locator(".bk-Figure").filter(visible=True).count() > 0, 90, message=f"the {tab} plot")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), tab
+    page.screenshot(path=str(tmp_path / "sharpness-800-perturbation.png"), full_page=True)
     assert_no_console_errors(console)

@@ -144,19 +144,28 @@ def quantization_plot(ds: xr.Dataset, methods=None) -> hv.Overlay:
                                    title="Post-training linear quantisation, first layer excluded (Fig 5.6)")
 
 
+def _transform_label(name: str) -> str:
+    """``rotation_20`` → ``rotated 20°``, ``shear_28.6`` → ``sheared 28.6°``, ``zoom_60`` → ``zoomed to 60 %``."""
+    kind, _, value = str(name).partition("_")
+    return {"rotation": f"rotated {value}°", "shear": f"sheared {value}°", "zoom": f"zoomed to {value} %"}.get(kind, str(name))
+
+
 def ood_heatmap(ds: xr.Dataset, methods=None) -> hv.Layout:
-    """Fig 5.7 / Tab B: accuracy per OOD test set and method (mean over seeds), and wins per method."""
+    """Fig 5.7 / Tab B: accuracy per OOD test set and method (mean over seeds), and wins per method
+    (stacked, so each keeps the page's width)."""
     methods = [str(m) for m in (methods if methods is not None else ds.method.values)]
     mean = ds.accuracy.sel({"method": methods}).mean("seed")
-    rows = [(str(t), _label(ds, m), float(mean.sel({"method": m, "transform": t})))
+    rows = [(_transform_label(t), _label(ds, m), float(mean.sel({"method": m, "transform": t})))
             for m in methods for t in ds.transform.values]
-    heat = hv.HeatMap(rows, ["transform", "method"], hv.Dimension("accuracy", label="test accuracy")).opts(
-        cmap="viridis", colorbar=True, tools=["hover"], xrotation=45, responsive=True, min_height=360,
-        title="Out-of-distribution accuracy (mean over seeds, Fig 5.7)")
+    heat = hv.HeatMap(rows, [hv.Dimension("transform", label="test set"), "method"],
+                      hv.Dimension("accuracy", label="test accuracy")).opts(
+        cmap="viridis", colorbar=True, tools=["hover"], xrotation=45, responsive=True, min_height=400,
+        title="Accuracy on transformed test sets (mean over seeds, Fig 5.7)")
     wins = hv.Bars(([_label(ds, m) for m in methods], ds.wins.sel({"method": methods}).values),
-                   hv.Dimension("method"), hv.Dimension("wins", label="transforms won")).opts(
-        xrotation=45, responsive=True, min_height=360, color="#55a868", title="Wins per method", tools=["hover"])
-    return (heat + wins).cols(2)
+                   hv.Dimension("method", label="training method"), hv.Dimension("wins", label="test sets won")).opts(
+        xrotation=45, responsive=True, min_height=300, color="#55a868", tools=["hover"],
+        title="Test sets on which each method is best")
+    return (heat + wins).cols(1)
 
 
 def drift_plot(ds: xr.Dataset, methods=None) -> hv.Overlay:

@@ -68,8 +68,11 @@ class SharpnessPage(ExplorerPage):
         ex.param.watch(lambda e: setattr(self._rho, "value", _snap(e.new)), "rho")
         self._rho_note = pn.pane.Markdown(pn.bind(lambda t: f"<small>{t}</small>" if t else "", ex.param.rho_note),
                                           sizing_mode="stretch_width", margin=(0, 10), css_classes=["rho-note"])
-        self._adabs = pn.widgets.Checkbox.from_param(ex.param.adabs, label="AdaBS (re-estimate batch-norm statistics "
-                                                     "under the noise)")
+        # the box shows AdaBS as the curves use it; the user's own choice (ex.adabs) is kept for the
+        # noise mode where it applies
+        self._adabs = pn.widgets.Checkbox(label="AdaBS (re-estimate batch-norm statistics under the noise)",
+                                          value=ex.effective_adabs())
+        self._adabs.param.watch(self._adabs_ticked, "value")
         self._adabs_note = pn.pane.Markdown("", visible=False, margin=(0, 10), css_classes=["adabs-note"],
                                             sizing_mode="stretch_width")
         self._noise = pn.widgets.RadioButtonGroup.from_param(ex.param.noise, label="noise")
@@ -116,18 +119,25 @@ class SharpnessPage(ExplorerPage):
         super()._running()
         self._rho.disabled = not is_sharpness_aware(self.explorer.method)
 
+    def _adabs_ticked(self, event):
+        if not self._adabs.disabled and self.explorer.adabs != event.new:
+            self.explorer.adabs = event.new
+
     def _adabs_state(self, *_):
         """In a noise mode whose study was run with one AdaBS setting only, the checkbox cannot change
-        the curves: it is disabled and a note says which setting the curves use."""
+        the curves: it shows that setting, is disabled, and a note says why."""
         ex = self.explorer
         choices = ex.adabs_choices()
         fixed = len(set(choices)) == 1
         self._adabs.disabled = fixed
+        self._adabs.value = ex.effective_adabs()
         if fixed:
             used = "with" if choices[0] else "without"
-            self._adabs_note.object = (f"<small>The {ex.noise} study was run {used} AdaBS only: these curves are "
-                                       f"{used} AdaBS{'' if ex.adabs == choices[0] else ', whatever the box says'}."
-                                       "</small>")
+            other = "" if ex.adabs == choices[0] else (
+                f" Your choice ({'with' if ex.adabs else 'without'} AdaBS) applies again under "
+                f"{'multiplicative' if ex.noise == 'additive' else 'additive'} noise.")
+            self._adabs_note.object = (f"<small>The {ex.noise}-noise study was run {used} AdaBS only, so these "
+                                       f"curves are {used} AdaBS.{other}</small>")
         self._adabs_note.visible = fixed
 
     # ---------------------------------------------------------------- views
