@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import holoviews as hv
 import panel as pn
 import param
 
@@ -11,6 +10,7 @@ from .playground import NoisePlayground
 from .sharpness import SharpnessPage
 from .sram import SRAMPage
 from .sweep import SweepPage
+from .resources import extension
 from .urlstate import URLBar, make_search, parse_search
 
 #: page id -> (title, factory); later chapters add their pages here
@@ -137,7 +137,4 @@ class Workbench(pn.viewable.Viewer):
         return pn.Column(header, self._notice, self._tabs, self._bar, sizing_mode="stretch_width")
 
 
-def extension() -> None:
-    """Load the Panel/HoloViews extensions (served from the app itself, no CDN)."""
-    pn.extension(sizing_mode="stretch_width", notifications=False)
-    hv.extension("bokeh", logo=False)
+__all__ = ["PAGES", "Workbench", "extension"]
