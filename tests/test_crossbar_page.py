@@ -112,6 +112,51 @@ def test_a_search_streams_its_front_and_can_be_cancelled(explorer):
     assert "cancelled" in explorer.status and not explorer.running
 
 
+def test_a_cancelled_search_stops_at_the_next_generation(explorer):
+    """The cancel flag is read after every generation: set during generation k, no generation k + 1 is reported."""
+    import threading
+
+    from workbench.experiments.crossbar import load_estimator
+    from workbench.nas.search import run_search
+    from workbench.training.trainer import Cancelled
+    est = load_estimator(explorer.nas_params.get("nas"), explorer.supernet_spec, explorer.store)
+    cancel, seen = threading.Event(), []
+
+    def progress(info):
+        seen.append(info["generation"])
+        if info["generation"] == 3:
+            cancel.set()
+    with pytest.raises(Cancelled, match="generation 4/2000"):
+        run_search("M2", est, est.space, 8, 2000, progress=progress, cancel=cancel)
+    assert seen == [1, 2, 3]
+
+
+def test_links_are_checked_against_the_supernet_layout(explorer):
+    from workbench.ui.crossbar import CrossbarPage
+    hv.extension("bokeh")
+    page = CrossbarPage(explorer=explorer)
+    explorer.wait()
+    explorer.param.update(depth=[3, 3, 3], width=[1.0] * 4, expand=[1.0] * 3)
+    explorer.wait(kinds=("eval",))
+    n = len(explorer.present_layers())
+    refused = page.url.apply({"depth": "9,9,9", "width": "1,1", "expand": "0.3,1,1", "gu": "1,2",
+                              "sigma": "-1", "strategy": "M9", "pop": "2", "gen": "5", "point": "M2",
+                              "tab": "nope", "layer": "stem"})
+    keys = sorted(r.split("=")[0].strip("`") for r in refused if "was not used" in r)
+    assert keys == ["depth", "expand", "gu", "point", "pop", "sigma", "strategy", "tab", "width"], refused
+    assert any("`layer` is not a setting" in r for r in refused)
+    assert explorer.n_gen == 5 and explorer.depth == [3, 3, 3] and explorer.strategy == "M2"
+    refused = page.url.apply({"gu": ",".join(["0.8"] * (n - 1) + ["1.7"])})
+    assert "between 0.5 and 1.5" in refused[0] and set(explorer.g_u.values()) != {0.8}
+    assert page.url.apply({"depth": "1,2,1", "gu": ",".join(["0.75"] * len(explorer.present_layers([1, 2, 1])))}) == []
+    assert explorer.depth == [1, 2, 1] and set(explorer.g_u.values()) == {0.75}
+    q = page.url.query()
+    assert q["depth"] == "1,2,1" and q["gu"] == ",".join(["0.75"] * len(explorer.g_u))
+    assert page._arch_select[("depth", 1)].value == 2                    # the editor follows the state
+    explorer.param.update(depth=[3, 3, 3])
+    explorer.wait(kinds=("eval",))
+
+
 def test_every_view_renders(explorer):
     from workbench.plots.crossbar import (accuracy_histogram, g_u_bars, layer_power_bars, pareto_plot,
                                           robustness_curve, selection_plot)
@@ -164,7 +209,7 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
     page.goto(f"{served_app}/apps?page=crossbar")
 
     def power_text():
-        box = page.get_by_text("crossbar power (a.u. per inference)").first
+        box = page.get_by_text("crossbar power per inference (arbitrary units)").first
         return box.locator("xpath=..").inner_text()
 
     def power():
@@ -179,7 +224,7 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
         return len(last) >= 2 and last[-1] == last[-2] and last[-1]
 
     before = wait_until(settled_power, 120, message="the power readout to settle")
-    slider = page.locator(".noUi-handle").nth(1)          # the first g_u slider (after the noise slider)
+    slider = page.locator(".noUi-handle").nth(1)          # every layer's g_u (after the noise slider)
     slider.focus()
     for _ in range(6):
         slider.press("ArrowLeft")
@@ -193,7 +238,7 @@ def test_crossbar_page_g_u_changes_power_and_a_point_shows_details(served_app, p
     def click_a_point():              # the fronts pane may redraw between finding it and the click: retry both
         box = fig.bounding_box()
         page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4)
-        return page.get_by_text(re.compile(r"depth per stage")).count() > 0
+        return page.get_by_text(re.compile(r"blocks per stage D")).count() > 0
     wait_until(click_a_point, 120, interval=2.0, message="the point's details")
     assert_no_console_errors(console)
 

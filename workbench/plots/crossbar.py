@@ -85,7 +85,7 @@ def layer_power_bars(layer_power: xr.DataArray, title: str = "Crossbar power per
     return hv.Bars((names[::-1], vals[::-1]), hv.Dimension("layer", label="crossbar layer"),
                    hv.Dimension("power", label="power per inference (arbitrary units)")).opts(
         invert_axes=True, responsive=True, height=_bar_height(len(names)), color="#dd8452", tools=["hover"],
-        yformatter=number_formatter(vals), title=title)
+        xformatter=number_formatter(vals), title=title)
 
 
 def g_u_bars(g_u_rel: xr.DataArray, title: str = "g_u / g_u^d per layer") -> hv.Bars:

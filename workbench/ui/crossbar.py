@@ -85,13 +85,13 @@ class CrossbarPage(ExplorerPage):
                                     self._select("expand", s, "expand", sp.expand_choices), margin=0))
         self._arch = pn.Column(stem, *arch_rows, margin=0)
         ex.param.watch(self._arch_followed, ["depth", "width", "expand"])
-        self._sigma = pn.widgets.FloatSlider(name="device noise σ (µS, additive)", start=0.0, end=0.1, step=0.005,
+        self._sigma = pn.widgets.FloatSlider(label="device noise σ (µS, additive)", start=0.0, end=0.1, step=0.005,
                                              value=ex.sigma, format="0.000")
         self._sigma.param.watch(lambda e: e.new is not None and setattr(ex, "sigma", e.new), "value_throttled")
         ex.param.watch(lambda e: self._sigma.param.update(value=e.new), "sigma")
         self._draws = number_field(ex, "draws", "Monte-Carlo draws", width=150)
         # every layer's g_u at once, then per layer in a table (values refused beside it)
-        self._all = pn.widgets.FloatSlider(name="set every layer's g_u / g_u^d to", start=sp.gu_low, end=sp.gu_high,
+        self._all = pn.widgets.FloatSlider(label="set every layer's g_u / g_u^d to", start=sp.gu_low, end=sp.gu_high,
                                            step=GU_STEP, value=1.0)
         self._all.param.watch(self._set_all, "value_throttled")
         self._table = pn.widgets.Tabulator(self._gu_frame(), show_index=False, height=300, sizing_mode="stretch_width",
@@ -102,11 +102,11 @@ class CrossbarPage(ExplorerPage):
         self._gu_error = pn.pane.Markdown("", visible=False, styles={"color": "#b3261e"}, css_classes=["field-error"],
                                           margin=(0, 10))
         ex.param.watch(self._gu_followed, "g_u")
-        self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, name="strategy")
+        self._strategy = pn.widgets.RadioButtonGroup.from_param(ex.param.strategy, label="strategy")
         self._pop = number_field(ex, "pop_size", "population", width=130)
         self._gen = number_field(ex, "n_gen", "generations", width=130)
         self._run_controls("search", "Run NSGA-II")
-        self._use = pn.widgets.Button(name="Edit this network", button_type="primary")
+        self._use = pn.widgets.Button(label="Edit this network", color="primary")
         self._use.on_click(self._edit_point)
         self.url = PageURL([
             URLKnob("tab", self, "tab", label="sub-tab"),
@@ -134,7 +134,7 @@ class CrossbarPage(ExplorerPage):
     def _select(self, name: str, i: int, label: str, choices) -> pn.widgets.Select:
         ex = self.explorer
         opts = {f"{c:g}": c for c in choices}
-        w = pn.widgets.Select(name=label, options=opts, value=getattr(ex, name)[i], width=95, margin=(5, 4))
+        w = pn.widgets.Select(label=label, options=opts, value=getattr(ex, name)[i], width=95, margin=(5, 4))
 
         def chosen(ev):
             if self._syncing or ev.new is None:
@@ -207,10 +207,10 @@ class CrossbarPage(ExplorerPage):
         ds = self.explorer.current
         if ds is None:
             return spinner("programming the subnet on crossbars…")
-        power = pn.indicators.Number(name="crossbar power per inference (arbitrary units)", value=float(ds.power[0]),
+        power = pn.indicators.Number(label="crossbar power per inference (arbitrary units)", value=float(ds.power[0]),
                                      format="{value:,.0f}" if float(ds.power[0]) >= 100 else "{value:.4g}",
                                      font_size="24pt", title_size="11pt")
-        acc = pn.indicators.Number(name="accuracy (mean over draws)", value=float(ds.accuracy.mean()),
+        acc = pn.indicators.Number(label="accuracy (mean over draws)", value=float(ds.accuracy.mean()),
                                    format="{value:.4f}", font_size="24pt", title_size="11pt")
         return pn.Column(pn.FlexBox(power, acc), hv_pane(accuracy_histogram(ds.accuracy.values.ravel())),
                          hv_pane(layer_power_bars(ds.layer_power)), sizing_mode="stretch_width")

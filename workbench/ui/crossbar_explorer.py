@@ -207,7 +207,7 @@ class CrossbarExplorer(BackgroundState):
             return evaluate_state(net, state, sigma=self.sigma, draws=self.draws, cancel=cancel)
 
         def done(ds):
-            self._set(current=ds, status=f"{self.describe()}: power {float(ds.power[0]):.4g} a.u., accuracy "
+            self._set(current=ds, status=f"{self.describe()}: power {float(ds.power[0]):,.0f} (arbitrary units), accuracy "
                                          f"{float(ds.accuracy.mean()):.3f} ± {float(ds.accuracy.std()):.3f}")
 
         self.runner.submit("eval", job, done, self._fail, priority=0)
@@ -279,7 +279,9 @@ class CrossbarExplorer(BackgroundState):
             self.param.update(live={"accuracy": np.asarray(info["accuracy"]).tolist(),
                                     "power": np.asarray(info["power"]).tolist(),
                                     "generation": int(info["generation"])},
-                              progress=int(100 * info["generation"] / info["n_gen"]))
+                              progress=int(100 * info["generation"] / info["n_gen"]),
+                              status=f"NSGA-II {strategy}: generation {int(info['generation'])} of {info['n_gen']} "
+                                     f"(population {pop}) on the estimator…")
 
         def progress(info):
             # only the newest front is handed to the page, and only when the last one was shown:
