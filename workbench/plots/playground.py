@@ -30,9 +30,8 @@ def accuracy_distribution(ds: xr.Dataset, label: str = "current setting") -> hv.
     over = box * pts
     if np.isfinite(clean):
         over = over * hv.HLine(clean).opts(color=CLEAN, line_dash="dashed", line_width=2)
-    title = (f"mean {ds.attrs['accuracy_mean']:.3f}, 95% CI [{ds.attrs['ci95_low']:.3f}, {ds.attrs['ci95_high']:.3f}],"
-             f" {acc.size} draws")
-    return over.opts(title=title, ylim=ylim, responsive=True, min_height=300, show_legend=False)
+    return over.opts(title=f"accuracy over {acc.size} draws", ylim=ylim, responsive=True, min_height=300,
+                     show_legend=False)
 
 
 def noise_curve_plot(curve: xr.Dataset, current: float | None = None, log_x: bool | None = None) -> hv.Overlay:
@@ -68,17 +67,32 @@ def layer_cost_bars(costs: dict[str, float], what: str = "energy", units: str = 
     vals = [float(costs[n]) for n in names]
     label = f"{what} ({units})" if units else what
     return hv.Bars((names, vals), hv.Dimension("layer"), hv.Dimension(what, label=label)).opts(
-        color=ACCENT, xrotation=45, responsive=True, min_height=260, tools=["hover"], title=f"{what} per layer")
+        color=ACCENT, xrotation=45, responsive=True, min_height=260, tools=["hover"], title=f"{what} per layer",
+        yformatter="%.3g")
 
 
-def training_curve(history: dict[str, list[float]] | xr.Dataset) -> hv.Layout:
-    """Training loss and test accuracy per epoch (a live view during training)."""
+def training_curve(history: dict[str, list[float]] | xr.Dataset) -> tuple[hv.Overlay, hv.Overlay]:
+    """Training loss and test accuracy per epoch (a live view during training), as two plots.
+
+    Two separate plots, not an ``hv.Layout``: a layout of responsive plots in a pane that only
+    stretches its width drew its subplots with no height at all (empty panels, axis text clipped)."""
     if isinstance(history, xr.Dataset):
         history = {k: history[k].values.tolist() for k in ("loss", "test_accuracy")}
     loss = np.asarray(history.get("loss", []), dtype=float)
     acc = np.asarray(history.get("test_accuracy", []), dtype=float)
     ep = np.arange(1, loss.size + 1)
-    c1 = hv.Curve((ep, loss), "epoch", "loss", label="training loss").opts(color=ACCENT)
-    c2 = hv.Curve((ep, acc), "epoch", hv.Dimension("test_accuracy", label="test accuracy", range=(0, 1)),
-                  label="test accuracy").opts(color=CLEAN)
-    return (c1 + c2).opts(hv.opts.Curve(responsive=True, min_height=220, line_width=2)).cols(2)
+    xd = hv.Dimension("epoch", label="epoch")
+    loss_d = hv.Dimension("loss", label="training loss (nats, cross-entropy)")
+    acc_d = hv.Dimension("test_accuracy", label="test accuracy", range=(0, 1.02))
+    style = dict(responsive=True, height=230, line_width=2, show_legend=False, xticks=_epoch_ticks(ep.size))
+    c1 = hv.Curve((ep, loss), xd, loss_d) * hv.Scatter((ep, loss), xd, loss_d).opts(color=ACCENT, size=6)
+    c2 = hv.Curve((ep, acc), xd, acc_d) * hv.Scatter((ep, acc), xd, acc_d).opts(color=CLEAN, size=6)
+    return (c1.opts(hv.opts.Curve(color=ACCENT, **style)).opts(title="training loss per epoch", show_legend=False),
+            c2.opts(hv.opts.Curve(color=CLEAN, **style)).opts(title="test accuracy per epoch", ylim=(0, 1.02),
+                                                              show_legend=False))
+
+
+def _epoch_ticks(n: int) -> list[int]:
+    """Whole epochs only (at most about ten ticks)."""
+    step = max(1, -(-n // 10))
+    return list(range(1, max(n, 1) + 1, step))

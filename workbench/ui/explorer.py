@@ -15,16 +15,42 @@ from typing import Any, Callable
 import param
 import xarray as xr
 
-from ..experiments import PRESET_FOR_TECHNOLOGY, Store, evaluate, noise_curve, param_counts, preset_config, train_model
+from ..experiments import CURVE_GRIDS, PRESET_FOR_TECHNOLOGY, Store, evaluate, noise_curve, param_counts, preset_config, train_model
 from ..experiments.shipped import PLAYGROUND_DRAWS, REGENERATE_COMMAND
+from ..experiments.store import spec_key
 from ..hardware import MemristorMemory, SRAMMemory, memory_from_dict
 from ..hardware.sram import eta
 from ..training import TrainConfig
 from .tasks import TaskRunner
+from .urlstate import URLKnob, URLValueError, fmt_number
 
 NO_LAYER = "(none)"
 #: log-spaced choices of the p slider (the slider is discrete so it can be logarithmic)
 P_CHOICES = [0.0, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 0.1, 0.2, 0.3, 0.5]
+#: the networks and memories in plain words (the page never shows a preset's internal name)
+NETWORK_WORDS = {"digits-bc": "the small BinaryConnect CNN on handwritten digits",
+                 "digits-cnn": "the small CNN on handwritten digits"}
+TECHNOLOGY_WORDS = {"sram": "under-volted SRAM", "memristor": "memristor crossbar"}
+KNOB_WORDS = {"p": "bit error rate p", "sigma_c": "multiplicative noise σ_c", "sigma": "additive noise σ",
+              "g_u": "conductance scale g_u"}
+#: the knobs a trained network's link names, per technology (all of them enter its memory map)
+TRAINED_KNOBS = {"sram": ("p",), "memristor": ("noise", "sigma_c", "sigma", "g_u")}
+_COUNTS: dict[str, dict[str, int]] = {}
+
+
+def layer_counts(preset: str) -> dict[str, int]:
+    """Weights per layer of ``preset``'s network (its structure only: computed once per process)."""
+    if preset not in _COUNTS:
+        _COUNTS[preset] = param_counts(preset_config(preset))
+    return _COUNTS[preset]
+
+
+def join_points(cells: list[xr.Dataset], knob: str) -> xr.Dataset:
+    """One-point curves (``noise_curve`` with one value each) joined along ``knob``: the curve
+    ``noise_curve`` returns for the whole grid, available point by point."""
+    ds = xr.concat(cells, dim=knob, combine_attrs="override")
+    ds.attrs = {"clean_accuracy": cells[0].attrs.get("clean_accuracy", float("nan")), "knob": knob}
+    return ds
 
 
 class NoiseExplorer(param.Parameterized):
@@ -42,6 +68,8 @@ class NoiseExplorer(param.Parameterized):
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of the noise draws and of training")
     epochs = param.Integer(20, bounds=(1, 200), doc="epochs of a (re)training run")
     trained_with = param.Dict(default=None, allow_None=True, doc="memory used while training the current network (None: clean)")
+    #: the page's knob values that trained the current network (with its epochs and seed); None: clean
+    trained_knobs = param.Dict(default=None, allow_None=True, precedence=-1)
 
     train = param.Event(doc="retrain with hardware-aware noise at the current setting")
     cancel = param.Event(doc="cancel the running training")
@@ -53,6 +81,9 @@ class NoiseExplorer(param.Parameterized):
     history = param.Dict(default={}, precedence=-1)
     status = param.String("", precedence=-1)
     curve_status = param.String("", precedence=-1)
+    #: curve points done and in all while a curve is computed (0, 0 when none is)
+    curve_done = param.Integer(0, precedence=-1)
+    curve_total = param.Integer(0, precedence=-1)
     error = param.String("", precedence=-1)
     evaluating = param.Boolean(False, precedence=-1)
     training = param.Boolean(False, precedence=-1)
@@ -67,6 +98,8 @@ class NoiseExplorer(param.Parameterized):
         #: hand-over to its document's event loop (see ``NoisePlayground``), so that all state
         #: changes, and the page updates they cause, happen in order on one thread
         self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
+        #: counts :meth:`refresh` calls: a result of an older setting is never applied
+        self._generation = 0
         self._update_layers()
         if autorun:
             self.refresh()
@@ -81,31 +114,121 @@ class NoiseExplorer(param.Parameterized):
     def layer_memory_knob(self) -> str:
         return {"sram": "p"}.get(self.technology, "sigma_c" if self.noise == "multiplicative" else "g_u")
 
+    def knob_values(self) -> dict[str, Any]:
+        """The knobs that make the memory map (see :meth:`memory_for`)."""
+        return {k: getattr(self, k) for k in ("technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value")}
+
     def memory(self) -> dict[str, Any]:
         """The current memory map, as :meth:`MemoryMap.to_dict`."""
-        if self.technology == "sram":
-            base = SRAMMemory(p=self.p, bits=1)
+        return self.memory_for(self.knob_values())
+
+    @staticmethod
+    def memory_for(v: dict[str, Any]) -> dict[str, Any]:
+        """The memory map of the knob values ``v`` (technology, p or the crossbar's noise, σ_c, σ,
+        g_u, and one layer's own value)."""
+        if v["technology"] == "sram":
+            base = SRAMMemory(p=v["p"], bits=1)
+            knob = "p"
         else:
-            base = MemristorMemory(noise=self.noise, sigma_c=self.sigma_c, sigma=self.sigma, g_u=self.g_u)
+            base = MemristorMemory(noise=v["noise"], sigma_c=v["sigma_c"], sigma=v["sigma"], g_u=v["g_u"])
+            knob = "sigma_c" if v["noise"] == "multiplicative" else "g_u"
         overrides = {}
-        if self.layer != NO_LAYER:
-            knob = self.layer_memory_knob()
-            value = self.layer_value if knob != "g_u" else max(0.5, self.layer_value * 25.0)
-            overrides[self.layer] = base.clone(**{knob: min(value, 0.5) if knob == "p" else value}).knobs()
+        layer = v.get("layer", NO_LAYER)
+        if layer != NO_LAYER:
+            value = v["layer_value"] if knob != "g_u" else max(0.5, v["layer_value"] * 25.0)
+            overrides[layer] = base.clone(**{knob: min(value, 0.5) if knob == "p" else value}).knobs()
         return {"default": base.knobs(), "overrides": overrides}
 
     def train_config(self) -> TrainConfig:
         preset = PRESET_FOR_TECHNOLOGY[self.technology]
-        extra = {"epochs": self.epochs, "seed": self.seed} if self.trained_with is not None else {}
-        return preset_config(preset, train_memory=self.trained_with, **extra)
+        if self.trained_with is None:
+            return preset_config(preset)
+        t = self.trained_knobs or {"epochs": self.epochs, "seed": self.seed}
+        return preset_config(preset, train_memory=self.trained_with, epochs=t["epochs"], seed=t["seed"])
 
     def network_label(self) -> str:
-        preset = PRESET_FOR_TECHNOLOGY[self.technology]
+        net = NETWORK_WORDS.get(PRESET_FOR_TECHNOLOGY[self.technology], "the network")
         if self.trained_with is None:
-            return f"{preset}, trained without noise"
+            return f"{net}, trained without noise"
         d = self.trained_with["default"]
         knob = "p" if d["technology"] == "sram" else ("sigma_c" if d.get("noise") == "multiplicative" else "sigma")
-        return f"{preset}, trained with {d['technology']} noise {knob}={d[knob]:g}"
+        words = {"p": "p", "sigma_c": "σ_c", "sigma": "σ"}[knob]
+        unit = " µS" if knob == "sigma" else ""
+        layer = ""
+        if self.trained_knobs and self.trained_knobs.get("layer", NO_LAYER) != NO_LAYER:
+            layer = f", layer {self.trained_knobs['layer']} at {fmt_number(self.trained_knobs['layer_value'])}"
+        return f"{net}, trained with {TECHNOLOGY_WORDS[d['technology']]} noise ({words} = {d[knob]:g}{unit}{layer})"
+
+    # ------------------------------------------------------------------ the trained network in a link
+    def trained_text(self) -> str:
+        """The trained network as a link value: ``sram,p:0.01,epochs:3,seed:0`` (a layer of its
+        own adds ``layer:features.3,layer_value:0.3``); ``none`` for the network trained without noise."""
+        t = self.trained_knobs
+        if t is None:
+            return "none"
+        parts = [t["technology"], *(f"{k}:{_text(t[k])}" for k in TRAINED_KNOBS[t["technology"]])]
+        if t.get("layer", NO_LAYER) != NO_LAYER:
+            parts += [f"layer:{t['layer']}", f"layer_value:{_text(t['layer_value'])}"]
+        parts += [f"epochs:{t['epochs']}", f"seed:{t['seed']}"]
+        return ",".join(parts)
+
+    def parse_trained(self, text: str) -> dict[str, Any] | None:
+        """The knob values a :meth:`trained_text` stands for (None for ``none``), checked against
+        the knobs' ranges; :class:`URLValueError` in plain words otherwise."""
+        text = text.strip()
+        if text in ("none", ""):
+            return None
+        shape = ("write it as the page does, e.g. sram,p:0.01,epochs:3,seed:0 — or none for the network "
+                 "trained without noise")
+        tech, *rest = text.split(",")
+        if tech not in TRAINED_KNOBS:
+            raise URLValueError(f"the trained network must start with its memory, sram or memristor: {shape}")
+        values: dict[str, Any] = {"technology": tech, "layer": NO_LAYER}
+        for item in rest:
+            key, sep, raw = item.partition(":")
+            allowed = (*TRAINED_KNOBS[tech], "layer", "layer_value", "epochs", "seed")
+            if not sep or key not in allowed:
+                raise URLValueError(f"the trained network's `{item}` is not one of {', '.join(allowed)}: {shape}")
+            if key == "layer":
+                names = list(layer_counts(PRESET_FOR_TECHNOLOGY[tech]))
+                if raw not in names:
+                    raise URLValueError(f"the trained network's layer must be one of {', '.join(names)}")
+                values[key] = raw
+            else:
+                values[key] = URLKnob(key, self, key, label=f"the trained network's {key}").from_text(raw)
+        missing = [k for k in (*TRAINED_KNOBS[tech], "epochs", "seed") if k not in values]
+        if values["layer"] != NO_LAYER and "layer_value" not in values:
+            missing.append("layer_value")
+        if missing:
+            raise URLValueError(f"the trained network needs {', '.join(missing)}: {shape}")
+        return values
+
+    def trained_config(self, values: dict[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
+        mem = self.memory_for({**self.knob_values(), **values})
+        cfg = preset_config(PRESET_FOR_TECHNOLOGY[values["technology"]], train_memory=mem, epochs=values["epochs"],
+                            seed=values["seed"])
+        return mem, cfg
+
+    def set_trained(self, values: dict[str, Any] | None) -> None:
+        """Show the network trained with ``values`` (from a link): only one the results store holds —
+        a link never starts a training."""
+        if values is None:
+            self.param.update(trained_with=None, trained_knobs=None)
+            return
+        if values["technology"] != self.technology:
+            raise URLValueError(f"the trained network was trained on the {TECHNOLOGY_WORDS[values['technology']]}, "
+                                f"but the page shows the {TECHNOLOGY_WORDS[self.technology]}: add technology="
+                                f"{values['technology']} to the link")
+        mem, cfg = self.trained_config(values)
+        if self.store._find("weights", spec_key("weights", cfg.to_dict()), "pt") is None:
+            raise URLValueError("that trained network is not in this server's results store, and a link does not "
+                                "start a training: press “Train with this noise” with those settings to train it")
+        self.param.update(trained_with=mem, trained_knobs=dict(values))
+
+    def trained_knob(self) -> URLKnob:
+        """The URL key ``trained`` (applied after the technology it belongs to)."""
+        return URLKnob("trained", self, "trained_with", label="the trained network", parse=self.parse_trained,
+                       fmt=lambda _: self.trained_text(), apply=self.set_trained)
 
     def energy_readout(self) -> dict[str, Any]:
         """Memory energy (SRAM, eq 3.27/3.30) or crossbar power (memristor, eq 3.39–3.44) of the result."""
@@ -113,31 +236,32 @@ class NoiseExplorer(param.Parameterized):
         if ds is None:
             return {}
         if self.technology == "sram":
-            counts = param_counts(self.train_config())
+            counts = layer_counts(PRESET_FOR_TECHNOLOGY[self.technology])
             mem = self.memory()
             per_layer = {}
             total_ref = 16 * sum(counts.values())
             for name, n in counts.items():
                 p = mem["overrides"].get(name, mem["default"])["p"]
                 per_layer[name] = eta(p) * n / total_ref
-            return {"value": float(ds.energy), "label": "memory energy ÷ reliable 16-bit", "eta": eta(self.p),
-                    "per_layer": per_layer, "units": "1"}
+            return {"value": float(ds.energy),
+                    "label": "memory energy, relative to the same weights in reliable 16-bit memory",
+                    "eta": eta(self.p), "per_layer": per_layer, "units": "1"}
         if "power" not in ds:
             return {}
         per_layer = {str(l): float(ds.layer_power.sel(layer=l).mean()) for l in ds.layer.values}
-        return {"value": float(ds.power.mean()), "label": "crossbar power per inference", "per_layer": per_layer,
-                "units": "a.u."}
+        return {"value": float(ds.power.mean()), "label": "crossbar power per inference, in arbitrary units (only ratios between settings mean something)",
+                "per_layer": per_layer, "units": "arbitrary units"}
 
     # ------------------------------------------------------------------ actions
     def _update_layers(self):
-        names = list(param_counts(self.train_config()))
+        names = list(layer_counts(PRESET_FOR_TECHNOLOGY[self.technology]))
         self.param.layer.objects = [NO_LAYER, *names]
         if self.layer not in self.param.layer.objects:
             self.layer = NO_LAYER
 
     @param.depends("technology", watch=True)
     def _on_technology(self):
-        self.trained_with = None
+        self.param.update(trained_with=None, trained_knobs=None)
         self._update_layers()
 
     @param.depends("technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed",
@@ -152,28 +276,53 @@ class NoiseExplorer(param.Parameterized):
             return
         cfg = self.train_config()
         draws, seed, knob = self.draws, self.seed, self.sweep_knob
+        self._generation += 1
+        gen = self._generation
         self.error = ""
         self.evaluating = True
-        self.status = "evaluating…"
+        self.status = f"evaluating the accuracy over {draws} Monte-Carlo draws…"
+        values = list(CURVE_GRIDS[knob])
+        what = f"the accuracy-vs-{KNOB_WORDS[knob].split()[-1]} curve"
+
+        def current(**kw):
+            """Apply ``kw`` unless a newer setting replaced this one meanwhile."""
+            self.dispatch(lambda: gen == self._generation and self.param.update(**kw))
 
         def eval_job(cancel: threading.Event):
-            return evaluate(cfg, mem, draws=draws, seed=seed, store=self.store, device=self.device, cancel=cancel)
+            def progress(info):
+                current(status=f"evaluating the accuracy: {info['draw']} of {info['draws']} Monte-Carlo draws")
+            return evaluate(cfg, mem, draws=draws, seed=seed, store=self.store, device=self.device, cancel=cancel,
+                            progress=progress)
 
         def eval_done(ds):
-            self._set(result=ds, evaluating=False, status=self._status_text(ds))
+            # the curve starts once the readout is shown: on a small machine the two would share its
+            # cores and both arrive later, and the curve's point at this setting is now a store read
+            current(result=ds, evaluating=False, status=self._status_text(ds))
+            if gen == self._generation:
+                self.runner.submit("curve", curve_job, curve_done, self._fail)
 
         def curve_job(cancel: threading.Event):
-            def progress(info):
-                self._set(curve_status=f"computing the curve: {info['cell']}/{info['cells']} points")
-            return noise_curve(cfg, {"default": mem["default"], "overrides": mem["overrides"]}, knob, draws=draws,
-                               seed=seed, store=self.store, device=self.device, progress=progress, cancel=cancel)
+            # point by point (each one cached like a whole curve's), so the plot grows as they arrive
+            cells = []
+            for i, v in enumerate(values):
+                cells.append(noise_curve(cfg, mem, knob, [v], draws=draws, seed=seed, store=self.store,
+                                         device=self.device, cancel=cancel))
+                if cancel.is_set():
+                    break
+                partial = join_points(cells, knob)
+                if i + 1 < len(values):
+                    current(curve=partial, curve_done=i + 1,
+                            curve_status=f"computing {what}: {i + 1} of {len(values)} points ({draws} draws each)")
+            return join_points(cells, knob)
 
         def curve_done(ds):
-            self._set(curve=ds, curve_status=f"{len(ds[knob])} points × {draws} draws")
+            current(curve=ds, curve_done=0, curve_total=0,
+                    curve_status=f"{len(ds[knob])} points × {draws} Monte-Carlo draws")
 
-        self.curve_status = "computing the curve…"
+        self.runner.cancel("curve")
+        self.param.update(curve_done=0, curve_total=len(values),
+                          curve_status=f"computing {what}: waiting for the readout above (0 of {len(values)} points)")
         self.runner.submit("eval", eval_job, eval_done, self._fail, priority=0)   # before curves of any session
-        self.runner.submit("curve", curve_job, curve_done, self._fail)
 
     def _set(self, **values) -> None:
         """Apply results from a worker thread through :attr:`dispatch`."""
@@ -183,18 +332,23 @@ class NoiseExplorer(param.Parameterized):
         if ds is None:
             return ""
         cache = ds.attrs.get("cache", "")
-        return f"{self.network_label()} · {int(ds.attrs['draws'])} draws · {'cached' if cache == 'hit' else 'computed'}"
+        source = "read from the results store" if cache == "hit" else "just computed"
+        return f"{self.network_label()} · {int(ds.attrs['draws'])} Monte-Carlo draws · {source}"
 
     def _fail(self, message: str) -> None:
-        self._set(error=message, evaluating=False, training=False, status="failed — earlier results kept")
+        self._set(error=message, evaluating=False, training=False, curve_done=0, curve_total=0,
+                  status="failed — earlier results kept")
 
     @param.depends("train", watch=True)
     def _train(self):
-        mem = self.memory()
+        knobs = {**{k: v for k, v in self.knob_values().items()
+                    if k in ("technology", "layer", "layer_value", *TRAINED_KNOBS[self.technology])},
+                 "epochs": self.epochs, "seed": self.seed}
+        mem, cfg = self.trained_config(knobs)
         preset = PRESET_FOR_TECHNOLOGY[self.technology]
-        cfg = preset_config(preset, train_memory=mem, epochs=self.epochs, seed=self.seed)
         self.param.update(training=True, train_progress=0, history={"loss": [], "test_accuracy": []}, error="",
-                          status=f"training {preset} with hardware-aware noise…")
+                          status=f"training {NETWORK_WORDS.get(preset, 'the network')} with hardware-aware noise "
+                                 f"({self.epochs} epochs)…")
 
         losses, accs = [], []
 
@@ -209,9 +363,9 @@ class NoiseExplorer(param.Parameterized):
 
         def done(tr):
             history = {k: tr.history[k].values.tolist() for k in ("loss", "test_accuracy")}
-            self._set(history=history, training=False, train_progress=100, trained_with=mem,
-                      status=f"trained in {tr.train_seconds:.1f} s ({'cached' if tr.cached else tr.device}): "
-                             f"clean accuracy {tr.test_accuracy:.3f}")
+            how = "read from the results store" if tr.cached else f"trained on {tr.device}"
+            self._set(history=history, training=False, train_progress=100, trained_with=mem, trained_knobs=knobs,
+                      status=f"{how} in {tr.train_seconds:.1f} s: accuracy without noise {tr.test_accuracy:.3f}")
 
         def cancelled():
             self._set(training=False, train_progress=0, status="training cancelled — network unchanged")
@@ -224,11 +378,15 @@ class NoiseExplorer(param.Parameterized):
 
     @param.depends("use_clean", watch=True)
     def _use_clean(self):
-        self.trained_with = None
+        self.param.update(trained_with=None, trained_knobs=None)
 
     def wait(self, timeout: float = 300.0, kinds: tuple[str, ...] = ("train", "eval", "curve")) -> None:
         """Block until the running jobs of ``kinds`` end (tests, notebooks)."""
-        self.runner.wait_all(kinds, timeout)
+        self.runner.wait_all(kinds, timeout, rounds=2)      # a finished readout starts the curve
 
 
-__all__ = ["NO_LAYER", "NoiseExplorer", "P_CHOICES", "REGENERATE_COMMAND"]
+def _text(value) -> str:
+    return fmt_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+__all__ = ["NO_LAYER", "NoiseExplorer", "P_CHOICES", "REGENERATE_COMMAND", "join_points", "layer_counts"]

@@ -8,7 +8,7 @@ import param
 from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
-from .base import number_field
+from .base import about_fold, number_field, regenerate_footer
 from .tasks import session_dispatch
 from .urlstate import PageURL, URLKnob
 
@@ -23,13 +23,16 @@ EXPLAIN = {
         "**Accuracy against the noise knob.** The line is the mean over draws and the band its 95 % "
         "confidence interval; the red line marks the current setting, the dashed green line the clean accuracy."),
     "cost_sram": (
-        "**Memory energy.** Reading a bit at error rate *p* costs η(p) = −log(p)/a of the nominal "
-        "supply (eq 3.27, a = 12.8); the network's energy sums ζ·η(p)·count(W) over layers (eq 3.30), "
-        "here divided by the same network stored reliably in 16 bits."),
+        "**Memory energy.** Lowering an SRAM's supply voltage saves energy but makes bits flip with "
+        "probability *p*. Reading a bit at error rate *p* costs η(p) = −log(p)/a of the energy at the nominal "
+        "supply (η, the relative read energy; eq 3.27, a = 12.8). The network's memory energy sums "
+        "ζ·η(p)·count(W) over its layers (eq 3.30), where count(W) is a layer's number of weights and ζ the "
+        "bits stored per weight (ζ = 1 for this network's binary weights). The number above divides that by "
+        "the energy of the same weights stored in reliable 16-bit memory (ζ = 16, η = 1); the bars split it by layer."),
     "cost_memristor": (
-        "**Crossbar power.** Weights become conductances in [g_min, g_u] on a positive and a negative "
-        "crossbar (eq 3.34–3.35); power sums the memristor and amplifier terms of every layer "
-        "(eq 3.41–3.44), per inference. Smaller g_u saves power but, with additive noise, costs accuracy."),
+        "**Crossbar power.** Weights become conductances between g_min and g_u (the largest conductance used, "
+        "in microsiemens) on a positive and a negative crossbar (eq 3.34–3.35); the power sums the memristor "
+        "and amplifier terms of every layer (eq 3.41–3.44), per inference. Smaller g_u saves power but, with additive noise, costs accuracy."),
     "train": (
         "**Hardware-aware training.** The network is retrained reading its weights through the noisy "
         "memory at every step (straight-through gradients); it then replaces the network evaluated above."),
@@ -100,6 +103,9 @@ class NoisePlayground(pn.viewable.Viewer):
         w["cancel"] = pn.widgets.Button.from_param(ex.param.cancel, label="Cancel", color="danger")
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
         self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width")
+        self._curve_progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", sizing_mode="stretch_width",
+                                                      visible=False, min_width=100)
+        ex.param.watch(self._curve_bar, ["curve_done", "curve_total"])
         ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "training", "trained_with"])
         ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
         self._sync_visibility()
@@ -107,9 +113,14 @@ class NoisePlayground(pn.viewable.Viewer):
         if dispatch is not None:
             ex.dispatch = dispatch
         #: the page's settings as URL keys (the workbench writes and applies them)
-        self.url = PageURL([URLKnob(k, ex, k) for k in URL_KNOBS])
+        self.url = PageURL([URLKnob(k, ex, k) for k in URL_KNOBS] + [ex.trained_knob()])
         if fresh and ex.result is None:
             ex.refresh()
+
+    def _curve_bar(self, *_):
+        ex = self.explorer
+        self._curve_progress.visible = ex.curve_total > 0
+        self._curve_progress.value = int(100 * ex.curve_done / ex.curve_total) if ex.curve_total else 0
 
     def _sync_visibility(self, *_):
         ex, w = self.explorer, self._widgets
@@ -132,16 +143,25 @@ class NoisePlayground(pn.viewable.Viewer):
     def _distribution(self):
         ds = self.explorer.result
         if ds is None:
-            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "evaluating…")
-        return pn.pane.HoloViews(accuracy_distribution(ds), linked_axes=False, sizing_mode="stretch_width", min_height=320)
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40),
+                          "evaluating the accuracy over Monte-Carlo draws…")
+        a = ds.attrs
+        summary = (f"Mean accuracy **{a['accuracy_mean']:.3f}**, 95 % confidence interval "
+                   f"[{a['ci95_low']:.3f}, {a['ci95_high']:.3f}], over {ds.sizes['draw']} draws.")
+        return pn.Column(pn.pane.HoloViews(accuracy_distribution(ds), linked_axes=False, sizing_mode="stretch_width",
+                                           min_height=320),
+                         pn.pane.Markdown(summary, margin=(0, 10)), sizing_mode="stretch_width")
 
     @param.depends("explorer.curve", "explorer.result")
     def _curve(self):
         ds = self.explorer.curve
         if ds is None:
-            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "computing the curve…")
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "computing the accuracy-vs-noise curve…")
         ex = self.explorer
-        current = {"p": ex.p, "sigma_c": ex.sigma_c, "g_u": ex.g_u, "sigma": ex.sigma}[ds.attrs["knob"]]
+        knob = ds.attrs["knob"]
+        if knob == "p" and not (ds[knob] > 0).any():       # a log axis cannot place p = 0 alone
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "computing the accuracy-vs-p curve…")
+        current = {"p": ex.p, "sigma_c": ex.sigma_c, "g_u": ex.g_u, "sigma": ex.sigma}[knob]
         return pn.pane.HoloViews(noise_curve_plot(ds, current), linked_axes=False, sizing_mode="stretch_width", min_height=320)
 
     @param.depends("explorer.result")
@@ -149,11 +169,18 @@ class NoisePlayground(pn.viewable.Viewer):
         info = self.explorer.energy_readout()
         if not info:
             return pn.pane.Markdown("")
-        fmt = "{value:.4f}" if self.explorer.technology == "sram" else "{value:.4g}"
-        number = pn.indicators.Number(label=info["label"], value=info["value"], format=fmt, font_size="28pt", title_size="11pt")
-        extra = f"η(p) = {info['eta']:.3f} per bit read" if "eta" in info else f"units: {info['units']}"
-        bars = layer_cost_bars(info["per_layer"], "energy share" if "eta" in info else "power", info["units"])
-        return pn.Column(number, pn.pane.Markdown(extra), pn.pane.HoloViews(bars, linked_axes=False, sizing_mode="stretch_width", min_height=260),
+        if "eta" in info:
+            value = (f"<div style='font-size:28pt;line-height:1.1'>{info['value']:.4f}</div>"
+                     f"<div>= {100 * info['value']:.2f} % of the reference energy; "
+                     f"η(p) = {info['eta']:.3f} of the nominal read energy per bit</div>")
+            per_layer = {k: 100 * v for k, v in info["per_layer"].items()}
+            bars = layer_cost_bars(per_layer, "share of the reference energy", "%")
+        else:
+            value = f"<div style='font-size:28pt;line-height:1.1'>{info['value']:.4g}</div>"
+            bars = layer_cost_bars(info["per_layer"], "power", info["units"])
+        readout = pn.pane.HTML(f"<div style='font-size:11pt'>{info['label']}</div>{value}", sizing_mode="stretch_width",
+                               css_classes=["cost-readout"])
+        return pn.Column(readout, pn.pane.HoloViews(bars, linked_axes=False, sizing_mode="stretch_width", min_height=260),
                          sizing_mode="stretch_width")
 
     @param.depends("explorer.history")
@@ -161,7 +188,10 @@ class NoisePlayground(pn.viewable.Viewer):
         h = self.explorer.history
         if not h or not h.get("loss"):
             return pn.pane.Markdown("*No training run in this session yet.*")
-        return pn.pane.HoloViews(training_curve(h), linked_axes=False, sizing_mode="stretch_width", min_height=240)
+        loss, acc = training_curve(h)
+        return pn.FlexBox(*(pn.pane.HoloViews(p, linked_axes=False, sizing_mode="stretch_width", height=240, min_width=260,
+                                              styles={"flex": "1 1 260px"}) for p in (loss, acc)),
+                          flex_wrap="wrap", sizing_mode="stretch_width")
 
     @param.depends("explorer.status", "explorer.error", "explorer.evaluating")
     def _status(self):
@@ -178,21 +208,28 @@ class NoisePlayground(pn.viewable.Viewer):
             "### One layer", w["layer"], w["layer_value"],
             "### Evaluation", w["draws"], w["seed"],
             "### Hardware-aware training", w["epochs"], pn.Row(w["train"], w["cancel"]), self._progress, w["use_clean"],
-            pn.pane.Markdown(f"<small>Opens on results shipped in <code>data/store</code>; regenerate them with "
-                             f"<code>{REGENERATE_COMMAND}</code>. Other settings are computed on demand and cached.</small>"),
-            width=320)
+            width=280, sizing_mode="fixed")
 
     def main(self) -> pn.Column:
+        ex = self.explorer
+        half = {"sizing_mode": "stretch_width", "min_width": 260, "styles": {"flex": "1 1 300px"}}
         return pn.Column(
+            f"## {self.title}",
             self._status,
-            pn.Row(pn.Column(self._distribution, pn.pane.Markdown(EXPLAIN["distribution"]), sizing_mode="stretch_width"),
-                   pn.Column(self._cost, pn.bind(lambda t: pn.pane.Markdown(EXPLAIN[f"cost_{t}"]), self.explorer.param.technology),
-                             sizing_mode="stretch_width"),
-                   sizing_mode="stretch_width"),
-            self._curve, pn.pane.Markdown(pn.bind(lambda t: f"<small>{t}</small>", self.explorer.param.curve_status)),
+            pn.FlexBox(pn.Column(self._distribution, pn.pane.Markdown(EXPLAIN["distribution"]), **half),
+                       pn.Column(self._cost, pn.bind(lambda t: pn.pane.Markdown(EXPLAIN[f"cost_{t}"]), ex.param.technology),
+                                 **half),
+                       flex_wrap="wrap", sizing_mode="stretch_width"),
+            self._curve,
+            pn.pane.Markdown(pn.bind(lambda t: t, ex.param.curve_status), margin=(0, 10), css_classes=["curve-status"]),
+            self._curve_progress,
             pn.pane.Markdown(EXPLAIN["curve"]),
             "### Training", self._training, pn.pane.Markdown(EXPLAIN["train"]),
-            sizing_mode="stretch_width")
+            about_fold(regenerate_footer(REGENERATE_COMMAND),
+                       pn.pane.Markdown("<small>Other settings are computed when first asked for and kept in the "
+                                        "results store; a link to a retrained network opens it when this server's "
+                                        "store holds it.</small>")),
+            sizing_mode="stretch_width", min_width=300)
 
     def __panel__(self):
-        return pn.Row(self.sidebar(), self.main(), sizing_mode="stretch_width")
+        return pn.FlexBox(self.sidebar(), self.main(), flex_wrap="nowrap", sizing_mode="stretch_width")
