@@ -252,3 +252,206 @@ def test_nas_command_reports_r2_hypervolumes_and_fronts(tmp_path, capsys):
     assert all(len(f["accuracy"]) == len(f["power"]) > 0 for f in out["fronts"].values())
     assert main(["nas", "--set", "n_gen=0", "--quiet", "--cache-dir", str(tmp_path)]) == 2
     assert "n_gen" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- the page's state in the URL (browser)
+def notice_items(page) -> list[str]:
+    """The lines of the "settings not used" notice at the top of the app."""
+    return [t.strip() for t in page.locator("li", has_text="was not used").all_inner_texts()]
+
+
+def status(page) -> str:
+    return page.locator("p", has_text="Status:").first.inner_text()
+
+
+def no_sideways_scroll(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def shipped_point(strategy: str = "M2"):
+    """A re-simulated point of the shipped fronts whose subnet is not the default one, with the
+    depth, width, expand and per-layer g_u that *Edit this network* must load."""
+    from workbench.experiments.crossbar import supernet_config
+    from workbench.experiments.sweep import run_experiment
+    from workbench.nas.supernet import Supernet
+    nas = load_spec(CROSSBAR_SPEC)["experiments"]["nas"]
+    ds = run_experiment("nas", nas, Store())
+    space = Supernet(supernet_config(nas.get("supernet"))).space
+    sub = ds.sel(strategy=strategy)
+    for i in range(sub.sizes["point"]):
+        if not np.isfinite(float(sub.power.isel(point=i))):
+            continue
+        s = sub.state_vector.isel(point=i).values
+        arch = space.decode(s)
+        if list(arch.depth) != [3, 3, 3]:
+            keep = space.mask(np.asarray(arch.depth))
+            g = [float(v) for v, k in zip(s[space.gu_slice], keep) if k]
+            return i, [int(d) for d in arch.depth], [float(w) for w in arch.width], [float(e[0]) for e in arch.expand], g
+    raise AssertionError("no shipped point with a smaller subnet")
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+@pytest.mark.browser
+def test_a_bad_crossbar_link_is_refused_by_name_and_the_rest_applies(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=crossbar&tab=search&strategy=M9&sigma=-1&pop=2&gen=5&depth=9,9,9&gu=1,2")
+    wait_until(lambda: len(notice_items(page)) == 5, 90, message="five refusals in the notice")
+    items = notice_items(page)
+    for key, why in (("strategy=M9", "M1, M2, M3"), ("sigma=-1", "between 0 and 1"), ("pop=2", "between 4 and 4096"),
+                     ("depth=9,9,9", "one of 1, 2, 3"), ("gu=1,2", "32 layers")):
+        assert any(i.startswith(f"{key} was not used") and why in i for i in items), (key, items)
+    # the valid setting and the sub-tab applied, the refused ones kept their values
+    wait_until(lambda: "gen=5" in page.url and "tab=search" in page.url, 60, message="the applied link written back")
+    assert "strategy=M2" in page.url and "sigma=0.015" in page.url and "pop=64" in page.url and "depth=3,3,3" in page.url
+    wait_until(lambda: page.get_by_label("generations").input_value() == "5", 60, message="generations = 5 in its field")
+    assert page.get_by_label("population").input_value() == "64"
+    # a point the fronts do not have is refused once they have loaded, on the page itself
+    page.goto(f"{served_app}/apps?page=crossbar&tab=fronts&point=M2:99&gen=7")
+    wait_until(lambda: page.get_by_text(re.compile(r"point was not used: M2 has re-simulated points")).count() > 0,
+               120, message="the late refusal of point=M2:99")
+    wait_until(lambda: "gen=7" in page.url and "point=" not in page.url, 60, message="the rest of the link applied")
+    # the page still works: the top tabs switch both ways
+    page.locator(".bk-tab", has_text="Noise playground").click()
+    wait_until(lambda: "page=playground" in page.url, 60, message="the playground's URL")
+    page.locator(".bk-tab", has_text="Crossbar power & search").click()
+    wait_until(lambda: "page=crossbar" in page.url and "gen=7" in page.url, 60, message="back on the crossbar page")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_edit_this_network_loads_the_clicked_subnet_into_the_editor(served_app, page):
+    console = watch_console(page)
+    i, depth, width, expand, g = shipped_point("M2")
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=crossbar&tab=fronts&point=M2:{i}")
+    button = page.get_by_role("button", name="Edit this network")
+    wait_until(lambda: button.count() > 0 and button.first.is_visible(), 180, message="the point's details")
+    button.first.click()
+    want = f"depth={','.join(map(str, depth))}&width={','.join(map(_num, width))}&expand={','.join(map(_num, expand))}"
+    wait_until(lambda: want in page.url and "tab=subnet" in page.url, 60, message=f"{want} in the URL")
+    gu = re.search(r"gu=([^&]*)", page.url).group(1).split(",")
+    assert np.allclose([float(v) for v in gu], g, atol=0.0051), (gu, g)        # written to 2 decimals
+    assert len(set(gu)) > 1                                                    # not the default g_u = g_u^d
+    # the editor's widgets show that subnet
+    wait_until(lambda: page.get_by_label("stage 1: blocks D").input_value() == str(depth[0]), 60,
+               message="the editor's depth")
+    for s in range(3):
+        assert page.get_by_label(f"stage {s + 1}: blocks D").input_value() == str(depth[s])
+        assert float(page.get_by_label("width", exact=True).nth(s).input_value()) == width[s + 1]
+        assert float(page.get_by_label("expand", exact=True).nth(s).input_value()) == expand[s]
+    assert float(page.get_by_label("stem width").input_value()) == width[0]
+    cells = page.locator(".tabulator-cell[tabulator-field='g_u / g_u^d']")
+    wait_until(lambda: cells.count() > 0 and float(cells.first.inner_text()) == round(g[0], 2), 60,
+               message="the g_u table")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_cancel_stops_the_search_within_a_generation(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=crossbar&tab=search&strategy=M2&pop=64&gen=2000")
+    run = page.get_by_role("button", name="Run NSGA-II")
+    wait_until(lambda: run.count() > 0 and run.first.is_enabled(), 120, message="the Run button")
+    run.first.click()
+    gen = re.compile(r"generation (\d+) of 2000")
+    wait_until(lambda: (m := gen.search(status(page))) and int(m.group(1)) >= 3, 120, message="the search running")
+    page.get_by_role("button", name="Cancel").first.click()
+    done = re.compile(r"cancelled after (\d+) generations")
+    wait_until(lambda: done.search(status(page)), 30, message="the search reported cancelled")
+    stopped = int(done.search(status(page)).group(1))
+    assert 3 <= stopped < 2000
+    # nothing runs on: over a few seconds (a hundred generations' time) no later generation is shown
+    end = time.monotonic() + 4
+    while time.monotonic() < end:
+        assert done.search(status(page)) and int(done.search(status(page)).group(1)) == stopped
+        time.sleep(0.5)
+    assert page.get_by_role("button", name="Run NSGA-II").first.is_enabled()
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_crossbar_state_round_trips_through_the_url_and_back(served_app, page):
+    from workbench.experiments.crossbar import supernet_config
+    from workbench.nas.supernet import Supernet
+    console = watch_console(page)
+    space = Supernet(supernet_config({})).space
+    n = int(space.mask(np.array([2, 3, 1])).sum())
+    gu = ",".join(["0.8", "1.2"] * (n // 2) + ["0.8"] * (n % 2))
+    link = (f"page=crossbar&tab=subnet&depth=2,3,1&width=1,0.75,1,0.5&expand=0.5,1,1&gu={gu}&sigma=0.02&draws=10"
+            f"&strategy=M1&pop=32&gen=10")
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?{link}")
+    wait_until(lambda: page.url.endswith("?" + link), 60, message="the link written back unchanged")
+    assert notice_items(page) == []
+    assert page.get_by_label("stage 1: blocks D").input_value() == "2"
+    assert page.get_by_label("stage 3: blocks D").input_value() == "1"
+    assert float(page.get_by_label("width", exact=True).nth(0).input_value()) == 0.75
+    wait_until(lambda: "D = [2, 3, 1]" in status(page) and "arbitrary units" in status(page), 180,
+               message="the linked subnet evaluated")
+    # a change is written to the URL; the g_u list follows the subnet's layers
+    page.get_by_label("stage 2: blocks D").select_option("1")
+    wait_until(lambda: "depth=2,1,1" in page.url, 60, message="depth=2,1,1 in the URL")
+    m = int(space.mask(np.array([2, 1, 1])).sum())
+    assert len(re.search(r"gu=([^&]*)", page.url).group(1).split(",")) == m
+    page.locator(".bk-tab", has_text="Pareto fronts").click()
+    wait_until(lambda: "tab=fronts" in page.url, 60, message="the sub-tab in the URL")
+    # Back restores each earlier state
+    page.go_back()
+    wait_until(lambda: "tab=subnet" in page.url and "depth=2,1,1" in page.url, 60, message="Back to the subnet tab")
+    page.go_back()
+    wait_until(lambda: page.url.endswith("?" + link), 60, message="Back to the linked state")
+    wait_until(lambda: page.get_by_label("stage 2: blocks D").input_value() == "3", 60, message="the editor restored")
+    assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_crossbar_fields_refuse_invalid_values_beside_them_and_fit_800px(served_app, page, tmp_path):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 800, "height": 1100})
+    page.goto(f"{served_app}/apps?page=crossbar&tab=subnet")
+    wait_until(lambda: "arbitrary units" in status(page), 180, message="the subnet evaluated")
+    messages = page.locator(".field-error")
+    # a g_u out of [0.5, 1.5] typed in the table is refused beside it, the last good value kept
+    cell = page.locator(".tabulator-cell[tabulator-field='g_u / g_u^d']").first
+    cell.click()
+    editor = cell.locator("input")
+    wait_until(lambda: editor.count() > 0, 30, message="the cell's editor")
+    editor.fill("3")
+    editor.press("Enter")
+    wait_until(lambda: "between 0.5 and 1.5 (eq 6.2) — still using 1" in " ".join(messages.all_inner_texts()), 60,
+               message="the g_u table's message")
+    assert re.search(r"gu=1,", page.url), page.url
+    cell.click()
+    wait_until(lambda: editor.count() > 0, 30, message="the cell's editor")
+    editor.fill("0.7")
+    editor.press("Enter")
+    wait_until(lambda: re.search(r"gu=0\.7,", page.url), 60, message="g_u 0.7 used")
+    # number fields: population and generations of the search
+    page.locator(".bk-tab", has_text="Search").click()
+    pop = page.get_by_label("population")
+    wait_until(lambda: pop.count() > 0, 60, message="the search tab")
+    pop.fill("2")
+    pop.press("Enter")
+    wait_until(lambda: "between 4 and 4096 — still using 64" in " ".join(messages.all_inner_texts()), 60,
+               message="the population field's message")
+    gen = page.get_by_label("generations")
+    gen.fill("0")
+    gen.press("Enter")
+    wait_until(lambda: "between 1 and 2000 — still using 40" in " ".join(messages.all_inner_texts()), 60,
+               message="the generations field's message")
+    assert "pop=64" in page.url and "gen=40" in page.url, page.url
+    pop.fill("16")
+    pop.press("Enter")
+    wait_until(lambda: "pop=16" in page.url, 30, message="population 16 used")
+    # at 800 px no sub-tab scrolls sideways
+    for tab, shown in (("Search", "Run a search"), ("Pareto fronts", "Hypervolume"), ("Your subnet", "crossbar power per inference")):
+        page.locator(".bk-tab", has_text=tab).click()
+        wait_until(lambda: page.get_by_text(shown).filter(visible=True).count() > 0, 120, message=f"the {tab} tab")
+        wait_until(lambda: no_sideways_scroll(page), 30, message=f"no sideways scroll on {tab}")
+        page.screenshot(path=tmp_path / f"crossbar-800-{tab.replace(' ', '-').lower()}.png", full_page=True)
+    assert_no_console_errors(console)

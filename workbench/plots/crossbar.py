@@ -10,8 +10,8 @@ import xarray as xr
 from bokeh.models import NumeralTickFormatter
 
 STRATEGY_COLORS = {"dataset": "#7f7f7f", "M1": "#1f77b4", "M2": "#d62728", "M3": "#2ca02c", "live": "#9467bd"}
-STRATEGY_LABELS = {"dataset": "collected (best)", "M1": "M1 architecture only", "M2": "M2 joint g_u + architecture",
-                   "M3": "M3 M1 with scaled g_u", "live": "live search (estimated)"}
+STRATEGY_LABELS = {"dataset": "best collected", "M1": "M1: architecture", "M2": "M2: architecture + g_u",
+                   "M3": "M3: M1 with g_u scaled", "live": "live search (estimated)"}
 ACC = hv.Dimension("accuracy", label="test accuracy")
 #: crossbar power has no physical unit here: only ratios between networks mean something
 POW = hv.Dimension("power", label="crossbar power per inference (arbitrary units)")
@@ -46,7 +46,7 @@ def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: d
     the collected states (estimated on n_a/n_p minibatches, faint), the selected point, and an
     optional live front ``{"accuracy", "power"}`` streamed by a running search."""
     els = [hv.Scatter((ds.collected_power.values, ds.collected_accuracy.values), POW, ACC,
-                      label="collected (n_a, n_p estimate)").opts(color="#cccccc", size=3, alpha=0.5)]
+                      label="collected (estimated)").opts(color="#cccccc", size=3, alpha=0.5)]
     for s in ds.strategy.values:
         sub = ds.sel(strategy=s)
         ok = np.isfinite(sub.power.values)
@@ -70,7 +70,7 @@ def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: d
         els.append(hv.Scatter([(float(pt.power), float(pt.accuracy))], POW, ACC).opts(
             color="black", size=16, marker="circle", fill_alpha=0, line_width=3))
     power = np.concatenate([ds.power.values.ravel(), ds.collected_power.values.ravel()])
-    return hv.Overlay(els).opts(responsive=True, min_height=460, legend_position="bottom", show_grid=True,
+    return hv.Overlay(els).opts(responsive=True, min_height=460, legend_position="bottom", legend_cols=3, show_grid=True,
                                 xformatter=number_formatter(power), title="Power–accuracy Pareto fronts (Fig 6.2)")
 
 

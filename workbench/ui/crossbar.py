@@ -221,7 +221,7 @@ class CrossbarPage(ExplorerPage):
         ds = ex.nas
         if ds is None:
             return spinner("loading the search results…")
-        plot = pareto_plot(ds, ex.selected, ex.live)
+        plot = pareto_plot(ds, ex.shown_point(), ex.live)
         tap = hv.streams.Tap(source=plot, x=None, y=None)
         tap.add_subscriber(lambda x, y: ex.pick(x, y))
         r2 = dict(zip(ds.target.values, ds.r2.values))
@@ -239,7 +239,7 @@ class CrossbarPage(ExplorerPage):
     @param.depends("explorer.details", "explorer.selected")
     def _details(self):
         ex = self.explorer
-        if ex.selected is None or ex.nas is None:
+        if ex.shown_point() is None:
             return pn.pane.Markdown("*Click a point of the fronts to see its network.*")
         ds = ex.details
         strategy, point = ex.selected
@@ -291,13 +291,8 @@ class CrossbarPage(ExplorerPage):
         right = pn.Column(self._current, sizing_mode="stretch_width", min_width=300, styles={"flex": "1 1 380px"})
         subnet = pn.Column(pn.FlexBox(editor, right, flex_wrap="wrap", sizing_mode="stretch_width"),
                            pn.pane.Markdown(TEXT["subnet"]), sizing_mode="stretch_width")
-        fronts = pn.Column(pn.pane.Markdown(TEXT["fronts"]),
-                           pn.FlexBox(pn.Column(self._fronts, min_width=300, sizing_mode="stretch_width",
-                                                styles={"flex": "2 1 420px"}),
-                                      pn.Column(self._details, min_width=300, sizing_mode="stretch_width",
-                                                styles={"flex": "1 1 320px"}),
-                                      flex_wrap="wrap", sizing_mode="stretch_width"),
-                           self._selection, sizing_mode="stretch_width")
+        fronts = pn.Column(pn.pane.Markdown(TEXT["fronts"]), self._fronts, self._details, self._selection,
+                           sizing_mode="stretch_width")
         search = pn.Column(pn.pane.Markdown(TEXT["search"]),
                            pn.FlexBox(self._strategy, self._pop, self._gen, self._run, self._cancel, flex_wrap="wrap",
                                       align_items="end", sizing_mode="stretch_width"),

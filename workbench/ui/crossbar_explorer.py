@@ -157,12 +157,21 @@ class CrossbarExplorer(BackgroundState):
         if self.nas is not None:
             strategies = [str(s) for s in self.nas.strategy.values]
             if strategy not in strategies:
-                raise KnobError(f"point: the strategy must be one of {', '.join(strategies)}")
+                raise KnobError(f"the strategy must be one of {', '.join(strategies)}")
             ok = np.isfinite(self.nas.power.sel(strategy=strategy).values)
             if not (0 <= point < len(ok) and ok[point]):
-                raise KnobError(f"point: {strategy} has re-simulated points "
+                raise KnobError(f"{strategy} has re-simulated points "
                                 f"{', '.join(str(i) for i in np.flatnonzero(ok))}")
         self.selected = (strategy, int(point))
+
+    def shown_point(self) -> tuple[str, int] | None:
+        """The selected point if the loaded fronts have it (a link's point is checked only once they load)."""
+        if self.selected is None or self.nas is None:
+            return None
+        strategy, point = self.selected
+        if strategy not in [str(s) for s in self.nas.strategy.values] or not 0 <= point < self.nas.sizes["point"]:
+            return None
+        return self.selected
 
     @param.depends("nas", watch=True)
     def _nas_arrived(self) -> None:
