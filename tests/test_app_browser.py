@@ -25,7 +25,7 @@ def test_playground_p_slider_changes_plots(served_app, page):
     page.goto(f"{served_app}/apps")
 
     # the page opens on the shipped/cached results: status line, energy readout and plots appear
-    wait_until(lambda: page.get_by_text(re.compile(r"draws · (cached|computed)")).count() > 0, 120, message="first evaluation")
+    wait_until(lambda: page.get_by_text(re.compile(r"draws · (read from the results store|just computed)")).count() > 0, 120, message="first evaluation")
     before_energy = wait_until(lambda: _energy_text(page), 60, message="energy readout")
     canvases = page.locator("canvas")
     wait_until(lambda: canvases.count() >= 2, 60, message="plots rendered")

@@ -86,7 +86,8 @@ def test_train_streams_progress_and_switches_network(explorer):
     assert explorer.error == ""
     assert explorer.trained_with is not None and explorer.trained_with["default"]["p"] == 0.01
     assert len(explorer.history["loss"]) == 3 and seen[-1] == 100 and len(set(seen)) >= 3
-    assert "trained with sram noise p=0.01" in explorer.status
+    assert "trained with under-volted SRAM noise (p = 0.01)" in explorer.status
+    assert explorer.trained_text() == "sram,p:0.01,epochs:3,seed:0"
     explorer.param.trigger("use_clean")
     explorer.wait()
     assert explorer.trained_with is None

@@ -190,7 +190,8 @@ class NoisePlayground(pn.viewable.Viewer):
             return pn.pane.Markdown("*No training run in this session yet.*")
         loss, acc = training_curve(h)
         return pn.FlexBox(*(pn.pane.HoloViews(p, linked_axes=False, sizing_mode="stretch_width", height=240, min_width=260,
-                                              styles={"flex": "1 1 260px"}) for p in (loss, acc)),
+                                              styles={"flex": "1 1 260px"}, css_classes=["training-plot"])
+                            for p in (loss, acc)),
                           flex_wrap="wrap", sizing_mode="stretch_width")
 
     @param.depends("explorer.status", "explorer.error", "explorer.evaluating")
