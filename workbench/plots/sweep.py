@@ -58,7 +58,7 @@ def state_bars(ds: xr.Dataset) -> hv.Bars:
     colors = {STATE_LABELS[s]: c for s, c in STATE_COLORS.items()}
     return hv.Bars(data, hv.Dimension("state", label="state"), hv.Dimension("cells", label="number of cells")).opts(
         color="state", cmap=colors, title="cells by state", height=220, responsive=True, tools=["hover"],
-        ylabel="number of cells", xrotation=30, line_color="#616161")
+        ylabel="number of cells", xrotation=30, line_color="#616161", show_legend=False)
 
 
 __all__ = ["STAGE_COLORS", "STAGE_LABELS", "STATE_COLORS", "STATE_LABELS", "cell_timeline", "state_bars"]

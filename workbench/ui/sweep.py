@@ -97,7 +97,8 @@ class SweepPage(ExplorerPage):
                            "compute time (s)": ds.seconds.values.round(2), "what went wrong": ds.error.values})
         order = {"failed": 0, "blocked": 1, "done": 2, "missing": 3, "stored": 4}
         df = df.iloc[pd.Series(ds.state.values).map(order).argsort(kind="stable").values]
-        return pn.Column("#### Cells", pn.pane.DataFrame(df, index=False, max_rows=200, sizing_mode="stretch_width"),
+        return pn.Column("#### Cells", pn.pane.DataFrame(df, index=False, max_rows=200, na_rep="",
+                                                            sizing_mode="stretch_width"),
                          scroll=True, max_height=420, sizing_mode="stretch_width")
 
     @param.depends("explorer.summary", "explorer.events")
