@@ -136,7 +136,13 @@ def test_page_url_applies_good_keys_and_names_the_bad_ones():
                               "p": "0.02", "layer_p": "0.02,fc:0.3", "tab": "spectra", "point": "lanmax:1",
                               "seed": "12"})
     assert [r.split("=")[0] for r in refused] == ["`p_t", "`alpha", "`epochs", "`layer"], refused
-    assert (ex.width, ex.p, ex.seed, page.tab, page._tabs.active) == (0.5, 0.02, 12, "spectra", 4)
+    assert (ex.width, ex.p, ex.seed, page.tab) == (0.5, 0.02, 12, "spectra")
+    page.__panel__()
+    assert page._tabs.active == 4
+    page.tab = "energy"
+    assert page._tabs.active == 3
+    page._tabs.active = 4
+    assert page.tab == "spectra"
     assert (ex.p_train, ex.alpha, ex.epochs, ex.spectra_layer) == (0.01, 0.01, 20, "conv1")   # kept
     assert ex.layer_p["fc"] == 0.3 and ex.layer_p["conv1"] == 0.02 and page._inputs["fc"].value == "0.3"
     assert page._width.value == 0.5 and page._p.value == 0.02

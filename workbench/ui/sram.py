@@ -176,7 +176,8 @@ class SRAMPage(ExplorerPage):
         self._seed = number_field(ex, "seed", "seed of the run", width=150)
         self._run_controls("run_lanmax", "Run LaNMax")
         self._layer = pn.widgets.Select.from_param(ex.param.spectra_layer, label="layer", width=220)
-        self._tabs = self._build_tabs()
+        self._tabs: pn.Tabs | None = None      # built with the page's view (its plots need a plotting extension)
+        self.param.watch(self._show_tab, "tab")
         #: the page's settings as link keys, in the order a link applies them
         self.url = PageURL([
             URLKnob("tab", self, "tab", label="sub-tab"),
@@ -357,10 +358,15 @@ class SRAMPage(ExplorerPage):
         tabs = pn.Tabs(*[(TABS[k], pages[k]) for k in keys], active=keys.index(self.tab), dynamic=True,
                        sizing_mode="stretch_width")
         tabs.param.watch(lambda e: setattr(self, "tab", keys[e.new]), "active")
-        self.param.watch(lambda e: setattr(tabs, "active", keys.index(e.new)), "tab")
         return tabs
 
+    def _show_tab(self, event) -> None:
+        if self._tabs is not None:
+            self._tabs.active = list(TABS).index(event.new)
+
     def __panel__(self):
+        if self._tabs is None:
+            self._tabs = self._build_tabs()
         return pn.Column(self._status, self._tabs, about_fold(regenerate_footer(REGENERATE)), sizing_mode="stretch_width")
 
 
