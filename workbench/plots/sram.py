@@ -51,8 +51,12 @@ def sensitivity_plot(ds: xr.Dataset) -> hv.Overlay:
     over = box
     if np.isfinite(base):
         over = over * hv.HLine(base).opts(color=CLEAN, line_dash="dashed", line_width=2)
+    if str(ds.attrs.get("base_p_kind", "uniform")).startswith("per layer"):
+        others = "the others at their own BERs"
+    else:
+        others = f"the others at p = {float(ds.attrs.get('base_p', 0.01)):g}"
     return over.opts(ylim=(0, 1.02), responsive=True, min_height=320,
-                     title=f"one layer at p = {ds.attrs.get('high_p', 0.5):g}, the others at p = {ds.attrs.get('base_p', 0.01):g} (Fig 4.3)")
+                     title=f"one layer at p = {float(ds.attrs.get('high_p', 0.5)):g}, {others} (Fig 4.3)")
 
 
 def param_count_bars(counts: dict[str, int] | xr.DataArray) -> hv.Bars:
@@ -91,12 +95,24 @@ def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
                                     legend_cols=2, title="accuracy vs memory energy (Fig 4.4), click a point")
 
 
-def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") -> hv.Bars:
+def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") -> hv.Overlay:
+    """One point per layer at its BER ``p`` on a log axis (a bar on a log axis would start at an
+    arbitrary floor and suggest a length that means nothing).  A reliable layer (``p = 0``) has no
+    place on a log axis: it is drawn as an open square on the axis floor, ``1e-5``."""
     names = list(p)
-    vals = [max(float(p[n]), 1e-6) for n in names]
-    return hv.Bars((names, vals), "layer", hv.Dimension("p", label="bit error rate p")).opts(
-        color=ACCENT, logy=True, ylim=(1e-5, 1), xrotation=45, responsive=True, min_height=280, toolbar="above",
-        tools=["hover"], title=title)
+    vals = np.array([float(p[n]) for n in names])
+    floor = 1e-5
+    dim_p = hv.Dimension("p", label="bit error rate p")
+    layer = hv.Dimension("layer", values=names)          # the network's order, whichever points are drawn first
+    noisy = hv.Scatter(([n for n, v in zip(names, vals) if v > 0], vals[vals > 0]), layer, dim_p).opts(
+        color=ACCENT, size=11, tools=["hover"])
+    zero = [n for n, v in zip(names, vals) if v <= 0]
+    reliable = hv.Scatter((zero, np.full(len(zero), floor)), layer, dim_p,
+                          label="reliable (p = 0)" if zero else "").opts(color=ACCENT, marker="square", fill_alpha=0,
+                                                                          size=11)
+    return (noisy * reliable).opts(logy=True, ylim=(floor / 2, 1), xrotation=45, responsive=True, min_height=280,
+                                   toolbar="above", legend_position="right", show_legend=bool(zero),
+                                   title=title)
 
 
 def lanmax_trajectory_plot(traj: xr.Dataset | dict) -> hv.Overlay:
