@@ -28,7 +28,7 @@ def _notice(page) -> str:
 
 
 def _status(page) -> str:
-    return " ".join(page.get_by_text(re.compile(r"^Status:")).all_inner_texts())
+    return " ".join(page.locator(".playground-status p").all_inner_texts())
 
 
 def _slider_value(page, label: str) -> float:
@@ -38,7 +38,8 @@ def _slider_value(page, label: str) -> float:
 
 
 def _finished(page) -> bool:
-    return page.get_by_text(DONE).count() > 0 and "evaluating" not in _status(page)
+    status = _status(page)
+    return bool(DONE.search(status)) and "evaluating" not in status
 
 
 def _coloured_pixels(png: bytes, rgb: tuple[int, int, int], tol: int = 40) -> int:

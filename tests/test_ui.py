@@ -290,3 +290,51 @@ def test_a_job_cancelled_while_its_slot_is_lent_stops_without_it():
     wait_until(lambda: slots.active == 0 and slots.waiting == 0, 10, 0.01, "no slot held or awaited")
     a.shutdown()
     b.shutdown()
+
+
+def test_curve_arrives_point_by_point_and_equals_the_whole_curve(ui_store):
+    """The playground's curve grows one point at a time (each drawable at once) and, complete, is
+    the curve ``noise_curve`` computes for the whole grid; the readout comes first."""
+    from workbench.experiments import CURVE_GRIDS, noise_curve
+    ex = NoiseExplorer(store=ui_store, device="cpu", autorun=False)
+    ex.param.update(draws=4, seed=11)           # a setting no other test computed
+    order, sizes, statuses = [], [], []
+    ex.param.watch(lambda e: order.append("result"), "result")
+    ex.param.watch(lambda e: (order.append("curve"), sizes.append(e.new.sizes["p"])), "curve")
+    ex.param.watch(lambda e: statuses.append(e.new), "curve_status")
+    ex.refresh()
+    ex.wait()
+    n = len(CURVE_GRIDS["p"])
+    assert order[0] == "result" and sizes == list(range(1, n + 1))
+    assert f"computing the accuracy-vs-p curve: 3 of {n} points (4 draws each)" in statuses
+    assert ex.curve_done == 0 and ex.curve_total == 0 and ex.curve_status == f"{n} points × 4 Monte-Carlo draws"
+    whole = noise_curve(ex.train_config(), ex.memory(), "p", draws=4, seed=11, store=ui_store, device="cpu")
+    assert whole.identical(ex.curve)
+    ex.runner.shutdown()
+
+
+def test_trained_network_link_round_trips_and_refuses_what_the_store_lacks(ui_store):
+    from workbench.ui.playground import NoisePlayground
+    from workbench.ui.urlstate import URLValueError
+    ex = NoiseExplorer(store=ui_store, device="cpu", autorun=False)
+    page = NoisePlayground(explorer=ex)
+    ex.param.update(technology="memristor", noise="additive", sigma=2.0, epochs=2, draws=3)
+    ex.param.trigger("train")
+    ex.wait()
+    text = page.url.query()["trained"]
+    assert text == "memristor,noise:additive,sigma_c:0.1,sigma:2,g_u:25,epochs:2,seed:0"
+    assert "(σ = 2 µS)" in ex.status
+    ex.param.trigger("use_clean")
+    ex.wait()
+    assert page.url.query()["trained"] == "none" and ex.trained_with is None
+    # the link brings the trained network back (its weights are in the store), then refusals by name
+    assert page.url.apply({"trained": text}) == []
+    ex.wait()
+    assert ex.trained_knobs["sigma"] == 2.0 and "trained with memristor crossbar noise" in ex.status
+    refused = page.url.apply({"trained": text.replace("epochs:2", "epochs:9")})
+    assert len(refused) == 1 and "not in this server's results store" in refused[0] and "`trained=" in refused[0]
+    assert ex.trained_knobs["epochs"] == 2                              # nothing retrained, nothing changed
+    for bad in ("sram,p:0.01,epochs:2,seed:0", "memristor,noise:additive", "cnn", "memristor,sigma:-1,epochs:2,seed:0"):
+        with pytest.raises(URLValueError):
+            ex.set_trained(ex.parse_trained(bad))
+    ex.runner.shutdown()

@@ -297,7 +297,8 @@ class NoiseExplorer(param.Parameterized):
         def eval_done(ds):
             # the curve starts once the readout is shown: on a small machine the two would share its
             # cores and both arrive later, and the curve's point at this setting is now a store read
-            current(result=ds, evaluating=False, status=self._status_text(ds))
+            current(result=ds, evaluating=False, status=self._status_text(ds),
+                    curve_status=f"computing {what}: 0 of {len(values)} points ({draws} draws each)")
             if gen == self._generation:
                 self.runner.submit("curve", curve_job, curve_done, self._fail)
 

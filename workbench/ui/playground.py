@@ -31,7 +31,9 @@ EXPLAIN = {
         "the energy of the same weights stored in reliable 16-bit memory (ζ = 16, η = 1); the bars split it by layer."),
     "cost_memristor": (
         "**Crossbar power.** Weights become conductances between g_min and g_u (the largest conductance used, "
-        "in microsiemens) on a positive and a negative crossbar (eq 3.34–3.35); the power sums the memristor "
+        "in microsiemens) on a positive and a negative crossbar (eq 3.34–3.35). Reading a conductance adds noise: "
+        "*multiplicative* noise of relative spread σ_c (σ_c = 0.1: about ±10 % of the conductance) or *additive* "
+        "noise of spread σ in µS, whatever the conductance. The power sums the memristor "
         "and amplifier terms of every layer (eq 3.41–3.44), per inference. Smaller g_u saves power but, with additive noise, costs accuracy."),
     "train": (
         "**Hardware-aware training.** The network is retrained reading its weights through the noisy "
@@ -176,8 +178,11 @@ class NoisePlayground(pn.viewable.Viewer):
             per_layer = {k: 100 * v for k, v in info["per_layer"].items()}
             bars = layer_cost_bars(per_layer, "share of the reference energy", "%")
         else:
-            value = f"<div style='font-size:28pt;line-height:1.1'>{info['value']:.4g}</div>"
-            bars = layer_cost_bars(info["per_layer"], "power", info["units"])
+            # crossbar power is a large number in arbitrary units: shown in millions when it is
+            scale, units = (1e6, "millions of arbitrary units") if info["value"] >= 1e6 else (1.0, info["units"])
+            shown = f"{info['value'] / scale:.3g}" + (" million" if scale > 1 else "")
+            value = f"<div style='font-size:28pt;line-height:1.1'>{shown}</div>"
+            bars = layer_cost_bars({k: v / scale for k, v in info["per_layer"].items()}, "power", units)
         readout = pn.pane.HTML(f"<div style='font-size:11pt'>{info['label']}</div>{value}", sizing_mode="stretch_width",
                                css_classes=["cost-readout"])
         return pn.Column(readout, pn.pane.HoloViews(bars, linked_axes=False, sizing_mode="stretch_width", min_height=260),
@@ -197,7 +202,7 @@ class NoisePlayground(pn.viewable.Viewer):
     @param.depends("explorer.status", "explorer.error", "explorer.evaluating")
     def _status(self):
         ex = self.explorer
-        items = [pn.pane.Markdown(f"**Status:** {ex.status}", margin=(0, 10))]
+        items = [pn.pane.Markdown(f"**Status:** {ex.status}", margin=(0, 10), css_classes=["playground-status"])]
         if ex.error:
             items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
         return pn.Column(*items, sizing_mode="stretch_width")
@@ -209,7 +214,7 @@ class NoisePlayground(pn.viewable.Viewer):
             "### One layer", w["layer"], w["layer_value"],
             "### Evaluation", w["draws"], w["seed"],
             "### Hardware-aware training", w["epochs"], pn.Row(w["train"], w["cancel"]), self._progress, w["use_clean"],
-            width=280, sizing_mode="fixed")
+            width=280)
 
     def main(self) -> pn.Column:
         ex = self.explorer
