@@ -260,6 +260,11 @@ def notice_items(page) -> list[str]:
     return [t.strip() for t in page.locator("li", has_text="was not used").all_inner_texts()]
 
 
+def loc(page) -> str:
+    """The address bar as the page itself reads it (history.pushState included)."""
+    return page.evaluate("window.location.href")
+
+
 def status(page) -> str:
     return page.locator("p", has_text="Status:").first.inner_text()
 
@@ -305,20 +310,22 @@ def test_a_bad_crossbar_link_is_refused_by_name_and_the_rest_applies(served_app,
                      ("depth=9,9,9", "one of 1, 2, 3"), ("gu=1,2", "32 layers")):
         assert any(i.startswith(f"{key} was not used") and why in i for i in items), (key, items)
     # the valid setting and the sub-tab applied, the refused ones kept their values
-    wait_until(lambda: "gen=5" in page.url and "tab=search" in page.url, 60, message="the applied link written back")
-    assert "strategy=M2" in page.url and "sigma=0.015" in page.url and "pop=64" in page.url and "depth=3,3,3" in page.url
+    wait_until(lambda: "gen=5" in loc(page) and "tab=search" in loc(page), 60, message="the applied link written back")
+    assert "strategy=M2" in loc(page) and "sigma=0.015" in loc(page) and "pop=64" in loc(page) and "depth=3,3,3" in loc(page)
     wait_until(lambda: page.get_by_label("generations").input_value() == "5", 60, message="generations = 5 in its field")
     assert page.get_by_label("population").input_value() == "64"
     # a point the fronts do not have is refused once they have loaded, on the page itself
     page.goto(f"{served_app}/apps?page=crossbar&tab=fronts&point=M2:99&gen=7")
     wait_until(lambda: page.get_by_text(re.compile(r"point was not used: M2 has re-simulated points")).count() > 0,
                120, message="the late refusal of point=M2:99")
-    wait_until(lambda: "gen=7" in page.url and "point=" not in page.url, 60, message="the rest of the link applied")
+    wait_until(lambda: "gen=7" in loc(page) and "point=" not in loc(page), 60, message="the rest of the link applied")
     # the page still works: the top tabs switch both ways
     page.locator(".bk-tab", has_text="Noise playground").click()
-    wait_until(lambda: "page=playground" in page.url, 60, message="the playground's URL")
+    wait_until(lambda: page.get_by_text("Train with this noise").filter(visible=True).count() > 0, 120,
+               message="the playground shown")
     page.locator(".bk-tab", has_text="Crossbar power & search").click()
-    wait_until(lambda: "page=crossbar" in page.url and "gen=7" in page.url, 60, message="back on the crossbar page")
+    wait_until(lambda: page.get_by_text("Hypervolume").filter(visible=True).count() > 0, 60,
+               message="back on the crossbar page's fronts")
     assert_no_console_errors(console)
 
 
@@ -332,8 +339,8 @@ def test_edit_this_network_loads_the_clicked_subnet_into_the_editor(served_app, 
     wait_until(lambda: button.count() > 0 and button.first.is_visible(), 180, message="the point's details")
     button.first.click()
     want = f"depth={','.join(map(str, depth))}&width={','.join(map(_num, width))}&expand={','.join(map(_num, expand))}"
-    wait_until(lambda: want in page.url and "tab=subnet" in page.url, 60, message=f"{want} in the URL")
-    gu = re.search(r"gu=([^&]*)", page.url).group(1).split(",")
+    wait_until(lambda: want in loc(page) and "tab=subnet" in loc(page), 60, message=f"{want} in the URL")
+    gu = re.search(r"gu=([^&]*)", loc(page)).group(1).split(",")
     assert np.allclose([float(v) for v in gu], g, atol=0.0051), (gu, g)        # written to 2 decimals
     assert len(set(gu)) > 1                                                    # not the default g_u = g_u^d
     # the editor's widgets show that subnet
@@ -386,7 +393,7 @@ def test_crossbar_state_round_trips_through_the_url_and_back(served_app, page):
             f"&strategy=M1&pop=32&gen=10")
     page.set_viewport_size({"width": 1200, "height": 1100})
     page.goto(f"{served_app}/apps?{link}")
-    wait_until(lambda: page.url.endswith("?" + link), 60, message="the link written back unchanged")
+    wait_until(lambda: loc(page).endswith("?" + link), 60, message="the link written back unchanged")
     assert notice_items(page) == []
     assert page.get_by_label("stage 1: blocks D").input_value() == "2"
     assert page.get_by_label("stage 3: blocks D").input_value() == "1"
@@ -395,16 +402,16 @@ def test_crossbar_state_round_trips_through_the_url_and_back(served_app, page):
                message="the linked subnet evaluated")
     # a change is written to the URL; the g_u list follows the subnet's layers
     page.get_by_label("stage 2: blocks D").select_option("1")
-    wait_until(lambda: "depth=2,1,1" in page.url, 60, message="depth=2,1,1 in the URL")
+    wait_until(lambda: "depth=2,1,1" in loc(page), 60, message="depth=2,1,1 in the URL")
     m = int(space.mask(np.array([2, 1, 1])).sum())
-    assert len(re.search(r"gu=([^&]*)", page.url).group(1).split(",")) == m
+    assert len(re.search(r"gu=([^&]*)", loc(page)).group(1).split(",")) == m
     page.locator(".bk-tab", has_text="Pareto fronts").click()
-    wait_until(lambda: "tab=fronts" in page.url, 60, message="the sub-tab in the URL")
+    wait_until(lambda: "tab=fronts" in loc(page), 60, message="the sub-tab in the URL")
     # Back restores each earlier state
     page.go_back()
-    wait_until(lambda: "tab=subnet" in page.url and "depth=2,1,1" in page.url, 60, message="Back to the subnet tab")
+    wait_until(lambda: "tab=subnet" in loc(page) and "depth=2,1,1" in loc(page), 60, message="Back to the subnet tab")
     page.go_back()
-    wait_until(lambda: page.url.endswith("?" + link), 60, message="Back to the linked state")
+    wait_until(lambda: loc(page).endswith("?" + link), 60, message="Back to the linked state")
     wait_until(lambda: page.get_by_label("stage 2: blocks D").input_value() == "3", 60, message="the editor restored")
     assert_no_console_errors(console)
 
@@ -425,12 +432,12 @@ def test_crossbar_fields_refuse_invalid_values_beside_them_and_fit_800px(served_
     editor.press("Enter")
     wait_until(lambda: "between 0.5 and 1.5 (eq 6.2) — still using 1" in " ".join(messages.all_inner_texts()), 60,
                message="the g_u table's message")
-    assert re.search(r"gu=1,", page.url), page.url
+    assert re.search(r"gu=1,", loc(page)), loc(page)
     cell.click()
     wait_until(lambda: editor.count() > 0, 30, message="the cell's editor")
     editor.fill("0.7")
     editor.press("Enter")
-    wait_until(lambda: re.search(r"gu=0\.7,", page.url), 60, message="g_u 0.7 used")
+    wait_until(lambda: re.search(r"gu=0\.7,", loc(page)), 60, message="g_u 0.7 used")
     # number fields: population and generations of the search
     page.locator(".bk-tab", has_text="Search").click()
     pop = page.get_by_label("population")
@@ -444,10 +451,10 @@ def test_crossbar_fields_refuse_invalid_values_beside_them_and_fit_800px(served_
     gen.press("Enter")
     wait_until(lambda: "between 1 and 2000 — still using 40" in " ".join(messages.all_inner_texts()), 60,
                message="the generations field's message")
-    assert "pop=64" in page.url and "gen=40" in page.url, page.url
+    assert "pop=64" in loc(page) and "gen=40" in loc(page), loc(page)
     pop.fill("16")
     pop.press("Enter")
-    wait_until(lambda: "pop=16" in page.url, 30, message="population 16 used")
+    wait_until(lambda: "pop=16" in loc(page), 30, message="population 16 used")
     # at 800 px no sub-tab scrolls sideways
     for tab, shown in (("Search", "Run a search"), ("Pareto fronts", "Hypervolume"), ("Your subnet", "crossbar power per inference")):
         page.locator(".bk-tab", has_text=tab).click()
