@@ -51,6 +51,7 @@ def test_sweep_page_runs_the_demo_spec_on_a_local_cluster(served_app, page, tmp_
     wait_until(lambda: page.locator(".bk-Figure").count() >= 2, 30, message="timeline and state plots")
     assert page.get_by_text("train sgd seed=0").count() > 0          # the cells table names the cells
     # at 800 px the settings, the counts, both plots and the table fit without sideways scrolling
+    page.mouse.move(790, 5)                          # no button tooltip over the page
     page.screenshot(path=tmp_path / "sweep-800-after-run.png", full_page=True)
     assert no_sideways_scroll(page)
 

@@ -43,11 +43,12 @@ def cell_timeline(ds: xr.Dataset) -> hv.Overlay | hv.Text:
         segs.append(hv.Segments(part, kdims=[start, worker, end, worker], vdims=[name, seconds],
                                 label=STAGE_LABELS.get(str(stage), str(stage))).opts(
             color=STAGE_COLORS.get(str(stage), "#555555"), line_width=14, tools=["hover"]))
-    # the legend sits below the plot, in one row: inside it would cover the bars of the top worker
+    # the legend sits below the plot, one entry a line: inside it would cover the bars of the top
+    # worker, and in one row it is wider than the plot at 800 px
     return hv.Overlay(segs).opts(
         title="cells on the workers (hover for the cell)", xlabel="time since the first cell started (s)",
-        ylabel="worker process", height=max(220, 100 + 40 * len(workers)), responsive=True, legend_position="bottom",
-        legend_cols=3, show_grid=True)
+        ylabel="worker process", height=max(300, 180 + 40 * len(workers)), responsive=True, legend_position="bottom",
+        legend_cols=1, show_grid=True)
 
 
 def state_bars(ds: xr.Dataset) -> hv.Bars:
