@@ -310,3 +310,15 @@ def test_every_subtab_fits_800_px(served_app, page, tmp_path):
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
         page.screenshot(path=str(tmp_path / f"sram-{i}.png"), full_page=True)
     assert_no_console_errors(console)
+
+
+@pytest.mark.browser
+def test_link_selects_a_network_of_the_energy_plot(served_app, page):
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1200, "height": 1100})
+    page.goto(f"{served_app}/apps?page=sram&tab=energy&point=bc_uniform:0.03")
+    wait_until(lambda: page.get_by_text("one BER p for all layers, BER p = 0.03: mean test accuracy").count() == 1, 90,
+               message="the selected network's details")
+    wait_until(lambda: "point=bc_uniform:0.03" in _search(page), 30, message="the selection kept in the URL")
+    assert _notice(page) == ""
+    assert_no_console_errors(console)

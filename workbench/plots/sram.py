@@ -91,7 +91,7 @@ def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
                                            [accuracy, "neg", "pos"]).opts(color=color, line_width=1.5))
         layers.append(hv.Scatter(pts, energy, [accuracy, "value", "point"], label=label).opts(
             color=color, marker=marker, size=10, tools=["hover", "tap"]))
-    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom", padding=0.06,
+    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom", padding=0.06, toolbar="above",
                                     legend_cols=2, title="accuracy vs memory energy (Fig 4.4), click a point")
 
 

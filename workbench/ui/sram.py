@@ -367,7 +367,16 @@ class SRAMPage(ExplorerPage):
     def __panel__(self):
         if self._tabs is None:
             self._tabs = self._build_tabs()
-        return pn.Column(self._status, self._tabs, about_fold(regenerate_footer(REGENERATE)), sizing_mode="stretch_width")
+        links = pn.pane.Markdown(
+            "<small>The address bar holds this page's whole state, so a link reopens it: <code>tab</code> (the "
+            "sub-tab), <code>p_t</code> and <code>p</code> (training and test BER), <code>layer_p</code> (the "
+            "edited BERs: one number for every layer, then <code>layer:p</code> for each layer that differs, e.g. "
+            "<code>0.01,fc:0.3</code>), <code>alpha</code>, <code>width</code>, <code>epochs</code>, "
+            "<code>seed</code> (the LaNMax run), <code>layer</code> (of the spectra) and <code>point</code> (the "
+            "network picked on the energy plot, e.g. <code>lanmax:1</code>, or <code>none</code>).</small>",
+            sizing_mode="stretch_width")
+        return pn.Column(self._status, self._tabs, about_fold(regenerate_footer(REGENERATE), links),
+                         sizing_mode="stretch_width")
 
 
 def spectra_test_lines(ds, layer: str) -> list[str]:
