@@ -12,8 +12,8 @@ import re
 import pytest
 
 from conftest import assert_no_console_errors, wait_until, watch_console
+from workbench.ui.sweep_explorer import CUSTOM, SweepExplorer, plain_reason
 
-pytestmark = pytest.mark.browser
 
 
 def no_sideways_scroll(page) -> bool:
@@ -36,6 +36,7 @@ def wait_listed(page, n_cells: int | None = None):
     wait_until(lambda: re.search(pattern, status.first.inner_text()), 120, message="the spec's cells listed")
 
 
+@pytest.mark.browser
 def test_sweep_page_runs_the_demo_spec_on_a_local_cluster(served_app, page, tmp_path):
     console = watch_console(page)
     page.set_viewport_size({"width": 800, "height": 1300})
@@ -70,6 +71,7 @@ def test_sweep_page_runs_the_demo_spec_on_a_local_cluster(served_app, page, tmp_
     assert_no_console_errors(console)
 
 
+@pytest.mark.browser
 def test_a_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
     console = watch_console(page)
     page.set_viewport_size({"width": 1200, "height": 1100})
@@ -113,6 +115,7 @@ def test_a_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
     assert_no_console_errors(console)
 
 
+@pytest.mark.browser
 def test_sweep_settings_round_trip_through_the_url_and_back(served_app, page):
     console = watch_console(page)
     page.set_viewport_size({"width": 1200, "height": 1100})
@@ -158,6 +161,7 @@ def test_sweep_settings_round_trip_through_the_url_and_back(served_app, page):
     assert_no_console_errors(console)
 
 
+@pytest.mark.browser
 def test_number_fields_refuse_an_invalid_value_beside_the_field(served_app, page):
     console = watch_console(page)
     page.set_viewport_size({"width": 1200, "height": 1100})
@@ -186,3 +190,32 @@ def test_number_fields_refuse_an_invalid_value_beside_the_field(served_app, page
                message="the workers message gone")
     assert any("still using 2" in t for t in messages.filter(visible=True).all_inner_texts())
     assert_no_console_errors(console)
+
+
+def test_the_url_keys_of_the_state_object_without_a_browser():
+    ex = SweepExplorer(autorun=False)
+    assert ex.url.query() == {"spec": "dask_demo", "workers": "2", "retries": "2"}
+    refused = ex.url.apply({"spec": "sram_digits", "experiments": "uniform_ber,spectra", "workers": "0",
+                            "retries": "3", "scheduler": "tcp://evil:1"})
+    assert [r.split(" was not used")[0] for r in refused] == ["`scheduler` is not a setting of this page (its settings: "
+                                                              "spec, experiments, workers, retries)", "`workers=0`"]
+    assert (ex.spec_name, ex.experiments, ex.workers, ex.retries, ex.scheduler) == \
+        ("sram_digits", ["uniform_ber", "spectra"], 2, 3, "")
+    assert ex.url.query() == {"spec": "sram_digits", "experiments": "uniform_ber,spectra", "workers": "2", "retries": "3"}
+    # an edited spec is named, never carried, and a link cannot bring one
+    ex.spec_text = ex.spec_text.replace('"draws": 10', '"draws": 9')
+    assert ex.spec_name == CUSTOM and ex.url.query()["spec"] == "(edited)"
+    fresh = SweepExplorer(autorun=False)
+    (msg,) = fresh.url.apply({"spec": "(edited)"})
+    assert "an edited spec cannot travel in a link" in msg and fresh.spec_name == "dask_demo"
+
+
+def test_failures_are_put_in_words():
+    assert plain_reason("KnobError: sigma_c=7.0 is out of range [0, 1]") == "sigma_c=7.0 is out of range [0, 1]"
+    assert plain_reason("FileNotFoundError: [Errno 2] No such file or directory: '/data/mnist/train.npz'") == \
+        "a file it needs is missing: /data/mnist/train.npz"
+    assert plain_reason("distributed.scheduler.KilledWorker: ('train-ab12', <WorkerState 'tcp://1.2.3.4:5'>)") == \
+        "the worker process running it died each time it was tried"
+    internal = plain_reason("ZeroDivisionError: float division by zero")
+    assert "ZeroDivision" not in internal and "division" not in internal and "internal error" in internal
+    assert plain_reason("no valid spec to run") == "no valid spec to run"
