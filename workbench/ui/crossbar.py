@@ -106,6 +106,9 @@ class CrossbarPage(ExplorerPage):
         self._pop = number_field(ex, "pop_size", "population", width=130)
         self._gen = number_field(ex, "n_gen", "generations", width=130)
         self._run_controls("search", "Run NSGA-II")
+        for button in (self._run, self._cancel):     # beside the fields, not stretched across the page
+            button.param.update(sizing_mode="fixed", width=130, margin=(27, 5, 5, 5))
+        self._strategy.param.update(sizing_mode="fixed", width=200)
         self._use = pn.widgets.Button(label="Edit this network", color="primary")
         self._use.on_click(self._edit_point)
         self.url = PageURL([
@@ -294,8 +297,10 @@ class CrossbarPage(ExplorerPage):
         fronts = pn.Column(pn.pane.Markdown(TEXT["fronts"]), self._fronts, self._details, self._selection,
                            sizing_mode="stretch_width")
         search = pn.Column(pn.pane.Markdown(TEXT["search"]),
-                           pn.FlexBox(self._strategy, self._pop, self._gen, self._run, self._cancel, flex_wrap="wrap",
-                                      align_items="end", sizing_mode="stretch_width"),
+                           pn.FlexBox(pn.Column(pn.pane.Markdown("search strategy", margin=(0, 10)), self._strategy,
+                                                width=220, margin=(5, 5)),
+                                      self._pop, self._gen, self._run, self._cancel, flex_wrap="wrap",
+                                      align_items="flex-start", sizing_mode="stretch_width"),
                            self._progress, self._live, sizing_mode="stretch_width")
         tabs = pn.Tabs(("Your subnet", subnet), ("Pareto fronts", fronts), ("Search", search), dynamic=True,
                        active=TABS.index(self.tab), sizing_mode="stretch_width")
