@@ -29,10 +29,11 @@ TEXT = {
                 "read wrong with probability *p*, the bit error rate (BER). Here small BinaryConnect networks "
                 "(1-bit weights) on handwritten digits were trained with every weight read through such a memory "
                 "at the training BER *p_t*, then tested at a range of test BERs *p* (mean over seeds and "
-                "Monte-Carlo draws of the errors). A network is most accurate near the BER it was trained at."),
+                "Monte-Carlo draws of the errors). A network is most accurate near the BER it was trained at. The "
+                "accuracy at p = 0 (no errors) has no place on the log axis and is left off."),
     "sensitivity": ("**Layer sensitivity (Fig 4.1, 4.3).** Every layer at the base BER, one layer at *p = 0.5* (its "
                     "weights pure noise): each box shows the accuracy over seeds and draws. Some layers (often the "
-                    "first) cannot tolerate noise, others barely notice it — the opportunity LaNMax exploits. The "
+                    "first) cannot tolerate noise, others barely notice it — the opportunity LaNMax (next tab: a BER learned per layer) exploits. The "
                     "dashed line is the accuracy with every layer at the base BER."),
     "editor": ("**Per-layer BER.** Type a BER *p* for any layer (0 = a reliable memory, at most 0.5): the memory "
                "energy updates as you type. Reading one bit at BER *p* costs η(p) = −ln(p)/a of the energy of a "
