@@ -90,8 +90,25 @@ class ExplorerPage(pn.viewable.Viewer):
         ex = self.explorer
         items = [pn.pane.Markdown(f"**Status:** {ex.status or 'ready'}")]
         if ex.error:
-            items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
+            items.append(pn.pane.Alert(plain_error(ex.error), alert_type="danger"))
         return pn.Column(*items, sizing_mode="stretch_width")
+
+
+#: errors whose message is written for the user (a refused knob, a missing file): shown as they are
+_USER_ERRORS = ("KnobError", "ValueError", "FileNotFoundError", "SweepError", "URLValueError")
+
+
+def plain_error(message: str) -> str:
+    """A failed job's one-line report (``"TypeName: message"``, see :class:`TaskRunner`) as the page
+    shows it: a refusal of the workbench's own in its words alone; anything else said to be an
+    internal error, with its type kept for a bug report."""
+    kind, sep, text = message.partition(": ")
+    if sep and kind in _USER_ERRORS:
+        return f"**Could not finish:** {text} — earlier results are kept."
+    if sep and kind.isidentifier():
+        return (f"**Internal error** while computing ({kind}: {text}); earlier results are kept. "
+                "Please report it with the page's link.")
+    return f"**Could not finish:** {message} — earlier results are kept."
 
 
 def regenerate_footer(command: str) -> pn.pane.Markdown:
