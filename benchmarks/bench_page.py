@@ -88,10 +88,12 @@ def _child(tree: Path, case: str, device: str) -> dict:
 
 def run(device, repeats: int | None = None, before: Path | None = None) -> dict:
     before = Path(before or os.environ.get("BENCH_PAGE_BEFORE", DEFAULT_BEFORE))
-    if not (before / "workbench" / "ui" / "explorer.py").exists():
-        raise SystemExit(f"bench_page: no checkout of the earlier code at {before}: "
-                         f"run `git worktree add {before} 446caac` first (or pass --before PATH)")
+    notes = []
     trees = {"before": before, "after": AFTER}
+    if not (before / "workbench" / "ui" / "explorer.py").exists():      # e.g. run_all.py on a fresh clone
+        del trees["before"]
+        notes.append(f"no checkout of the earlier code at {before}: only 'after' measured "
+                     f"(`git worktree add {before} 446caac`, or --before PATH, adds the comparison)")
     got: dict[tuple[str, str], list[dict]] = {}
     for _ in range(repeats or 1):
         for case in CASES:
@@ -99,7 +101,7 @@ def run(device, repeats: int | None = None, before: Path | None = None) -> dict:
                 got.setdefault((case, name), []).append(_child(tree, case, str(device)))
 
     def med(case, name, what):
-        vals = [t[what] for t in got[(case, name)] if what in t]
+        vals = [t[what] for t in got.get((case, name), []) if what in t]
         return statistics.median(vals) if vals else float("nan")
 
     rows, summary = [], []
@@ -112,7 +114,7 @@ def run(device, repeats: int | None = None, before: Path | None = None) -> dict:
     return {"title": "bench_page: playground waiting times (s), before (446caac) and after, side by side",
             "columns": ["action", "until", "before s", "after s", "before ÷ after"], "rows": rows,
             "summary": summary,
-            "notes": ["(a) empty store: trains the crossbar's network, evaluates, computes the 9-point σ_c curve; "
+            "notes": notes + ["(a) empty store: trains the crossbar's network, evaluates, computes the 9-point σ_c curve; "
                       "(b) shipped clean networks, the override's readout and 11-point p curve computed",
                       f"median of {repeats or 1} cold run(s) per cell, each in a fresh store, before/after interleaved"]}
 
