@@ -367,6 +367,7 @@ def test_cancel_stops_the_search_within_a_generation(served_app, page):
     run.first.click()
     gen = re.compile(r"generation (\d+) of 2000")
     wait_until(lambda: (m := gen.search(status(page))) and int(m.group(1)) >= 3, 120, message="the search running")
+    page.mouse.move(5, 5)
     page.get_by_role("button", name="Cancel").first.click()
     done = re.compile(r"cancelled after (\d+) generations")
     wait_until(lambda: done.search(status(page)), 30, message="the search reported cancelled")

@@ -107,7 +107,8 @@ class CrossbarPage(ExplorerPage):
         self._gen = number_field(ex, "n_gen", "generations", width=130)
         self._run_controls("search", "Run NSGA-II")
         for button in (self._run, self._cancel):     # beside the fields, not stretched across the page
-            button.param.update(sizing_mode="fixed", width=130, margin=(27, 5, 5, 5))
+            # (no hover help: its pop-up would cover the button beside it)
+            button.param.update(sizing_mode="fixed", width=130, margin=(27, 5, 5, 5), description=None)
         self._strategy.param.update(sizing_mode="fixed", width=200)
         self._use = pn.widgets.Button(label="Edit this network", color="primary")
         self._use.on_click(self._edit_point)
