@@ -318,7 +318,7 @@ def test_a_bad_crossbar_link_is_refused_by_name_and_the_rest_applies(served_app,
     page.goto(f"{served_app}/apps?page=crossbar&tab=fronts&point=M2:99&gen=7")
     wait_until(lambda: page.get_by_text(re.compile(r"point was not used: M2 has re-simulated points")).count() > 0,
                120, message="the late refusal of point=M2:99")
-    wait_until(lambda: "gen=7" in loc(page) and "point=" not in loc(page), 60, message="the rest of the link applied")
+    wait_until(lambda: "gen=7" in loc(page) and "point=none" in loc(page), 60, message="the rest of the link applied")
     # the page still works: the top tabs switch both ways
     page.locator(".bk-tab", has_text="Noise playground").click()
     wait_until(lambda: page.get_by_text("Train with this noise").filter(visible=True).count() > 0, 120,
@@ -391,7 +391,7 @@ def test_crossbar_state_round_trips_through_the_url_and_back(served_app, page):
     n = int(space.mask(np.array([2, 3, 1])).sum())
     gu = ",".join(["0.8", "1.2"] * (n // 2) + ["0.8"] * (n % 2))
     link = (f"page=crossbar&tab=subnet&depth=2,3,1&width=1,0.75,1,0.5&expand=0.5,1,1&gu={gu}&sigma=0.02&draws=10"
-            f"&strategy=M1&pop=32&gen=10")
+            f"&strategy=M1&pop=32&gen=10&point=none")
     page.set_viewport_size({"width": 1200, "height": 1100})
     page.goto(f"{served_app}/apps?{link}")
     wait_until(lambda: loc(page).endswith("?" + link), 60, message="the link written back unchanged")

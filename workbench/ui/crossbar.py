@@ -57,9 +57,11 @@ def _number_list(kind: str, integer: bool):
 
 
 def _parse_point(text: str):
+    if text.strip() == "none":
+        return None
     strategy, sep, point = text.partition(":")
     if not sep or not point.strip().isdigit():
-        raise URLValueError("point is written strategy:number, e.g. M2:5")
+        raise URLValueError("point is written strategy:number, e.g. M2:5, or none")
     return strategy.strip(), int(point)
 
 
@@ -129,7 +131,8 @@ class CrossbarPage(ExplorerPage):
             URLKnob("pop", ex, "pop_size", label="population"),
             URLKnob("gen", ex, "n_gen", label="generations"),
             URLKnob("point", ex, "selected", label="point", parse=_parse_point,
-                    fmt=lambda v: "" if v is None else f"{v[0]}:{v[1]}", apply=lambda v: ex.set_point(*v)),
+                    fmt=lambda v: "none" if v is None else f"{v[0]}:{v[1]}",
+                    apply=lambda v: setattr(ex, "selected", None) if v is None else ex.set_point(*v)),
         ])
         self._tabs = self._build_tabs()
         self._start()
