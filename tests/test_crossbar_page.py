@@ -99,7 +99,7 @@ def test_a_search_streams_its_front_and_can_be_cancelled(explorer):
     explorer.param.trigger("search")
     explorer.wait(kinds=("search",))
     explorer.param.unwatch(watcher)
-    assert explorer.error == "" and "done" in explorer.status
+    assert explorer.error == "" and "done" in explorer.search_status
     gens = [s["generation"] for s in seen if s]
     assert gens[:3] == [1, 2, 3]                               # one front per generation, then the final one
     assert len(explorer.live["accuracy"]) == len(explorer.live["power"]) > 0
@@ -109,7 +109,7 @@ def test_a_search_streams_its_front_and_can_be_cancelled(explorer):
                message="the search to start")
     explorer.param.trigger("cancel")
     explorer.wait(kinds=("search",))
-    assert "cancelled" in explorer.status and not explorer.running
+    assert "cancelled" in explorer.search_status and not explorer.running
 
 
 def test_a_cancelled_search_stops_at_the_next_generation(explorer):
@@ -269,6 +269,10 @@ def status(page) -> str:
     return page.locator("p", has_text="Status:").first.inner_text()
 
 
+def search_status(page) -> str:
+    return page.locator("p", has_text="Search:").first.inner_text()
+
+
 def no_sideways_scroll(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
@@ -366,17 +370,17 @@ def test_cancel_stops_the_search_within_a_generation(served_app, page):
     wait_until(lambda: run.count() > 0 and run.first.is_enabled(), 120, message="the Run button")
     run.first.click()
     gen = re.compile(r"generation (\d+) of 2000")
-    wait_until(lambda: (m := gen.search(status(page))) and int(m.group(1)) >= 3, 120, message="the search running")
+    wait_until(lambda: (m := gen.search(search_status(page))) and int(m.group(1)) >= 3, 120, message="the search running")
     page.mouse.move(5, 5)
     page.get_by_role("button", name="Cancel").first.click()
     done = re.compile(r"cancelled after (\d+) generations")
-    wait_until(lambda: done.search(status(page)), 30, message="the search reported cancelled")
-    stopped = int(done.search(status(page)).group(1))
+    wait_until(lambda: done.search(search_status(page)), 30, message="the search reported cancelled")
+    stopped = int(done.search(search_status(page)).group(1))
     assert 3 <= stopped < 2000
     # nothing runs on: over a few seconds (a hundred generations' time) no later generation is shown
     end = time.monotonic() + 4
     while time.monotonic() < end:
-        assert done.search(status(page)) and int(done.search(status(page)).group(1)) == stopped
+        assert done.search(search_status(page)) and int(done.search(search_status(page)).group(1)) == stopped
         time.sleep(0.5)
     assert page.get_by_role("button", name="Run NSGA-II").first.is_enabled()
     assert_no_console_errors(console)

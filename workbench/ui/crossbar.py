@@ -283,6 +283,11 @@ class CrossbarPage(ExplorerPage):
             title=f"Estimated front, generation {live['generation']} ({len(a)} points)")
         return hv_pane(plot)
 
+    @param.depends("explorer.search_status")
+    def _search_status(self):
+        text = self.explorer.search_status or "no search run in this session yet"
+        return pn.pane.Markdown(f"**Search:** {text}", sizing_mode="stretch_width")
+
     @param.depends("explorer.late_refusal")
     def _late(self):
         msg = self.explorer.late_refusal
@@ -305,7 +310,7 @@ class CrossbarPage(ExplorerPage):
                                                 width=220, margin=(5, 5)),
                                       self._pop, self._gen, self._run, self._cancel, flex_wrap="wrap",
                                       align_items="flex-start", sizing_mode="stretch_width"),
-                           self._progress, self._live, sizing_mode="stretch_width")
+                           self._search_status, self._progress, self._live, sizing_mode="stretch_width")
         tabs = pn.Tabs(("Your subnet", subnet), ("Pareto fronts", fronts), ("Search", search), dynamic=True,
                        active=TABS.index(self.tab), sizing_mode="stretch_width")
         tabs.param.watch(lambda e: setattr(self, "tab", TABS[e.new]), "active")

@@ -44,6 +44,8 @@ class CrossbarExplorer(BackgroundState):
     selected = param.Tuple(default=None, allow_None=True, length=2, doc="(strategy, point) clicked on the fronts")
     #: a setting of a link refused only once the results it names had loaded (shown on the page)
     late_refusal = param.String("", precedence=-1)
+    #: the search's own status line (the page's ``status`` follows the subnet's evaluations)
+    search_status = param.String("", precedence=-1)
 
     search = param.Event(doc="run NSGA-II on the shipped estimator")
     cancel = param.Event(doc="cancel the running search")
@@ -276,7 +278,7 @@ class CrossbarExplorer(BackgroundState):
         from ..nas.search import run_search
         strategy, pop, gen = self.strategy, self.pop_size, self.n_gen
         self.param.update(running=True, progress=0, live=None, error="",
-                          status=f"NSGA-II {strategy}: population {pop}, {gen} generations on the estimator…")
+                          search_status=f"NSGA-II {strategy}: population {pop}, {gen} generations on the estimator…")
 
         latest, lock = {}, threading.Lock()
 
@@ -289,7 +291,7 @@ class CrossbarExplorer(BackgroundState):
                                     "power": np.asarray(info["power"]).tolist(),
                                     "generation": int(info["generation"])},
                               progress=int(100 * info["generation"] / info["n_gen"]),
-                              status=f"NSGA-II {strategy}: generation {int(info['generation'])} of {info['n_gen']} "
+                              search_status=f"NSGA-II {strategy}: generation {int(info['generation'])} of {info['n_gen']} "
                                      f"(population {pop}) on the estimator…")
 
         def progress(info):
@@ -311,21 +313,25 @@ class CrossbarExplorer(BackgroundState):
             f = res.front
             self._set(running=False, progress=100,
                       live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(), "generation": res.n_gen},
-                      status=f"NSGA-II {strategy} done: {int(f.sum())} estimated Pareto points after {res.n_gen} generations "
+                      search_status=f"NSGA-II {strategy} done: {int(f.sum())} estimated Pareto points after {res.n_gen} generations "
                              f"({res.seconds:.1f} s)")
 
         def cancelled():
             with lock:
                 latest.clear()
             gen = (self.live or {}).get("generation", 0)
-            self._set(running=False, progress=0, status=f"NSGA-II {strategy} cancelled after {gen} generations")
+            self._set(running=False, progress=0, search_status=f"NSGA-II {strategy} cancelled after {gen} generations")
 
-        self.runner.submit("search", job, done, self._fail, cancelled)
+        def failed(message):
+            self._fail(message)
+            self._set(search_status=f"NSGA-II {strategy} failed (the error is shown above) — earlier results kept")
+
+        self.runner.submit("search", job, done, failed, cancelled)
 
     @param.depends("cancel", watch=True)
     def _cancel(self) -> None:
         if self.runner.cancel("search"):
-            self.status = f"NSGA-II {self.strategy}: cancelling…"
+            self.search_status = f"NSGA-II {self.strategy}: cancelling…"
 
 
 __all__ = ["CrossbarExplorer", "REGENERATE"]
