@@ -1,6 +1,11 @@
 """The "Crossbar power & search" page: a subnet of the supernet with one g_u per layer and its live
 power and accuracy, the power–accuracy Pareto fronts of NAS strategies M1/M2/M3 with click-through
-details, the n_a/n_p selection, and NSGA-II searches streamed from the page (thesis ch. 6)."""
+details, the n_a/n_p selection, and NSGA-II searches streamed from the page (thesis ch. 6).
+
+Its whole state is in the URL (``?page=crossbar&tab=subnet&depth=3,2,1&gu=0.8,1,...&point=M2:5``):
+``gu`` lists g_u / g_u^d of the subnet's layers in network order, so it applies after ``depth``;
+a link's subnet is checked against the supernet's layout (known from its configuration before the
+trained weights load), and a ``point`` only once the fronts have loaded (refused then on the page)."""
 
 from __future__ import annotations
 
