@@ -95,7 +95,7 @@ class CrossbarPage(ExplorerPage):
         self._sigma = pn.widgets.FloatSlider(label="device noise σ (µS, additive)", start=0.0, end=0.1, step=0.005,
                                              value=ex.sigma, format="0.000")
         self._sigma.param.watch(lambda e: e.new is not None and setattr(ex, "sigma", e.new), "value_throttled")
-        ex.param.watch(lambda e: self._sigma.param.update(value=e.new), "sigma")
+        ex.param.watch(self._sigma_followed, "sigma")
         self._draws = number_field(ex, "draws", "Monte-Carlo draws", width=150)
         # every layer's g_u at once, then per layer in a table (values refused beside it)
         self._all = pn.widgets.FloatSlider(label="set every layer's g_u / g_u^d to", start=sp.gu_low, end=sp.gu_high,
@@ -158,6 +158,11 @@ class CrossbarPage(ExplorerPage):
         w.param.watch(chosen, "value")
         self._arch_select[(name, i)] = w
         return w
+
+    def _sigma_followed(self, event):
+        # both values: a slider released on the value a link set must still send it
+        with param.edit_constant(self._sigma):
+            self._sigma.param.update(value=event.new, value_throttled=event.new)
 
     def _arch_followed(self, *_):
         ex = self.explorer
