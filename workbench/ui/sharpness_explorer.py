@@ -101,7 +101,7 @@ class SharpnessExplorer(BackgroundState):
     def _loaded(self, target: str, ds: xr.Dataset) -> None:
         def apply():
             self.param.update(**{target: ds})
-            if target == "robustness" and self.selected is None and not self.running:
+            if target in ("robustness", "additive") and self.selected is None and not self.running:
                 self._select()          # the study has just trained the selected network
         self.dispatch(apply)
 
@@ -177,8 +177,14 @@ class SharpnessExplorer(BackgroundState):
             return
         label = self.describe()
         if not self.is_trained():
+            self.runner.cancel("select")          # an earlier selection's curve must not arrive now
             self.param.update(selected=None, selected_label=label,
                               status=f"{label}: not trained yet — press Train (about 10–30 s on a CPU)")
+            return
+        ds = self._from_study()
+        if ds is not None:
+            self.runner.cancel("select")
+            self.param.update(selected=ds, selected_label=label, status=f"{label}: {self._summary(ds)}", error="")
             return
         self.param.update(status=f"{label}: measuring its robustness curve…", error="")
 
@@ -186,6 +192,25 @@ class SharpnessExplorer(BackgroundState):
             self._set(selected=ds, selected_label=label, status=f"{label}: {self._summary(ds)}")
 
         self.runner.submit("select", self._curve, done, self._fail)
+
+    def _from_study(self) -> xr.Dataset | None:
+        """The selected network's curve read from the loaded study of the current noise mode when
+        that study trained exactly this network (same training config) and measured it with the
+        AdaBS setting in use: the same cells ``_curve`` would compute, without computing them."""
+        ds = self.robustness if self.noise == "multiplicative" else self.additive
+        if ds is None:
+            return None
+        adabs = self.effective_adabs()
+        if self.method not in ds.method.values or self.seed not in ds.seed.values or adabs not in ds.adabs.values:
+            return None
+        spec = self._study_spec()
+        extra = {"base": spec["base"]} if "base" in spec else {}
+        study_cfg = method_config(self.method, self.seed, rho=None, **extra, **(spec.get("train") or {}))
+        if study_cfg.to_dict() != self.config().to_dict():
+            return None
+        # (a list of booleans given to sel would be read as a mask, hence isel for adabs)
+        return ds.sel({"method": [self.method], "seed": [self.seed]}).isel(
+            adabs=[[bool(a) for a in ds.adabs.values].index(adabs)])
 
     def _summary(self, ds: xr.Dataset) -> str:
         """Accuracy of the curve at a few noise levels, saying whether AdaBS was applied; at zero
