@@ -22,7 +22,7 @@ import torch
 
 from _common import interleaved_medians, main_for
 from workbench.experiments import Store
-from workbench.experiments.distributed import run_spec_distributed, warm_up
+from workbench.experiments.cluster import SweepReport, run_spec_distributed, warm_up
 from workbench.experiments.sweep import run_spec
 
 WORKERS = 2
@@ -33,7 +33,7 @@ SPEC = {"name": "bench-dask", "experiments": {"robustness": {
 
 def run(device: torch.device, repeats: int | None = None) -> dict:
     from distributed import Client, LocalCluster
-    timings: list[dict] = []
+    reports: list[SweepReport] = []
     t0 = time.perf_counter()
     with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
@@ -51,15 +51,15 @@ def run(device: torch.device, repeats: int | None = None) -> dict:
 
         def on_cluster():
             with tempfile.TemporaryDirectory(prefix="bench-dask-") as root:
-                _, t = run_spec_distributed(SPEC, Store(root, read_only=[]), scheduler=client, device=str(device))
-                timings.append(t)
+                reports.append(run_spec_distributed(SPEC, Store(root, read_only=[]), scheduler=client,
+                                                    device=str(device))[1])
 
         t = interleaved_medians({"in-process": in_process, "cluster": on_cluster}, repeats or 2, torch.device("cpu"))
-    runs = timings[1:]                                   # the warm-up run is not counted
-    cells = statistics.median(r["cell_seconds"] for r in runs)
-    wall = statistics.median(r["wall_seconds"] for r in runs)
-    overhead = statistics.median(r["overhead"] for r in runs)
-    n_cells = runs[0]["submitted"]
+    runs = reports[1:]                                   # the warm-up run is not counted
+    cells = statistics.median(r.cell_seconds for r in runs)
+    wall = statistics.median(r.wall_seconds for r in runs)
+    overhead = statistics.median(r.overhead for r in runs)
+    n_cells = runs[0].submitted
     speedup = t["in-process"] / t["cluster"]
     rows = [["in-process (run_spec, 1 torch thread)", t["in-process"], "", ""],
             [f"LocalCluster({WORKERS}) total (run_spec_distributed)", t["cluster"], "", f"{speedup:.2f}× in-process"],

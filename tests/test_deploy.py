@@ -296,7 +296,7 @@ def test_power_includes_the_bias_row():
     want = power_loop(x, gp, gm, stride=1, padding=1)
     got = layer_power(net, reads, {"0": x})["0"] * len(x)
     assert got == pytest.approx(want, rel=1e-5)
-    assert float(crossbar_power(net[0]._op(), x, gp, gm)) == pytest.approx(want, rel=1e-5)
+    assert float(crossbar_power(net[0].crossbar_op(), x, gp, gm)) == pytest.approx(want, rel=1e-5)
     # the bias row's share: 16 output positions per sample (3×3 input, k=2, padding 1)
     bias_share = 2 * 16 * float((gp[:, -1].abs() + gm[:, -1].abs() + gp[:, -1] + gm[:, -1]).sum())
     no_row = float(crossbar_power(lambda xx, g: torch.nn.functional.conv2d(xx, g[:, :-1].reshape(2, 2, 2, 2),

@@ -23,8 +23,9 @@ import xarray as xr
 
 from conftest import wait_until
 from workbench.experiments import Store
-from workbench.experiments import distributed as dist
-from workbench.experiments.distributed import Cell, SweepError, run_cells, run_spec_distributed, spec_cells
+from workbench.experiments import cells as catalogue
+from workbench.experiments.cells import Cell, experiment_cells, spec_cells, training
+from workbench.experiments.cluster import SweepError, run_cell, run_cells, run_spec_distributed, warm_up
 from workbench.experiments.sharpness import method_config
 from workbench.experiments.sweep import EXPERIMENTS, run_spec
 from workbench.training import Cancelled
@@ -45,7 +46,7 @@ def client():
     from distributed import Client, LocalCluster
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as c:
-        dist.warm_up(c)
+        warm_up(c)
         yield c
 
 
@@ -71,7 +72,7 @@ def test_local_cluster_sweep_is_identical_to_in_process(client, tmp_path):
     a, b = Store(tmp_path / "a", read_only=[]), Store(tmp_path / "b", read_only=[])
     ra = run_spec(spec, a, device="cpu")
     events = []
-    rb, timings = run_spec_distributed(spec, b, scheduler=client, device="cpu", progress=events.append)
+    rb, report = run_spec_distributed(spec, b, scheduler=client, device="cpu", progress=events.append)
 
     assert set(rb) == set(ra) == {"robustness"}
     xr.testing.assert_identical(comparable(ra["robustness"]), comparable(rb["robustness"]))
@@ -81,10 +82,11 @@ def test_local_cluster_sweep_is_identical_to_in_process(client, tmp_path):
     cells = spec_cells(spec)
     assert {(c.kind, c.key) for c in cells} == entries(b)
 
-    assert timings["workers"] == 2 and timings["threads"] == 2
-    assert timings["cells"] == timings["submitted"] == len(cells) == 13 and timings["cached"] == 0
-    assert timings["cell_seconds"] > 0 and timings["wall_seconds"] > 0
-    assert timings["overhead"] == pytest.approx(timings["wall_seconds"] / (timings["cell_seconds"] / 2))
+    assert report.workers == 2 and report.threads == 2
+    assert report.cells == report.submitted == len(cells) == 13 and report.cached == 0
+    assert report.cell_seconds > 0 and report.wall_seconds > 0
+    assert report.overhead == pytest.approx(report.wall_seconds / (report.cell_seconds / 2))
+    assert report.total_seconds > report.wall_seconds
     # one progress event per finished cell; every evaluation after the training it needs
     assert [e["cell"] for e in events] == list(range(1, 14)) and {e["cells"] for e in events} == {13}
     order = [e["name"] for e in events]
@@ -95,8 +97,8 @@ def test_local_cluster_sweep_is_identical_to_in_process(client, tmp_path):
     assert order[-1] == "assemble robustness"
 
     # a second run finds every cell in the store: nothing is submitted, the same Datasets come back
-    rb2, t2 = run_spec_distributed(spec, b, scheduler=client, device="cpu")
-    assert t2["submitted"] == 0 and t2["cached"] == 13
+    rb2, r2 = run_spec_distributed(spec, b, scheduler=client, device="cpu")
+    assert r2.submitted == 0 and r2.cached == 13 and r2.scheduler is None and r2.overhead is None
     xr.testing.assert_identical(comparable(rb2["robustness"]), comparable(rb["robustness"]))
     wait_until(lambda: scheduler_tasks(client) == 0, timeout=30, message="the scheduler to forget the sweep")
 
@@ -122,25 +124,26 @@ def attempts(tmp: Path, fail_times: int) -> int:
 
 def test_failed_cell_is_retried_then_reported_and_the_others_are_kept(client, tmp_path):
     store = Store(tmp_path / "store", read_only=[])
-    train = dist._train(method_config("sgd", 0, epochs=1), "sgd seed=0")
+    train = training(method_config("sgd", 0, epochs=1), "sgd seed=0")
     flaky = _test_cell("flaky", flaky_cell, {"tmp": str(tmp_path), "fail_times": 2})
     broken = _test_cell("broken", flaky_cell, {"tmp": str(tmp_path), "fail_times": 99})
     after = _test_cell("after broken", flaky_cell, {"tmp": str(tmp_path), "fail_times": 0}, [broken.id])
-    report = run_cells([train, flaky, broken, after], store, client, device="cpu", retries=2)
+    run = run_cells([train, flaky, broken, after], store, client, device="cpu", retries=2)
 
     assert attempts(tmp_path, 2) == 3            # failed twice, succeeded on its second retry
     assert attempts(tmp_path, 99) == 3           # 1 attempt + 2 retries, then reported
     assert attempts(tmp_path, 0) == 0            # never ran: what it needs failed
-    assert set(report["done"]) == {"train sgd seed=0", "flaky"}
-    assert list(report["failed"]) == ["broken"] and "ValueError: attempt 3" in report["failed"]["broken"]
-    assert report["blocked"] == {"after broken": "broken"}
+    assert set(run.done) == {"train sgd seed=0", "flaky"}
+    assert list(run.failed) == ["broken"] and "ValueError: attempt 3" in run.failed["broken"]
+    assert run.blocked == {"after broken": "broken"}
+    assert run.submitted == 4 and run.cached == 0 and not run.cancelled
     assert train.present(store)                  # the cell that worked is in the store
 
 
 def test_sweep_with_a_failing_experiment_raises_naming_it_and_keeps_the_rest(client, tmp_path, monkeypatch):
     # an experiment whose (test-only) cell always fails, beside one that works
-    monkeypatch.setitem(dist.CELLS, "ood", lambda params: [_test_cell("broken", flaky_cell,
-                                                                      {"tmp": str(tmp_path), "fail_times": 99})])
+    broken = [_test_cell("broken", flaky_cell, {"tmp": str(tmp_path), "fail_times": 99})]
+    monkeypatch.setitem(catalogue.CELLS, "ood", lambda params: broken)
     small = {"methods": ["sgd"], "seeds": [0], "levels": [0.1], "adabs": [False], "draws": 2, "train": {"epochs": 1}}
     spec = {"name": "fails", "experiments": {"robustness": small, "ood": {"methods": ["sgd"], "seeds": [0]}}}
     store = Store(tmp_path / "store", read_only=[])
@@ -148,6 +151,8 @@ def test_sweep_with_a_failing_experiment_raises_naming_it_and_keeps_the_rest(cli
         run_spec_distributed(spec, store, scheduler=client, device="cpu", retries=1)
     err = info.value
     assert list(err.failed) == ["broken"] and err.blocked == {"assemble ood": "broken"}
+    # robustness: a training, one point, its assembly; ood: the broken cell, its (blocked) assembly
+    assert err.report.submitted == 5 and err.report.workers == 2
     assert attempts(tmp_path, 99) == 2
     assert set(err.results) == {"robustness"}
     xr.testing.assert_identical(comparable(err.results["robustness"]),
@@ -169,7 +174,7 @@ def sleeper_cell(tmp: str, i: int, *, store, device, cancel):
 
 def test_cancel_stops_pending_and_running_cells(client, tmp_path, monkeypatch):
     sleepers = [_test_cell(f"sleep {i}", sleeper_cell, {"tmp": str(tmp_path), "i": i}) for i in range(6)]
-    monkeypatch.setitem(dist.CELLS, "ood", lambda params: sleepers)
+    monkeypatch.setitem(catalogue.CELLS, "ood", lambda params: sleepers)
     spec = {"name": "cancel", "experiments": {"ood": {"methods": ["sgd"], "seeds": [0]}}}
     cancel = threading.Event()
 
@@ -236,11 +241,11 @@ def test_cells_are_exactly_the_entries_an_in_process_run_writes(experiments, tmp
         seen.add(c.id)
     parts = [c for c in cells if not c.kind.startswith("sweep-")]
     for c in parts:                              # the cells as a worker runs them, in this process
-        dist._run_cell(c.function, c.kwargs, str(cellwise.root), [], "cpu", None)
+        run_cell(c.function, c.kwargs, str(cellwise.root), [], "cpu", None)
     assert entries(cellwise) == {(c.kind, c.key) for c in parts}
     before = entries(cellwise)
     for c in [c for c in cells if c.kind.startswith("sweep-")]:
-        dist._run_cell(c.function, c.kwargs, str(cellwise.root), [], "cpu", None)
+        run_cell(c.function, c.kwargs, str(cellwise.root), [], "cpu", None)
     # assembling trained and evaluated nothing new: the cells covered every network and point ...
     new_kinds = {kind for kind, _ in entries(cellwise) - before}
     assert not new_kinds & {"weights", "evaluate"}, new_kinds
@@ -248,10 +253,15 @@ def test_cells_are_exactly_the_entries_an_in_process_run_writes(experiments, tmp
     assert entries(cellwise) == entries(inproc)
 
 
+def test_the_documented_import_path_still_works():
+    from workbench.experiments import distributed
+    assert distributed.run_spec_distributed is run_spec_distributed and distributed.SweepError is SweepError
+
+
 def test_kinds_without_cells_run_whole_and_bad_specs_fail_before_any_cluster(tmp_path):
-    assert set(dist.CELLS) < set(EXPERIMENTS)
-    for kind in set(EXPERIMENTS) - set(dist.CELLS):      # energy_accuracy, nas, nas_select: one task
-        (cell,) = dist.experiment_cells(kind, {"seeds": [0]})
+    assert set(catalogue.CELLS) < set(EXPERIMENTS)
+    for kind in set(EXPERIMENTS) - set(catalogue.CELLS):     # energy_accuracy, nas, nas_select: one task
+        (cell,) = experiment_cells(kind, {"seeds": [0]})
         assert cell.name == f"assemble {kind}" and cell.depends == ()
     from workbench.hardware import KnobError
     bad = {"name": "bad", "experiments": {"robustness": {**ROBUSTNESS, "levels": [0.0, 7.0]}}}
@@ -297,8 +307,8 @@ def test_cli_reports_failed_cells_and_refuses_bad_worker_counts(client, tmp_path
     assert "workers=0 is out of range" in capsys.readouterr().err
 
     # a real sweep on the module's cluster (by its address), whose one test-only cell always fails
-    monkeypatch.setitem(dist.CELLS, "ood", lambda params: [_test_cell("broken", flaky_cell,
-                                                                      {"tmp": str(tmp_path), "fail_times": 99})])
+    broken = [_test_cell("broken", flaky_cell, {"tmp": str(tmp_path), "fail_times": 99})]
+    monkeypatch.setitem(catalogue.CELLS, "ood", lambda params: broken)
     spec_path.write_text(json.dumps({"name": "x", "experiments": {"ood": {"methods": ["sgd"], "seeds": [0]}}}))
     with pytest.raises(SystemExit) as info:
         main(["sweep", str(spec_path), "--scheduler", client.scheduler.address, "--retries", "3", "--cache-dir",
@@ -310,3 +320,5 @@ def test_cli_reports_failed_cells_and_refuses_bad_worker_counts(client, tmp_path
     (line,) = [x for x in out.splitlines() if x.strip()]
     report = json.loads(line)
     assert list(report["failed"]) == ["broken"] and report["blocked"] == {"assemble ood": "broken"}
+    t = report["timings"]
+    assert t["cells"] == t["submitted"] == 2 and t["cached"] == 0 and t["scheduler"] == client.scheduler.address

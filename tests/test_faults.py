@@ -15,8 +15,8 @@ import signal
 import pytest
 
 from conftest import wait_until
-from workbench.experiments import Store
-from workbench.experiments import distributed as dist
+from workbench.experiments import Store, spec_key
+from workbench.experiments.cluster import warm_up
 from workbench.ui.sweep_explorer import CUSTOM, SweepExplorer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -35,7 +35,7 @@ def cluster(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA_ROOT", str(tmp_path / "no-datasets-here"))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as lc, Client(lc, set_as_default=False) as client:
-        dist.warm_up(client)
+        warm_up(client)
         yield client
 
 
@@ -75,7 +75,7 @@ def test_killed_worker_is_reported_and_its_cell_rescheduled(cluster, tmp_path):
     assert ex.counts() == {"done": 9}                   # the killed cell ran again elsewhere
     assert victim not in set(ex.cells.worker.values)    # no result came from the dead worker
     assert valid_entries(store) == 9
-    acc = store.load_dataset("sweep-robustness", dist.spec_key("sweep-robustness", LONG)).accuracy_mean
+    acc = store.load_dataset("sweep-robustness", spec_key("sweep-robustness", LONG)).accuracy_mean
     assert acc.notnull().all() and float(acc.sel(level=0.0).min()) > 0.8
 
 
@@ -104,7 +104,7 @@ def test_failing_cells_are_named_and_a_later_run_recovers(cluster, tmp_path):
     ex.wait(600)
     assert ex.error == ""
     assert ex.status == "every cell was already in the store: nothing to compute"
-    assert ex.timings["submitted"] == 0
+    assert ex.report.submitted == 0
 
 
 def test_cancelled_sweep_keeps_finished_cells_and_resumes(cluster, tmp_path):
@@ -127,8 +127,8 @@ def test_cancelled_sweep_keeps_finished_cells_and_resumes(cluster, tmp_path):
     ex.param.trigger("run")
     ex.wait(600)
     assert ex.error == "" and ex.status.startswith("done")
-    assert ex.timings["cached"] >= kept and ex.timings["cached"] + ex.timings["submitted"] == 9
-    assert ex.timings["submitted"] < 9                   # only the missing cells were computed
+    assert ex.report.cached >= kept and ex.report.cached + ex.report.submitted == 9
+    assert ex.report.submitted < 9                   # only the missing cells were computed
     assert valid_entries(store) == 9
 
 

@@ -282,7 +282,7 @@ def test_noise_free_power_matches_crossbar_power_by_layer(model, test_xy):
     for name, layer in layers.items():
         if name in ("features.3", "classifier"):
             gp, gm, _ = mem.program(layer.quantized_weight().detach())
-            expected[name] = float(crossbar_power(layer._op(), inputs[name], gp, gm)) / 8
+            expected[name] = float(crossbar_power(layer.crossbar_op(), inputs[name], gp, gm)) / 8
         else:
             expected[name] = 0.0                         # SRAM layers dissipate no crossbar power
     got = dict(zip(ds.layer.values, ds.layer_power.values[0]))

@@ -293,7 +293,10 @@ def test_corrupt_sidecar_or_flipped_byte_is_detected(tmp_path):
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
+    assert store.find("thing", first.attrs["cache_key"], "nc") is None      # present but not valid
+    assert path.is_file()                                                     # and kept: no repair asked
     again = store.get_or_compute("thing", {"a": 7}, compute)
+    assert store.find("thing", first.attrs["cache_key"], "nc") == path
     assert compute.calls == 2
     xr.testing.assert_identical(data_only(again), data_only(first))
 
@@ -452,6 +455,9 @@ def test_shipped_roots_are_consulted_and_never_deleted(tmp_path):
     assert compute.calls == 0 and hit.attrs["cache"] == "hit"
     xr.testing.assert_identical(data_only(hit), data_only(shipped_ds))
     assert not store.path("thing", spec_key("thing", {"a": 1}), "nc").exists()   # served, not copied
+    good_key = spec_key("thing", {"a": 1})
+    assert store.find("thing", good_key, "nc") == shipper.path("thing", good_key, "nc")      # the read-only root's
+    assert store.find("thing", bad_key, "nc") is None and store.find("thing", bad_key, "pt") is None
     # the damaged shipped entry is skipped and recomputed into the writable root
     recomputed = store.get_or_compute("thing", {"a": 2}, Counter(seed=2))
     assert recomputed.attrs["cache"] == "computed"

@@ -183,34 +183,34 @@ def cmd_sweep(args) -> dict:
     spec = load_spec(args.spec)
     store = _store(args)
     progress = _progress(f"sweep {spec.get('name', '')}", args.json or args.quiet)
-    timings = None
+    report = None
     if args.workers is not None and not 1 <= args.workers <= 1024:
         raise KnobError(f"workers={args.workers} is out of range: workers must be in [1, 1024]")
     if args.scheduler or (args.workers or 1) > 1:
-        from .experiments.distributed import SweepError, run_spec_distributed
+        from .experiments.cluster import SweepError, run_spec_distributed
 
         def on_event(ev):               # a lost worker's cells are rescheduled by Dask: say so
             what = "joined" if ev["event"] == "worker-joined" else (
                 "lost; Dask reschedules " + ("its cells: " + ", ".join(ev["cells"]) if ev["cells"] else "nothing (it ran no cell)"))
             print(f"workbench: sweep: worker {ev['worker']} {what}", file=sys.stderr)
         try:
-            results, timings = run_spec_distributed(spec, store, scheduler=args.scheduler or None,
-                                                    workers=args.workers or 2, retries=args.retries, only=args.only,
-                                                    device=args.device, progress=progress, on_event=on_event)
+            results, report = run_spec_distributed(spec, store, scheduler=args.scheduler or None,
+                                                   workers=args.workers or 2, retries=args.retries, only=args.only,
+                                                   device=args.device, progress=progress, on_event=on_event)
         except SweepError as exc:       # the other cells are in the store: report them, exit 1
             print(f"workbench: error: sweep {args.spec}: {exc}", file=sys.stderr)
             if args.json:
                 print(json.dumps({"spec": str(args.spec), "store": str(store.root), "failed": exc.failed,
-                                  "blocked": exc.blocked, "completed": sorted(exc.results), "timings": exc.timings},
-                                 default=float))
+                                  "blocked": exc.blocked, "completed": sorted(exc.results),
+                                  "timings": exc.report.to_dict()}, default=float))
             raise SystemExit(1) from None
     else:
         results = run_spec(spec, store, device=args.device, only=args.only, progress=progress)
     out = {"spec": str(args.spec), "store": str(store.root),
            "experiments": {k: {"cache_key": v.attrs.get("cache_key"), "cache": v.attrs.get("cache"),
                                "dims": {d: int(n) for d, n in v.sizes.items()}} for k, v in results.items()}}
-    if timings is not None:
-        out["timings"] = timings
+    if report is not None:
+        out["timings"] = report.to_dict()
     return out
 
 

@@ -82,7 +82,7 @@ from torch.func import functional_call
 
 from ..hardware import KnobError, Memory, MemoryMap
 from ..hardware.memristor import InjectionMemory, MemristorMemory
-from ..nn import noisy_layers, set_memory, weights_as_given
+from ..nn import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
 from ..nn.deploy import CrossbarMixin, trace
 from ..nn.layers import NoisyMixin
 from .montecarlo import layer_power, read_weights
@@ -597,7 +597,7 @@ def _expected_power(layer: NoisyMixin, memory: MemristorMemory, wq: torch.Tensor
     """Batch sum of ``E[P]`` of eq 3.41–3.44 for this layer (independent read and input)."""
     gp, gm, _ = memory.program(wq)
     ap, am = expected_abs_conductances(memory, wq)
-    op = layer._op()
+    op = layer.crossbar_op()
     total = op(x.second_moment(), ap + am).sum() + op(x.mean, gp).sum() + op(x.mean, gm).sum()
     return float(total)
 
@@ -687,20 +687,6 @@ def memse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Memory, *, 
     return ds
 
 
-def _noisy_forward(model, params, x):
-    """Output of ``model`` with the read ``params`` and the inputs seen by every noisy layer."""
-    seen, hooks = {}, []
-    for name, layer in noisy_layers(model).items():
-        hooks.append(layer.register_forward_pre_hook(lambda m, inp, name=name: seen.__setitem__(name, inp[0].detach())))
-    try:
-        with weights_as_given():
-            y = functional_call(model, params, (x,))
-    finally:
-        for h in hooks:
-            h.remove()
-    return y, seen
-
-
 def _ci(values: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
     n = values.size
     mean = float(values.mean())
@@ -737,7 +723,7 @@ def mc_output_mse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Mem
             has_crossbar = any(l.memory.technology == "memristor" for l in layers.values())
             for _ in range(draws):
                 reads = read_weights(model, gen)
-                y, inputs = _noisy_forward(model, {f"{n}.weight": w for n, (w, _) in reads.items()}, x)
+                y, inputs = capture_layer_inputs(model, {f"{n}.weight": w for n, (w, _) in reads.items()}, x)
                 mse.append(float(((y - clean) ** 2).mean()))
                 total += y
                 if has_crossbar:

@@ -23,7 +23,7 @@ from ..device import resolve_device
 from ..hardware import KnobError, Memory, MemoryMap
 from ..hardware.memristor import crossbar_power
 from ..hardware.sram import normalised_energy
-from ..nn import layer_param_counts, noisy_layers, set_memory, weights_as_given
+from ..nn import capture_layer_inputs, layer_param_counts, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
 
 
@@ -117,21 +117,6 @@ def _correct_vmap(model, reads_list, x, y, batch_size):
     return correct.tolist()
 
 
-def _layer_inputs(model, x, reads) -> dict[str, torch.Tensor]:
-    """Inputs seen by each noisy layer in the forward pass of ``x`` with the draw ``reads``
-    (activations carry the noise of the layers before, as on the hardware)."""
-    seen, hooks = {}, []
-    for name, layer in noisy_layers(model).items():
-        hooks.append(layer.register_forward_pre_hook(lambda m, inp, name=name: seen.__setitem__(name, inp[0].detach())))
-    try:
-        with weights_as_given(), torch.no_grad():
-            functional_call(model, _params(reads), (x,))
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
-
-
 def layer_power(model: nn.Module, reads, inputs) -> dict[str, float]:
     """Crossbar power of each memristor layer for one draw, eq 3.41–3.44, per input sample
     (the minibatch sum divided by its size; 0 for layers in other memories)."""
@@ -146,8 +131,14 @@ def layer_power(model: nn.Module, reads, inputs) -> dict[str, float]:
         else:
             gp, gm = r.extra["g_plus"], r.extra["g_minus"]
         x = inputs[name]
-        out[name] = float(crossbar_power(layer._op(), x, gp, gm)) / len(x)
+        out[name] = float(crossbar_power(layer.crossbar_op(), x, gp, gm)) / len(x)
     return out
+
+
+def draw_power(model: nn.Module, reads, x: torch.Tensor) -> dict[str, float]:
+    """:func:`layer_power` of the draw ``reads`` on the inputs ``x`` (each layer's input taken from
+    the noisy forward pass of that draw)."""
+    return layer_power(model, reads, capture_layer_inputs(model, _params(reads), x)[1])
 
 
 def memory_energy_of(model: nn.Module, memory_map: MemoryMap) -> float:
@@ -231,12 +222,12 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
             c = _correct_loop(model, [reads], x, y, batch_size)[0]
             correct += [c] * (total - len(correct))
             if has_crossbar:
-                powers += [layer_power(model, reads, _layer_inputs(model, xp, reads))] * (total - len(powers))
+                powers += [draw_power(model, reads, xp)] * (total - len(powers))
             break
         reads_list = [read_weights(model, gen) for _ in range(n)]
         correct += (_correct_vmap if use_vmap and n > 1 else _correct_loop)(model, reads_list, x, y, batch_size)
         if has_crossbar:
-            powers += [layer_power(model, r, _layer_inputs(model, xp, r)) for r in reads_list]
+            powers += [draw_power(model, r, xp) for r in reads_list]
         if progress is not None:
             progress({"draw": len(correct), "draws": total})
         if target_ci_width is not None and len(correct) >= max(draws, 2):

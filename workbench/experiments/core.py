@@ -171,6 +171,14 @@ def test_tensors(cfg: TrainConfig, data_root: str | None = None) -> tuple[torch.
 ADABS_BATCHES = 20
 
 
+def evaluate_spec(cfg: TrainConfig, memory: dict, *, draws: int, seed: int, target_ci_width: float | None = None,
+                  adabs: bool = False) -> dict[str, Any]:
+    """The complete config of :func:`evaluate`'s store entry (kind ``"evaluate"``): its cache key is
+    ``spec_key("evaluate", evaluate_spec(...))``, with ``memory`` in its canonical (validated) form."""
+    return {"train": cfg.to_dict(), "memory": memory_map_from_dict(memory).to_dict(), "draws": draws, "seed": seed,
+            "target_ci_width": target_ci_width, "adabs": bool(adabs)}
+
+
 def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, target_ci_width: float | None = None,
              adabs: bool = False, store: Store | None = None, device: str = "auto", data_root: str | None = None,
              progress=None, cancel=None) -> xr.Dataset:
@@ -183,8 +191,7 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
     store = store or Store()
     check_draw_args(draws, seed, target_ci_width)      # before a training this call may start
     mmap = memory_map_from_dict(memory)
-    spec = {"train": cfg.to_dict(), "memory": mmap.to_dict(), "draws": draws, "seed": seed, "target_ci_width": target_ci_width,
-            "adabs": bool(adabs)}
+    spec = evaluate_spec(cfg, memory, draws=draws, seed=seed, target_ci_width=target_ci_width, adabs=adabs)
 
     def compute():
         # the memory map must fit the network (layer names, 1-bit SRAM on BinaryConnect layers only):
@@ -266,5 +273,5 @@ def param_counts(cfg: TrainConfig, data_root: str | None = None) -> dict[str, in
     return layer_param_counts(make_model(cfg, load_dataset(cfg.dataset, data_root)))
 
 
-__all__ = ["CURVE_GRIDS", "DEFAULT_PRESET", "PRESETS", "PRESET_FOR_TECHNOLOGY", "Trained", "evaluate", "noise_curve",
-           "param_counts", "preset_config", "summarize", "test_tensors", "train_model"]
+__all__ = ["CURVE_GRIDS", "DEFAULT_PRESET", "PRESETS", "PRESET_FOR_TECHNOLOGY", "Trained", "evaluate", "evaluate_spec",
+           "noise_curve", "param_counts", "preset_config", "summarize", "test_tensors", "train_model"]

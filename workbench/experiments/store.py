@@ -111,8 +111,9 @@ class Store:
         except OSError:
             return False
 
-    def _find(self, kind: str, key: str, ext: str, repair: bool = False) -> Path | None:
-        """The valid file of an entry.  ``repair`` (only while holding the entry's :meth:`lock`)
+    def find(self, kind: str, key: str, ext: str, repair: bool = False) -> Path | None:
+        """The valid file of entry ``kind/key.ext`` (read-only roots first; its checksum verified),
+        or None when no root holds it.  ``repair (only while holding the entry's :meth:`lock`)
         removes a corrupt or incomplete one from the writable root: without the lock it might be
         one another process is writing right now (data replaced, sidecar not yet written)."""
         for root in [*self.read_only, self.root]:
@@ -163,7 +164,7 @@ class Store:
 
     # ---------------------------------------------------------------- datasets
     def load_dataset(self, kind: str, key: str, repair: bool = False) -> xr.Dataset | None:
-        p = self._find(kind, key, "nc", repair)
+        p = self.find(kind, key, "nc", repair)
         if p is None:
             return None
         try:
@@ -211,7 +212,7 @@ class Store:
 
     # ---------------------------------------------------------------- weights
     def load_object(self, kind: str, key: str, repair: bool = False) -> dict | None:
-        p = self._find(kind, key, "pt", repair)
+        p = self.find(kind, key, "pt", repair)
         if p is None:
             return None
         try:

@@ -1,6 +1,7 @@
 """Neural architecture search co-optimising the architecture and the memristor scale ``g_u``
-(thesis ch. 6): a weight-sharing supernet, the state encoding ``s = (m, g_u)`` with its repair and
-genetic operators, the accuracy/power estimator, and NSGA-II strategies M1/M2/M3 (pymoo).
+(thesis ch. 6): the state encoding ``s = (m, g_u)`` (``space``), the weight-sharing layers
+(``elastic``) and the supernet built and trained from them (``supernet``), the repair and genetic
+operators, the accuracy/power estimator, and NSGA-II strategies M1/M2/M3 (pymoo).
 
 Place in the layer stack: above ``analysis`` (it uses the Monte-Carlo evaluator and the
 trainer's ``Cancelled``), below ``experiments``.
@@ -12,8 +13,9 @@ from .operators import (StateCrossover, StateMutation, StateRepair, StateSamplin
 from .pipeline import NASConfig, NASResult, run_nas
 from .search import (M3_FACTORS, STRATEGIES, EstimatorProblem, SearchResult, compare, hypervolume, non_dominated,
                      resimulate, run_search, scale_states)
-from .supernet import (Arch, ArchSpace, Supernet, SupernetConfig, SupernetResult, SubNet, calibration_tensor,
-                       fold_batchnorm, recalibrate_bn, train_supernet)
+from .elastic import SubNet, fold_batchnorm, recalibrate_bn
+from .space import Arch, ArchSpace
+from .supernet import Supernet, SupernetConfig, SupernetResult, calibration_tensor, train_supernet
 
 __all__ = [
     "Arch", "ArchSpace", "Estimator", "EstimatorProblem", "M3_FACTORS", "NASConfig", "NASResult", "SIGMA", "STRATEGIES",

@@ -23,13 +23,14 @@ import xarray as xr
 from pymoo.operators.sampling.lhs import sampling_lhs
 from torch.func import functional_call
 
-from ..analysis.montecarlo import layer_power, read_weights
+from ..analysis.montecarlo import draw_power, layer_power, read_weights
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..hardware.base import MemoryMap
 from ..hardware.memristor import MemristorMemory, weight_inf_norm
-from ..nn.layers import noisy_layers, set_memory, weights_as_given
+from ..nn.layers import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
-from .supernet import ArchSpace, Supernet, calibration_tensor
+from .space import ArchSpace
+from .supernet import Supernet, calibration_tensor
 
 #: conductance noise std ε^v of ch. 6 (µS, additive, eq 3.36)
 SIGMA = 0.001
@@ -54,19 +55,6 @@ def memory_map(model: nn.Module, layer_names: Sequence[str], g_u_rel, sigma: flo
     return MemoryMap(None, overrides)
 
 
-def _inputs_of(model: nn.Module, params, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    seen, hooks = {}, []
-    for name, layer in noisy_layers(model).items():
-        hooks.append(layer.register_forward_pre_hook(lambda m, inp, name=name: seen.__setitem__(name, inp[0].detach())))
-    try:
-        with weights_as_given(), torch.no_grad():
-            out = functional_call(model, params, (x,))
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen, out
-
-
 def evaluate_draw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_acc: int, n_pow: int,
                   generator: torch.Generator, batch_size: int = 1024) -> tuple[float, float]:
     """One Monte-Carlo draw (one read of every layer, shared by all inputs): accuracy on the
@@ -78,12 +66,11 @@ def evaluate_draw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_acc: int
         for i in range(0, n_acc, batch_size):
             j = min(i + batch_size, n_acc)
             correct += (functional_call(model, params, (x[i:j],)).argmax(1) == y[i:j]).sum().item()
-    inputs, _ = _inputs_of(model, params, x[:n_pow])
-    power = float(sum(layer_power(model, reads, inputs).values()))
+    power = float(sum(draw_power(model, reads, x[:n_pow]).values()))
     return correct / max(n_acc, 1), power
 
 
-class _SubnetCache:
+class SubnetCache:
     """BN-recalibrated, BN-folded subnets by architecture (a few states share one)."""
 
     def __init__(self, supernet: Supernet, calib: torch.Tensor, fold_bn: bool, size: int = 64):
@@ -101,7 +88,7 @@ class _SubnetCache:
         return net
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
     """Subnets are sliced on the supernet's device and evaluated there."""
     return next(model.parameters()).device
 
@@ -149,7 +136,7 @@ def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: i
         raise ValueError(f"k={k}, k_g={k_g}, n_a={n_a}, n_p={n_p}, minibatch={minibatch} must all be ≥ 1")
     space = supernet.space
     data = data if data is not None else load_dataset(supernet.config.dataset)
-    dev = _device_of(supernet)
+    dev = device_of(supernet)
     x, y = (t.to(dev) for t in _test_order(data, seed))
     n_acc, n_pow = min(n_a * minibatch, len(y)), min(n_p * minibatch, len(y))
     calib = calibration_tensor(data, calib_size, seed).to(dev)
@@ -157,7 +144,7 @@ def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: i
     gen = torch.Generator(device=dev).manual_seed(seed)
     archs = space.sample_arch(k, rng)
     states = np.concatenate([lhs_gu(space, a, k_g, rng) for a in archs])
-    subnets = _SubnetCache(supernet, calib, fold_bn, size=1)
+    subnets = SubnetCache(supernet, calib, fold_bn, size=1)
     acc, pw = np.empty(len(states)), np.empty(len(states))
     start = time.perf_counter()
     names = space.layer_names()
@@ -195,7 +182,7 @@ def minibatch_curves(supernet: Supernet, n_arch: int = 100, *, data: DataBundle 
     LHS ``g_u`` per state like :func:`collect` (else ``g_u = g_u^d``)."""
     space = supernet.space
     data = data if data is not None else load_dataset(supernet.config.dataset)
-    dev = _device_of(supernet)
+    dev = device_of(supernet)
     x, y = (t.to(dev) for t in _test_order(data, seed))
     N = len(y) // minibatch
     if N < 1:
@@ -216,7 +203,7 @@ def minibatch_curves(supernet: Supernet, n_arch: int = 100, *, data: DataBundle 
         params = {f"{n}.weight": w for n, (w, _) in reads.items()}
         for b in range(N):
             xb, yb = x[b * minibatch:(b + 1) * minibatch], y[b * minibatch:(b + 1) * minibatch]
-            inputs, out = _inputs_of(net, params, xb)
+            out, inputs = capture_layer_inputs(net, params, xb)
             acc[j, b] = (out.argmax(1) == yb).float().mean().item()
             pw[j, b] = sum(layer_power(net, reads, inputs).values())
         if progress is not None:

@@ -27,7 +27,7 @@ from pymoo.core.repair import Repair
 from pymoo.core.sampling import Sampling
 from pymoo.operators.mutation.pm import mut_pm
 
-from .supernet import ArchSpace
+from .space import ArchSpace
 
 
 # --------------------------------------------------------------------------- functions

@@ -33,9 +33,10 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 from ..analysis.montecarlo import mc_evaluate
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..training.trainer import Cancelled
-from .estimator import SIGMA, Estimator, _device_of, _SubnetCache, memory_map
+from .estimator import SIGMA, Estimator, SubnetCache, device_of, memory_map
 from .operators import StateCrossover, StateMutation, StateRepair, StateSampling
-from .supernet import ArchSpace, Supernet, calibration_tensor
+from .space import ArchSpace
+from .supernet import Supernet, calibration_tensor
 
 STRATEGIES = ("M1", "M2", "M3")
 #: the scaling factors of M3 (§6.2.2)
@@ -177,10 +178,10 @@ def resimulate(supernet: Supernet, states, *, data: DataBundle | None = None, dr
     space = supernet.space
     S = np.atleast_2d(np.asarray(states, float))
     data = data if data is not None else load_dataset(supernet.config.dataset)
-    dev = _device_of(supernet)
+    dev = device_of(supernet)
     x, y = (t.to(dev) for t in as_tensors(data.test))
     calib = calibration_tensor(data, calib_size, seed).to(dev)
-    subnets = _SubnetCache(supernet, calib, fold_bn)
+    subnets = SubnetCache(supernet, calib, fold_bn)
     names = space.layer_names()
     acc, std, pw = np.empty(len(S)), np.empty(len(S)), np.empty(len(S))
     start = time.perf_counter()

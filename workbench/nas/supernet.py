@@ -20,22 +20,14 @@ name.  Default size (stem 16, stages 16/32/64, 3 blocks each): 32 crossbar layer
 ``27 · 81 · 2⁹ = 1 119 744`` architecture encodings and ``81 · (2 + 4 + 8)³ = 222 264`` distinct
 networks (expand ratios of skipped blocks do not matter); see :meth:`ArchSpace.size`.
 
-Encoding (fixed length, pymoo-compatible float vector, :class:`ArchSpace`)::
-
-    s = [ D_0 .. D_{S-1} | w_stem, w_0 .. w_{S-1} | e_{0,0} .. e_{S-1,B-1} | r_1 .. r_L ]
-
-``D`` holds depth *values*, ``w``/``e`` hold *indices* into ``width_choices``/``expand_choices``,
-and ``r_l`` is layer ``l``'s ``g_u`` **as a multiple of its default** ``g_u^d = ‖W_l‖∞`` (so
-``r ∈ [0.5, 1.5]``, eq 6.2, where the layer is present and ``r = 0`` where it is not; the absolute
-``g_u = r · ‖W_l‖∞`` is formed when a subnet is programmed, from that subnet's own weights).
+The state encoding ``s = (m, g_u)`` is :class:`~workbench.nas.space.ArchSpace`; the shared
+layers are in :mod:`workbench.nas.elastic`.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,9 +43,10 @@ from .. import __version__
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..device import resolve_device
 from ..hardware.base import plain_values, set_knobs
-from ..nn.deploy import fold_into
-from ..nn.layers import NoisyConv2d, NoisyLinear, noisy_layers
-from ..training.trainer import Cancelled, Batches
+from ..nn.layers import noisy_layers
+from ..training.trainer import Batches, Cancelled, cosine_schedule
+from .elastic import DynamicBottleneck, DynamicConvBN, DynamicLinear, SubNet, fold_batchnorm, recalibrate_bn
+from .space import Arch, ArchSpace
 
 #: bump when a change alters trained supernets (part of :meth:`SupernetConfig.cache_key`)
 SUPERNET_VERSION = "1"
@@ -63,7 +56,6 @@ def _ch(mult: float, base: int) -> int:
     return max(1, int(round(mult * base)))
 
 
-# --------------------------------------------------------------------------- configuration
 class SupernetConfig(param.Parameterized):
     """Architecture space and training recipe of a supernet (a complete, hashable spec)."""
 
@@ -113,330 +105,6 @@ class SupernetConfig(param.Parameterized):
         blob = json.dumps({"kind": "supernet", "spec": self.to_dict(), "code": f"{__version__}+nas{SUPERNET_VERSION}"},
                           sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-# --------------------------------------------------------------------------- architecture space
-@dataclass(frozen=True)
-class Arch:
-    """One subnet: blocks per stage, width multipliers (stem first) and expand ratio per block."""
-
-    depth: tuple[int, ...]
-    width: tuple[float, ...]
-    expand: tuple[tuple[float, ...], ...]
-
-
-class ArchSpace:
-    """The fixed-length state encoding ``s = (m, g_u)`` of §6.2.1 for one supernet.
-
-    ``m`` = per-stage depth ``D`` (values), width indices (stem + stages) and per-block expand
-    indices; ``g_u`` = one entry per supernet crossbar layer, in the fixed order of
-    :meth:`layer_names`, as a multiple ``r`` of the layer's default ``g_u^d = ‖W_l‖∞`` (eq 6.1):
-    ``r ∈ [gu_low, gu_high] = [0.5, 1.5]`` (eq 6.2) where ``mask(D)`` is 1, exactly 0 elsewhere.
-    """
-
-    gu_low = 0.5
-    gu_high = 1.5
-
-    def __init__(self, layer_names: Sequence[str], layer_block: Sequence[tuple[int, int] | None], n_stages: int,
-                 depth_choices: Sequence[int], width_choices: Sequence[float], expand_choices: Sequence[float]):
-        self.n_stages = int(n_stages)
-        self.depth_choices = tuple(int(d) for d in depth_choices)
-        self.width_choices = tuple(float(w) for w in width_choices)
-        self.expand_choices = tuple(float(e) for e in expand_choices)
-        self.max_depth = max(self.depth_choices)
-        self._layer_names = tuple(layer_names)
-        #: (stage, block) of each layer, or None for layers every subnet has (stem, head)
-        self.layer_block = tuple(layer_block)
-        S, B = self.n_stages, self.max_depth
-        self.arch_names = ([f"D{s}" for s in range(S)] + ["w_stem"] + [f"w{s}" for s in range(S)]
-                           + [f"e{s}_{b}" for s in range(S) for b in range(B)])
-        self.n_arch = len(self.arch_names)
-        self.n_layers = len(self._layer_names)
-        self.n_var = self.n_arch + self.n_layers
-        self.depth_slice = slice(0, S)
-        self.width_slice = slice(S, 2 * S + 1)
-        self.expand_slice = slice(2 * S + 1, self.n_arch)
-        self.gu_slice = slice(self.n_arch, self.n_var)
-        stage = np.array([-1 if lb is None else lb[0] for lb in self.layer_block])
-        block = np.array([-1 if lb is None else lb[1] for lb in self.layer_block])
-        self._stage, self._block = stage, block
-
-    # ----- names and bounds
-    def layer_names(self) -> list[str]:
-        """Supernet crossbar layers in the fixed order of the ``g_u`` part of a state."""
-        return list(self._layer_names)
-
-    @property
-    def var_names(self) -> list[str]:
-        return self.arch_names + [f"g_u:{n}" for n in self._layer_names]
-
-    @property
-    def xl(self) -> np.ndarray:
-        """pymoo lower bounds (``g_u`` entries may be 0: layer absent)."""
-        lo = np.zeros(self.n_var)
-        lo[self.depth_slice] = min(self.depth_choices)
-        return lo
-
-    @property
-    def xu(self) -> np.ndarray:
-        hi = np.empty(self.n_var)
-        hi[self.depth_slice] = self.max_depth
-        hi[self.width_slice] = len(self.width_choices) - 1
-        hi[self.expand_slice] = len(self.expand_choices) - 1
-        hi[self.gu_slice] = self.gu_high
-        return hi
-
-    # ----- mask (eq 6.4)
-    def mask(self, D) -> np.ndarray:
-        """``mask(D)``: which supernet layers the depth vector ``D`` keeps (bool, ``(L,)`` or ``(n, L)``).
-
-        Stem and head are always kept; block ``b`` of stage ``s`` is kept iff ``b < D[s]``."""
-        D = np.asarray(D)
-        single = D.ndim == 1
-        D2 = np.atleast_2d(D).astype(int)
-        if D2.shape[1] != self.n_stages:
-            raise ValueError(f"D has {D2.shape[1]} entries, the supernet has {self.n_stages} stages")
-        always = self._stage < 0
-        per = D2[:, np.clip(self._stage, 0, None)] > self._block[None, :]
-        m = np.where(always[None, :], True, per)
-        return m[0] if single else m
-
-    def state_mask(self, states) -> np.ndarray:
-        """``mask(D)`` of each state's depth entries."""
-        X = np.atleast_2d(np.asarray(states, dtype=float))
-        return self.mask(np.rint(X[:, self.depth_slice]).astype(int))
-
-    # ----- encode / decode
-    def decode(self, s) -> Arch:
-        s = np.asarray(s, dtype=float)
-        S, B = self.n_stages, self.max_depth
-        d = tuple(int(v) for v in np.rint(s[self.depth_slice]))
-        w = tuple(self.width_choices[int(v)] for v in np.rint(s[self.width_slice]))
-        e_idx = np.rint(s[self.expand_slice]).astype(int).reshape(S, B)
-        e = tuple(tuple(self.expand_choices[i] for i in row) for row in e_idx)
-        return Arch(d, w, e)
-
-    def encode(self, arch: Arch, g_u=None) -> np.ndarray:
-        """State vector of ``arch``; ``g_u`` (multiples of ``g_u^d``) defaults to 1 on kept layers (M1)."""
-        s = np.zeros(self.n_var)
-        s[self.depth_slice] = arch.depth
-        s[self.width_slice] = [self.width_choices.index(float(v)) for v in arch.width]
-        s[self.expand_slice] = [self.expand_choices.index(float(v)) for row in arch.expand for v in row]
-        m = self.mask(np.asarray(arch.depth))
-        s[self.gu_slice] = m * (1.0 if g_u is None else np.asarray(g_u, dtype=float))
-        return s
-
-    def arch_key(self, s) -> tuple:
-        """Hashable key of the architecture part (expand ratios of skipped blocks zeroed)."""
-        s = np.asarray(s, dtype=float)
-        a = np.rint(s[: self.n_arch]).astype(int)
-        e = a[self.expand_slice].reshape(self.n_stages, self.max_depth).copy()
-        for st in range(self.n_stages):
-            e[st, a[st]:] = 0
-        return tuple(a[: self.expand_slice.start]) + tuple(e.ravel())
-
-    def largest(self) -> Arch:
-        S, B = self.n_stages, self.max_depth
-        return Arch((self.max_depth,) * S, (self.width_choices[-1],) * (S + 1), ((self.expand_choices[-1],) * B,) * S)
-
-    def smallest(self) -> Arch:
-        S, B = self.n_stages, self.max_depth
-        return Arch((min(self.depth_choices),) * S, (self.width_choices[0],) * (S + 1), ((self.expand_choices[0],) * B,) * S)
-
-    def sample_arch(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` random architecture parts (uniform over every choice), shape ``(n, n_arch)``."""
-        S, B = self.n_stages, self.max_depth
-        d = rng.choice(self.depth_choices, size=(n, S))
-        w = rng.integers(0, len(self.width_choices), size=(n, S + 1))
-        e = rng.integers(0, len(self.expand_choices), size=(n, S * B))
-        return np.concatenate([d, w, e], axis=1).astype(float)
-
-    def random_arch(self, rng: np.random.Generator) -> Arch:
-        return self.decode(np.concatenate([self.sample_arch(1, rng)[0], np.zeros(self.n_layers)]))
-
-    def default_states(self, arch_part) -> np.ndarray:
-        """States with ``g_u = g_u^d`` (``r = 1``) on every kept layer (strategy M1)."""
-        A = np.atleast_2d(np.asarray(arch_part, dtype=float))[:, : self.n_arch]
-        m = self.mask(np.rint(A[:, self.depth_slice]).astype(int))
-        return np.concatenate([A, m.astype(float)], axis=1)
-
-    def is_valid(self, states) -> np.ndarray:
-        """Per state: integer choices in range, ``g_u ∈ [0.5, 1.5]`` where kept and exactly 0 elsewhere."""
-        X = np.atleast_2d(np.asarray(states, dtype=float))
-        A = X[:, : self.n_arch]
-        ok = np.all(A == np.rint(A), axis=1) & np.all((A >= self.xl[: self.n_arch]) & (A <= self.xu[: self.n_arch]), axis=1)
-        ok &= np.all(np.isin(np.rint(X[:, self.depth_slice]), self.depth_choices), axis=1)
-        m = self.mask(np.rint(X[:, self.depth_slice]).astype(int))
-        g = X[:, self.gu_slice]
-        inside = (g >= self.gu_low) & (g <= self.gu_high)
-        return ok & np.all(np.where(m, inside, g == 0), axis=1)
-
-    def size(self) -> dict[str, int]:
-        """Search-space size: encodings, distinct networks, crossbar layers, state length."""
-        S = self.n_stages
-        nw, ne = len(self.width_choices), len(self.expand_choices)
-        encodings = len(self.depth_choices) ** S * nw ** (S + 1) * ne ** (S * self.max_depth)
-        distinct = nw ** (S + 1) * sum(ne ** d for d in self.depth_choices) ** S
-        return {"architecture_encodings": int(encodings), "distinct_architectures": int(distinct),
-                "crossbar_layers": self.n_layers, "state_length": self.n_var, "arch_length": self.n_arch}
-
-
-# --------------------------------------------------------------------------- static (exported) modules
-class ConvBN(nn.Module):
-    """A noisy conv followed by batch norm (folded into the conv by :func:`fold_batchnorm`)."""
-
-    def __init__(self, cin: int, cout: int, k: int, stride: int = 1):
-        super().__init__()
-        self.conv = NoisyConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
-        self.bn: nn.Module = nn.BatchNorm2d(cout)
-
-    def forward(self, x):
-        return self.bn(self.conv(x))
-
-    @torch.no_grad()
-    def fold_(self) -> None:
-        """BN folded into the conv for deployment (§3.3.2): ``W' = W·γ/σ``, ``b' = β − γμ/σ``."""
-        if not isinstance(self.bn, nn.BatchNorm2d):
-            return
-        fold_into(self.conv, self.bn)
-        self.bn = nn.Identity()
-
-
-class Bottleneck(nn.Module):
-    """Residual bottleneck 1×1 → 3×3 (stride) → 1×1, projection shortcut when given."""
-
-    def __init__(self, cin: int, mid: int, cout: int, stride: int, shortcut: bool):
-        super().__init__()
-        self.conv1 = ConvBN(cin, mid, 1)
-        self.conv2 = ConvBN(mid, mid, 3, stride)
-        self.conv3 = ConvBN(mid, cout, 1)
-        self.shortcut = ConvBN(cin, cout, 1, stride) if shortcut else None
-
-    def forward(self, x):
-        h = F.relu(self.conv1(x))
-        h = F.relu(self.conv2(h))
-        h = self.conv3(h)
-        return F.relu(h + (self.shortcut(x) if self.shortcut is not None else x))
-
-
-class SubNet(nn.Module):
-    """A standalone subnet (weights copied from the supernet); noisy layers carry supernet names."""
-
-    def __init__(self, arch: Arch, stem: ConvBN, stages: list[list[Bottleneck]], head: NoisyLinear):
-        super().__init__()
-        self.arch = arch
-        self.stem = stem
-        self.stages = nn.ModuleList([nn.ModuleList(blocks) for blocks in stages])
-        self.head = head
-
-    def forward(self, x):
-        h = F.relu(self.stem(x))
-        for blocks in self.stages:
-            for blk in blocks:
-                h = blk(h)
-        return self.head(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
-
-
-# --------------------------------------------------------------------------- dynamic (shared) modules
-class DynamicConv2d(NoisyConv2d):
-    """A shared conv: a subnet uses ``weight[:out, :in]`` (the first channels, OFA weight sharing).
-
-    The slice is read through the layer's memory (fresh noise) like :class:`NoisyConv2d`; the
-    supernet itself is trained with ideal memories and evaluated through exported subnets."""
-
-    def forward(self, x, out_channels: int | None = None):
-        o = out_channels or self.out_channels
-        w = self.quantized_weight()[:o, : x.shape[1]]
-        if self.memory.is_noisy:
-            r = self.memory.read(w.detach(), self.generator)
-            w = w + (r.weight - w.detach())
-        return F.conv2d(x, w, None, self.stride, self.padding)
-
-    def export(self, cin: int, cout: int) -> NoisyConv2d:
-        conv = NoisyConv2d(cin, cout, self.kernel_size, stride=self.stride, padding=self.padding, bias=False)
-        with torch.no_grad():
-            conv.weight.copy_(self.weight[:cout, :cin])
-        return conv.to(self.weight.device)
-
-
-class DynamicBatchNorm2d(nn.BatchNorm2d):
-    """A shared batch norm: a subnet uses the first ``C`` affine parameters and running statistics."""
-
-    def forward(self, x):
-        c = x.shape[1]
-        if c == self.num_features:
-            return super().forward(x)
-        return F.batch_norm(x, self.running_mean[:c], self.running_var[:c], self.weight[:c], self.bias[:c],
-                            self.training, self.momentum if self.momentum is not None else 0.1, self.eps)
-
-    def export(self, c: int) -> nn.BatchNorm2d:
-        bn = nn.BatchNorm2d(c, eps=self.eps, momentum=self.momentum)
-        with torch.no_grad():
-            bn.weight.copy_(self.weight[:c])
-            bn.bias.copy_(self.bias[:c])
-            bn.running_mean.copy_(self.running_mean[:c])
-            bn.running_var.copy_(self.running_var[:c])
-            bn.num_batches_tracked.copy_(self.num_batches_tracked)
-        return bn.to(self.weight.device)
-
-
-class DynamicConvBN(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int, stride: int = 1):
-        super().__init__()
-        self.conv = DynamicConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
-        self.bn = DynamicBatchNorm2d(cout)
-
-    def forward(self, x, cout: int):
-        return self.bn(self.conv(x, cout))
-
-    def export(self, cin: int, cout: int) -> ConvBN:
-        m = ConvBN.__new__(ConvBN)
-        nn.Module.__init__(m)
-        m.conv = self.conv.export(cin, cout)
-        m.bn = self.bn.export(cout)
-        return m
-
-
-class DynamicBottleneck(nn.Module):
-    def __init__(self, cin: int, mid: int, cout: int, stride: int, shortcut: bool):
-        super().__init__()
-        self.conv1 = DynamicConvBN(cin, mid, 1)
-        self.conv2 = DynamicConvBN(mid, mid, 3, stride)
-        self.conv3 = DynamicConvBN(mid, cout, 1)
-        self.shortcut = DynamicConvBN(cin, cout, 1, stride) if shortcut else None
-
-    def forward(self, x, mid: int, cout: int):
-        h = F.relu(self.conv1(x, mid))
-        h = F.relu(self.conv2(h, mid))
-        h = self.conv3(h, cout)
-        return F.relu(h + (self.shortcut(x, cout) if self.shortcut is not None else x))
-
-    def export(self, cin: int, mid: int, cout: int) -> Bottleneck:
-        b = Bottleneck.__new__(Bottleneck)
-        nn.Module.__init__(b)
-        b.conv1 = self.conv1.export(cin, mid)
-        b.conv2 = self.conv2.export(mid, mid)
-        b.conv3 = self.conv3.export(mid, cout)
-        b.shortcut = self.shortcut.export(cin, cout) if self.shortcut is not None else None
-        return b
-
-
-class DynamicLinear(NoisyLinear):
-    """A shared linear head: a subnet uses ``weight[:, :in]``."""
-
-    def forward(self, x):
-        w = self.quantized_weight()[:, : x.shape[1]]
-        if self.memory.is_noisy:
-            r = self.memory.read(w.detach(), self.generator)
-            w = w + (r.weight - w.detach())
-        return F.linear(x, w, self.bias)
-
-    def export(self, cin: int) -> NoisyLinear:
-        lin = NoisyLinear(cin, self.out_features, bias=True)
-        with torch.no_grad():
-            lin.weight.copy_(self.weight[:, :cin])
-            lin.bias.copy_(self.bias)
-        return lin.to(self.weight.device)
 
 
 class Supernet(nn.Module):
@@ -518,45 +186,6 @@ class Supernet(nn.Module):
         return net.eval()
 
 
-# --------------------------------------------------------------------------- batch norm
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> nn.Module:
-    """Recompute every batch-norm layer's running mean/var on the calibration inputs ``x``
-    (cumulative average over minibatches; no gradient step, only BN buffers change).
-
-    Forward passes read weights through the attached memories: recalibrate before attaching
-    noisy memories (or attach them on purpose for AdaBS)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return model
-    moms = [bn.momentum for bn in bns]
-    was_training = model.training
-    dev = next(model.parameters()).device
-    try:
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None
-        model.train()
-        for i in range(0, len(x), batch_size):
-            model(x[i:i + batch_size].to(dev))
-    finally:
-        for bn, m in zip(bns, moms):
-            bn.momentum = m
-        model.train(was_training)
-    return model
-
-
-def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Fold every :class:`ConvBN`'s batch norm into its conv (deployment, §3.3.2, ch. 6): the
-    crossbar then stores ``W·γ/σ`` and ``g_u^d = ‖W·γ/σ‖∞``; the folded bias is reliable digital."""
-    net = model if inplace else copy.deepcopy(model)
-    for m in net.modules():
-        if isinstance(m, ConvBN):
-            m.fold_()
-    return net
-
-
-# --------------------------------------------------------------------------- training
 @dataclass
 class SupernetResult:
     supernet: Supernet
@@ -611,8 +240,7 @@ def train_supernet(cfg: SupernetConfig | None = None, data: DataBundle | None = 
     batches = Batches(data.train, cfg.batch_size, True, dev, cfg.seed)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                           weight_decay=cfg.weight_decay)
-    total = cfg.epochs * len(batches)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = cosine_schedule(opt, cfg.epochs * len(batches))
     x_te, y_te = (t.to(dev) for t in as_tensors(data.test))
     calib = calibration_tensor(data, calib_size, cfg.seed).to(dev)
     hist: dict[str, list[float]] = {"loss": [], "accuracy_largest": [], "accuracy_smallest": []}

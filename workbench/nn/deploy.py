@@ -19,7 +19,7 @@ belongs to its output's column), without any special case:
 * :func:`workbench.analysis.montecarlo.mc_evaluate`, which reads ``layer.read_weight()`` and
   replays the draw with ``functional_call(model, {name.weight: w})`` under
   ``weights_as_given()`` — the read ``w`` *is* ``[W~ | b~]``;
-* the crossbar power (eq 3.41–3.44): the layer's operator ``_op()`` splits the augmented matrix
+* the crossbar power (eq 3.41–3.44): the layer's operator ``crossbar_op()`` splits the augmented matrix
   back into ``(W, b)`` and computes ``f(x, W) + b``, so ``f(x∘x, |g|)``, ``f(x, g+)`` and
   ``f(x, g-)`` each include the bias row with input 1 (``1∘1 = 1``) at every output position.
 
@@ -93,7 +93,7 @@ class CrossbarMixin:
     def _kernel_op(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _op(self):
+    def crossbar_op(self):
         """The layer's operator on ``(x, crossbar matrix)``: ``f(x, W) + b·1`` (Unfold-Repeat for
         a convolution: one matrix for every patch).  Used by the forward pass and by the power
         of eq 3.41–3.44, which therefore counts the bias row with input 1."""

@@ -13,6 +13,7 @@ import threading
 
 import torch
 import torch.nn as nn
+from torch.func import functional_call
 
 from ..hardware.base import IdealMemory, KnobError, Memory, MemoryMap
 from ..hardware.memristor import conv_op, linear_op
@@ -50,9 +51,14 @@ class NoisyMixin:
         """``q(W)``: the value that is stored in memory (sign(W) for BinaryConnect)."""
         return binarize(self.weight) if self.binary else self.weight
 
-    def read_weight(self, generator: torch.Generator | None = None):
-        """One read of ``n(q(W))`` with a straight-through gradient; returns ``(weight, Read)``."""
+    def read_weight(self, generator: torch.Generator | None = None, part=None):
+        """One read of ``n(q(W))`` with a straight-through gradient; returns ``(weight, Read)``.
+
+        ``part``: an index into ``q(W)`` (e.g. the first channels of a weight-shared layer): only
+        that slice is stored, so only it is read."""
         wq = self.quantized_weight()
+        if part is not None:
+            wq = wq[part]
         if not self.memory.is_noisy:
             return wq, None
         if stores_sign_bits_only(self.memory) and not self.binary:      # a memory assigned past set_memory
@@ -60,15 +66,17 @@ class NoisyMixin:
         r = self.memory.read(wq.detach(), generator if generator is not None else self.generator)
         return wq + (r.weight - wq.detach()), r
 
-    def _op(self):
+    def crossbar_op(self):
+        """The layer's operator ``(x, stored matrix) -> y`` (forward pass and crossbar power)."""
         raise NotImplementedError
 
-    def _forward_noisy(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_noisy(self, x: torch.Tensor, part=None) -> torch.Tensor:
+        """``y = f(x, n(q(W)))`` (+ bias); ``part`` as in :meth:`read_weight`."""
         if getattr(_state, "as_given", False):
-            w, r = self.weight, None
+            w, r = (self.weight if part is None else self.weight[part]), None
         else:
-            w, r = self.read_weight()
-        y = self._op()(x, w)
+            w, r = self.read_weight(part=part)
+        y = self.crossbar_op()(x, w)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, *([1] * (y.dim() - 2)))
         return y * self.out_scale if self.binary else y
@@ -79,11 +87,11 @@ class NoisyLinear(NoisyMixin, nn.Linear):
         super().__init__(in_features, out_features, bias=bias)
         self._init_noisy(binary)
 
-    def _op(self):
+    def crossbar_op(self):
         return linear_op
 
     def forward(self, x):
-        return self._forward_noisy(x)
+        return self.forward_noisy(x)
 
 
 class NoisyConv2d(NoisyMixin, nn.Conv2d):
@@ -92,16 +100,32 @@ class NoisyConv2d(NoisyMixin, nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias, groups=groups)
         self._init_noisy(binary)
 
-    def _op(self):
+    def crossbar_op(self):
         return conv_op(self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x):
-        return self._forward_noisy(x)
+        return self.forward_noisy(x)
 
 
 def noisy_layers(model: nn.Module) -> dict[str, NoisyMixin]:
     """The model's conv/linear layers whose weights live in (unreliable) memory, by name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, NoisyMixin)}
+
+
+def capture_layer_inputs(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor):
+    """``(output, inputs)``: ``model(x)`` with the weights ``params`` (``{"<layer>.weight": w}``,
+    used as given) and the input each noisy layer saw, by layer name (activations carry the
+    noise of the layers before, as on the hardware).  No gradient."""
+    seen, hooks = {}, []
+    for name, layer in noisy_layers(model).items():
+        hooks.append(layer.register_forward_pre_hook(lambda m, inp, name=name: seen.__setitem__(name, inp[0].detach())))
+    try:
+        with weights_as_given(), torch.no_grad():
+            out = functional_call(model, params, (x,))
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, seen
 
 
 def layer_param_counts(model: nn.Module) -> dict[str, int]:

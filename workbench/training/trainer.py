@@ -99,10 +99,15 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def cosine_schedule(opt: torch.optim.Optimizer, total_steps: int):
+    """Learning rate ``lr · (1 + cos(π t / T)) / 2`` at step ``t`` of ``T = total_steps`` (0 after)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+
+
 def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
-    total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        return cosine_schedule(opt, cfg.epochs * steps_per_epoch)
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.gamma ** ((s // steps_per_epoch) // cfg.step_every))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)

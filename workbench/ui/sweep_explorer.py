@@ -3,7 +3,7 @@
 The page lists the cells of a spec (one trained network, one Monte-Carlo point, one assembled
 experiment each) with whether the store already holds them, then computes the missing ones on a
 Dask ``distributed`` cluster — a ``LocalCluster`` of worker processes on this machine, or the
-scheduler at an address — through :func:`~workbench.experiments.distributed.run_spec_distributed`,
+scheduler at an address — through :func:`~workbench.experiments.cluster.run_spec_distributed`,
 exactly as ``workbench sweep SPEC --workers N`` / ``--scheduler ADDRESS`` does.  Cells land in
 the same store the other pages read.  Finished cells stream in with their worker and times; a
 worker that dies is reported (Dask reschedules its cells); cells that fail after their retries
@@ -21,7 +21,8 @@ import param
 import xarray as xr
 
 from ..experiments import Store
-from ..experiments.distributed import SweepError, run_spec_distributed, spec_cells
+from ..experiments.cells import spec_cells
+from ..experiments.cluster import SweepError, SweepReport, run_spec_distributed
 from ..experiments.sweep import SPEC_DIR, parse_spec
 from ..hardware import KnobError
 from ..plots.sweep import STATE_COLORS
@@ -126,7 +127,8 @@ class SweepExplorer(BackgroundState):
     cancel = param.Event(doc="cancel the running sweep (finished cells stay in the store)")
 
     cells = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    timings = param.Dict(default=None, allow_None=True, precedence=-1)
+    report = param.ClassSelector(class_=SweepReport, default=None, allow_None=True, precedence=-1,
+                                 doc="where and how fast the last sweep ran")
     events = param.List(default=[], precedence=-1, doc="workers lost and joined during the last run")
     summary = param.String("", precedence=-1)
     problem = param.String("", precedence=-1, doc="what went wrong, in words (``error`` keeps the full report)")
@@ -260,10 +262,10 @@ class SweepExplorer(BackgroundState):
                                         on_event=on_event)
 
         def done(out):
-            results, timings = out
-            self._set(timings=timings, running=False, progress=100, summary=self._summary(results, timings),
-                      status=("every cell was already in the store: nothing to compute" if not timings["submitted"]
-                              else f"done: {timings['submitted']} cells computed on {timings['workers']} workers"))
+            results, report = out
+            self._set(report=report, running=False, progress=100, summary=self._summary(results, report),
+                      status=("every cell was already in the store: nothing to compute" if not report.submitted
+                              else f"done: {report.submitted} cells computed on {report.workers} workers"))
 
         def failed(message):
             # SweepError: the failed and blocked cells by name; every other cell is in the store
@@ -303,14 +305,14 @@ class SweepExplorer(BackgroundState):
         return text + " Every other cell is in the store."
 
     @staticmethod
-    def _summary(results: dict, t: dict) -> str:
-        if not t["submitted"]:
-            return f"{t['cells']} cells, all read from the store; experiments: {', '.join(sorted(results))}."
-        over = f"{t['overhead']:.2f}" if t.get("overhead") else "n/a"
-        return (f"{t['submitted']} of {t['cells']} cells computed ({t['cached']} already stored) on {t['workers']} "
-                f"workers × {t['threads'] // max(t['workers'], 1)} thread(s): wall {t['wall_seconds']:.1f} s, "
-                f"sum of cell times {t['cell_seconds']:.1f} s, ideal (sum ÷ {t['threads']}) {t['ideal_seconds']:.1f} s, "
-                f"overhead wall ÷ ideal **{over}**; cluster start {t['startup_seconds']:.1f} s. "
+    def _summary(results: dict, r: SweepReport) -> str:
+        if not r.submitted:
+            return f"{r.cells} cells, all read from the store; experiments: {', '.join(sorted(results))}."
+        over = f"{r.overhead:.2f}" if r.overhead else "n/a"
+        return (f"{r.submitted} of {r.cells} cells computed ({r.cached} already stored) on {r.workers} "
+                f"workers × {r.threads // max(r.workers, 1)} thread(s): wall {r.wall_seconds:.1f} s, "
+                f"sum of cell times {r.cell_seconds:.1f} s, ideal (sum ÷ {r.threads}) {r.ideal_seconds:.1f} s, "
+                f"overhead wall ÷ ideal **{over}**; cluster start {r.startup_seconds:.1f} s. "
                 f"Experiments: {', '.join(sorted(results))}.")
 
 
