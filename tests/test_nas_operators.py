@@ -209,8 +209,9 @@ def test_crossover_depth_entries_are_50_50(space, problem):
     P1 = state(space, [1, 1, 3], 0.8, rng)
     P2 = state(space, [3, 2, 1], 1.2, rng)
     n = 2000
-    X = np.stack([np.repeat(P1[None], n, 0), np.repeat(P2[None], n, 0)])
-    kids = StateCrossover(space)._do(problem, X, random_state=rng)      # (2 children, n, n_var)
+    off = StateCrossover(space, prob=1.0).do(problem, Population.new(X=np.stack([P1, P2])),
+                                             parents=np.tile([0, 1], (n, 1)), random_state=rng)
+    kids = off.get("X").reshape(2, n, space.n_var)                      # (2 children, n matings, n_var)
     assert kids.shape == (2, n, space.n_var)
     for child in kids:
         assert space.is_valid(child).all()

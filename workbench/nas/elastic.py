@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..analysis.adabs import batchnorm_layers
 from ..nn.deploy import fold_into
 from ..nn.layers import NoisyConv2d, NoisyLinear
 from .space import Arch
@@ -174,7 +175,7 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> 
 
     Forward passes read weights through the attached memories: recalibrate before attaching
     noisy memories (or attach them on purpose for AdaBS)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = list(batchnorm_layers(model).values())
     if not bns:
         return model
     moms = [bn.momentum for bn in bns]
