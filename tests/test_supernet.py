@@ -12,7 +12,8 @@ from scipy.stats import binomtest
 from workbench.datasets import as_tensors, load_dataset
 from workbench.nas.supernet import (Supernet, SupernetConfig, calibration_tensor, fold_batchnorm, recalibrate_bn,
                                     train_supernet)
-from workbench.nn import noisy_layers
+from workbench.hardware import KnobError, MemristorMemory, SRAMMemory
+from workbench.nn import noisy_layers, set_generator, set_memory
 from workbench.training.trainer import Cancelled
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -69,6 +70,33 @@ def test_subnet_output_equals_supernet_forward(randomized):
     # the state-vector form gives the same subnet
     s = space.encode(archs[3])
     assert randomized.subnet(s).arch == archs[3]
+
+
+def test_shared_layers_read_their_slice_through_the_noisy_layer_path(randomized):
+    """A shared layer reads only the subnet's slice, through NoisyMixin.read_weight: the same noise
+    draw as the exported subnet's layers, and the same memory checks."""
+    mem = MemristorMemory(noise="additive", sigma=0.05, g_min=0.0, g_max=2.0, g_u=1.0)
+    arch = randomized.space.smallest()
+    sub = randomized.subnet(arch)
+    x = torch.randn(8, 1, 8, 8)
+    outs = []
+    for net in (randomized, sub):
+        set_memory(net, mem)
+        set_generator(net, torch.Generator().manual_seed(7))
+        with torch.no_grad():
+            outs.append(net(x, arch) if net is randomized else net(x))
+        set_memory(net, None)
+        set_generator(net, None)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        clean = randomized(x, arch)
+    assert not torch.allclose(outs[0], clean, atol=1e-3)   # the noise reached the output
+    randomized.stem.conv.memory = SRAMMemory(p=0.01, bits=1)   # past set_memory's check
+    try:
+        with pytest.raises(KnobError, match="sign bits"):
+            randomized(x, arch)
+    finally:
+        set_memory(randomized, None)
 
 
 def test_mask_matches_the_layers_a_subnet_has(randomized):
