@@ -113,7 +113,7 @@ def _robustness(methods, seeds, *, noise="multiplicative", levels=None, g_u=25.0
             t = training(cfg, tag)
             out.append(t)
             for ada in adabs:
-                for v, mem in zip(levels, mems):
+                for v, mem in zip(levels, mems, strict=True):
                     out.append(evaluation(cfg, mem, f"{tag} {noise} {v:g}{' adabs' if ada else ''}", draws=draws,
                                           seed=0, adabs=ada, depends=[t]))
     return out
@@ -156,8 +156,8 @@ def _sharpness_cells(params: dict) -> list[Cell]:
 
 
 def _rho_cells(params: dict) -> list[Cell]:
-    from . import sharpness
     from ..training.sam import RHO_GRIDS
+    from . import sharpness
     a = bind(sharpness.rho_study, params)
     methods = sharpness._check("methods", a["methods"], [m for m in sharpness.METHODS if "sam" in sharpness.METHODS[m]])
     rhos = {m: list((a["rhos"] or {}).get(m, RHO_GRIDS[sharpness.METHODS[m]["sam"]])) for m in methods}

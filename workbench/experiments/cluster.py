@@ -85,7 +85,7 @@ def _task_setup(cancel_event) -> None:
         return
     with _TASK_SETUP:                        # the client is created once, then never flips the setting back
         if cancel_event is not None:
-            cancel_event.client
+            _ = cancel_event.client          # connects the worker's client
         dask.config.set(scheduler="synchronous")
 
 
@@ -405,6 +405,7 @@ def run_spec_distributed(spec: dict[str, Any], store: Store | None = None, *, sc
 def _assemble(spec, store, only, device, run: CellsRun, scheduler, workers, threads, startup, t_all):
     """Read the experiments back from the store (every cell is there: only cache hits)."""
     import dask
+
     from .sweep import run_experiment
     if run.cancelled:
         raise Cancelled(f"sweep cancelled: {len(run.done)} of {run.submitted} cells finished (kept in the store)")

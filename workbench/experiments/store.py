@@ -180,7 +180,8 @@ class Store:
         ds.attrs["spec_json"] = canonical(spec)
         ds.attrs["kind"] = kind
         ds.attrs["code_version"] = CODE_VERSION
-        ds.attrs = {k: (json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v) for k, v in ds.attrs.items()}
+        ds.attrs = {k: (json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
+                    for k, v in ds.attrs.items()}
         with _local_scheduler():
             data = ds.to_netcdf(engine="h5netcdf")
         p = self.path(kind, key, "nc")
