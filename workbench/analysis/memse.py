@@ -249,14 +249,16 @@ class _Propagator(fx.Interpreter):
             a = _bind(args, kwargs, ("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1})
             return self._reshape(a["input"], torch.flatten(a["input"].mean, a["start_dim"], a["end_dim"]))
         if target is F.max_pool2d:
-            a = _bind(args, kwargs, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+            a = _bind(args, kwargs,
+                      ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
                       {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False})
             return self._maxpool(a["input"], a["kernel_size"], a["stride"], a["padding"], a["dilation"], a["ceil_mode"],
                                  a["return_indices"])
         if target is F.avg_pool2d:
             a = _bind(args, kwargs, ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
                                      "divisor_override"),
-                      {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True, "divisor_override": None})
+                      {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
+                       "divisor_override": None})
             return self._avgpool(a["input"], a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
                                  a["count_include_pad"], a["divisor_override"])
         if target is F.adaptive_avg_pool2d:
@@ -340,7 +342,8 @@ class _Propagator(fx.Interpreter):
         a = 1.0 / torch.sqrt(bn.running_var.to(self.dtype) + bn.eps)
         c = -bn.running_mean.to(self.dtype) * a
         if bn.affine:
-            a, c = a * bn.weight.detach().to(self.dtype), c * bn.weight.detach().to(self.dtype) + bn.bias.detach().to(self.dtype)
+            gamma, beta = bn.weight.detach().to(self.dtype), bn.bias.detach().to(self.dtype)
+            a, c = a * gamma, c * gamma + beta
         shape = (1, -1) + (1,) * (x.mean.dim() - 2)
         a, c = a.view(shape), c.view(shape)
         mean = x.mean * a + c
@@ -610,7 +613,8 @@ def _memory_map(model: nn.Module, memory_map) -> MemoryMap:
     mmap = memory_map if isinstance(memory_map, MemoryMap) else MemoryMap(memory_map)
     unknown = set(mmap.overrides) - set(noisy_layers(model))
     if unknown:
-        raise KeyError(f"memory map names layers the model does not have: {sorted(unknown)}; layers: {list(noisy_layers(model))}")
+        raise KeyError(f"memory map names layers the model does not have: {sorted(unknown)}; "
+                       f"layers: {list(noisy_layers(model))}")
     return mmap
 
 
@@ -670,7 +674,8 @@ def memse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Memory, *, 
     n = len(x)
     lp = np.array([power.get(k, 0.0) / n for k in names])
     ds = xr.Dataset(coords={"sample": ("sample", np.arange(n), {"long_name": "input sample", "units": "1"}),
-                            "output": ("output", np.arange(mean.shape[1]), {"long_name": "network output", "units": "1"}),
+                            "output": ("output", np.arange(mean.shape[1]),
+                                       {"long_name": "network output", "units": "1"}),
                             "layer": ("layer", names, {"long_name": "layer", "units": ""})})
     ds["mean"] = (("sample", "output"), mean.cpu().numpy(), {"long_name": "predicted output mean E[ỹ]", "units": "1"})
     ds["variance"] = (("sample", "output"), var.cpu().numpy(), {"long_name": "predicted output variance", "units": "1"})

@@ -97,7 +97,8 @@ def _correct_loop(model, reads_list, x, y, batch_size):
             params = _params(reads)
             c = 0
             for i in range(0, len(x), batch_size):
-                c += (functional_call(model, params, (x[i:i + batch_size],)).argmax(1) == y[i:i + batch_size]).sum().item()
+                out = functional_call(model, params, (x[i:i + batch_size],))
+                c += (out.argmax(1) == y[i:i + batch_size]).sum().item()
             res.append(c)
     return res
 

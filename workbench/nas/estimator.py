@@ -215,8 +215,10 @@ def minibatch_curves(supernet: Supernet, n_arch: int = 100, *, data: DataBundle 
     ds["state_vector"] = (("arch", "var"), states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
     ds["accuracy_batch"] = (("arch", "n"), acc, {"long_name": "accuracy on minibatch n", "units": "1"})
     ds["power_batch"] = (("arch", "n"), pw, {"long_name": "crossbar power on minibatch n", "units": "a.u."})
-    ds["accuracy"] = (("arch", "n"), np.cumsum(acc, 1) / n, {"long_name": "mean accuracy over the first n minibatches", "units": "1"})
-    ds["power"] = (("arch", "n"), np.cumsum(pw, 1) / n, {"long_name": "mean power over the first n minibatches", "units": "a.u."})
+    ds["accuracy"] = (("arch", "n"), np.cumsum(acc, 1) / n,
+                      {"long_name": "mean accuracy over the first n minibatches", "units": "1"})
+    ds["power"] = (("arch", "n"), np.cumsum(pw, 1) / n,
+                   {"long_name": "mean power over the first n minibatches", "units": "a.u."})
     ds.attrs.update(minibatch=int(minibatch), sigma=float(sigma), seed=int(seed), random_gu=int(random_gu),
                     supernet_key=supernet.config.cache_key(), dataset=data.name)
     return ds

@@ -40,8 +40,9 @@ class NASConfig(param.Parameterized):
     draws = param.Integer(5, bounds=(1, 10_000), doc="Monte-Carlo draws of the final re-simulation")
     resimulate = param.Selector(default="front", objects=["front", "population"],
                                 doc="re-simulate each strategy's estimated front or its whole final population")
-    max_resimulated = param.Integer(20, bounds=(1, 1_000_000),
-                                    doc="at most this many states re-simulated per strategy (evenly spread in estimated power)")
+    max_resimulated = param.Integer(
+        20, bounds=(1, 1_000_000),
+        doc="at most this many states re-simulated per strategy (evenly spread in estimated power)")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of collection, estimator split, search and re-simulation")
 
     def to_dict(self) -> dict:

@@ -143,7 +143,8 @@ class ArchSpace:
 
     def smallest(self) -> Arch:
         S, B = self.n_stages, self.max_depth
-        return Arch((min(self.depth_choices),) * S, (self.width_choices[0],) * (S + 1), ((self.expand_choices[0],) * B,) * S)
+        return Arch((min(self.depth_choices),) * S, (self.width_choices[0],) * (S + 1),
+                    ((self.expand_choices[0],) * B,) * S)
 
     def sample_arch(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` random architecture parts (uniform over every choice), shape ``(n, n_arch)``."""
@@ -166,7 +167,8 @@ class ArchSpace:
         """Per state: integer choices in range, ``g_u ∈ [0.5, 1.5]`` where kept and exactly 0 elsewhere."""
         X = np.atleast_2d(np.asarray(states, dtype=float))
         A = X[:, : self.n_arch]
-        ok = np.all(A == np.rint(A), axis=1) & np.all((A >= self.xl[: self.n_arch]) & (A <= self.xu[: self.n_arch]), axis=1)
+        in_range = (A >= self.xl[: self.n_arch]) & (A <= self.xu[: self.n_arch])
+        ok = np.all(A == np.rint(A), axis=1) & np.all(in_range, axis=1)
         ok &= np.all(np.isin(np.rint(X[:, self.depth_slice]), self.depth_choices), axis=1)
         m = self.mask(np.rint(X[:, self.depth_slice]).astype(int))
         g = X[:, self.gu_slice]

@@ -65,18 +65,22 @@ class SupernetConfig(param.Parameterized):
     stage_widths = param.List([16, 32, 64], item_type=int, bounds=(1, 6),
                               doc="output channels of each stage at width multiplier 1")
     strides = param.List([1, 2, 2], item_type=int, bounds=(1, 6), doc="stride of each stage's first block")
-    depth_choices = param.List([1, 2, 3], item_type=int, bounds=(1, 8), doc="allowed blocks per stage D (elastic depth)")
+    depth_choices = param.List([1, 2, 3], item_type=int, bounds=(1, 8),
+                               doc="allowed blocks per stage D (elastic depth)")
     width_choices = param.List([0.5, 0.75, 1.0], item_type=float, bounds=(1, 8),
                                doc="allowed width multipliers (elastic width; stem and each stage)")
     expand_choices = param.List([0.5, 1.0], item_type=float, bounds=(1, 8),
                                 doc="allowed bottleneck expand ratios e (middle channels = e · out)")
     epochs = param.Integer(8, bounds=(1, 1000), doc="training epochs")
     batch_size = param.Integer(128, bounds=(1, 65536), doc="minibatch size")
-    lr = param.Number(0.1, bounds=(0.0, 10.0), inclusive_bounds=(False, True), doc="SGD learning rate (cosine schedule)")
+    lr = param.Number(0.1, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
+                      doc="SGD learning rate (cosine schedule)")
     momentum = param.Number(0.9, bounds=(0.0, 1.0), inclusive_bounds=(True, False), doc="SGD (Nesterov) momentum")
     weight_decay = param.Number(5e-5, bounds=(0.0, 1.0), doc="L2 weight decay")
-    n_random = param.Integer(2, bounds=(0, 16), doc="random subnets per step besides the largest and smallest (sandwich rule)")
-    distill = param.Boolean(True, doc="in-place distillation: the largest subnet's output is the other subnets' soft target")
+    n_random = param.Integer(2, bounds=(0, 16),
+                             doc="random subnets per step besides the largest and smallest (sandwich rule)")
+    distill = param.Boolean(True,
+                            doc="in-place distillation: the largest subnet's output is the other subnets' soft target")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of initialisation, shuffling and subnet sampling")
 
     def check(self) -> "SupernetConfig":
@@ -121,7 +125,8 @@ class Supernet(nn.Module):
         for width, stride in zip(c.stage_widths, c.strides):
             cout = _ch(wmax, width)
             stages.append(nn.ModuleList([
-                DynamicBottleneck(cin if b == 0 else cout, _ch(emax, cout), cout, stride if b == 0 else 1, shortcut=b == 0)
+                DynamicBottleneck(cin if b == 0 else cout, _ch(emax, cout), cout, stride if b == 0 else 1,
+                                  shortcut=b == 0)
                 for b in range(B)]))
             cin = cout
         self.stages = nn.ModuleList(stages)
@@ -156,7 +161,8 @@ class Supernet(nn.Module):
             return self.space.largest()
         if isinstance(arch, Arch):
             return arch
-        return self.space.decode(np.concatenate([np.asarray(arch, float)[: self.space.n_arch], np.zeros(self.space.n_layers)]))
+        part = np.asarray(arch, float)[: self.space.n_arch]
+        return self.space.decode(np.concatenate([part, np.zeros(self.space.n_layers)]))
 
     def forward(self, x, arch: Arch | Sequence[float] | None = None):
         arch = self._arch(arch)
@@ -276,5 +282,5 @@ def train_supernet(cfg: SupernetConfig | None = None, data: DataBundle | None = 
                       "accuracy_smallest": hist["accuracy_smallest"][-1]})
     seconds = time.perf_counter() - start
     net.eval()
-    return SupernetResult(net.cpu(), hist, hist["accuracy_largest"][-1], hist["accuracy_smallest"][-1], seconds, str(dev),
-                          cfg.cache_key())
+    return SupernetResult(net.cpu(), hist, hist["accuracy_largest"][-1], hist["accuracy_smallest"][-1], seconds,
+                          str(dev), cfg.cache_key())

@@ -97,7 +97,8 @@ class NoisyLinear(NoisyMixin, nn.Linear):
 class NoisyConv2d(NoisyMixin, nn.Conv2d):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias: bool = True,
                  binary: bool = False, groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias, groups=groups)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
+                         groups=groups)
         self._init_noisy(binary)
 
     def crossbar_op(self):
