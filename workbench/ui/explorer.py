@@ -220,7 +220,7 @@ class NoiseExplorer(param.Parameterized):
                                 f"but the page shows the {TECHNOLOGY_WORDS[self.technology]}: add technology="
                                 f"{values['technology']} to the link")
         mem, cfg = self.trained_config(values)
-        if self.store._find("weights", spec_key("weights", cfg.to_dict()), "pt") is None:
+        if self.store.find("weights", spec_key("weights", cfg.to_dict()), "pt") is None:
             raise URLValueError("that trained network is not in this server's results store, and a link does not "
                                 "start a training: press “Train with this noise” with those settings to train it")
         self.param.update(trained_with=mem, trained_knobs=dict(values))
