@@ -16,7 +16,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .hardware import KnobError, memory_from_dict
+from .hardware import memory_from_dict
+from .knobs import KnobError
 from .training import Cancelled, parse_assignment
 
 
@@ -148,10 +149,10 @@ def cmd_evaluate(args) -> dict:
 def cmd_curve(args) -> dict:
     from .experiments import noise_curve
     mem = _memory_dict(args)
-    if args.knob is None:                               # the memory's own noise knob
-        if args.memory == "ideal":
+    if args.knob is None:
+        args.knob = memory_from_dict(mem["default"]).noise_knob
+        if args.knob is None:
             raise KnobError("--memory ideal has no noise knob to sweep; choose --memory sram or --memory memristor")
-        args.knob = "p" if args.memory == "sram" else ("sigma" if getattr(args, "noise", None) == "additive" else "sigma_c")
     if args.knob not in MEMORY_FLAGS[args.memory]:      # a curve of another memory's knob: refuse, do not guess
         owner = next(t for t, names in MEMORY_FLAGS.items() if args.knob in names)
         mine = [k for k in CURVE_KNOBS if k in MEMORY_FLAGS[args.memory]]
@@ -234,9 +235,8 @@ def cmd_lanmax(args) -> dict:
 
 def cmd_sharpness(args) -> dict:
     """m-sharpness (eq 3.24 / 5.5) of a trained network per definition, and its robustness."""
-    from .analysis.sharpness import m_sharpness
+    from .analysis.sharpness import VARIANTS, m_sharpness
     from .datasets import as_tensors, load_dataset
-    from .analysis.sharpness import VARIANTS
     from .experiments import evaluate, train_model
     _check_number("rho", args.rho, 0.0, 10.0, lo_open=True)
     if args.m < 1:

@@ -15,7 +15,8 @@ import numbers
 import torch
 import torch.nn as nn
 
-from ..hardware import KnobError, Memory, MemoryMap
+from ..hardware import Memory, MemoryMap
+from ..knobs import KnobError
 from ..nn import noisy_layers, set_generator, set_memory
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

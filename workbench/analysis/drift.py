@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..hardware import KnobError
+from ..knobs import KnobError
 from ..nn.layers import NoisyConv2d, NoisyLinear
 from ..training.trainer import Cancelled
 

@@ -80,8 +80,9 @@ import xarray as xr
 from scipy import stats
 from torch.func import functional_call
 
-from ..hardware import KnobError, Memory, MemoryMap
+from ..hardware import Memory, MemoryMap
 from ..hardware.memristor import InjectionMemory, MemristorMemory
+from ..knobs import KnobError
 from ..nn import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
 from ..nn.deploy import CrossbarMixin, trace
 from ..nn.layers import NoisyMixin

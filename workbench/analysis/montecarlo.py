@@ -20,9 +20,10 @@ from scipy import stats
 from torch.func import functional_call
 
 from ..device import resolve_device
-from ..hardware import KnobError, Memory, MemoryMap
+from ..hardware import Memory, MemoryMap
 from ..hardware.memristor import crossbar_power
 from ..hardware.sram import normalised_energy
+from ..knobs import KnobError
 from ..nn import capture_layer_inputs, layer_param_counts, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
 

@@ -34,7 +34,8 @@ import xarray as xr
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ..hardware import KnobError, MemoryMap
+from ..hardware import MemoryMap
+from ..knobs import KnobError
 from .montecarlo import mc_evaluate
 
 __all__ = ["KINDS", "OOD_TRANSFORMS", "ood_accuracy", "transform_images", "win_counts"]

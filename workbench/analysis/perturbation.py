@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..hardware import KnobError
+from ..knobs import KnobError
 from ..training.sam import SAMFamily
 
 #: method name → (variant, p of ‖W_l‖_p)

@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..hardware import IdealMemory, KnobError, MemoryMap, QuantizedMemory, make
+from ..hardware import IdealMemory, MemoryMap, QuantizedMemory, make
+from ..knobs import KnobError
 from ..nn import noisy_layers
 from .montecarlo import mc_evaluate
 

@@ -25,8 +25,9 @@ import torch.nn as nn
 import xarray as xr
 from scipy import stats
 
+from ..hardware import MemoryMap, SRAMMemory, make
 from ..hardware.sram import check_ber
-from ..hardware import KnobError, MemoryMap, SRAMMemory, make
+from ..knobs import KnobError
 from ..nn import layer_param_counts, noisy_layers
 from ..training.trainer import Cancelled
 from .montecarlo import mc_evaluate

@@ -33,8 +33,9 @@ import xarray as xr
 from scipy import stats
 
 from ..device import resolve_device
-from ..hardware import IdealMemory, KnobError, MemoryMap
+from ..hardware import IdealMemory, MemoryMap
 from ..hardware.memristor import MemristorMemory
+from ..knobs import KnobError
 from ..nn import noisy_layers, set_memory
 from ..training.sam import ASAM, SAM, SAMSON, SAMFamily, check_eta, check_p
 from .montecarlo import mc_evaluate

@@ -36,7 +36,7 @@ import xarray as xr
 from scipy import stats
 
 from ..hardware.sram import check_ber
-from ..hardware import KnobError
+from ..knobs import KnobError
 from ..nn import noisy_layers
 
 __all__ = ["penultimate_layer", "relative_change", "spectra_dataset", "spectra_ttest", "top_singular_values",

@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from ..hardware import KnobError
+from ..knobs import KnobError
 from ..training import TrainConfig
 from .store import Store, spec_key
 

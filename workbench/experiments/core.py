@@ -13,7 +13,8 @@ import xarray as xr
 
 from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
 from ..datasets import DataBundle, as_tensors, load_dataset
-from ..hardware import KnobError, memory_map_from_dict
+from ..hardware import memory_map_from_dict
+from ..knobs import KnobError
 from ..nn import layer_param_counts, set_memory
 from ..training import TrainConfig, make_model, train
 from .store import Store, spec_key

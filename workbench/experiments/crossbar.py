@@ -20,7 +20,7 @@ import xarray as xr
 
 from ..analysis.montecarlo import mc_evaluate
 from ..datasets import as_tensors, load_dataset
-from ..hardware import KnobError
+from ..knobs import KnobError
 from ..nas.estimator import Estimator, memory_map, minibatch_curves, select_n
 from ..nas.pipeline import NASConfig, run_nas
 from ..nas.search import STRATEGIES, non_dominated

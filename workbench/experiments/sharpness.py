@@ -19,7 +19,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from ..hardware import KnobError
+from ..hardware import MemristorMemory
+from ..knobs import KnobError
 from ..training import TrainConfig
 from .core import evaluate, preset_config, test_tensors, train_model
 from .store import Store
@@ -87,9 +88,13 @@ def _check(name: str, values: Sequence, allowed: Sequence | None = None) -> list
 
 
 def _noise_memory(noise: str, level: float, g_u: float) -> dict:
-    if noise == "multiplicative":
-        return {"default": {"technology": "memristor", "noise": "multiplicative", "sigma_c": float(level)}}
-    return {"default": {"technology": "memristor", "noise": "additive", "sigma": float(level), "g_u": float(g_u)}}
+    """The memory map of one noise level; ``g_u`` matters to additive noise only (eq 3.36 vs 3.37)."""
+    mem = {"technology": "memristor", "noise": noise, _noise_knob(noise): float(level)}
+    return {"default": mem if noise == "multiplicative" else {**mem, "g_u": float(g_u)}}
+
+
+def _noise_knob(noise: str) -> str:
+    return MemristorMemory(noise=noise).noise_knob
 
 
 def _ticker(progress: Callable[[dict], None] | None, total: int, stage: str):
@@ -169,7 +174,7 @@ def robustness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[in
                     cell = evaluate(cfg, mem, draws=draws, seed=0, adabs=ada, store=store, device=device, cancel=cancel)
                     acc[i, j, a, k] = cell.accuracy.values
                     tick()
-    level_name = "sigma_c" if noise == "multiplicative" else "sigma"
+    level_name = _noise_knob(noise)
     ds = xr.Dataset(coords={"method": methods, "seed": seeds, "adabs": adabs, "level": levels, "draw": np.arange(draws)})
     ds["accuracy"] = (("method", "seed", "adabs", "level", "draw"), acc, {"long_name": "test accuracy", "units": "1"})
     ds["accuracy_mean"] = ds.accuracy.mean("draw").assign_attrs(long_name="mean accuracy over draws", units="1")

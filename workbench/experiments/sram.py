@@ -10,8 +10,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from ..hardware import KnobError, SRAMMemory
+from ..hardware import SRAMMemory
 from ..hardware.sram import DEFAULT_A, eta
+from ..knobs import KnobError
 from ..training import TrainConfig
 from .core import evaluate, param_counts, preset_config
 from .store import Store
@@ -123,8 +124,8 @@ def lanmax_run(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, store:
     Dataset of ``p`` (dims ``epoch, layer``) and losses.
     """
     from ..datasets import load_dataset
-    from ..training.lanmax import LaNMaxConfig, train_lanmax
     from ..training import make_model
+    from ..training.lanmax import LaNMaxConfig, train_lanmax
 
     store = store or Store()
     lcfg = LaNMaxConfig.from_dict(lanmax or {})

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import xarray as xr
 
-from ..hardware import KnobError
+from ..knobs import KnobError
 from .store import Store
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"

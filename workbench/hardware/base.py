@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import param
 import torch
 
+from ..knobs import KnobError, range_text
+
 
 def plain_values(obj: param.Parameterized) -> dict[str, Any]:
     """Knob values for hashing: ``Number`` knobs as floats (so ``p=0`` and ``p=0.0`` are one key)."""
@@ -27,10 +29,6 @@ def plain_values(obj: param.Parameterized) -> dict[str, Any]:
     return out
 
 
-class KnobError(ValueError):
-    """An out-of-range or invalid knob value; the message names the knob and its allowed range."""
-
-
 def _range_text(p: param.Parameter) -> str:
     bounds = getattr(p, "bounds", None)
     if bounds is None:
@@ -38,11 +36,7 @@ def _range_text(p: param.Parameter) -> str:
         if objects:
             return "one of " + ", ".join(map(repr, objects))
         return "a valid value"
-    lo, hi = bounds
-    inc = getattr(p, "inclusive_bounds", (True, True))
-    left = "[" if inc[0] else "("
-    right = "]" if inc[1] else ")"
-    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+    return range_text(*bounds, getattr(p, "inclusive_bounds", (True, True)))
 
 
 def set_knobs(obj: param.Parameterized, **values: Any) -> param.Parameterized:
@@ -102,6 +96,12 @@ class Memory(param.Parameterized):
     @property
     def is_noisy(self) -> bool:
         return False
+
+    @property
+    def noise_knob(self) -> str | None:
+        """The knob that sets how unreliable this memory is (the x axis of its accuracy curve);
+        ``None`` for a memory without one (the ideal memory)."""
+        return None
 
     def knobs(self) -> dict[str, Any]:
         """The knob values as a plain dict (used for hashing and display)."""

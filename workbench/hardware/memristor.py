@@ -14,7 +14,8 @@ import param
 import torch
 import torch.nn.functional as F
 
-from .base import KnobError, Memory, Read
+from ..knobs import KnobError
+from .base import Memory, Read
 
 #: default maximum conductance (µS), the PCM device of [109] used in ch. 5
 G_MAX = 25.0
@@ -186,6 +187,16 @@ class MemristorMemory(Memory):
     def is_noisy(self) -> bool:
         return (self.sigma_c > 0) if self.noise == "multiplicative" else (self.sigma > 0)
 
+    @property
+    def noise_knob(self) -> str:
+        """``sigma_c`` for multiplicative noise (eq 3.37), ``sigma`` for additive noise (eq 3.36).
+
+        The additive noise is ``ε ~ N(0, σ²)`` on each conductance, so its knob is σ (µS).  ``g_u``
+        is not a noise knob: it is the scale of the programmed range, and it only changes how much
+        of σ reaches the weights (as ``σ/g_u``); sweeping ``g_u`` is a design question, not a
+        noise level."""
+        return "sigma_c" if self.noise == "multiplicative" else "sigma"
+
     def knobs(self):
         out = super().knobs()
         if out.get("column_g_u") is not None:
@@ -227,6 +238,11 @@ class InjectionMemory(Memory):
     @property
     def is_noisy(self) -> bool:
         return self.sigma_g > 0
+
+    @property
+    def noise_knob(self) -> str:
+        """``sigma_g``, the conductance noise std of eq 5.4."""
+        return "sigma_g"
 
     def sigma_n(self, weight: torch.Tensor) -> torch.Tensor:
         """Weight-domain std ``σ_n = ‖W‖∞ σ_g / g_u`` of eq 5.4."""

@@ -9,7 +9,8 @@ import numbers
 import param
 import torch
 
-from .base import KnobError, Memory, Read
+from ..knobs import KnobError
+from .base import Memory, Read
 
 
 class _SignSTE(torch.autograd.Function):
@@ -86,6 +87,11 @@ class QuantizedMemory(Memory):
     @property
     def is_noisy(self) -> bool:
         return True
+
+    @property
+    def noise_knob(self) -> str:
+        """``bits``: the quantisation error, this memory's only deviation, is set by the bit width."""
+        return "bits"
 
     def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
         return Read(quantize_linear(weight, self.bits))

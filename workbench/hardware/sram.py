@@ -18,7 +18,8 @@ import numpy as np
 import param
 import torch
 
-from .base import KnobError, Memory, Read
+from ..knobs import KnobError
+from .base import Memory, Read
 
 #: energy-model constant of eq 3.27 (value used in §4.2, after [107])
 DEFAULT_A = 12.8
@@ -240,6 +241,11 @@ class SRAMMemory(Memory):
     @property
     def is_noisy(self) -> bool:
         return self.p > 0 or self.bits > 1
+
+    @property
+    def noise_knob(self) -> str:
+        """The bit error rate ``p`` (eq 3.28–3.29)."""
+        return "p"
 
     def eta(self) -> float:
         """η(p) of this memory (eq 3.27)."""

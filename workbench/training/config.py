@@ -7,7 +7,8 @@ from typing import Any, Mapping
 
 import param
 
-from ..hardware.base import KnobError, plain_values, set_knobs
+from ..hardware.base import plain_values, set_knobs
+from ..knobs import KnobError
 
 
 class TrainConfig(param.Parameterized):

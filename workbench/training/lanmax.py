@@ -37,11 +37,12 @@ import torch.nn.functional as F
 import xarray as xr
 
 from ..datasets import DataBundle
-from ..hardware.base import IdealMemory, KnobError, MemoryMap, plain_values, set_knobs
+from ..hardware.base import IdealMemory, MemoryMap, plain_values, set_knobs
 from ..hardware.sram import DEFAULT_A, SRAMMemory, normalised_energy
+from ..knobs import KnobError
 from ..nn import clip_weights_, layer_param_counts, noisy_layers, set_generator, set_memory
 from .config import TrainConfig
-from .trainer import Cancelled, ProgressFn, Batches, accuracy, make_optimizer, make_scheduler, setup_run
+from .trainer import Batches, Cancelled, ProgressFn, accuracy, make_optimizer, make_scheduler, setup_run
 
 __all__ = ["LaNMaxConfig", "LaNMaxResult", "ols_slopes", "train_lanmax"]
 

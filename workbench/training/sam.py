@@ -61,7 +61,7 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn as nn
 
-from ..hardware.base import KnobError
+from ..knobs import KnobError
 
 __all__ = ["ASAM", "NAMES", "RHO_DEFAULTS", "RHO_GRIDS", "SAM", "SAMSON", "SAMFamily", "disable_running_stats",
            "enable_running_stats", "frozen_running_stats", "is_weight_name", "make_sam_optimizer"]

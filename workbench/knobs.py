@@ -1,0 +1,100 @@
+"""Knob rules: the one error class, the one range wording, and the checkers every package uses.
+
+This module is the bottom layer of the workbench (it imports nothing of it), so hardware,
+training, nas, analysis, experiments, the CLI and the pages all raise the same :class:`KnobError`
+with the same wording: ``name=value is out of range: name must be in [lo, hi]``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, Iterable
+
+__all__ = ["KnobError", "check_choice", "check_int", "check_number", "check_probability", "check_seed",
+           "out_of_range", "range_text"]
+
+
+class KnobError(ValueError):
+    """An out-of-range or invalid knob value; the message names the knob and its allowed range."""
+
+
+def range_text(lo: float | None = None, hi: float | None = None, inclusive: tuple[bool, bool] = (True, True),
+               fmt: Callable[[Any], str] = str) -> str:
+    """An interval as ``[lo, hi]`` / ``(lo, inf)``: ``None`` is an unbounded end, written ``-inf`` /
+    ``inf`` and excluded; pass ``math.inf`` itself to include infinity (``[1, inf]``)."""
+    left = "[" if inclusive[0] and lo is not None else "("
+    right = "]" if inclusive[1] and hi is not None else ")"
+    return f"{left}{'-inf' if lo is None else _num(lo, fmt)}, {'inf' if hi is None else _num(hi, fmt)}{right}"
+
+
+def _num(x, fmt: Callable[[Any], str]) -> str:
+    return ("inf" if x > 0 else "-inf") if isinstance(x, float) and math.isinf(x) else fmt(x)
+
+
+def out_of_range(name: str, value: Any, allowed: str, note: str = "") -> KnobError:
+    """The one wording of a refused knob: ``name=value is out of range: name must be <allowed> (note)``.
+
+    ``allowed`` is what follows "must be", e.g. ``"in [0, 0.5]"`` or ``"an integer in [1, inf)"``."""
+    return KnobError(f"{name}={value!r} is out of range: {name} must be {allowed}{f' ({note})' if note else ''}")
+
+
+def _inside(v: float, lo, hi, inclusive: tuple[bool, bool]) -> bool:
+    above = v > -math.inf if lo is None else (v >= lo if inclusive[0] else v > lo)
+    below = v < math.inf if hi is None else (v <= hi if inclusive[1] else v < hi)
+    return above and below
+
+
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, *,
+              inclusive: tuple[bool, bool] = (True, True), note: str = "") -> int:
+    """``value`` as an int in the range, else a :class:`KnobError` naming ``name`` and the range.
+
+    ``True``/``False`` are refused (Python counts them as integers, a knob does not)."""
+    rng = range_text(lo, hi, inclusive)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise KnobError(f"{name}={value!r} is not an integer: {name} must be an integer in {rng}")
+    if not _inside(value, lo, hi, inclusive):
+        raise out_of_range(name, value, f"an integer in {rng}", note)
+    return int(value)
+
+
+def check_number(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                 inclusive: tuple[bool, bool] = (True, True), parse: bool = False, note: str = "") -> float:
+    """``value`` as a float in the range, else a :class:`KnobError` naming ``name`` and the range.
+
+    NaN and booleans are refused; ``parse=True`` also accepts a numeric string (``"inf"``, ``"0.1"``)."""
+    rng = range_text(lo, hi, inclusive)
+    if parse and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise KnobError(f"{name}={value!r} is not a number: {name} must be in {rng}") from None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise KnobError(f"{name}={value!r} is not a number: {name} must be in {rng}")
+    v = float(value)
+    if math.isnan(v):
+        raise KnobError(f"{name}=nan is not allowed; {name} must be in {rng}")
+    if not _inside(v, lo, hi, inclusive):
+        raise out_of_range(name, value, f"in {rng}", note)
+    return v
+
+
+def check_probability(name: str, value: Any, hi: float = 1.0, *, open_low: bool = False, note: str = "") -> float:
+    """A probability or rate in ``[0, hi]`` (``(0, hi]`` with ``open_low``): a bit error rate is in
+    ``[0, 0.5]`` (eq 3.28–3.29), a fraction in ``[0, 1]``."""
+    return check_number(name, value, 0.0, hi, inclusive=(not open_low, True), note=note)
+
+
+def check_seed(name: str, value: Any) -> int:
+    """A torch seed: an integer in ``[-2^63, 2^63)``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not -2**63 <= value < 2**63:
+        raise out_of_range(name, value, "an integer in [-2^63, 2^63)")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """``value`` if it is one of ``choices``, else a :class:`KnobError` listing them."""
+    choices = list(choices)
+    if value not in choices:
+        raise KnobError(f"{name}={value!r} is not valid: {name} must be one of {', '.join(map(repr, choices))}")
+    return value
