@@ -218,9 +218,9 @@ def cmd_sweep(args) -> dict:
 def cmd_lanmax(args) -> dict:
     """Train one network with LaNMax (Algorithm 1) and report the learned per-layer BER."""
     from .experiments.sram import evaluate_lanmax, lanmax_run
-    from .training.lanmax import _check_train_config
+    from .training.lanmax import check_train_config
     preset, cfg = _config(args, default="digits-wrn-bc")
-    _check_train_config(cfg)            # refuse knobs LaNMax does not take before touching the store
+    check_train_config(cfg)            # refuse knobs LaNMax does not take before touching the store
     lanmax = dict(parse_assignment(s) for s in (args.lanmax or []))
     if args.alpha is not None:
         lanmax["alpha"] = args.alpha

@@ -132,8 +132,8 @@ def _per_network_cells(fn_name: str):
     def cells(params: dict) -> list[Cell]:
         from . import sharpness
         kw = bind(getattr(sharpness, fn_name), params)
-        methods = sharpness._check("methods", kw["methods"], list(sharpness.METHODS))
-        seeds = [int(s) for s in sharpness._check("seeds", kw["seeds"])]
+        methods = sharpness.check_values("methods", kw["methods"], list(sharpness.METHODS))
+        seeds = [int(s) for s in sharpness.check_values("seeds", kw["seeds"])]
         return [training(sharpness.method_config(m, s, base=kw["base"], **(kw["train"] or {})), f"{m} seed={s}")
                 for m in methods for s in seeds]
     return cells
@@ -144,11 +144,10 @@ def _sharpness_cells(params: dict) -> list[Cell]:
     entry of :data:`~.sweep.EXPERIMENTS` computes them)."""
     from . import sharpness
     kw = dict(params)
-    rob = {k: kw.pop(k) for k in ("robustness_levels", "robustness_draws") if k in kw}
+    rob = sharpness.sharpness_robustness_args(kw)
     a = bind(sharpness.sharpness_study, kw)
     if rob:
-        cells = _robustness(a["methods"], a["seeds"], levels=rob.get("robustness_levels"), adabs=[a["adabs"]],
-                            draws=rob.get("robustness_draws", 10), train=a["train"])
+        cells = _robustness(**rob)
     else:
         cells = _robustness(a["methods"], a["seeds"], levels=[0.0, a["high"]], adabs=[a["adabs"]], draws=10,
                             base=a["base"], train=a["train"])
@@ -159,7 +158,7 @@ def _rho_cells(params: dict) -> list[Cell]:
     from ..training.sam import RHO_GRIDS
     from . import sharpness
     a = bind(sharpness.rho_study, params)
-    methods = sharpness._check("methods", a["methods"], [m for m in sharpness.METHODS if "sam" in sharpness.METHODS[m]])
+    methods = sharpness.check_values("methods", a["methods"], [m for m in sharpness.METHODS if "sam" in sharpness.METHODS[m]])
     rhos = {m: list((a["rhos"] or {}).get(m, RHO_GRIDS[sharpness.METHODS[m]["sam"]])) for m in methods}
     return [c for m in methods for r in rhos[m]
             for c in _robustness([m], a["seeds"], levels=a["levels"], adabs=[a["adabs"]], draws=a["draws"], rho=r,
@@ -169,8 +168,8 @@ def _rho_cells(params: dict) -> list[Cell]:
 def _uniform_ber_cells(params: dict) -> list[Cell]:
     """Fig 4.2 (as :data:`~.sweep.EXPERIMENTS` ``["uniform_ber"]`` calls it): a network per
     (p_t, seed), an evaluation per (network, p)."""
-    from .sram import _check_grid, bc_config, sram_map
-    p_train, p_test = _check_grid("p_train", params["p_train"]), _check_grid("p_test", params["p_test"])
+    from .sram import bc_config, sram_map, uniform_ber_grid
+    p_train, p_test = uniform_ber_grid(params["p_train"], params["p_test"])
     out = []
     for pt in p_train:
         for seed in params["seeds"]:

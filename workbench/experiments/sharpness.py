@@ -74,7 +74,8 @@ def method_config(method: str, seed: int = 0, *, base: str = BASE_PRESET, rho: f
     return preset_config(base, seed=seed, **over)
 
 
-def _check(name: str, values: Sequence, allowed: Sequence | None = None) -> list:
+def check_values(name: str, values: Sequence, allowed: Sequence | None = None) -> list:
+    """``values`` as a list: non-empty, without duplicates and (given ``allowed``) each one of ``allowed``."""
     values = list(values)
     if not values:
         raise KnobError(f"{name} must not be empty")
@@ -85,6 +86,19 @@ def _check(name: str, values: Sequence, allowed: Sequence | None = None) -> list
     if len(set(values)) != len(values):
         raise KnobError(f"{name}={values!r} has duplicates")
     return values
+
+
+def sharpness_robustness_args(kw: dict) -> dict | None:
+    """The :func:`robustness_study` arguments of the curves a sweep's ``sharpness`` entry correlates
+    m-sharpness with, popping its ``robustness_levels``/``robustness_draws`` from ``kw`` (the
+    :func:`sharpness_study` keyword arguments); ``None`` when the spec names neither, and
+    :func:`sharpness_study` then computes ``[0, high]`` with 10 draws itself."""
+    rob = {k: kw.pop(k) for k in ("robustness_levels", "robustness_draws") if k in kw}
+    if not rob:
+        return None
+    return {"methods": kw.get("methods", tuple(METHODS)), "seeds": kw.get("seeds", (0, 1, 2)),
+            "levels": rob.get("robustness_levels"), "adabs": [kw.get("adabs", True)],
+            "draws": rob.get("robustness_draws", 10), "train": kw.get("train")}
 
 
 def _noise_memory(noise: str, level: float, g_u: float) -> dict:
@@ -129,13 +143,13 @@ def robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws):
     """The validated grid of :func:`robustness_study`: methods, seeds, noise levels, AdaBS flags
     and one memory map per level (a bad level is refused here, before anything is trained)."""
     from ..hardware import memory_map_from_dict
-    methods = _check("methods", methods, list(METHODS))
-    seeds = [int(s) for s in _check("seeds", seeds)]
+    methods = check_values("methods", methods, list(METHODS))
+    seeds = [int(s) for s in check_values("seeds", seeds)]
     if noise not in ("multiplicative", "additive"):
         raise KnobError(f"noise={noise!r} must be 'multiplicative' or 'additive'")
-    levels = [float(v) for v in _check("levels", levels if levels is not None
+    levels = [float(v) for v in check_values("levels", levels if levels is not None
                                        else (SIGMA_C_GRID if noise == "multiplicative" else SIGMA_GRID))]
-    adabs = [bool(a) for a in _check("adabs", adabs)]
+    adabs = [bool(a) for a in check_values("adabs", adabs)]
     if not 1 <= draws <= 10_000:
         raise KnobError(f"draws={draws} is out of range: draws must be in [1, 10000]")
     mems = [_noise_memory(noise, v, g_u) for v in levels]
@@ -216,9 +230,9 @@ def sharpness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int
     """
     from ..analysis.sharpness import m_sharpness, sharpness_robustness_correlation
     from ..datasets import as_tensors, load_dataset
-    methods = _check("methods", methods, list(METHODS))
-    seeds = [int(s) for s in _check("seeds", seeds)]
-    variants = _check("variants", variants, ["sam", "asam", "samson2", "samsoninf"])
+    methods = check_values("methods", methods, list(METHODS))
+    seeds = [int(s) for s in check_values("seeds", seeds)]
+    variants = check_values("variants", variants, ["sam", "asam", "samson2", "samsoninf"])
     store = store or Store()
     if robustness is None:
         robustness = robustness_study(methods, seeds, levels=[0.0, high], adabs=[adabs], draws=10, base=base,
@@ -270,8 +284,8 @@ def sharpness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int
 
 
 def _per_network(kind: str, methods, seeds, base, train, store, device, cancel, progress, fn, extra_spec) -> list[list[xr.Dataset]]:
-    methods = _check("methods", methods, list(METHODS))
-    seeds = [int(s) for s in _check("seeds", seeds)]
+    methods = check_values("methods", methods, list(METHODS))
+    seeds = [int(s) for s in check_values("seeds", seeds)]
     store = store or Store()
     tick = _ticker(progress, len(methods) * len(seeds), kind)
     rows = []
@@ -303,7 +317,7 @@ def quantization_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[
     """Accuracy under post-training linear weight quantisation (Fig 5.6), first layer excluded:
     ``accuracy(method, seed, bits)``."""
     from ..analysis.quantization import quantization_sweep
-    bits = [int(b) for b in _check("bits", bits)]
+    bits = [int(b) for b in check_values("bits", bits)]
     rows = _per_network("quantization", methods, seeds, base, train, store, device, cancel, progress,
                         lambda net, x, y: quantization_sweep(net, x, y, bits=bits, exclude_first=exclude_first),
                         {"bits": bits, "exclude_first": exclude_first})
@@ -339,7 +353,7 @@ def drift_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = 
     """Accuracy on IBM aihwkit's PCM model with drift and global drift compensation after each
     read time (Fig 5.5): ``accuracy(method, seed, t_inference, draw)``."""
     from ..analysis.drift import pcm_drift
-    times = [float(t) for t in _check("times", times)]
+    times = [float(t) for t in check_values("times", times)]
     rows = _per_network("pcm-drift", methods, seeds, base, train, store, device, cancel, progress,
                         lambda net, x, y: pcm_drift(net, x, y, times=times, draws=draws),
                         {"times": times, "draws": draws})
@@ -356,7 +370,7 @@ def rho_study(methods: Sequence[str] = ("sam", "asam", "samson2", "samsoninf"), 
     trade-off ρ controls.  ``accuracy_mean(method, rho_index, seed, level)`` with the ρ values in
     ``rho(method, rho_index)``."""
     from ..training.sam import RHO_GRIDS
-    methods = _check("methods", methods, [m for m in METHODS if "sam" in METHODS[m]])
+    methods = check_values("methods", methods, [m for m in METHODS if "sam" in METHODS[m]])
     rhos = {m: list((rhos or {}).get(m, RHO_GRIDS[METHODS[m]["sam"]])) for m in methods}
     width = max(len(v) for v in rhos.values())
     levels = list(levels if levels is not None else SIGMA_C_GRID)

@@ -12,7 +12,7 @@ import xarray as xr
 
 from ..hardware import SRAMMemory
 from ..hardware.sram import DEFAULT_A, eta
-from ..knobs import KnobError
+from ..knobs import KnobError, range_text
 from ..training import TrainConfig
 from .core import evaluate, param_counts, preset_config
 from .store import Store
@@ -37,14 +37,20 @@ def bc_config(p_train: float = 0.0, seed: int = 0, width: float = 1.0, **overrid
     return preset_config("digits-wrn-bc", seed=seed, width=width, train_memory=mem, **overrides)
 
 
-def _check_grid(name: str, values: Sequence[float]) -> list[float]:
+def check_ber_grid(name: str, values: Sequence[float]) -> list[float]:
+    """A non-empty list of bit error rates, each in [0, 0.5] (eq 3.28–3.29)."""
     vals = [float(v) for v in values]
     if not vals:
         raise KnobError(f"{name} must not be empty")
     bad = [v for v in vals if not (0.0 <= v <= 0.5) or v != v]
     if bad:
-        raise KnobError(f"{name} has values {bad} out of range: every BER must be in [0, 0.5]")
+        raise KnobError(f"{name} has values {bad} out of range: every BER must be in {range_text(0, 0.5)}")
     return vals
+
+
+def uniform_ber_grid(p_train: Sequence[float], p_test: Sequence[float]) -> tuple[list[float], list[float]]:
+    """The validated ``(p_train, p_test)`` grid of Fig 4.2, shared by :func:`uniform_ber_study` and its sweep cells."""
+    return check_ber_grid("p_train", p_train), check_ber_grid("p_test", p_test)
 
 
 def uniform_ber_study(p_train: Sequence[float] = P_TRAIN_GRID, p_test: Sequence[float] = P_TEST_GRID,
@@ -57,7 +63,7 @@ def uniform_ber_study(p_train: Sequence[float] = P_TRAIN_GRID, p_test: Sequence[
     ``(p_train, p)``.  Every (p_t, seed) network and every (network, p) evaluation is a cache cell.
     """
     store = store or Store()
-    p_train, p_test = _check_grid("p_train", p_train), _check_grid("p_test", p_test)
+    p_train, p_test = uniform_ber_grid(p_train, p_test)
     extra = {"epochs": epochs} if epochs else {}
     total = len(p_train) * len(seeds) * len(p_test)
     acc = np.full((len(p_train), len(p_test), len(seeds), draws), np.nan)
@@ -187,7 +193,7 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
     ``(point,)`` plus ``(point, layer)`` for the per-layer BER of each point.
     """
     store = store or Store()
-    _check_grid("p_uniform", p_uniform)
+    check_ber_grid("p_uniform", p_uniform)
     ref_counts = param_counts(preset_config("digits-wrn"))
     ref_weights = sum(ref_counts.values())
     layers = list(ref_counts)

@@ -24,7 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import dask.array  # noqa: F401  (see below)
 import h5netcdf  # noqa: F401
@@ -39,10 +39,10 @@ import xarray as xr
 with contextlib.suppress(ImportError):
     import dask.distributed  # noqa: F401
 
-from .. import __version__
+from ..keys import CODE_VERSION, canonical, spec_key
 
-#: bump when a change alters computed results, so old cache entries are not reused
-CODE_VERSION = f"{__version__}+r2"
+__all__ = ["CACHE_ENV", "CODE_VERSION", "SHIPPED_ROOT", "Entry", "Store", "canonical", "default_root", "spec_key"]
+
 CACHE_ENV = "WORKBENCH_CACHE"
 #: results shipped with the repository (regenerate with ``workbench precompute``)
 SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "data" / "store"
@@ -51,16 +51,6 @@ SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "data" / "store"
 def default_root() -> Path:
     env = os.environ.get(CACHE_ENV)
     return Path(env) if env else Path(platformdirs.user_cache_dir("workbench")) / "store"
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def spec_key(kind: str, spec: dict, code_version: str | None = None) -> str:
-    """Hash of the complete spec plus the code version (STYLE §9; default: the current ``CODE_VERSION``)."""
-    code = CODE_VERSION if code_version is None else code_version
-    return hashlib.sha256(canonical({"kind": kind, "spec": spec, "code": code}).encode()).hexdigest()[:24]
 
 
 def _sha256(path: Path) -> str:

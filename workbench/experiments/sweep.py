@@ -70,14 +70,8 @@ def _ch5(fn_name: str, **fixed):
     def run(params, store, device, progress, cancel):
         from . import sharpness
         kw = {**fixed, **params}
-        if fn_name == "sharpness_study":     # the robustness it correlates with: the spec's own curves
-            rob = {k: kw.pop(k) for k in ("robustness_levels", "robustness_draws") if k in kw}
-            if rob:
-                kw["robustness"] = sharpness.robustness_study(
-                    kw.get("methods", tuple(sharpness.METHODS)), kw.get("seeds", (0, 1, 2)),
-                    levels=rob.get("robustness_levels"), adabs=[kw.get("adabs", True)],
-                    draws=rob.get("robustness_draws", 10), train=kw.get("train"), store=store, device=device,
-                    cancel=cancel)
+        if fn_name == "sharpness_study" and (rob := sharpness.sharpness_robustness_args(kw)):
+            kw["robustness"] = sharpness.robustness_study(**rob, store=store, device=device, cancel=cancel)
         return getattr(sharpness, fn_name)(store=store, device=device, progress=progress, cancel=cancel, **kw)
     return run
 

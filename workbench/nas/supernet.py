@@ -26,8 +26,6 @@ layers are in :mod:`workbench.nas.elastic`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +41,7 @@ from .. import __version__
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..device import resolve_device
 from ..hardware.base import plain_values, set_knobs
+from ..keys import spec_key
 from ..nn.layers import noisy_layers
 from ..training.trainer import Batches, Cancelled, cosine_schedule
 from .elastic import DynamicBottleneck, DynamicConvBN, DynamicLinear, SubNet, fold_batchnorm, recalibrate_bn
@@ -106,9 +105,7 @@ class SupernetConfig(param.Parameterized):
 
     def cache_key(self) -> str:
         """sha256 of the sorted, complete config plus the code version (STYLE §9)."""
-        blob = json.dumps({"kind": "supernet", "spec": self.to_dict(), "code": f"{__version__}+nas{SUPERNET_VERSION}"},
-                          sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        return spec_key("supernet", self.to_dict(), f"{__version__}+nas{SUPERNET_VERSION}")
 
 
 class Supernet(nn.Module):

@@ -44,7 +44,7 @@ from ..nn import clip_weights_, layer_param_counts, noisy_layers, set_generator,
 from .config import TrainConfig
 from .trainer import Batches, Cancelled, ProgressFn, accuracy, make_optimizer, make_scheduler, setup_run
 
-__all__ = ["LaNMaxConfig", "LaNMaxResult", "ols_slopes", "train_lanmax"]
+__all__ = ["LaNMaxConfig", "LaNMaxResult", "check_train_config", "ols_slopes", "train_lanmax"]
 
 #: stream id mixed with ``cfg.seed`` for the ε draws (independent of init, shuffling and BSC noise)
 _EPS_STREAM = 0x1A4D
@@ -229,7 +229,7 @@ class LaNMaxResult:
     device: str = "cpu"
 
 
-def _check_train_config(cfg: TrainConfig) -> None:
+def check_train_config(cfg: TrainConfig) -> None:
     """Refuse the training knobs LaNMax cannot honour (rather than train without them)."""
     recipe = "LaNMax trains the network with SGD+Nesterov on the BSC (thesis ch. 4, Algorithm 1)"
     if cfg.sam != "none":
@@ -264,7 +264,7 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
     layer order, after that epoch's update; ``test_accuracy`` one noisy draw at ``p``); setting
     ``cancel`` raises :class:`Cancelled` at the next minibatch.
     """
-    _check_train_config(cfg)
+    check_train_config(cfg)
     lcfg.check()
     dev, data, model, noise_gen = setup_run(cfg, data, device, data_root)
     eps_rng = np.random.default_rng([cfg.seed, _EPS_STREAM])
