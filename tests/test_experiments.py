@@ -112,7 +112,7 @@ def test_noise_curve_rejects_bad_knobs_before_computing(store, mc_calls):
     cfg = preset_config("digits-bc", epochs=2)
     with pytest.raises(KnobError, match="knob='volts'"):
         noise_curve(cfg, SRAM, "volts", [0.1], store=store)
-    with pytest.raises(KnobError, match=r"p must be in \[0.0, 0.5\]"):
+    with pytest.raises(KnobError, match=r"p must be in \[0, 0\.5\]"):
         noise_curve(cfg, SRAM, "p", [0.01, 0.6], draws=2, store=store)
     with pytest.raises(KnobError, match="sigma_c"):
         noise_curve(cfg, SRAM, "sigma_c", [0.1], draws=2, store=store)   # not an SRAM knob

@@ -12,15 +12,20 @@ import numbers
 from typing import Any, Callable, Iterable
 
 __all__ = ["KnobError", "check_choice", "check_int", "check_number", "check_probability", "check_seed",
-           "out_of_range", "range_text"]
+           "number_text", "out_of_range", "range_text"]
 
 
 class KnobError(ValueError):
     """An out-of-range or invalid knob value; the message names the knob and its allowed range."""
 
 
+def number_text(x: Any) -> str:
+    """A bound as a reader writes it: ``0`` not ``0.0``, ``1e-06``, ``inf``; integers in full."""
+    return str(x) if isinstance(x, numbers.Integral) else f"{x:g}" if isinstance(x, numbers.Real) else str(x)
+
+
 def range_text(lo: float | None = None, hi: float | None = None, inclusive: tuple[bool, bool] = (True, True),
-               fmt: Callable[[Any], str] = str) -> str:
+               fmt: Callable[[Any], str] = number_text) -> str:
     """An interval as ``[lo, hi]`` / ``(lo, inf)``: ``None`` is an unbounded end, written ``-inf`` /
     ``inf`` and excluded; pass ``math.inf`` itself to include infinity (``[1, inf]``)."""
     left = "[" if inclusive[0] and lo is not None else "("

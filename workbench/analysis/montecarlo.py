@@ -8,7 +8,6 @@ mean; optionally draws continue until that interval is narrower than a target (t
 from __future__ import annotations
 
 import math
-import numbers
 import threading
 from typing import Callable
 
@@ -23,30 +22,18 @@ from ..device import resolve_device
 from ..hardware import Memory, MemoryMap
 from ..hardware.memristor import crossbar_power
 from ..hardware.sram import normalised_energy
-from ..knobs import KnobError
+from ..knobs import KnobError, check_int, check_number, check_probability, check_seed
 from ..nn import capture_layer_inputs, layer_param_counts, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
-
-
-def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    """``value`` as an int in ``[lo, hi]``, else a :class:`KnobError` naming ``name`` and the range."""
-    rng = f"[{lo}, {'inf' if hi is None else hi}]"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise KnobError(f"{name}={value!r} is not an integer: {name} must be an integer in {rng}")
-    if value < lo or (hi is not None and value > hi):
-        raise KnobError(f"{name}={value!r} is out of range: {name} must be in {rng}")
-    return int(value)
 
 
 def check_draw_args(draws, seed, target_ci_width=None) -> int:
     """Refuse bad Monte-Carlo arguments (a :class:`KnobError` naming each) before any work is
     done; returns ``draws`` as an int.  Callers that train first check here, not after training."""
-    draws = _check_int("draws", draws, 1, 100_000)
-    if target_ci_width is not None and (isinstance(target_ci_width, bool) or not isinstance(target_ci_width, numbers.Real)
-                                        or not 0 < target_ci_width <= 1):
-        raise KnobError(f"target_ci_width={target_ci_width!r} is out of range: target_ci_width must be in (0, 1]")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**63:
-        raise KnobError(f"seed={seed!r} is out of range: seed must be an integer in [-2^63, 2^63)")
+    draws = check_int("draws", draws, 1, 100_000)
+    if target_ci_width is not None:
+        check_probability("target_ci_width", target_ci_width, open_low=True)
+    check_seed("seed", seed)
     return draws
 
 
@@ -57,8 +44,7 @@ def summarize(acc: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
     draw (a cell not computed) makes every statistic NaN: never a number that ignores it.
     One draw: its value, std 0 and an infinite interval.  ``confidence`` must be in (0, 1).
     """
-    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-        raise KnobError(f"confidence={confidence!r} is out of range: confidence must be in (0, 1)")
+    check_number("confidence", confidence, 0.0, 1.0, inclusive=(False, False))
     try:
         acc = np.asarray(acc, dtype=float).reshape(-1)
     except (TypeError, ValueError):
@@ -178,10 +164,10 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
     draws = check_draw_args(draws, seed, target_ci_width)
     if mode not in ("auto", "vectorised", "loop"):
         raise KnobError(f"mode={mode!r} must be 'auto', 'vectorised' or 'loop'")
-    max_draws = _check_int("max_draws", max_draws, 1, 100_000)
-    chunk = _check_int("chunk", chunk, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    power_batch = _check_int("power_batch", power_batch, 1)
+    max_draws = check_int("max_draws", max_draws, 1, 100_000)
+    chunk = check_int("chunk", chunk, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    power_batch = check_int("power_batch", power_batch, 1)
     if memory is None or isinstance(memory, Memory):
         memory = MemoryMap(memory)
     elif not isinstance(memory, MemoryMap):

@@ -22,7 +22,6 @@ The thesis measures it on the training set with ``m = 128`` (CIFAR) or 400 (Imag
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Sequence
 
 import numpy as np
@@ -35,7 +34,7 @@ from scipy import stats
 from ..device import resolve_device
 from ..hardware import IdealMemory, MemoryMap
 from ..hardware.memristor import MemristorMemory
-from ..knobs import KnobError
+from ..knobs import KnobError, check_choice, check_int, check_number
 from ..nn import noisy_layers, set_memory
 from ..training.sam import ASAM, SAM, SAMSON, SAMFamily, check_eta, check_p
 from .montecarlo import mc_evaluate
@@ -47,25 +46,7 @@ VARIANTS = ("sam", "asam", "samson2", "samsoninf")
 
 
 def _check_variant(variant: Any) -> str:
-    if variant not in VARIANTS:
-        raise KnobError(f"variant={variant!r} is not valid: variant must be one of {', '.join(map(repr, VARIANTS))}")
-    return variant
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
-    rng = f"[{lo}, {'inf' if hi is None else hi}]"
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise KnobError(f"{name}={value!r} is not an integer: {name} must be an integer in {rng}")
-    value = int(value)
-    if value < lo or (hi is not None and value > hi):
-        raise KnobError(f"{name}={value!r} is out of range: {name} must be in {rng}")
-    return value
-
-
-def _check_rho(rho: Any) -> float:
-    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not (0.0 < float(rho) < math.inf):
-        raise KnobError(f"rho={rho!r} is out of range: rho must be a finite number in (0, inf)")
-    return float(rho)
+    return check_choice("variant", variant, VARIANTS)
 
 
 def _optimizer(model: nn.Module, variant: str, rho: float, eta: float, p: float) -> SAMFamily:
@@ -107,20 +88,20 @@ def m_sharpness(model: nn.Module, x: torch.Tensor, y: torch.Tensor, variant: str
     the knobs in ``attrs``.
     """
     variant = _check_variant(variant)
-    rho = _check_rho(rho)
+    rho = check_number("rho", rho, 0.0, None, inclusive=(False, False))
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
     n_samples = int(x.shape[0])
     if n_samples == 0:
         raise ValueError("m_sharpness needs at least one sample")
-    m = _check_int("m", m, 1, n_samples)
+    m = check_int("m", m, 1, n_samples)
     if max_batches is not None:
-        max_batches = _check_int("max_batches", max_batches, 1)
+        max_batches = check_int("max_batches", max_batches, 1)
     eta = check_eta(eta)
     if p is not None and not variant.startswith("samson"):
         raise KnobError(f"p={p!r} only applies to the SAMSON variants (layer norm ‖W_l‖_p), not to {variant!r}")
     p_val = check_p(p) if p is not None else (2.0 if variant == "samson2" else math.inf)
-    seed = _check_int("seed", seed, 0)
+    seed = check_int("seed", seed, 0)
     dev = resolve_device(device)
 
     g = torch.Generator().manual_seed(seed)
@@ -215,8 +196,7 @@ def robustness_gap(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma_c: 
     multiplicative conductance noise (eq 3.37), on every noisy layer, over ``draws`` Monte-Carlo
     draws (10 in the thesis for CIFAR).  Returns ``{"gap": mean drop, "gap_std": std of the drop
     over draws, "clean_accuracy", "noisy_accuracy", "draws"}``; accuracies are fractions."""
-    if isinstance(sigma_c, bool) or not isinstance(sigma_c, numbers.Real) or not (0.0 < float(sigma_c) <= 1.0):
-        raise KnobError(f"sigma_c={sigma_c!r} is out of range: sigma_c must be in (0, 1]")
+    sigma_c = check_number("sigma_c", sigma_c, 0.0, 1.0, inclusive=(False, True))
     clean = float(mc_evaluate(model, x, y, MemoryMap(), draws=1, device=device).accuracy.values[0])
     noisy = mc_evaluate(model, x, y, MemristorMemory(noise="multiplicative", sigma_c=float(sigma_c)), draws=draws,
                         seed=seed, device=device).accuracy.values

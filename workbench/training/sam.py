@@ -55,13 +55,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
-import numbers
 from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn as nn
 
-from ..knobs import KnobError
+from ..knobs import KnobError, check_choice, check_number
 
 __all__ = ["ASAM", "NAMES", "RHO_DEFAULTS", "RHO_GRIDS", "SAM", "SAMSON", "SAMFamily", "disable_running_stats",
            "enable_running_stats", "frozen_running_stats", "is_weight_name", "make_sam_optimizer"]
@@ -96,52 +95,26 @@ def is_weight_name(name: str) -> bool:
 # hyper-parameter validation
 
 
-def _number(name: str, value: Any, range_text: str) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise KnobError(f"{name}={value!r} is not a number: {name} must be in {range_text}") from None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise KnobError(f"{name}={value!r} is not a number: {name} must be in {range_text}")
-    value = float(value)
-    if math.isnan(value):
-        raise KnobError(f"{name}=nan is not allowed; {name} must be in {range_text}")
-    return value
-
-
 def check_rho(rho: Any) -> float:
     """ρ, the radius of the neighbourhood (eq 3.22, 3.25, 5.2): ``0 ≤ ρ < ∞`` (0 = base optimizer)."""
-    v = _number("rho", rho, "[0, inf)")
-    if not (0.0 <= v < math.inf):
-        raise KnobError(f"rho={rho!r} is out of range: rho must be in [0, inf)")
-    return v
+    return check_number("rho", rho, 0.0, None, parse=True)
 
 
 def check_eta(eta: Any) -> float:
     """η of ``T_w = |W| + η`` (ASAM, SAMSON): ``0 < η < ∞``."""
-    v = _number("eta", eta, "(0, inf)")
-    if not (0.0 < v < math.inf):
-        raise KnobError(f"eta={eta!r} is out of range: eta must be in (0, inf)")
-    return v
+    return check_number("eta", eta, 0.0, None, inclusive=(False, False), parse=True)
 
 
 def check_p(p: Any) -> float:
     """``p`` of the layer norm ``‖W_l‖_p`` of SAMSON (eq 5.1): ``1 ≤ p ≤ ∞`` ("inf" accepted)."""
-    v = _number("p", p, "[1, inf]")
-    if not v >= 1.0:
-        raise KnobError(f"p={p!r} is out of range: p must be in [1, inf]")
-    return v
+    return check_number("p", p, 1.0, math.inf, parse=True)
 
 
 def check_clip(clip: Any) -> float | None:
     """Aggressive clipping bound ``c`` (eq 3.17–3.18): ``None`` (off) or ``0 < c < ∞``."""
     if clip is None:
         return None
-    v = _number("clip", clip, "(0, inf) or None")
-    if not (0.0 < v < math.inf):
-        raise KnobError(f"clip={clip!r} is out of range: clip must be in (0, inf) or None (off)")
-    return v
+    return check_number("clip", clip, 0.0, None, inclusive=(False, False), parse=True, note="or None: off")
 
 
 def _validate_group(group: dict[str, Any]) -> None:
@@ -261,9 +234,7 @@ class SAMFamily(torch.optim.Optimizer):
                  rho: float = 0.05, *, variant: str | None = None, eta: float = 0.01, p: float | str = 2.0,
                  clip: float | None = None, model: nn.Module | None = None, **base_kwargs: Any):
         variant = self.variant if variant is None else variant
-        if variant not in _VARIANTS:
-            raise KnobError(f"variant={variant!r} is not valid: variant must be one of {', '.join(map(repr, _VARIANTS))}")
-        self.variant = variant
+        self.variant = check_choice("variant", variant, _VARIANTS)
         if not (isinstance(base_optimizer_cls, type) and issubclass(base_optimizer_cls, torch.optim.Optimizer)):
             raise TypeError(f"base_optimizer_cls must be a torch.optim.Optimizer subclass, got {base_optimizer_cls!r}")
         if isinstance(base_optimizer_cls, type) and issubclass(base_optimizer_cls, SAMFamily):
@@ -516,19 +487,14 @@ def make_sam_optimizer(name: str, params: Any, base: str = "sgd", *, rho: float 
         raise KnobError(f"base={base!r} is not valid: base must be one of {', '.join(map(repr, _BASES))}")
     if lr is None:
         lr = 0.1 if bkey == "sgd" else 1e-3
-    lr = _number("lr", lr, "(0, inf)")
-    if not (0.0 < lr < math.inf):
-        raise KnobError(f"lr={lr!r} is out of range: lr must be in (0, inf)")
+    lr = check_number("lr", lr, 0.0, None, inclusive=(False, False), parse=True)
     # every knob is checked, also those the chosen method ignores (rho, eta for "sgd"; eta for "sam")
     if rho is not None:
         check_rho(rho)
     eta = check_eta(eta)
-    momentum = _number("momentum", momentum, "[0, 1)")
-    if not 0.0 <= momentum < 1.0:       # TrainConfig.momentum's range: a momentum ≥ 1 never forgets a gradient
-        raise KnobError(f"momentum={momentum!r} is out of range: momentum must be in [0, 1)")
-    weight_decay = _number("weight_decay", weight_decay, "[0, inf)")
-    if not 0.0 <= weight_decay < math.inf:
-        raise KnobError(f"weight_decay={weight_decay!r} is out of range: weight_decay must be in [0, inf)")
+    # TrainConfig.momentum's range: a momentum ≥ 1 never forgets a gradient
+    momentum = check_number("momentum", momentum, 0.0, 1.0, inclusive=(True, False), parse=True)
+    weight_decay = check_number("weight_decay", weight_decay, 0.0, None, parse=True)
     kw: dict[str, Any] = dict(lr=lr, weight_decay=weight_decay)
     if bkey == "sgd":
         kw.update(momentum=momentum, nesterov=bool(nesterov) and momentum > 0)
