@@ -14,7 +14,7 @@ import param
 import torch
 import torch.nn.functional as F
 
-from ..knobs import KnobError
+from ..knobs import KnobError, out_of_range, range_text
 from .base import Memory, Read
 
 #: default maximum conductance (µS), the PCM device of [109] used in ch. 5
@@ -79,7 +79,7 @@ def from_conductances(g_plus: torch.Tensor, g_minus: torch.Tensor, k) -> torch.T
 def _check_std(name: str, value, unit: str) -> None:
     """A noise std in ``[0, inf)`` (a Gaussian's σ), else a :class:`KnobError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < math.inf:
-        raise KnobError(f"{name}={value!r} is out of range: {name} must be in [0, inf){unit} (a standard deviation)")
+        raise out_of_range(name, value, f"in {range_text(0, None)}{unit}", "a standard deviation")
 
 
 def additive_noise(g: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:

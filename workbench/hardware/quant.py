@@ -4,12 +4,11 @@ and :class:`QuantizedMemory`, post-training linear weight quantisation seen as a
 from __future__ import annotations
 
 import math
-import numbers
 
 import param
 import torch
 
-from ..knobs import KnobError
+from ..knobs import check_int
 from .base import Memory, Read
 
 
@@ -55,9 +54,7 @@ class _RoundSTE(torch.autograd.Function):
 def quantize_linear(weight: torch.Tensor, bits: int) -> torch.Tensor:
     """Symmetric ``bits``-bit linear quantisation with per-tensor scale ``max|W|/(2^(bits-1)-1)``
     and a straight-through gradient."""
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 2 <= bits <= 32:
-        raise KnobError(f"bits={bits!r} is out of range: bits must be an integer in [2, 32] for linear quantisation "
-                        "(use binarize for 1 bit)")
+    check_int("bits", bits, 2, 32, note="linear quantisation; use binarize for 1 bit")
     if weight.numel() == 0:
         raise ValueError(f"weight is empty (shape {tuple(weight.shape)}): there is nothing to quantise")
     qmax = 2 ** (bits - 1) - 1

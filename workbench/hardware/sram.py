@@ -18,9 +18,11 @@ import numpy as np
 import param
 import torch
 
-from ..knobs import KnobError
+from ..knobs import KnobError, check_int, check_number, out_of_range, range_text
 from .base import Memory, Read
 
+#: the bit error rates a binary symmetric channel admits (eq 3.28–3.29)
+BER_RANGE = range_text(0, 0.5)
 #: energy-model constant of eq 3.27 (value used in §4.2, after [107])
 DEFAULT_A = 12.8
 #: above this BER the dense per-bit sampler is used: flips are then a sizeable share of the bits
@@ -34,19 +36,18 @@ def eta(p: float | np.ndarray | torch.Tensor, a: float = DEFAULT_A):
     floats, numpy arrays and torch tensors (differentiable for ``p > 0``).  ``p`` is the BER of
     the binary symmetric channel, ``0 ≤ p ≤ 1/2`` (eq 3.28–3.29); anything else is refused.
     """
-    if isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0 < a < math.inf:
-        raise KnobError(f"a={a!r} is out of range: a must be in (0, inf) (energy-model constant of eq 3.27)")
+    check_number("a", a, 0, None, inclusive=(False, False), note="energy-model constant of eq 3.27")
     if isinstance(p, torch.Tensor):
         if bool(((p < 0) | (p > 0.5) | torch.isnan(p)).any()):
-            raise KnobError(f"p={p!r} is out of range: p must be in [0, 0.5] (bit error rate, eq 3.28–3.29)")
+            raise out_of_range("p", p, f"in {BER_RANGE}", "bit error rate, eq 3.28–3.29")
         safe = torch.where(p > 0, p, torch.ones_like(p))
         return torch.where(p > 0, -torch.log(safe) / a, torch.ones_like(p))
     try:
         arr = np.asarray(p, dtype=float)
     except (TypeError, ValueError):
-        raise KnobError(f"p={p!r} must be a bit error rate in [0, 0.5] (eq 3.28–3.29)") from None
+        raise KnobError(f"p={p!r} must be a bit error rate in {BER_RANGE} (eq 3.28–3.29)") from None
     if np.any((arr < 0) | (arr > 0.5)) or np.any(np.isnan(arr)):
-        raise KnobError(f"p={p!r} is out of range: p must be in [0, 0.5] (bit error rate, eq 3.28–3.29)")
+        raise out_of_range("p", p, f"in {BER_RANGE}", "bit error rate, eq 3.28–3.29")
     with np.errstate(divide="ignore"):
         out = np.where(arr > 0, -np.log(np.where(arr > 0, arr, 1.0)) / a, 1.0)
     return float(out) if out.ndim == 0 else out
@@ -66,8 +67,7 @@ def memory_energy(p: Sequence[float] | np.ndarray | torch.Tensor, counts: Sequen
         raise KnobError(f"counts={counts!r} must be a list of weight counts, each in [0, inf)") from None
     if counts_arr.ndim != 1 or not np.all(np.isfinite(counts_arr) & (counts_arr >= 0)):
         raise KnobError(f"counts={counts!r} is out of range: counts must be a list of weight counts, each in [0, inf)")
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or bits < 1:
-        raise KnobError(f"bits={bits!r} is out of range: bits must be an integer in [1, inf)")
+    check_int("bits", bits, 1)
     p_shape = tuple(p.shape) if isinstance(p, torch.Tensor) else np.shape(p)
     if p_shape not in ((), (1,), counts_arr.shape):
         raise KnobError(f"p has shape {p_shape} but counts has {counts_arr.size} layers: give one p per layer or one p")
@@ -92,8 +92,7 @@ def normalised_energy(p, counts: Sequence[int], bits: int = 1, a: float = DEFAUL
         raise KnobError(f"reference_counts={reference_counts!r} must be a list of weight counts") from None
     if not 0 < ref < math.inf:
         raise KnobError(f"reference_counts sum to {ref!r}: the reference network needs a weight count in (0, inf)")
-    if isinstance(reference_bits, bool) or not isinstance(reference_bits, numbers.Integral) or reference_bits < 1:
-        raise KnobError(f"reference_bits={reference_bits!r} is out of range: reference_bits must be an integer in [1, inf)")
+    check_int("reference_bits", reference_bits, 1)
     return energy / (reference_bits * ref)
 
 
@@ -109,14 +108,14 @@ def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
 
 def check_ber(name: str, p) -> float:
     """``p`` as a float bit error rate in [0, 0.5], else a :class:`KnobError` naming ``name``."""
-    if isinstance(p, bool):
-        raise KnobError(f"{name}={p!r} must be a bit error rate in [0, 0.5]")
     try:
-        val = float(p)
+        val = float(p)                                   # also a numpy scalar or a 0-d tensor
     except (TypeError, ValueError):
-        raise KnobError(f"{name}={p!r} must be a bit error rate in [0, 0.5]") from None
+        val = None
+    if isinstance(p, bool) or val is None:
+        raise KnobError(f"{name}={p!r} must be a bit error rate in {BER_RANGE}") from None
     if math.isnan(val) or not 0.0 <= val <= 0.5:
-        raise KnobError(f"{name}={p!r} is out of range: {name} must be in [0, 0.5] (bit error rate)")
+        raise out_of_range(name, p, f"in {BER_RANGE}", "bit error rate")
     return val
 
 
@@ -132,7 +131,7 @@ def sample_flip_positions(n_bits: int, p: float, generator: torch.Generator | No
     """
     p = check_ber("p", p)
     if isinstance(n_bits, bool) or not isinstance(n_bits, numbers.Integral) or not 0 <= n_bits < 2**63:
-        raise KnobError(f"n_bits={n_bits!r} is out of range: n_bits must be an integer in [0, 2^63)")
+        raise out_of_range("n_bits", n_bits, "an integer in [0, 2^63)")
     n_bits = int(n_bits)
     device = torch.device(device)
     if p == 0.0 or n_bits == 0:
