@@ -10,13 +10,12 @@ cumulative average of the batch statistics seen; no gradient, no other parameter
 from __future__ import annotations
 
 import copy
-import numbers
 
 import torch
 import torch.nn as nn
 
 from ..hardware import Memory, MemoryMap
-from ..knobs import KnobError
+from ..knobs import KnobError, check_int, check_seed
 from ..nn import noisy_layers, set_generator, set_memory
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -38,13 +37,10 @@ def adabs(model: nn.Module, memory: MemoryMap | Memory, x_calib: torch.Tensor, *
     mode; ``model`` itself is not modified.  A model without batch norm is returned as a copy
     unchanged.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 2:
-        raise KnobError(f"batch_size={batch_size!r} is out of range: batch_size must be an integer ≥ 2 (batch statistics)")
-    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, numbers.Integral)
-                                    or max_batches < 1):
-        raise KnobError(f"max_batches={max_batches!r} is out of range: max_batches must be an integer ≥ 1 (or None)")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not -2**63 <= seed < 2**63:
-        raise KnobError(f"seed={seed!r} is out of range: seed must be an integer in [-2^63, 2^63)")
+    check_int("batch_size", batch_size, 2, note="batch statistics")
+    if max_batches is not None:
+        check_int("max_batches", max_batches, 1, note="or None: all")
+    check_seed("seed", seed)
     if not isinstance(memory, (Memory, MemoryMap)):
         raise KnobError(f"memory={memory!r} must be a Memory or a MemoryMap (build one with memory_from_dict "
                         "or memory_map_from_dict)")

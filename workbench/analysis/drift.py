@@ -17,7 +17,6 @@ network was trained on.
 from __future__ import annotations
 
 import copy
-import math
 import threading
 from typing import Callable, Sequence
 
@@ -26,7 +25,7 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..knobs import KnobError
+from ..knobs import KnobError, check_int, check_number, check_seed
 from ..nn.layers import NoisyConv2d, NoisyLinear
 from ..training.trainer import Cancelled
 
@@ -203,15 +202,10 @@ def pcm_drift(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         KnobError: a knob out of its range.
     """
     t = _check_times(times)
-    lo, hi = DRAWS_RANGE
-    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or not lo <= draws <= hi:
-        raise KnobError(f"draws={draws!r} is out of range: draws must be an integer in [{lo}, {hi}]")
-    if not (isinstance(g_max, (int, float)) and math.isfinite(g_max) and g_max > 0):
-        raise KnobError(f"g_max={g_max!r} is out of range: g_max must be in (0, inf) µS")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise KnobError(f"batch_size={batch_size!r} is out of range: batch_size must be an integer in [1, inf)")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not -2**63 <= seed < 2**63:
-        raise KnobError(f"seed={seed!r} is out of range: seed must be an integer in [-2^63, 2^63)")
+    check_int("draws", draws, *DRAWS_RANGE)
+    check_number("g_max", g_max, 0, None, inclusive=(False, False), note="µS")
+    check_int("batch_size", batch_size, 1)
+    check_seed("seed", seed)
     if len(x) != len(y) or len(y) == 0:
         raise ValueError(f"x and y must hold the same, non-zero number of samples (got {len(x)} and {len(y)})")
 

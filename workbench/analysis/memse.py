@@ -82,7 +82,7 @@ from torch.func import functional_call
 
 from ..hardware import Memory, MemoryMap
 from ..hardware.memristor import InjectionMemory, MemristorMemory
-from ..knobs import KnobError
+from ..knobs import check_choice, check_int
 from ..nn import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
 from ..nn.deploy import CrossbarMixin, trace
 from ..nn.layers import NoisyMixin
@@ -655,12 +655,9 @@ def memse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Memory, *, 
     flattened per sample), the scalar ``mse`` = ``mse_variance`` + ``mse_bias2`` (means over the
     batch and outputs), ``layer_power(layer)`` and ``power`` (expected, per input sample).
     """
-    if covariance not in ("auto", "full", "diagonal"):
-        raise KnobError(f"covariance={covariance!r} must be 'auto', 'full' or 'diagonal'")
-    if chunk < 1:
-        raise KnobError(f"chunk={chunk} must be ≥ 1")
-    if not 1 <= relu_terms <= 12:
-        raise KnobError(f"relu_terms={relu_terms} must be in [1, 12]")
+    check_choice("covariance", covariance, ("auto", "full", "diagonal"))
+    check_int("chunk", chunk, 1)
+    check_int("relu_terms", relu_terms, 1, 12)
     mmap = _memory_map(model, memory_map)
     gm = trace(model)
     names = list(noisy_layers(model))
@@ -712,8 +709,7 @@ def mc_output_mse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Mem
     ``power_mean``, ``power_std``, ``power_ci95_low/high`` (Student-t interval of the mean at
     ``confidence``).  Draws depend only on ``seed``.  The model's memories are restored after.
     """
-    if draws < 2 or draws > 100_000:
-        raise KnobError(f"draws={draws} is out of range: draws must be in [2, 100000]")
+    check_int("draws", draws, 2, 100_000)
     mmap = _memory_map(model, memory_map)
     layers = noisy_layers(model)
     previous = {name: layer.memory for name, layer in layers.items()}

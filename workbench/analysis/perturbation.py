@@ -9,7 +9,6 @@ explorer shows exactly what training uses.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Sequence
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..knobs import KnobError
+from ..knobs import KnobError, check_int, check_number
 from ..training.sam import SAMFamily
 
 #: method name → (variant, p of ‖W_l‖_p)
@@ -31,12 +30,9 @@ def perturbation_profile(c: float = 0.1, rho: float = 0.05, *, n: int = 201, eta
 
     ``samson_p``: also SAMSON with the layer norm ``‖W_l‖_p`` of that ``p`` (any ``p ≥ 1``),
     as optimizer ``"samson_p"``."""
-    if isinstance(c, bool) or not isinstance(c, numbers.Real) or not (1e-6 <= c <= 10):   # tinier: SAMSON's T_w² overflows
-        raise KnobError(f"c={c!r} is out of range: c must be in [1e-06, 10]")
-    if isinstance(rho, bool) or not isinstance(rho, numbers.Real) or not (0 <= rho <= 10):
-        raise KnobError(f"rho={rho!r} is out of range: rho must be in [0, 10]")
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not (2 <= n <= 100_000):
-        raise KnobError(f"n={n!r} is out of range: n must be an integer in [2, 100000]")
+    check_number("c", c, 1e-6, 10)                   # a smaller c overflows SAMSON's T_w²
+    check_number("rho", rho, 0, 10)
+    check_int("n", n, 2, 100_000)
     if isinstance(methods, str):
         methods = [methods]
     if not methods and samson_p is None:
@@ -44,9 +40,8 @@ def perturbation_profile(c: float = 0.1, rho: float = 0.05, *, n: int = 201, eta
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise KnobError(f"methods {unknown} unknown; choose from {list(METHODS)}")
-    if samson_p is not None and (isinstance(samson_p, bool) or not isinstance(samson_p, numbers.Real)
-                                 or not (1 <= samson_p <= math.inf)):
-        raise KnobError(f"samson_p={samson_p!r} is out of range: samson_p must be in [1, inf]")
+    if samson_p is not None:
+        check_number("samson_p", samson_p, 1, math.inf)
     w = torch.linspace(-c, c, n, dtype=torch.float64)
     eps = []
     table = dict(METHODS)

@@ -15,7 +15,6 @@ every layer at ``p = 0.5`` gives chance accuracy; use a lower ``high_p`` to rank
 
 from __future__ import annotations
 
-import numbers
 import threading
 from typing import Callable
 
@@ -27,7 +26,7 @@ from scipy import stats
 
 from ..hardware import MemoryMap, SRAMMemory, make
 from ..hardware.sram import check_ber
-from ..knobs import KnobError
+from ..knobs import KnobError, check_int
 from ..nn import layer_param_counts, noisy_layers
 from ..training.trainer import Cancelled
 from .montecarlo import mc_evaluate
@@ -69,12 +68,9 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
         base_p = _check_p("base_p", base_p)
     high_p = _check_p("high_p", high_p)
     base_text = "per layer" if per_layer else f"{base_p:g}"
-    if isinstance(draws, bool) or not isinstance(draws, numbers.Integral) or not 1 <= draws <= 100_000:
-        raise KnobError(f"draws={draws!r} is out of range: draws must be an integer in [1, 100000]")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise KnobError(f"seed={seed!r} must be a non-negative integer")
-    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 32:
-        raise KnobError(f"bits={bits!r} is out of range: bits must be an integer in [1, 32]")
+    check_int("draws", draws, 1, 100_000)
+    check_int("seed", seed, 0)
+    check_int("bits", bits, 1, 32)
     if len(x) != len(y):
         raise KnobError(f"x has {len(x)} samples but y has {len(y)}")
     layers = list(noisy_layers(model))
