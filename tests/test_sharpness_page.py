@@ -337,6 +337,7 @@ def test_url_round_trip_with_noise_and_sub_tab_and_back(served_app, page):
     wait_until(lambda: "PCM drift" in active.all_inner_texts(), 90, message="the PCM drift sub-tab from the link")
     wait_until(lambda: all(k in page.url for k in ("tab=drift", "noise=additive", "method=sam&", "rho=0.2",
                                                      "pert_rho=0.8")), 120, message="the link's state written back")
+    wait_until(lambda: page.locator(".bk-Figure").filter(visible=True).count() > 0, 120, message="the drift plot")
     page.locator(".bk-tab", has_text=re.compile("^Robustness$")).click()
     wait_until(lambda: "tab=robustness" in page.url, 120, message="the sub-tab in the URL")
     additive = page.get_by_role("button", name="additive")
