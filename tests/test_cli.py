@@ -165,19 +165,19 @@ def test_evaluate_memristor_reports_power(tmp_path, capsys):
 # --------------------------------------------------------------------------- validation
 
 BAD = [
-    (["evaluate", "--memory", "sram", "--p", "0.7"], "p", "[0.0, 0.5]"),
-    (["evaluate", "--memory", "sram", "--p", "-1"], "p", "[0.0, 0.5]"),
-    (["evaluate", "--memory", "sram", "--p", "nan"], "p=nan", "[0.0, 0.5]"),
-    (["evaluate", "--memory", "memristor", "--sigma-c", "2"], "sigma_c", "[0.0, 1.0]"),
-    (["evaluate", "--memory", "memristor", "--g-u", "30"], "g_u", "(0.0, 25.0]"),
+    (["evaluate", "--memory", "sram", "--p", "0.7"], "p", "[0, 0.5]"),
+    (["evaluate", "--memory", "sram", "--p", "-1"], "p", "[0, 0.5]"),
+    (["evaluate", "--memory", "sram", "--p", "nan"], "p=nan", "[0, 0.5]"),
+    (["evaluate", "--memory", "memristor", "--sigma-c", "2"], "sigma_c", "[0, 1]"),
+    (["evaluate", "--memory", "memristor", "--g-u", "30"], "g_u", "(0, 25]"),
     (["evaluate", "--memory", "sram", "--draws", "0"], "draws", "[1, 100000]"),
     (["evaluate", "--memory", "sram", "--bits", "40"], "bits", "[1, 32]"),
-    (["train", "--set", "lr=-1"], "lr", "(0.0, 10.0]"),
+    (["train", "--set", "lr=-1"], "lr", "(0, 10]"),
     (["train", "--set", "epochs=0"], "epochs", "[1, 1000]"),
     (["train", "--set", "nosuchknob=1"], "nosuchknob", "valid knobs: dataset, model"),
     (["train", "--preset", "nope"], "preset", "digits-bc, digits-cnn"),
     (["evaluate", "--sigma-c", "0.1"], "--sigma-c", "--memory"),
-    (["curve", "--memory", "sram", "--knob", "p", "--values", "0.1", "0.9"], "p", "[0.0, 0.5]"),
+    (["curve", "--memory", "sram", "--knob", "p", "--values", "0.1", "0.9"], "p", "[0, 0.5]"),
 ]
 
 

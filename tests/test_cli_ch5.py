@@ -74,7 +74,7 @@ def test_sharpness_refuses_a_robustness_level_that_is_not_above_zero(level, tmp_
                  "--cache-dir", str(tmp_path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "Traceback" not in err and err.startswith("workbench: error:")
-    assert "sigma_c=" in err and "(0.0, 1.0]" in err, err
+    assert "sigma_c=" in err and "(0, 1]" in err, err
     assert Store(tmp_path, read_only=[]).entries() == []
 
 

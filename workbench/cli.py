@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .hardware import memory_from_dict
-from .knobs import KnobError
+from .knobs import KnobError, check_int, check_number, out_of_range
 from .training import Cancelled, parse_assignment
 
 
@@ -111,17 +111,14 @@ def cmd_train(args) -> dict:
 
 
 def _check_number(name: str, value, lo: float, hi: float, *, lo_open: bool = False) -> None:
-    """Refuse a CLI number before any training: NaN, inf and values outside the range."""
-    if value is None:
-        return
-    ok = value == value and (lo < value if lo_open else lo <= value) and value <= hi
-    if not ok:
-        raise KnobError(f"{name}={value!r} is out of range: {name} must be in {'(' if lo_open else '['}{lo}, {hi}]")
+    """Refuse a CLI number before any training: NaN, inf and values outside the range (``None``: not given)."""
+    if value is not None:
+        check_number(name, value, lo, hi, inclusive=(not lo_open, True))
 
 
 def _check_seed(seed) -> None:
     if seed is not None and not (0 <= seed < 2**63):
-        raise KnobError(f"seed={seed} is out of range: seed must be in [0, 2**63)")
+        raise out_of_range("seed", seed, "in [0, 2^63)")
 
 
 def cmd_evaluate(args) -> dict:
@@ -185,8 +182,8 @@ def cmd_sweep(args) -> dict:
     store = _store(args)
     progress = _progress(f"sweep {spec.get('name', '')}", args.json or args.quiet)
     report = None
-    if args.workers is not None and not 1 <= args.workers <= 1024:
-        raise KnobError(f"workers={args.workers} is out of range: workers must be in [1, 1024]")
+    if args.workers is not None:
+        check_int("workers", args.workers, 1, 1024)
     if args.scheduler or (args.workers or 1) > 1:
         from .experiments.cluster import SweepError, run_spec_distributed
 
@@ -239,13 +236,12 @@ def cmd_sharpness(args) -> dict:
     from .datasets import as_tensors, load_dataset
     from .experiments import evaluate, train_model
     _check_number("rho", args.rho, 0.0, 10.0, lo_open=True)
-    if args.m < 1:
-        raise KnobError(f"m={args.m} is out of range: m must be ≥ 1")
+    check_int("m", args.m, 1)
     # the robustness gap is accuracy at σ_c = 0 minus accuracy at --sigma-c: σ_c = 0 would compare the clean
     # accuracy with itself (gap 0.0 by construction, one "sigma_c=0" key), so the level must be > 0
-    if not (args.sigma_c == args.sigma_c and 0.0 < args.sigma_c <= 1.0):
-        raise KnobError(f"sigma_c={args.sigma_c!r} is out of range: sigma_c must be in (0.0, 1.0] (the robustness gap "
-                        "compares the accuracy at sigma_c=0 with the accuracy at --sigma-c, so it needs a noise level > 0)")
+    check_number("sigma_c", args.sigma_c, 0.0, 1.0, inclusive=(False, True),
+                 note="the robustness gap compares the accuracy at sigma_c=0 with the accuracy at --sigma-c, "
+                      "so it needs a noise level > 0")
     bad = [v for v in args.variants if v not in VARIANTS]
     if bad:
         raise KnobError(f"variant={bad[0]!r} is not valid: variants must be among {', '.join(VARIANTS)}")
@@ -425,8 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if getattr(args, "draws", 1) is not None and not (1 <= getattr(args, "draws", 1) <= 100000):
-            raise KnobError(f"draws={args.draws} is out of range: draws must be in [1, 100000]")
+        if getattr(args, "draws", None) is not None:
+            check_int("draws", args.draws, 1, 100_000)
         result = args.func(args)
     except KnobError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)

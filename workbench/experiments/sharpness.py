@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from ..hardware import MemristorMemory
-from ..knobs import KnobError
+from ..knobs import KnobError, check_choice, check_int
 from ..training import TrainConfig
 from .core import evaluate, preset_config, test_tensors, train_model
 from .store import Store
@@ -145,13 +145,11 @@ def robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws):
     from ..hardware import memory_map_from_dict
     methods = check_values("methods", methods, list(METHODS))
     seeds = [int(s) for s in check_values("seeds", seeds)]
-    if noise not in ("multiplicative", "additive"):
-        raise KnobError(f"noise={noise!r} must be 'multiplicative' or 'additive'")
+    check_choice("noise", noise, ("multiplicative", "additive"))
     levels = [float(v) for v in check_values("levels", levels if levels is not None
                                        else (SIGMA_C_GRID if noise == "multiplicative" else SIGMA_GRID))]
     adabs = [bool(a) for a in check_values("adabs", adabs)]
-    if not 1 <= draws <= 10_000:
-        raise KnobError(f"draws={draws} is out of range: draws must be in [1, 10000]")
+    check_int("draws", draws, 1, 10_000)
     mems = [_noise_memory(noise, v, g_u) for v in levels]
     for mem in mems:
         memory_map_from_dict(mem)

@@ -166,22 +166,24 @@ class MemristorMemory(Memory):
     column_g_u = param.Parameter(None, doc="optional per-column g_u (1-D, µS); overrides g_u")
 
     def check(self) -> None:
+        """Refuse a ``g_u`` (or a per-column ``column_g_u``) outside ``(g_min, g_max]``."""
+        rng = range_text(self.g_min, self.g_max, (False, True))
         if not (self.g_min < self.g_u <= self.g_max):
-            raise KnobError(f"g_u={self.g_u} is out of range: g_u must be in ({self.g_min}, {self.g_max}] (g_min, g_max]")
+            raise out_of_range("g_u", self.g_u, f"in (g_min, g_max] = {rng}")
         if self.column_g_u is not None:
             try:
                 col = torch.as_tensor(self.column_g_u, dtype=torch.float64)
             except (TypeError, ValueError, RuntimeError):
                 raise KnobError(f"column_g_u={self.column_g_u!r} must be a list of per-column g_u values (µS) in "
-                                f"({self.g_min}, {self.g_max}]") from None
+                                f"{rng}") from None
             if col.dim() != 1:
                 raise KnobError(f"column_g_u has shape {tuple(col.shape)}: column_g_u must be a 1-D list with one g_u "
-                                f"per output column, each in ({self.g_min}, {self.g_max}] µS")
+                                f"per output column, each in {rng} µS")
             if col.numel() == 0:
-                raise KnobError(f"column_g_u=[] is empty: give one g_u per output column, each in ({self.g_min}, {self.g_max}]")
+                raise KnobError(f"column_g_u=[] is empty: give one g_u per output column, each in {rng}")
             if not bool(((col > self.g_min) & (col >= G_U_MIN) & (col <= self.g_max)).all()):
                 raise KnobError(f"column_g_u={col.tolist()} is out of range: every per-column g_u must be in "
-                                f"({self.g_min}, {self.g_max}] (g_min, g_max] and at least {G_U_MIN:g}")
+                                f"(g_min, g_max] = {rng} and at least {G_U_MIN:g}")
 
     @property
     def is_noisy(self) -> bool:
