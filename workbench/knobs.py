@@ -12,7 +12,7 @@ import numbers
 from typing import Any, Callable, Iterable
 
 __all__ = ["KnobError", "check_choice", "check_int", "check_number", "check_probability", "check_seed",
-           "number_text", "out_of_range", "range_text"]
+           "number_text", "out_of_range", "range_text", "range_words"]
 
 
 class KnobError(ValueError):
@@ -35,6 +35,21 @@ def range_text(lo: float | None = None, hi: float | None = None, inclusive: tupl
 
 def _num(x, fmt: Callable[[Any], str]) -> str:
     return ("inf" if x > 0 else "-inf") if isinstance(x, float) and math.isinf(x) else fmt(x)
+
+
+def range_words(lo: float | None = None, hi: float | None = None, inclusive: tuple[bool, bool] = (True, True),
+                fmt: Callable[[Any], str] = number_text) -> str:
+    """The range in words for a page: ``between 0 and 0.5``, ``at least 1``, ``above 0``, or the
+    interval of :func:`range_text` when one end is open (``in (0, 1]``); ``a number`` when unbounded."""
+    if lo is not None and hi is not None:
+        if inclusive[0] and inclusive[1]:
+            return f"between {fmt(lo)} and {fmt(hi)}"
+        return f"in {range_text(lo, hi, inclusive, fmt)}"
+    if lo is not None:
+        return f"at least {fmt(lo)}" if inclusive[0] else f"above {fmt(lo)}"
+    if hi is not None:
+        return f"at most {fmt(hi)}" if inclusive[1] else f"below {fmt(hi)}"
+    return "a number"
 
 
 def out_of_range(name: str, value: Any, allowed: str, note: str = "") -> KnobError:

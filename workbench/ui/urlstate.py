@@ -21,6 +21,8 @@ from urllib.parse import parse_qsl, urlencode
 import param
 from panel.custom import JSComponent
 
+from ..knobs import range_words
+
 
 class URLValueError(ValueError):
     """A query value refused; the message names the setting and what it allows."""
@@ -37,17 +39,7 @@ def fmt_number(value: float, digits: int = 4) -> str:
 
 
 def _range(p: param.Parameter) -> str:
-    lo, hi = p.bounds or (None, None)
-    inc_lo, inc_hi = getattr(p, "inclusive_bounds", (True, True))
-    if lo is not None and hi is not None:
-        if inc_lo and inc_hi:
-            return f"between {fmt_number(lo)} and {fmt_number(hi)}"
-        return f"in {'[' if inc_lo else '('}{fmt_number(lo)}, {fmt_number(hi)}{']' if inc_hi else ')'}"
-    if lo is not None:
-        return f"at least {fmt_number(lo)}" if inc_lo else f"above {fmt_number(lo)}"
-    if hi is not None:
-        return f"at most {fmt_number(hi)}" if inc_hi else f"below {fmt_number(hi)}"
-    return "a number"
+    return range_words(*(p.bounds or (None, None)), getattr(p, "inclusive_bounds", (True, True)), fmt_number)
 
 
 def _choice_text(value) -> str:
