@@ -10,8 +10,16 @@ import pytest
 from workbench import hardware
 from workbench.hardware import IdealMemory, InjectionMemory, MemristorMemory, QuantizedMemory, SRAMMemory
 from workbench.keys import canonical, spec_key
-from workbench.knobs import (KnobError, check_choice, check_int, check_number, check_probability, check_seed,
-                             range_text, range_words)
+from workbench.knobs import (
+    KnobError,
+    check_choice,
+    check_int,
+    check_number,
+    check_probability,
+    check_seed,
+    range_text,
+    range_words,
+)
 
 
 def test_knob_error_has_one_home():

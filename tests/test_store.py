@@ -19,8 +19,9 @@ import torch
 import xarray as xr
 
 import workbench.experiments.core as core
-from conftest import release_together
 import workbench.experiments.store as store_mod
+import workbench.keys as keys_mod
+from conftest import release_together
 from workbench.experiments import Store, evaluate, preset_config, spec_key, train_model
 from workbench.experiments.store import CODE_VERSION, canonical
 
@@ -131,7 +132,8 @@ def test_key_depends_on_code_version(tmp_path, monkeypatch):
     store.get_or_compute("thing", spec, compute)
     store.get_or_compute("thing", spec, compute)
     assert compute.calls == 1
-    monkeypatch.setattr(store_mod, "CODE_VERSION", CODE_VERSION + ".next")
+    for mod in (keys_mod, store_mod):          # the key (workbench.keys) and the stored attrs (the store)
+        monkeypatch.setattr(mod, "CODE_VERSION", CODE_VERSION + ".next")
     assert spec_key("thing", spec) != k
     ds = store.get_or_compute("thing", spec, compute)
     assert compute.calls == 2
