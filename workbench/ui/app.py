@@ -10,7 +10,6 @@ from .playground import NoisePlayground
 from .sharpness import SharpnessPage
 from .sram import SRAMPage
 from .sweep import SweepPage
-from .base import spinner
 from .resources import extension
 from .urlstate import URLBar, make_search, parse_search
 
@@ -52,14 +51,7 @@ class Workbench(pn.viewable.Viewer):
         self._tabs.active = keys.index(self.page)
         self._tabs.param.watch(lambda e: setattr(self, "page", keys[e.new]), "active")
         self.param.watch(self._page_changed, "page")
-        doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
-            # the browser draws the header, the tabs and a spinner at once; the page (its imports,
-            # network and first results) is built once that first view has been shown
-            self._slots[self.page].objects = [spinner(f"opening the {PAGES[self.page][0].lower()} page…")]
-            pn.state.onload(lambda: self._first_open(refused, query))
-        else:
-            self._first_open(refused, query)
+        self._first_open(refused, query)
 
     def _first_open(self, refused: list[str], query: dict[str, str]) -> None:
         self._open(self.page)

@@ -18,7 +18,8 @@ def extension() -> None:
     sheet is written inline into the output (``inline=True``): plots and embedded pages then
     render behind a firewall, where the default CDN links leave them blank."""
     served = pn.state.curdoc is not None and pn.state.curdoc.session_context is not None
-    pn.extension("tabulator", sizing_mode="stretch_width", notifications=False, inline=not served)
+    pn.extension("tabulator", sizing_mode="stretch_width", notifications=False, inline=not served,
+                 global_loading_spinner=served)
     hv.extension("bokeh", logo=False, inline=not served)
     if not served and _inline_stylesheets not in Viewable._preprocessing_hooks:
         Viewable._preprocessing_hooks.append(_inline_stylesheets)
