@@ -24,6 +24,7 @@ from ..knobs import KnobError
 from ..nas.estimator import Estimator, memory_map, minibatch_curves, select_n
 from ..nas.pipeline import NASConfig, run_nas
 from ..nas.search import STRATEGIES, non_dominated
+from ..nas.space import STATE_DIM
 from ..nas.supernet import Supernet, SupernetConfig, SupernetResult, calibration_tensor, train_supernet
 from .store import Store, spec_key
 
@@ -101,7 +102,7 @@ def nas_study(nas: dict | None = None, supernet: dict | None = None, store: Stor
 
     Returns the re-simulated points of each strategy (``dataset`` = the best collected states,
     M1 architecture only, M2 joint, M3 M1 rescaled): ``accuracy``/``accuracy_std``/``power``
-    ``(strategy, point)``, ``on_front``, ``state_vector(strategy, point, var)``; the collected
+    ``(strategy, point)``, ``on_front``, ``state_vector(strategy, point, state_entry)``; the collected
     states' estimated ``collected_accuracy``/``collected_power``; ``r2(target)`` of the estimator
     on its held-out 20 %; ``hypervolume`` and ``hypervolume_estimated`` per strategy.
     """
@@ -120,7 +121,7 @@ def nas_study(nas: dict | None = None, supernet: dict | None = None, store: Stor
         ds = xr.Dataset(coords={
             "strategy": ("strategy", strategies, {"long_name": "search strategy", "units": ""}),
             "point": ("point", np.arange(max(d.sizes["state"] for d in sims)), {"long_name": "re-simulated state", "units": "1"}),
-            "var": ("var", space.var_names, {"long_name": "state entry", "units": ""}),
+            **space.state_coords(),
             "state": ("state", np.arange(res.collected.sizes["state"]), {"long_name": "collected state", "units": "1"}),
             "target": ("target", ["accuracy", "power"], {"long_name": "estimated quantity", "units": ""})})
         ds["accuracy"] = (("strategy", "point"), _pad([d.accuracy.values for d in sims]),
@@ -129,7 +130,8 @@ def nas_study(nas: dict | None = None, supernet: dict | None = None, store: Stor
                               {"long_name": "accuracy std over draws", "units": "1"})
         ds["power"] = (("strategy", "point"), _pad([d.power.values for d in sims]),
                        {"long_name": "crossbar power (re-simulated)", "units": "a.u."})
-        ds["state_vector"] = (("strategy", "point", "var"), _pad([d.state_vector.values for d in sims], len(space.var_names)),
+        ds["state_vector"] = (("strategy", "point", STATE_DIM),
+                              _pad([d.state_vector.values for d in sims], len(space.var_names)),
                               {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
         front = np.zeros(ds.accuracy.shape, bool)
         for i, d in enumerate(sims):

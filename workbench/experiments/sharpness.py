@@ -111,6 +111,16 @@ def _noise_knob(noise: str) -> str:
     return MemristorMemory(noise=noise).noise_knob
 
 
+#: the noise dims of the robustness Datasets, each named after its memory's noise knob
+NOISE_DIMS = ("sigma_c", "sigma")
+
+
+def noise_dim(ds: xr.Dataset) -> str:
+    """The noise dim of a :func:`robustness_study` or :func:`rho_study` Dataset: ``sigma_c``
+    (multiplicative, eq 3.37) or ``sigma`` (additive, eq 3.36)."""
+    return next(d for d in NOISE_DIMS if d in ds.dims)
+
+
 def _ticker(progress: Callable[[dict], None] | None, total: int, stage: str):
     state = {"n": 0}
 
@@ -169,8 +179,9 @@ def robustness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[in
     ``ε ~ N(0, σ²)`` µS at conductance scale ``g_u`` (eq 3.36), ``levels`` default
     :data:`SIGMA_GRID`.  Each point is ``draws`` Monte-Carlo test passes.
 
-    Dims: ``accuracy(method, seed, adabs, level, draw)``; ``accuracy_mean``/``accuracy_std`` over
-    draws; ``clean_accuracy(method, seed)``; ``train_seconds(method, seed)``.
+    Dims: ``accuracy(method, seed, adabs, <noise knob>, draw)``, the noise dim ``sigma_c`` or ``sigma``
+    (:func:`noise_dim`); ``accuracy_mean``/``accuracy_std`` over draws; ``clean_accuracy(method, seed)``;
+    ``train_seconds(method, seed)``.
     """
     methods, seeds, levels, adabs, mems = robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws)
     store = store or Store()
@@ -186,9 +197,9 @@ def robustness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[in
                     cell = evaluate(cfg, mem, draws=draws, seed=0, adabs=ada, store=store, device=device, cancel=cancel)
                     acc[i, j, a, k] = cell.accuracy.values
                     tick()
-    level_name = _noise_knob(noise)
-    ds = xr.Dataset(coords={"method": methods, "seed": seeds, "adabs": adabs, "level": levels, "draw": np.arange(draws)})
-    ds["accuracy"] = (("method", "seed", "adabs", "level", "draw"), acc, {"long_name": "test accuracy", "units": "1"})
+    knob = _noise_knob(noise)
+    ds = xr.Dataset(coords={"method": methods, "seed": seeds, "adabs": adabs, knob: levels, "draw": np.arange(draws)})
+    ds["accuracy"] = (("method", "seed", "adabs", knob, "draw"), acc, {"long_name": "test accuracy", "units": "1"})
     ds["accuracy_mean"] = ds.accuracy.mean("draw").assign_attrs(long_name="mean accuracy over draws", units="1")
     ds["accuracy_std"] = ds.accuracy.std("draw", ddof=1 if draws > 1 else 0).assign_attrs(
         long_name="std of accuracy over draws", units="1")
@@ -196,18 +207,18 @@ def robustness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[in
                             {"long_name": "clean test accuracy", "units": "1"})
     ds["train_seconds"] = (("method", "seed"), [[nets[(m, s)][1].train_seconds for s in seeds] for m in methods],
                            {"long_name": "training time", "units": "s"})
-    ds["level"].attrs.update(long_name="multiplicative noise σ_c" if noise == "multiplicative" else "additive noise σ",
+    ds[knob].attrs.update(long_name="multiplicative noise σ_c" if noise == "multiplicative" else "additive noise σ",
                              units="1" if noise == "multiplicative" else "µS")
     ds["adabs"].attrs.update(long_name="AdaBS applied", units="")
     ds["draw"].attrs.update(long_name="Monte-Carlo draw", units="1")
-    ds.attrs.update(noise=noise, level_name=level_name, g_u=float(g_u), base=base, draws=draws)
+    ds.attrs.update(noise=noise, level_name=knob, g_u=float(g_u), base=base, draws=draws)
     return _method_coords(ds, methods)
 
 
 def robustness_at(ds: xr.Dataset, high: float = 0.4, low: float = 0.0, adabs: bool = True) -> xr.DataArray:
     """Robustness ``acc(σ_c = low) − acc(σ_c = high)`` per method × seed (§5.4.4), mean over draws."""
     sel = ds.accuracy_mean.sel(adabs=adabs) if "adabs" in ds.dims else ds.accuracy_mean
-    r = sel.sel(level=low) - sel.sel(level=high)
+    r = sel.sel({noise_dim(ds): low}) - sel.sel({noise_dim(ds): high})
     return r.assign_attrs(long_name=f"robustness acc(σ_c={low}) − acc(σ_c={high})", units="1")
 
 
@@ -365,7 +376,7 @@ def rho_study(methods: Sequence[str] = ("sam", "asam", "samson2", "samsoninf"), 
               base: str = BASE_PRESET, train: dict | None = None, store: Store | None = None, device: str = "auto", progress=None,
               cancel=None) -> xr.Dataset:
     """Accuracy vs σ_c for each sharpness-aware method over its thesis ρ grid (Table 5.6): the
-    trade-off ρ controls.  ``accuracy_mean(method, rho_index, seed, level)`` with the ρ values in
+    trade-off ρ controls.  ``accuracy_mean(method, rho_index, seed, sigma_c)`` with the ρ values in
     ``rho(method, rho_index)``."""
     from ..training.sam import RHO_GRIDS
     methods = check_values("methods", methods, [m for m in METHODS if "sam" in METHODS[m]])
@@ -385,15 +396,16 @@ def rho_study(methods: Sequence[str] = ("sam", "asam", "samson2", "samsoninf"), 
             clean[i, r] = ds.clean_accuracy.isel(method=0).values
             rho_arr[i, r] = rho
             tick()
-    ds = xr.Dataset(coords={"method": methods, "rho_index": np.arange(width), "seed": list(seeds), "level": levels})
-    ds["accuracy_mean"] = (("method", "rho_index", "seed", "level"), out, {"long_name": "mean accuracy over draws", "units": "1"})
+    ds = xr.Dataset(coords={"method": methods, "rho_index": np.arange(width), "seed": list(seeds), "sigma_c": levels})
+    ds["accuracy_mean"] = (("method", "rho_index", "seed", "sigma_c"), out,
+                           {"long_name": "mean accuracy over draws", "units": "1"})
     ds["clean_accuracy"] = (("method", "rho_index", "seed"), clean, {"long_name": "clean test accuracy", "units": "1"})
     ds["rho"] = (("method", "rho_index"), rho_arr, {"long_name": "neighbourhood size ρ", "units": "1"})
-    ds["level"].attrs.update(long_name="multiplicative noise σ_c", units="1")
+    ds["sigma_c"].attrs.update(long_name="multiplicative noise σ_c", units="1")
     ds.attrs.update(adabs=int(adabs), base=base, draws=draws)
     return _method_coords(ds, methods)
 
 
-__all__ = ["BASE_PRESET", "DRIFT_TIMES", "INJECTION", "LABELS", "METHODS", "MODES", "SIGMA_C_GRID", "SIGMA_GRID",
-           "drift_study", "method_config", "ood_study", "quantization_study", "rho_study", "robustness_at",
-           "robustness_study", "sharpness_study"]
+__all__ = ["BASE_PRESET", "DRIFT_TIMES", "INJECTION", "LABELS", "METHODS", "MODES", "NOISE_DIMS", "SIGMA_C_GRID",
+           "SIGMA_GRID", "drift_study", "method_config", "noise_dim", "ood_study", "quantization_study", "rho_study",
+           "robustness_at", "robustness_study", "sharpness_study"]

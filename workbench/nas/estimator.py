@@ -29,7 +29,7 @@ from ..hardware.base import MemoryMap
 from ..hardware.memristor import MemristorMemory, weight_inf_norm
 from ..nn.layers import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
-from .space import ArchSpace
+from .space import STATE_DIM, ArchSpace
 from .supernet import Supernet, calibration_tensor
 
 #: conductance noise std ε^v of ch. 6 (µS, additive, eq 3.36)
@@ -109,11 +109,6 @@ def lhs_gu(space: ArchSpace, arch_part, k_g: int, rng: np.random.Generator) -> n
     return out
 
 
-def _state_coords(space: ArchSpace) -> dict:
-    return {"var": ("var", space.var_names, {"long_name": "state entry (architecture choice or g_u/g_u^d of a layer)",
-                                             "units": ""})}
-
-
 # --------------------------------------------------------------------------- collection (§6.3.1)
 def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: int = 1, *,
             data: DataBundle | None = None, minibatch: int = 32, sigma: float = SIGMA, seed: int = 0,
@@ -157,8 +152,8 @@ def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: i
         if progress is not None:
             progress({"done": i + 1, "total": len(states)})
     ds = xr.Dataset(coords={"state": ("state", np.arange(len(states)), {"long_name": "collected state", "units": "1"}),
-                            **_state_coords(space)})
-    ds["state_vector"] = (("state", "var"), states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
+                            **space.state_coords()})
+    ds["state_vector"] = (("state", STATE_DIM), states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
     ds["accuracy"] = ("state", acc, {"long_name": f"accuracy on {n_a} minibatches (1 draw)", "units": "1"})
     ds["power"] = ("state", pw, {"long_name": f"crossbar power on {n_p} minibatches (1 draw)", "units": "a.u."})
     ds["arch"] = ("state", np.repeat(np.arange(k), k_g), {"long_name": "architecture index", "units": "1"})
@@ -211,8 +206,8 @@ def minibatch_curves(supernet: Supernet, n_arch: int = 100, *, data: DataBundle 
     n = np.arange(1, N + 1)
     ds = xr.Dataset(coords={"arch": ("arch", np.arange(n_arch), {"long_name": "architecture", "units": "1"}),
                             "n": ("n", n, {"long_name": "number of minibatches", "units": "1"}),
-                            **_state_coords(space)})
-    ds["state_vector"] = (("arch", "var"), states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
+                            **space.state_coords()})
+    ds["state_vector"] = (("arch", STATE_DIM), states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
     ds["accuracy_batch"] = (("arch", "n"), acc, {"long_name": "accuracy on minibatch n", "units": "1"})
     ds["power_batch"] = (("arch", "n"), pw, {"long_name": "crossbar power on minibatch n", "units": "a.u."})
     ds["accuracy"] = (("arch", "n"), np.cumsum(acc, 1) / n,

@@ -35,7 +35,7 @@ from ..datasets import DataBundle, as_tensors, load_dataset
 from ..training.trainer import Cancelled
 from .estimator import SIGMA, Estimator, SubnetCache, device_of, memory_map
 from .operators import StateCrossover, StateMutation, StateRepair, StateSampling
-from .space import ArchSpace
+from .space import STATE_DIM, ArchSpace
 from .supernet import Supernet, calibration_tensor
 
 STRATEGIES = ("M1", "M2", "M3")
@@ -83,8 +83,8 @@ class SearchResult:
 
     def to_dataset(self, space: ArchSpace) -> xr.Dataset:
         ds = xr.Dataset(coords={"state": ("state", np.arange(len(self.states)), {"long_name": "state", "units": "1"}),
-                                "var": ("var", space.var_names, {"long_name": "state entry", "units": ""})})
-        ds["state_vector"] = (("state", "var"), self.states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
+                                **space.state_coords()})
+        ds["state_vector"] = (("state", STATE_DIM), self.states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
         ds["accuracy"] = ("state", self.accuracy, {"long_name": "estimated accuracy", "units": "1"})
         ds["power"] = ("state", self.power, {"long_name": "estimated crossbar power", "units": "a.u."})
         ds["front"] = ("state", self.front, {"long_name": "non-dominated on the estimator", "units": ""})
@@ -195,8 +195,8 @@ def resimulate(supernet: Supernet, states, *, data: DataBundle | None = None, dr
         if progress is not None:
             progress({"done": i + 1, "total": len(S)})
     ds = xr.Dataset(coords={"state": ("state", np.arange(len(S)), {"long_name": "state", "units": "1"}),
-                            "var": ("var", space.var_names, {"long_name": "state entry", "units": ""})})
-    ds["state_vector"] = (("state", "var"), S, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
+                            **space.state_coords()})
+    ds["state_vector"] = (("state", STATE_DIM), S, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
     ds["accuracy"] = ("state", acc, {"long_name": "test accuracy (Monte-Carlo mean)", "units": "1"})
     ds["accuracy_std"] = ("state", std, {"long_name": "test accuracy std over draws", "units": "1"})
     ds["power"] = ("state", pw, {"long_name": "crossbar power (Monte-Carlo mean)", "units": "a.u."})

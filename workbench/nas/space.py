@@ -17,6 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
+#: the dim of a Dataset that indexes the entries of a state s (one name per entry, :attr:`ArchSpace.var_names`)
+STATE_DIM = "state_entry"
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -71,6 +74,11 @@ class ArchSpace:
     @property
     def var_names(self) -> list[str]:
         return self.arch_names + [f"g_u:{n}" for n in self._layer_names]
+
+    def state_coords(self) -> dict:
+        """The :data:`STATE_DIM` coordinate of a Dataset of states."""
+        attrs = {"long_name": "state entry (architecture choice or g_u/g_u^d of a layer)", "units": ""}
+        return {STATE_DIM: (STATE_DIM, self.var_names, attrs)}
 
     @property
     def xl(self) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import holoviews as hv
 import xarray as xr
 
+from ..experiments.sharpness import noise_dim
+
 LABELS = {"sam": "SAM", "asam": "ASAM", "samson2": "SAMSON₂", "samsoninf": "SAMSON∞"}
 
 
@@ -42,13 +44,8 @@ LEVEL_SYMBOL = {"sigma_c": "σ_c", "sigma": "σ (µS)"}
 
 
 def level_axis(ds: xr.Dataset) -> str:
-    """The noise axis label of a robustness Dataset: words and a unit that means something."""
-    name = ds.attrs.get("level_name", "")
-    if name in LEVEL_AXIS:
-        return LEVEL_AXIS[name]
-    units = ds.level.attrs.get("units", "")
-    long = ds.level.attrs.get("long_name", "noise level")
-    return f"{long} ({units})" if units and units != "1" else long
+    """The noise axis label of a robustness Dataset: words and a unit that mean something."""
+    return LEVEL_AXIS[noise_dim(ds)]
 
 
 def robustness_plot(ds: xr.Dataset, methods=None, adabs: bool = True, highlight: str | None = None,
@@ -62,8 +59,9 @@ def robustness_plot(ds: xr.Dataset, methods=None, adabs: bool = True, highlight:
     methods = [str(m) for m in (methods if methods is not None else ds.method.values)]
     colors = _colors(ds.method.values)
     sub = ds.sel(adabs=adabs) if "adabs" in ds.dims else ds
-    x = sub.level.values
-    level = hv.Dimension("level", label=level_axis(ds))
+    knob = noise_dim(ds)
+    x = sub[knob].values
+    level = hv.Dimension(knob, label=level_axis(ds))
     acc = hv.Dimension("accuracy", label="test accuracy (fraction correct)", range=(0, 1.02))
     elements = []
     for m in methods:
@@ -77,10 +75,10 @@ def robustness_plot(ds: xr.Dataset, methods=None, adabs: bool = True, highlight:
                                                                                   alpha=alpha))
     if custom is not None:
         c = custom.sel(adabs=adabs) if "adabs" in custom.dims else custom
-        cm = c.accuracy.mean([d for d in c.accuracy.dims if d != "level"]).values
-        elements.append(hv.Curve((c.level.values, cm), level, acc, label=custom_label).opts(
+        cm = c.accuracy.mean([d for d in c.accuracy.dims if d != knob]).values
+        elements.append(hv.Curve((c[knob].values, cm), level, acc, label=custom_label).opts(
             color="black", line_dash="dashed", line_width=3))
-    symbol = LEVEL_SYMBOL.get(ds.attrs.get("level_name", ""), "noise")
+    symbol = LEVEL_SYMBOL[knob]
     title = f"Accuracy vs {symbol}, {'with' if adabs else 'without'} AdaBS (Fig 5.2)"
     return hv.Overlay(elements).opts(responsive=True, min_height=420, legend_position="right",
                                      title=title, show_grid=True)
@@ -188,14 +186,14 @@ def drift_plot(ds: xr.Dataset, methods=None) -> hv.Overlay:
 def rho_plot(ds: xr.Dataset, method: str, highlight: float | None = None) -> hv.Overlay:
     """Accuracy vs σ_c for each ρ of one sharpness-aware method (the trade-off ρ controls)."""
     sub = ds.sel({"method": method})
-    level = hv.Dimension("level", label="multiplicative noise σ_c")
+    level = hv.Dimension("sigma_c", label="multiplicative noise σ_c")
     acc = hv.Dimension("accuracy", label="test accuracy", range=(0, 1.02))
     els = []
     rhos = [float(r) for r in sub.rho.values if r == r]
     for i, r in enumerate(rhos):
         mean = sub.accuracy_mean.isel(rho_index=i).mean("seed").values
         hl = highlight is not None and abs(r - highlight) < 1e-12
-        els.append(hv.Curve((sub.level.values, mean), level, acc, label=f"ρ = {r:g}").opts(
+        els.append(hv.Curve((sub.sigma_c.values, mean), level, acc, label=f"ρ = {r:g}").opts(
             line_width=4 if hl else 2, alpha=1.0 if hl or highlight is None else 0.5))
     return hv.Overlay(els).opts(responsive=True, min_height=340, legend_position="right", show_grid=True,
                                 title=f"{_label(ds, method)}: accuracy vs σ_c for each ρ (seed {int(ds.seed.values[0])})")
