@@ -9,6 +9,7 @@ import numpy as np
 import panel as pn
 import param
 
+from ..experiments.sharpness import noise_dim
 from ..plots.sharpness import (clean_accuracy_points, drift_plot, ood_heatmap, perturbation_plot, quantization_plot,
                                rho_plot, robustness_plot, sharpness_scatter)
 from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
@@ -174,12 +175,13 @@ class SharpnessPage(ExplorerPage):
         m = ds.accuracy_mean.isel(method=0, seed=0, adabs=0)
         adabs = "with" if bool(ds.adabs.values[0]) else "without"
         rows = " | ".join(f"{float(v):.3f}" for v in m.values)
-        head = " | ".join(f"{float(v):g}" for v in m.level.values)
+        knob = noise_dim(ds)
+        head = " | ".join(f"{float(v):g}" for v in m[knob].values)
         symbol = "σ_c" if ds.attrs.get("level_name") == "sigma_c" else "σ (µS)"
         clean = float(ds.clean_accuracy.values.ravel()[0])
         return pn.pane.Markdown(
             f"**{ex.selected_label}** — clean accuracy {clean:.3f} (the trained network as stored: no noise, no AdaBS)"
-            f"\n\n| {ds.attrs.get('noise', 'noise')} noise {symbol} | {head} |\n|---|{'---|' * m.sizes['level']}\n"
+            f"\n\n| {ds.attrs.get('noise', 'noise')} noise {symbol} | {head} |\n|---|{'---|' * m.sizes[knob]}\n"
             f"| mean accuracy {adabs} AdaBS ({ds.attrs.get('draws', '')} draws) | {rows} |",
             sizing_mode="stretch_width", styles={"overflow-x": "auto"})
 

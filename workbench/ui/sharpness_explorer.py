@@ -16,7 +16,7 @@ import xarray as xr
 
 from ..analysis.perturbation import perturbation_profile
 from ..experiments import Store
-from ..experiments.sharpness import LABELS, METHODS, SIGMA_C_GRID, method_config, robustness_study
+from ..experiments.sharpness import LABELS, METHODS, SIGMA_C_GRID, method_config, noise_dim, robustness_study
 from ..experiments.store import spec_key
 from ..experiments.sweep import SHARPNESS_SPEC, load_spec, run_experiment
 from ..training.sam import RHO_DEFAULTS, RHO_GRIDS
@@ -219,7 +219,7 @@ class SharpnessExplorer(BackgroundState):
         m = ds.accuracy_mean.isel(method=0, seed=0, adabs=0)
         adabs = bool(ds.adabs.values[0])
         symbol, unit = ("σ_c", "") if ds.attrs.get("level_name") == "sigma_c" else ("σ", " µS")
-        parts = [f"{float(v):.3f} at {symbol} = {float(lv):g}{unit}" for lv, v in zip(m.level.values, m.values)
+        parts = [f"{float(v):.3f} at {symbol} = {float(lv):g}{unit}" for lv, v in zip(m[noise_dim(ds)].values, m.values)
                  if float(lv) in (0.0, 0.2, 0.4) or (self.noise == "additive" and float(lv) in (1.0, 2.0))]
         clean = float(ds.clean_accuracy.values.ravel()[0])
         return (f"clean accuracy {clean:.3f} (no noise, no AdaBS); {'with' if adabs else 'without'} AdaBS, "
