@@ -19,6 +19,8 @@ import numpy as np
 
 #: the dim of a Dataset that indexes the entries of a state s (one name per entry, :attr:`ArchSpace.var_names`)
 STATE_DIM = "state_entry"
+#: the attrs of its coordinate
+STATE_ATTRS = {"long_name": "state entry (architecture choice or g_u/g_u^d of a layer)", "units": ""}
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,7 @@ class ArchSpace:
 
     def state_coords(self) -> dict:
         """The :data:`STATE_DIM` coordinate of a Dataset of states."""
-        attrs = {"long_name": "state entry (architecture choice or g_u/g_u^d of a layer)", "units": ""}
-        return {STATE_DIM: (STATE_DIM, self.var_names, attrs)}
+        return {STATE_DIM: (STATE_DIM, self.var_names, dict(STATE_ATTRS))}
 
     @property
     def xl(self) -> np.ndarray:
