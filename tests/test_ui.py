@@ -6,11 +6,14 @@ import threading
 import time
 from pathlib import Path
 
+import param
 import pytest
 from conftest import wait_until
 
 from workbench.experiments import Store
 from workbench.ui import NoiseExplorer, TaskRunner
+from workbench.ui.base import BackgroundState
+from workbench.ui.explorer import curve_knob
 from workbench.ui.app import PAGES
 from workbench.ui.tasks import ComputeSlots
 
@@ -79,7 +82,7 @@ def test_train_streams_progress_and_switches_network(explorer):
     explorer.param.update(p=0.01, epochs=3, draws=5)
     explorer.wait()
     seen = []
-    explorer.param.watch(lambda e: seen.append(e.new), "train_progress")
+    explorer.param.watch(lambda e: seen.append(e.new), "progress")
     explorer.param.trigger("train")
     explorer.wait()
     explorer.wait()
@@ -102,7 +105,7 @@ def test_cancel_stops_training_and_keeps_network(explorer):
         time.sleep(0.05)
     explorer.param.trigger("cancel")
     explorer.wait()
-    assert not explorer.training
+    assert not explorer.running
     assert explorer.trained_with is None
     assert "cancelled" in explorer.status
     assert explorer.result is before
@@ -119,6 +122,58 @@ def test_failed_job_shows_error_and_keeps_results(explorer, tmp_path):
     assert explorer.result is before_result and explorer.curve is before_curve
     assert "earlier results kept" in explorer.status
 
+
+class _Jobs(BackgroundState):
+    cancel_kind = "long"
+    job_kinds = ("short", "long")
+    out = param.Parameter(None)
+    note = param.String("")
+
+
+def test_launch_runs_the_one_job_sequence():
+    """``into`` and ``on_done`` set results; the cancel kind drives running/progress and Cancel;
+    a failure keeps earlier results."""
+    st = _Jobs()
+    st.launch("short", lambda cancel: 7, into="out")
+    st.wait()
+    assert st.out == 7 and not st.running
+    started = threading.Event()
+
+    def long(cancel):
+        started.set()
+        cancel.wait(10)
+        return "late"
+    st.launch("long", long, label="working…", on_done=lambda r: {"out": r}, cancelled="stopped",
+              cancelling="stopping…", note="started")
+    assert st.running and st.progress == 0 and st.status == "working…" and st.note == "started"
+    assert started.wait(5)
+    st.param.trigger("cancel")
+    assert st.status == "stopping…"
+    st.wait()
+    assert not st.running and st.status == "stopped" and st.out == 7
+    st.launch("long", lambda cancel: "done", on_done=lambda r: {"out": r})
+    st.wait()
+    assert st.out == "done" and st.progress == 100 and not st.running
+    st.launch("short", lambda cancel: 1 / 0, into="out")
+    st.wait()
+    assert st.error.startswith("ZeroDivisionError") and st.out == "done" and "earlier results kept" in st.status
+    st.runner.shutdown()
+
+
+def test_curve_knob_is_the_noise_knob_except_g_u_for_additive_noise(ui_store):
+    """The curve and a layer's own value sweep the memory's noise knob, but g_u under additive
+    noise (σ fixed, g_u sets σ/g_u and the power); the trained network's label names σ."""
+    assert [curve_knob(k) for k in ("p", "sigma_c", "sigma")] == ["p", "sigma_c", "g_u"]
+    v = {"technology": "memristor", "p": 0.01, "noise": "additive", "sigma_c": 0.1, "sigma": 2.0, "g_u": 25.0,
+         "layer": "features.0", "layer_value": 0.4}
+    mem = NoiseExplorer.memory_for(v)
+    assert mem["overrides"]["features.0"]["g_u"] == 10.0 and mem["overrides"]["features.0"]["sigma"] == 2.0
+    assert NoiseExplorer.memory_for({**v, "noise": "multiplicative"})["overrides"]["features.0"]["sigma_c"] == 0.4
+    ex = NoiseExplorer(store=ui_store, autorun=False, technology="memristor", noise="additive")
+    assert ex.curve_knob == "g_u"
+    ex.trained_with = mem
+    assert "(σ = 2 µS, layer" not in ex.network_label() and "(σ = 2 µS)" in ex.network_label()
+    ex.runner.shutdown()
 
 def test_task_runner_replaces_stale_jobs():
     runner = TaskRunner()

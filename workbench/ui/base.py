@@ -3,42 +3,95 @@ results reach the page through ``dispatch``) and a page shell around one such st
 
 from __future__ import annotations
 
+import threading
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 import panel as pn
 import param
+import xarray as xr
 
 from .tasks import TaskRunner, session_dispatch
+
+
+def result_param(doc: str | None = None) -> param.ClassSelector:
+    """A result a background job writes (a Dataset; None until it arrives); no widget."""
+    return param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1, doc=doc)
 
 
 class BackgroundState(param.Parameterized):
     """Status, error and progress of a page's background work (no Panel here).
 
-    Jobs run on ``self.runner``; their results come back through :meth:`_set`, which hands the
-    update to ``dispatch`` (the session's event loop in a served page, a direct call elsewhere).
+    Every job starts through :meth:`launch`; results come back through :meth:`_set`, which hands
+    the update to ``dispatch`` (the session's event loop in a served page, a direct call elsewhere).
     A failed job sets ``error`` and leaves every earlier result as it was."""
 
     running = param.Boolean(False, precedence=-1)
     progress = param.Integer(0, bounds=(0, 100), precedence=-1)
     status = param.String("", precedence=-1)
     error = param.String("", precedence=-1)
+    cancel = param.Event(doc="cancel the running job")
 
     #: the runner's job kinds that :meth:`wait` waits for, and how many rounds (a job whose result
     #: starts another needs two)
     job_kinds: tuple[str, ...] = ()
     wait_rounds: int = 1
+    #: the kind of the page's long run: the one ``running``/``progress`` follow and ``cancel`` stops
+    cancel_kind: str = ""
 
     def __init__(self, **params):
         super().__init__(**params)
         self.runner = TaskRunner()
         self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
+        self._cancelling: tuple[str, str] | None = None
+
+    def launch(self, kind: str, job: Callable[[threading.Event], Any], *, label: str | None = None,
+               on_done: Callable[[Any], dict | None] | None = None, into: str | None = None,
+               cancelled: str | Callable[[], str] = "", cancelling: str = "",
+               on_error: Callable[[str], None] | None = None, status_param: str = "status",
+               compute: bool = True, priority: int = 1, **start) -> None:
+        """Run ``job(cancel)`` as this page's job of ``kind`` (replacing a running one of that kind).
+
+        ``label`` (with ``start``, other values to set now) goes to ``status_param`` at once and clears
+        ``error``.  On success ``on_done(result)`` returns the values to set (or None when it sets
+        them itself); ``into`` names the one param the result goes to instead.  A failure goes to
+        ``on_error`` (default :meth:`_fail`).  A job of :attr:`cancel_kind` is the page's long run:
+        ``running`` and ``progress`` follow it (``progress`` 100 when done, 0 when ``cancelled``, whose
+        text then goes to ``status_param``), and ``cancel`` stops it, showing ``cancelling``.
+        ``compute`` and ``priority`` as in :meth:`TaskRunner.submit`."""
+        tracked = kind == self.cancel_kind
+        if label is not None:
+            start = {"error": "", status_param: label, **start}
+        if tracked:
+            start = {"running": True, "progress": 0, **start}
+            self._cancelling = (status_param, cancelling) if cancelling else None
+        if start:
+            self.param.update(**start)
+        end = {"running": False} if tracked else {}
+
+        def done(result):
+            values = {into: result} if into is not None else (on_done(result) if on_done is not None else None)
+            if values is not None or tracked:
+                self._set(**end, **({"progress": 100} if tracked else {}), **(values or {}))
+
+        def stopped():
+            text = cancelled() if callable(cancelled) else cancelled
+            self._set(**end, progress=0, **({status_param: text} if text else {}))
+
+        self.runner.submit(kind, job, done, on_error or self._fail, stopped if tracked else None,
+                           compute=compute, priority=priority)
+
+    @param.depends("cancel", watch=True)
+    def _cancel_run(self) -> None:
+        if self.runner.cancel(self.cancel_kind) and self._cancelling is not None:
+            name, text = self._cancelling
+            self.param.update({name: text})
 
     def _set(self, **values) -> None:
         self.dispatch(partial(self.param.update, **values))
 
-    def _fail(self, message: str) -> None:
-        self._set(error=message, running=False, status="failed — earlier results kept")
+    def _fail(self, message: str, **also) -> None:
+        self._set(error=message, running=False, status="failed — earlier results kept", **also)
 
     def wait(self, timeout: float = 600.0, kinds: tuple[str, ...] | None = None) -> None:
         """Block until the running jobs of ``kinds`` (default: every kind of this page) end."""
@@ -47,8 +100,8 @@ class BackgroundState(param.Parameterized):
 
 
 class ExplorerPage(pn.viewable.Viewer):
-    """A page drawn from one :class:`BackgroundState` (``explorer``); subclasses set
-    ``explorer_class`` and build their widgets after ``super().__init__``."""
+    """A page drawn from one :class:`BackgroundState` (``explorer``, an ``explorer_class``, built
+    here unless given); subclasses build their widgets after ``super().__init__``."""
 
     explorer = param.ClassSelector(class_=BackgroundState)
     explorer_class: type[BackgroundState] = BackgroundState
@@ -57,6 +110,8 @@ class ExplorerPage(pn.viewable.Viewer):
         self._fresh = "explorer" not in params
         if self._fresh:
             params["explorer"] = self.explorer_class(autorun=False)
+        elif not isinstance(params["explorer"], self.explorer_class):
+            raise TypeError(f"explorer must be a {self.explorer_class.__name__}, not {type(params['explorer']).__name__}")
         super().__init__(**params)
         dispatch = session_dispatch(self.explorer.runner)
         if dispatch is not None:

@@ -73,7 +73,6 @@ def _parse_point(text: str):
 class CrossbarPage(ExplorerPage):
     """Crossbar power and the joint architecture + g_u search."""
 
-    explorer = param.ClassSelector(class_=CrossbarExplorer)
     explorer_class = CrossbarExplorer
     title = "Crossbar power & search"
     tab = param.Selector(default="subnet", objects=list(TABS), doc="the open sub-tab")

@@ -13,15 +13,14 @@ import threading
 
 import numpy as np
 import param
-import xarray as xr
 
 from ..experiments import Store
 from ..experiments.crossbar import (DIGITS_SIGMA, evaluate_state, load_estimator, load_supernet, state_details,
                                     supernet_config)
 from ..experiments.sweep import CROSSBAR_SPEC, load_spec, run_experiment
-from ..hardware import KnobError
+from ..knobs import KnobError, out_of_range, range_text, range_words
 from ..nas.supernet import Arch, Supernet
-from .base import BackgroundState
+from .base import BackgroundState, result_param
 
 REGENERATE = "workbench sweep specs/crossbar_digits.json --cache-dir data/store"
 
@@ -31,6 +30,7 @@ class CrossbarExplorer(BackgroundState):
 
     job_kinds = ("supernet", "nas", "nas_select", "eval", "details", "search")
     wait_rounds = 2            # the supernet's arrival starts the first evaluation
+    cancel_kind = "search"
 
     depth = param.List(default=[3, 3, 3], item_type=int, doc="blocks per stage D")
     width = param.List(default=[1.0, 1.0, 1.0, 1.0], item_type=float, doc="width multiplier of the stem and each stage")
@@ -50,10 +50,10 @@ class CrossbarExplorer(BackgroundState):
     search = param.Event(doc="run NSGA-II on the shipped estimator")
     cancel = param.Event(doc="cancel the running search")
 
-    current = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    nas = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    selection = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    details = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    current = result_param()
+    nas = result_param()
+    selection = result_param()
+    details = result_param()
     live = param.Dict(default=None, allow_None=True, precedence=-1, doc="front of the running search")
 
     def __init__(self, store: Store | None = None, spec_path=CROSSBAR_SPEC, device: str = "auto", autorun: bool = True,
@@ -78,14 +78,13 @@ class CrossbarExplorer(BackgroundState):
     def load(self) -> None:
         """Load (or compute) the supernet, the NAS study and the n_a/n_p selection, then the current subnet."""
         def job(cancel):
-            sn = load_supernet(self.supernet_spec, self.store, device=self.device, cancel=cancel)
-            return sn
+            return load_supernet(self.supernet_spec, self.store, device=self.device, cancel=cancel)
 
         def ready(sn):
             self.net, self.space = sn.supernet, sn.supernet.space
             self.dispatch(self._loaded)
 
-        self.runner.submit("supernet", job, ready, self._fail)
+        self.launch("supernet", job, on_done=ready)
         for name, target in (("nas", "nas"), ("nas_select", "selection")):
             if name not in self.spec["experiments"]:
                 continue
@@ -94,7 +93,7 @@ class CrossbarExplorer(BackgroundState):
             def run(cancel, name=name, params=params):
                 return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
 
-            self.runner.submit(name, run, lambda ds, target=target: self._set(**{target: ds}), self._fail)
+            self.launch(name, run, into=target)
 
     def _loaded(self) -> None:
         """The supernet arrived: evaluate the subnet the page (or a link) set meanwhile."""
@@ -149,9 +148,10 @@ class CrossbarExplorer(BackgroundState):
         if len(vals) != len(layers):
             raise KnobError(f"g_u takes one value per crossbar layer of this subnet ({len(layers)} layers), "
                             f"got {len(vals)}")
-        bad = [f"{v:g}" for v in vals if not (self.layout.gu_low <= v <= self.layout.gu_high) or not np.isfinite(v)]
+        lo, hi = self.layout.gu_low, self.layout.gu_high
+        bad = [f"{v:g}" for v in vals if not (lo <= v <= hi) or not np.isfinite(v)]
         if bad:
-            raise KnobError(f"g_u / g_u^d must be between 0.5 and 1.5 for every layer (eq 6.2); got {', '.join(bad)}")
+            raise KnobError(f"g_u / g_u^d must be {range_words(lo, hi)} for every layer (eq 6.2); got {', '.join(bad)}")
         self.g_u = dict(zip(layers, vals))
 
     def set_point(self, strategy: str, point: int) -> None:
@@ -192,9 +192,9 @@ class CrossbarExplorer(BackgroundState):
         """One layer's g_u as a multiple of its g_u^d (eq 6.2: in [0.5, 1.5])."""
         if layer not in self.present_layers():
             raise KnobError(f"layer={layer!r} is not in the current subnet; layers: {self.present_layers()}")
-        v = float(value)
-        if not (0.5 <= v <= 1.5) or not np.isfinite(v):
-            raise KnobError(f"g_u of {layer}={value!r} is out of range: g_u / g_u^d must be in [0.5, 1.5] (eq 6.2)")
+        v, lo, hi = float(value), self.layout.gu_low, self.layout.gu_high
+        if not (lo <= v <= hi) or not np.isfinite(v):
+            raise out_of_range(f"g_u of {layer}", value, f"in {range_text(lo, hi)}", "as a multiple of g_u^d, eq 6.2")
         self.g_u = {**self.g_u, layer: v}
 
     @param.depends("depth", "width", "expand", watch=True)
@@ -212,16 +212,15 @@ class CrossbarExplorer(BackgroundState):
         if self.net is None or not self.g_u:
             return
         state, net = self.state(), self.net
-        self.param.update(status=f"evaluating {self.describe()}…", error="")
 
         def job(cancel):
             return evaluate_state(net, state, sigma=self.sigma, draws=self.draws, cancel=cancel)
 
         def done(ds):
-            self._set(current=ds, status=f"{self.describe()}: power {float(ds.power[0]):,.0f} (arbitrary units), accuracy "
-                                         f"{float(ds.accuracy.mean()):.3f} ± {float(ds.accuracy.std()):.3f}")
+            return dict(current=ds, status=f"{self.describe()}: power {float(ds.power[0]):,.0f} (arbitrary units), "
+                                           f"accuracy {float(ds.accuracy.mean()):.3f} ± {float(ds.accuracy.std()):.3f}")
 
-        self.runner.submit("eval", job, done, self._fail, priority=0)
+        self.launch("eval", job, label=f"evaluating {self.describe()}…", on_done=done, priority=0)
 
     def describe(self) -> str:
         return f"D = {list(self.depth)}, width = {list(self.width)}, expand = {list(self.expand)}"
@@ -255,7 +254,7 @@ class CrossbarExplorer(BackgroundState):
             return state_details(state, self.supernet_spec, self.store, sigma=self.sigma, draws=10, device=self.device,
                                  cancel=cancel)
 
-        self.runner.submit("details", job, lambda ds: self._set(details=ds), self._fail)
+        self.launch("details", job, into="details")
 
     def use_point(self) -> None:
         """Load the selected point's architecture and g_u into the subnet editor."""
@@ -277,9 +276,6 @@ class CrossbarExplorer(BackgroundState):
     def _search(self) -> None:
         from ..nas.search import run_search
         strategy, pop, gen = self.strategy, self.pop_size, self.n_gen
-        self.param.update(running=True, progress=0, live=None, error="",
-                          search_status=f"NSGA-II {strategy}: population {pop}, {gen} generations on the estimator…")
-
         latest, lock = {}, threading.Lock()
 
         def show():
@@ -303,7 +299,7 @@ class CrossbarExplorer(BackgroundState):
             if not pending:
                 self.dispatch(show)
 
-        def job(cancel: threading.Event):
+        def job(cancel):
             est = load_estimator(self.nas_params.get("nas"), self.supernet_spec, self.store)
             return run_search(strategy, est, est.space, pop, gen, seed=0, progress=progress, cancel=cancel)
 
@@ -311,27 +307,22 @@ class CrossbarExplorer(BackgroundState):
             with lock:
                 latest.clear()
             f = res.front
-            self._set(running=False, progress=100,
-                      live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(), "generation": res.n_gen},
-                      search_status=f"NSGA-II {strategy} done: {int(f.sum())} estimated Pareto points after {res.n_gen} generations "
-                             f"({res.seconds:.1f} s)")
+            return dict(live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(), "generation": res.n_gen},
+                        search_status=f"NSGA-II {strategy} done: {int(f.sum())} estimated Pareto points after "
+                                      f"{res.n_gen} generations ({res.seconds:.1f} s)")
 
         def cancelled():
             with lock:
                 latest.clear()
-            gen = (self.live or {}).get("generation", 0)
-            self._set(running=False, progress=0, search_status=f"NSGA-II {strategy} cancelled after {gen} generations")
+            return f"NSGA-II {strategy} cancelled after {(self.live or {}).get('generation', 0)} generations"
 
         def failed(message):
             self._fail(message)
             self._set(search_status=f"NSGA-II {strategy} failed (the error is shown above) — earlier results kept")
 
-        self.runner.submit("search", job, done, failed, cancelled)
-
-    @param.depends("cancel", watch=True)
-    def _cancel(self) -> None:
-        if self.runner.cancel("search"):
-            self.search_status = f"NSGA-II {self.strategy}: cancelling…"
+        self.launch("search", job, label=f"NSGA-II {strategy}: population {pop}, {gen} generations on the estimator…",
+                    status_param="search_status", on_done=done, cancelled=cancelled, on_error=failed,
+                    cancelling=f"NSGA-II {strategy}: cancelling…", live=None)
 
 
 __all__ = ["CrossbarExplorer", "REGENERATE"]

@@ -1,27 +1,25 @@
 """The noise playground's state: knobs, the current network, and results (no Panel here).
 
 Every knob is a bounded ``param`` (the widgets, the URL and the CLI share those bounds); heavy
-work (Monte-Carlo evaluation, curves, training) runs on a :class:`TaskRunner` thread and writes
-its results back into ``param`` state.  A failed job sets ``error`` and leaves earlier results
-intact.
+work (Monte-Carlo evaluation, curves, training) runs as :meth:`BackgroundState.launch` jobs and
+writes its results back into ``param`` state.  A failed job sets ``error`` and leaves earlier
+results intact.
 """
 
 from __future__ import annotations
 
-import threading
-from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import param
 import xarray as xr
 
 from ..experiments import CURVE_GRIDS, PRESET_FOR_TECHNOLOGY, Store, evaluate, noise_curve, param_counts, preset_config, train_model
 from ..experiments.shipped import PLAYGROUND_DRAWS, REGENERATE_COMMAND
-from ..experiments.store import spec_key
 from ..hardware import MemristorMemory, SRAMMemory, memory_from_dict
 from ..hardware.sram import eta
+from ..keys import spec_key
 from ..training import TrainConfig
-from .tasks import TaskRunner
+from .base import BackgroundState, result_param
 from .urlstate import URLKnob, URLValueError, fmt_number
 
 NO_LAYER = "(none)"
@@ -45,6 +43,14 @@ def layer_counts(preset: str) -> dict[str, int]:
     return _COUNTS[preset]
 
 
+def curve_knob(noise_knob: str) -> str:
+    """The knob the playground's accuracy curve sweeps, and a layer's own value sets, for a memory
+    whose ``noise_knob`` is given: that knob, except ``g_u`` under additive noise.  There σ is a
+    fixed device property (µS) and g_u decides how much of it reaches the weights (σ/g_u, eq 3.36)
+    and the crossbar power (eq 3.41–3.44): the trade-off the thesis' additive-noise study varies."""
+    return "g_u" if noise_knob == "sigma" else noise_knob
+
+
 def join_points(cells: list[xr.Dataset], knob: str) -> xr.Dataset:
     """One-point curves (``noise_curve`` with one value each) joined along ``knob``: the curve
     ``noise_curve`` returns for the whole grid, available point by point."""
@@ -53,8 +59,12 @@ def join_points(cells: list[xr.Dataset], knob: str) -> xr.Dataset:
     return ds
 
 
-class NoiseExplorer(param.Parameterized):
+class NoiseExplorer(BackgroundState):
     """State of the noise playground: pick a memory, drag its knobs, watch accuracy and cost."""
+
+    job_kinds = ("train", "eval", "curve")
+    wait_rounds = 2             # a finished readout starts the curve
+    cancel_kind = "train"
 
     technology = param.Selector(default="sram", objects=["sram", "memristor"], doc="memory technology")
     p = param.Number(0.01, bounds=(0.0, 0.5), doc="SRAM bit error rate p")
@@ -75,29 +85,21 @@ class NoiseExplorer(param.Parameterized):
     cancel = param.Event(doc="cancel the running training")
     use_clean = param.Event(doc="go back to the network trained without noise")
 
-    # results (written by background jobs)
-    result = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    curve = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    # results (written by background jobs); ``running``/``progress`` follow a training
+    result = result_param()
+    curve = result_param()
     history = param.Dict(default={}, precedence=-1)
-    status = param.String("", precedence=-1)
     curve_status = param.String("", precedence=-1)
     #: curve points done and in all while a curve is computed (0, 0 when none is)
     curve_done = param.Integer(0, precedence=-1)
     curve_total = param.Integer(0, precedence=-1)
-    error = param.String("", precedence=-1)
+    #: the readout at the current setting is being computed
     evaluating = param.Boolean(False, precedence=-1)
-    training = param.Boolean(False, precedence=-1)
-    train_progress = param.Integer(0, bounds=(0, 100), precedence=-1)
 
     def __init__(self, store: Store | None = None, device: str = "auto", autorun: bool = True, **params):
         super().__init__(**params)
         self.store = store or Store()
         self.device = device
-        self.runner = TaskRunner()
-        #: how results computed on worker threads are applied; a served page replaces it with a
-        #: hand-over to its document's event loop (see ``NoisePlayground``), so that all state
-        #: changes, and the page updates they cause, happen in order on one thread
-        self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
         #: counts :meth:`refresh` calls: a result of an older setting is never applied
         self._generation = 0
         self._update_layers()
@@ -106,13 +108,10 @@ class NoiseExplorer(param.Parameterized):
 
     # ------------------------------------------------------------------ derived state
     @property
-    def sweep_knob(self) -> str:
-        if self.technology == "sram":
-            return "p"
-        return "sigma_c" if self.noise == "multiplicative" else "g_u"
-
-    def layer_memory_knob(self) -> str:
-        return {"sram": "p"}.get(self.technology, "sigma_c" if self.noise == "multiplicative" else "g_u")
+    def curve_knob(self) -> str:
+        """The knob of the accuracy curve and of a layer's own value (see :func:`curve_knob`)."""
+        mem = SRAMMemory() if self.technology == "sram" else MemristorMemory(noise=self.noise)
+        return curve_knob(mem.noise_knob)
 
     def knob_values(self) -> dict[str, Any]:
         """The knobs that make the memory map (see :meth:`memory_for`)."""
@@ -128,10 +127,9 @@ class NoiseExplorer(param.Parameterized):
         g_u, and one layer's own value)."""
         if v["technology"] == "sram":
             base = SRAMMemory(p=v["p"], bits=1)
-            knob = "p"
         else:
             base = MemristorMemory(noise=v["noise"], sigma_c=v["sigma_c"], sigma=v["sigma"], g_u=v["g_u"])
-            knob = "sigma_c" if v["noise"] == "multiplicative" else "g_u"
+        knob = curve_knob(base.noise_knob)
         overrides = {}
         layer = v.get("layer", NO_LAYER)
         if layer != NO_LAYER:
@@ -151,7 +149,7 @@ class NoiseExplorer(param.Parameterized):
         if self.trained_with is None:
             return f"{net}, trained without noise"
         d = self.trained_with["default"]
-        knob = "p" if d["technology"] == "sram" else ("sigma_c" if d.get("noise") == "multiplicative" else "sigma")
+        knob = memory_from_dict(d).noise_knob
         words = {"p": "p", "sigma_c": "σ_c", "sigma": "σ"}[knob]
         unit = " µS" if knob == "sigma" else ""
         layer = ""
@@ -275,12 +273,9 @@ class NoiseExplorer(param.Parameterized):
             self.error = str(exc)
             return
         cfg = self.train_config()
-        draws, seed, knob = self.draws, self.seed, self.sweep_knob
+        draws, seed, knob = self.draws, self.seed, self.curve_knob
         self._generation += 1
         gen = self._generation
-        self.error = ""
-        self.evaluating = True
-        self.status = f"evaluating the accuracy over {draws} Monte-Carlo draws…"
         values = list(CURVE_GRIDS[knob])
         what = f"the accuracy-vs-{KNOB_WORDS[knob].split()[-1]} curve"
 
@@ -288,7 +283,7 @@ class NoiseExplorer(param.Parameterized):
             """Apply ``kw`` unless a newer setting replaced this one meanwhile."""
             self.dispatch(lambda: gen == self._generation and self.param.update(**kw))
 
-        def eval_job(cancel: threading.Event):
+        def eval_job(cancel):
             def progress(info):
                 current(status=f"evaluating the accuracy: {info['draw']} of {info['draws']} Monte-Carlo draws")
             return evaluate(cfg, mem, draws=draws, seed=seed, store=self.store, device=self.device, cancel=cancel,
@@ -300,9 +295,9 @@ class NoiseExplorer(param.Parameterized):
             current(result=ds, evaluating=False, status=self._status_text(ds),
                     curve_status=f"computing {what}: 0 of {len(values)} points ({draws} draws each)")
             if gen == self._generation:
-                self.runner.submit("curve", curve_job, curve_done, self._fail)
+                self.launch("curve", curve_job, on_done=curve_done)
 
-        def curve_job(cancel: threading.Event):
+        def curve_job(cancel):
             # point by point (each one cached like a whole curve's), so the plot grows as they arrive
             cells = []
             for i, v in enumerate(values):
@@ -310,9 +305,8 @@ class NoiseExplorer(param.Parameterized):
                                          device=self.device, cancel=cancel))
                 if cancel.is_set():
                     break
-                partial = join_points(cells, knob)
                 if i + 1 < len(values):
-                    current(curve=partial, curve_done=i + 1,
+                    current(curve=join_points(cells, knob), curve_done=i + 1,
                             curve_status=f"computing {what}: {i + 1} of {len(values)} points ({draws} draws each)")
             return join_points(cells, knob)
 
@@ -323,11 +317,8 @@ class NoiseExplorer(param.Parameterized):
         self.runner.cancel("curve")
         self.param.update(curve_done=0, curve_total=len(values),
                           curve_status=f"computing {what}: waiting for the readout above (0 of {len(values)} points)")
-        self.runner.submit("eval", eval_job, eval_done, self._fail, priority=0)   # before curves of any session
-
-    def _set(self, **values) -> None:
-        """Apply results from a worker thread through :attr:`dispatch`."""
-        self.dispatch(partial(self.param.update, **values))
+        self.launch("eval", eval_job, label=f"evaluating the accuracy over {draws} Monte-Carlo draws…",
+                    on_done=eval_done, priority=0, evaluating=True)    # priority 0: before curves of any session
 
     def _status_text(self, ds) -> str:
         if ds is None:
@@ -336,9 +327,8 @@ class NoiseExplorer(param.Parameterized):
         source = "read from the results store" if cache == "hit" else "just computed"
         return f"{self.network_label()} · {int(ds.attrs['draws'])} Monte-Carlo draws · {source}"
 
-    def _fail(self, message: str) -> None:
-        self._set(error=message, evaluating=False, training=False, curve_done=0, curve_total=0,
-                  status="failed — earlier results kept")
+    def _fail(self, message: str, **also) -> None:
+        super()._fail(message, evaluating=False, curve_done=0, curve_total=0, **also)
 
     @param.depends("train", watch=True)
     def _train(self):
@@ -347,17 +337,13 @@ class NoiseExplorer(param.Parameterized):
                  "epochs": self.epochs, "seed": self.seed}
         mem, cfg = self.trained_config(knobs)
         preset = PRESET_FOR_TECHNOLOGY[self.technology]
-        self.param.update(training=True, train_progress=0, history={"loss": [], "test_accuracy": []}, error="",
-                          status=f"training {NETWORK_WORDS.get(preset, 'the network')} with hardware-aware noise "
-                                 f"({self.epochs} epochs)…")
-
         losses, accs = [], []
 
         def progress(info):
             losses.append(info["loss"])
             accs.append(info["test_accuracy"])
             self._set(history={"loss": list(losses), "test_accuracy": list(accs)},
-                      train_progress=int(100 * info["epoch"] / info["epochs"]))
+                      progress=int(100 * info["epoch"] / info["epochs"]))
 
         def job(cancel):
             return train_model(cfg, self.store, device=self.device, progress=progress, cancel=cancel)
@@ -365,29 +351,24 @@ class NoiseExplorer(param.Parameterized):
         def done(tr):
             history = {k: tr.history[k].values.tolist() for k in ("loss", "test_accuracy")}
             how = "read from the results store" if tr.cached else f"trained on {tr.device}"
-            self._set(history=history, training=False, train_progress=100, trained_with=mem, trained_knobs=knobs,
-                      status=f"{how} in {tr.train_seconds:.1f} s: accuracy without noise {tr.test_accuracy:.3f}")
+            return dict(history=history, trained_with=mem, trained_knobs=knobs,
+                        status=f"{how} in {tr.train_seconds:.1f} s: accuracy without noise {tr.test_accuracy:.3f}")
 
-        def cancelled():
-            self._set(training=False, train_progress=0, status="training cancelled — network unchanged")
-
-        self.runner.submit("train", job, done, self._fail, cancelled)
-
-    @param.depends("cancel", watch=True)
-    def _cancel(self):
-        self.runner.cancel("train")
+        self.launch("train", job, on_done=done, cancelled="training cancelled — network unchanged",
+                    label=f"training {NETWORK_WORDS.get(preset, 'the network')} with hardware-aware noise "
+                          f"({self.epochs} epochs)…", history={"loss": [], "test_accuracy": []})
 
     @param.depends("use_clean", watch=True)
     def _use_clean(self):
         self.param.update(trained_with=None, trained_knobs=None)
 
-    def wait(self, timeout: float = 300.0, kinds: tuple[str, ...] = ("train", "eval", "curve")) -> None:
-        """Block until the running jobs of ``kinds`` end (tests, notebooks)."""
-        self.runner.wait_all(kinds, timeout, rounds=2)      # a finished readout starts the curve
+    def load(self) -> None:
+        """The readout and curve of the current setting (a page calls this once it watches them)."""
+        self.refresh()
 
 
 def _text(value) -> str:
     return fmt_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-__all__ = ["NO_LAYER", "NoiseExplorer", "P_CHOICES", "REGENERATE_COMMAND", "join_points", "layer_counts"]
+__all__ = ["NO_LAYER", "NoiseExplorer", "P_CHOICES", "REGENERATE_COMMAND", "curve_knob", "join_points", "layer_counts"]

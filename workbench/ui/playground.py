@@ -7,9 +7,8 @@ import param
 
 from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
+from .base import ExplorerPage, about_fold, number_field, regenerate_footer
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
-from .base import about_fold, number_field, regenerate_footer
-from .tasks import session_dispatch
 from .urlstate import PageURL, URLKnob
 
 URL_KNOBS = ["technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed", "epochs"]
@@ -71,16 +70,13 @@ def _nearest(options, value):
     return min(options, key=lambda o: abs(o - value))
 
 
-class NoisePlayground(pn.viewable.Viewer):
+class NoisePlayground(ExplorerPage):
     """Pick a memory, drag its noise, watch accuracy and energy/power respond."""
 
-    explorer = param.ClassSelector(class_=NoiseExplorer)
+    explorer_class = NoiseExplorer
     title = "Noise playground"
 
     def __init__(self, **params):
-        fresh = "explorer" not in params
-        if fresh:
-            params["explorer"] = NoiseExplorer(autorun=False)
         super().__init__(**params)
         ex = self.explorer
         self._widgets = w = {}
@@ -101,23 +97,17 @@ class NoisePlayground(pn.viewable.Viewer):
         w["draws"] = number_field(ex, "draws", "Monte-Carlo draws")
         w["seed"] = number_field(ex, "seed", "seed")
         w["epochs"] = number_field(ex, "epochs", "training epochs")
-        w["train"] = pn.widgets.Button.from_param(ex.param.train, label="Train with this noise", color="success")
-        w["cancel"] = pn.widgets.Button.from_param(ex.param.cancel, label="Cancel", color="danger")
+        self._run_controls("train", "Train with this noise")
+        w["train"], w["cancel"] = self._run, self._cancel
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
-        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="success", sizing_mode="stretch_width")
         self._curve_progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", sizing_mode="stretch_width",
                                                       visible=False, min_width=100)
         ex.param.watch(self._curve_bar, ["curve_done", "curve_total"])
-        ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "training", "trained_with"])
-        ex.param.watch(lambda e: setattr(self._progress, "value", e.new), "train_progress")
+        ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "trained_with"])
         self._sync_visibility()
-        dispatch = session_dispatch(ex.runner)
-        if dispatch is not None:
-            ex.dispatch = dispatch
         #: the page's settings as URL keys (the workbench writes and applies them)
         self.url = PageURL([URLKnob(k, ex, k) for k in URL_KNOBS] + [ex.trained_knob()])
-        if fresh and ex.result is None:
-            ex.refresh()
+        self._start()
 
     def _curve_bar(self, *_):
         ex = self.explorer
@@ -133,12 +123,9 @@ class NoisePlayground(pn.viewable.Viewer):
         w["sigma_c"].visible = not sram and ex.noise == "multiplicative"
         w["sigma"].visible = not sram and ex.noise == "additive"
         w["layer_value"].visible = ex.layer != NO_LAYER
-        knob = ex.layer_memory_knob()
-        w["layer_value"].name = {"p": "that layer's p", "sigma_c": "that layer's σ_c", "g_u": "that layer's g_u ÷ 25 µS"}[knob]
-        w["cancel"].disabled = not ex.training
-        w["train"].disabled = ex.training
+        w["layer_value"].name = {"p": "that layer's p", "sigma_c": "that layer's σ_c",
+                                 "g_u": "that layer's g_u ÷ 25 µS"}[ex.curve_knob]
         w["use_clean"].visible = ex.trained_with is not None
-        self._progress.visible = ex.training
 
     # ---------------------------------------------------------------- plots (pure functions of state)
     @param.depends("explorer.result")

@@ -51,7 +51,6 @@ TEXT = {
 class SharpnessPage(ExplorerPage):
     """Sharpness-aware training against memristor noise."""
 
-    explorer = param.ClassSelector(class_=SharpnessExplorer)
     explorer_class = SharpnessExplorer
     title = "Sharpness & robustness"
     tab = param.Selector(default="robustness", objects=list(TABS), doc="sub-tab of the page")

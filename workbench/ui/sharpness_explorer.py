@@ -8,7 +8,6 @@ and then measures its curve.  The perturbation explorer (Fig 5.1) is computed in
 
 from __future__ import annotations
 
-import threading
 from functools import partial
 
 import param
@@ -17,10 +16,10 @@ import xarray as xr
 from ..analysis.perturbation import perturbation_profile
 from ..experiments import Store
 from ..experiments.sharpness import LABELS, METHODS, SIGMA_C_GRID, method_config, noise_dim, robustness_study
-from ..experiments.store import spec_key
 from ..experiments.sweep import SHARPNESS_SPEC, load_spec, run_experiment
+from ..keys import spec_key
 from ..training.sam import RHO_DEFAULTS, RHO_GRIDS
-from .base import BackgroundState
+from .base import BackgroundState, result_param
 
 REGENERATE = "workbench sweep specs/sharpness_digits.json --cache-dir data/store"
 #: every ρ of the thesis grids (Table 5.6), the choices of the ρ slider
@@ -38,6 +37,7 @@ class SharpnessExplorer(BackgroundState):
     """Knobs and results of the ch. 5 page."""
 
     job_kinds = (*RESULTS, "select", "train")
+    cancel_kind = "train"
 
     method = param.Selector(default="samson2", objects=list(METHODS), doc="training method (optimizer, clipping, noise)")
     rho = param.Number(0.2, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
@@ -59,17 +59,16 @@ class SharpnessExplorer(BackgroundState):
     train = param.Event(doc="train the selected configuration")
     cancel = param.Event(doc="cancel the running training")
 
-    robustness = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    additive = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    sharpness = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    quantization = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    ood = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    drift = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    rho_sweep = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    selected = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1,
-                                   doc="robustness curve of the selected configuration (None: not trained yet)")
+    robustness = result_param()
+    additive = result_param()
+    sharpness = result_param()
+    quantization = result_param()
+    ood = result_param()
+    drift = result_param()
+    rho_sweep = result_param()
+    selected = result_param(doc="robustness curve of the selected configuration (None: not trained yet)")
     selected_label = param.String("", precedence=-1)
-    perturbation = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    perturbation = result_param()
     history = param.List(default=[], precedence=-1, doc="training loss per epoch of the live run")
     rho_note = param.String("", precedence=-1, doc="what the last change of method did to ρ, in words")
 
@@ -95,7 +94,7 @@ class SharpnessExplorer(BackgroundState):
             def job(cancel, name=name, params=params):
                 return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
 
-            self.runner.submit(name, job, partial(self._loaded, target), self._fail)
+            self.launch(name, job, on_done=partial(self._loaded, target))
         self._select()
 
     def _loaded(self, target: str, ds: xr.Dataset) -> None:
@@ -186,12 +185,11 @@ class SharpnessExplorer(BackgroundState):
             self.runner.cancel("select")
             self.param.update(selected=ds, selected_label=label, status=f"{label}: {self._summary(ds)}", error="")
             return
-        self.param.update(status=f"{label}: measuring its robustness curve…", error="")
 
         def done(ds):
-            self._set(selected=ds, selected_label=label, status=f"{label}: {self._summary(ds)}")
+            return dict(selected=ds, selected_label=label, status=f"{label}: {self._summary(ds)}")
 
-        self.runner.submit("select", self._curve, done, self._fail)
+        self.launch("select", self._curve, label=f"{label}: measuring its robustness curve…", on_done=done)
 
     def _from_study(self) -> xr.Dataset | None:
         """The selected network's curve read from the loaded study of the current noise mode when
@@ -238,30 +236,21 @@ class SharpnessExplorer(BackgroundState):
         from ..experiments import train_model
         cfg = self.config()
         label = self.describe()
-        self.param.update(running=True, progress=0, history=[], error="",
-                          status=f"training {label} for {cfg.epochs} epochs…")
         losses: list[float] = []
 
         def progress(info):
             losses.append(float(info["loss"]))
             self._set(history=list(losses), progress=int(100 * info["epoch"] / info["epochs"]))
 
-        def job(cancel: threading.Event):
+        def job(cancel):
             train_model(cfg, self.store, device=self.device, progress=progress, cancel=cancel)
             return self._curve(cancel)
 
         def done(ds):
-            self._set(running=False, progress=100, selected=ds, selected_label=label,
-                      status=f"{label} trained: {self._summary(ds)}")
+            return dict(selected=ds, selected_label=label, status=f"{label} trained: {self._summary(ds)}")
 
-        def cancelled():
-            self._set(running=False, progress=0, status=f"training {label} cancelled")
-
-        self.runner.submit("train", job, done, self._fail, cancelled)
-
-    @param.depends("cancel", watch=True)
-    def _cancel(self) -> None:
-        self.runner.cancel("train")
+        self.launch("train", job, label=f"training {label} for {cfg.epochs} epochs…", on_done=done,
+                    cancelled=f"training {label} cancelled", history=[])
 
     # ------------------------------------------------------------------ Fig 5.1
     @param.depends("pert_rho", "pert_c", "pert_p", watch=True)

@@ -147,7 +147,6 @@ def parse_point(text: str) -> tuple[str, float] | None:
 class SRAMPage(ExplorerPage):
     """Under-volted SRAM and LaNMax."""
 
-    explorer = param.ClassSelector(class_=SRAMExplorer)
     explorer_class = SRAMExplorer
     title = "Under-volted SRAM"
 

@@ -7,18 +7,16 @@ per-layer ``p`` streams in epoch by epoch, and inspect any network of the energy
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 import param
-import xarray as xr
 
 from ..experiments import Store, param_counts
 from ..experiments.sram import bc_config, energy_of, energy_ratios
 from ..experiments.sweep import SRAM_SPEC, load_spec, run_experiment
 from ..hardware import SRAMMemory
-from .base import BackgroundState
+from .base import BackgroundState, result_param
 from .explorer import P_CHOICES
 
 #: a layer's BER before anyone edits it (the sensitivity study's base BER)
@@ -33,6 +31,7 @@ class SRAMExplorer(BackgroundState):
     """Knobs and results of the ch. 4 page."""
 
     job_kinds = ("uniform_ber", "sensitivity", "energy_accuracy", "spectra", "lanmax", "point")
+    cancel_kind = "lanmax"
 
     p_train = param.Selector(default=0.01, objects=[0.01], doc="training BER p_t highlighted in the uniform study")
     p = param.Selector(default=0.01, objects=P_CHOICES[1:], doc="test BER p marked on the uniform study")
@@ -47,14 +46,14 @@ class SRAMExplorer(BackgroundState):
     run_lanmax = param.Event(doc="start a LaNMax run with α")
     cancel = param.Event(doc="cancel the LaNMax run")
 
-    uniform = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    sensitivity = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    energy = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
-    spectra = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    uniform = result_param()
+    sensitivity = result_param()
+    energy = result_param()
+    spectra = result_param()
     lanmax_p = param.Dict(default={}, precedence=-1, doc="per-layer p trajectory of the live run (layer → list)")
     lanmax_loss = param.List(default=[], precedence=-1)
     lanmax_result = param.Dict(default=None, allow_None=True, precedence=-1)
-    point_sensitivity = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    point_sensitivity = result_param()
 
     def __init__(self, store: Store | None = None, spec_path=SRAM_SPEC, device: str = "auto", autorun: bool = True, **params):
         super().__init__(**params)
@@ -83,7 +82,7 @@ class SRAMExplorer(BackgroundState):
             def job(cancel, name=name, params=params):
                 return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
 
-            self.runner.submit(name, job, lambda ds, target=target: self._set(**{target: ds}), self._fail)
+            self.launch(name, job, into=target)
 
     @param.depends("width", watch=True)
     def _on_width(self):
@@ -145,7 +144,7 @@ class SRAMExplorer(BackgroundState):
                                          cancel=cancel)
             return self.store.get_or_compute("point-sensitivity", spec, compute)
 
-        self.runner.submit("point", job, lambda ds: self._set(point_sensitivity=ds), self._fail)
+        self.launch("point", job, into="point_sensitivity")
 
     def point_key(self) -> tuple[str, float] | None:
         """The selected point as ``(method, value)`` (what a link names), or the one a link asked
@@ -197,8 +196,6 @@ class SRAMExplorer(BackgroundState):
         from ..experiments.sram import evaluate_lanmax, lanmax_run
         cfg = bc_config(0.0, self.seed, width=self.width, epochs=self.epochs)
         lanmax = {"alpha": self.alpha}
-        self.param.update(running=True, progress=0, lanmax_p={}, lanmax_loss=[], error="",
-                          status=f"LaNMax run, α = {self.alpha:g}, {self.epochs} epochs…")
         traj: dict[str, list[float]] = {}
         losses: list[float] = []
         layers = list(self.counts)
@@ -210,7 +207,7 @@ class SRAMExplorer(BackgroundState):
             self._set(lanmax_p={k: list(v) for k, v in traj.items()}, lanmax_loss=list(losses),
                       progress=int(100 * info["epoch"] / info["epochs"]))
 
-        def job(cancel: threading.Event):
+        def job(cancel):
             model, p, trajectory = lanmax_run(cfg, lanmax, store=self.store, device=self.device, progress=progress, cancel=cancel)
             ev = evaluate_lanmax(cfg, lanmax, draws=10, store=self.store, device=self.device, cancel=cancel)
             return p, trajectory, ev
@@ -218,20 +215,14 @@ class SRAMExplorer(BackgroundState):
         def done(result):
             p, trajectory, ev = result
             full = {str(l): trajectory.p.sel(layer=l).values.tolist() for l in trajectory.layer.values}
-            self._set(running=False, progress=100, lanmax_p=full, layer_p=dict(p),
-                      lanmax_result={"p": p, "accuracy": ev.attrs["accuracy_mean"], "energy": float(ev.energy),
-                                     "alpha": lanmax["alpha"]},
-                      status=f"LaNMax α = {lanmax['alpha']:g}: accuracy {ev.attrs['accuracy_mean']:.3f} at energy "
-                             f"{float(ev.energy):.4f} (its learned p is now in the per-layer editor)")
+            return dict(lanmax_p=full, layer_p=dict(p),
+                        lanmax_result={"p": p, "accuracy": ev.attrs["accuracy_mean"], "energy": float(ev.energy),
+                                       "alpha": lanmax["alpha"]},
+                        status=f"LaNMax α = {lanmax['alpha']:g}: accuracy {ev.attrs['accuracy_mean']:.3f} at energy "
+                               f"{float(ev.energy):.4f} (its learned p is now in the per-layer editor)")
 
-        def cancelled():
-            self._set(running=False, progress=0, status="LaNMax run cancelled")
-
-        self.runner.submit("lanmax", job, done, self._fail, cancelled)
-
-    @param.depends("cancel", watch=True)
-    def _cancel(self):
-        self.runner.cancel("lanmax")
+        self.launch("lanmax", job, label=f"LaNMax run, α = {self.alpha:g}, {self.epochs} epochs…", on_done=done,
+                    cancelled="LaNMax run cancelled", lanmax_p={}, lanmax_loss=[])
 
 
 __all__ = ["DEFAULT_LAYER_P", "POINT_GRIDS", "REGENERATE", "SRAMExplorer"]

@@ -36,7 +36,6 @@ TEXT = {
 class SweepPage(ExplorerPage):
     """Edit or pick a sweep spec, see which of its cells are stored, compute the rest on Dask."""
 
-    explorer = param.ClassSelector(class_=SweepExplorer)
     explorer_class = SweepExplorer
     title = "Sweeps"
 

@@ -24,9 +24,9 @@ from ..experiments import Store
 from ..experiments.cells import spec_cells
 from ..experiments.cluster import SweepError, SweepReport, run_spec_distributed
 from ..experiments.sweep import SPEC_DIR, parse_spec
-from ..hardware import KnobError
+from ..knobs import KnobError
 from ..plots.sweep import STATE_COLORS
-from .base import BackgroundState
+from .base import BackgroundState, result_param
 from .urlstate import PageURL, URLKnob, URLValueError
 
 CUSTOM = "(edited)"
@@ -113,6 +113,7 @@ class SweepExplorer(BackgroundState):
     """A sweep spec, its cells in the store, and a distributed run of the missing ones."""
 
     job_kinds = ("cells", "sweep")
+    cancel_kind = "sweep"
 
     spec_name = param.Selector(default="dask_demo", objects=[*spec_files(), CUSTOM],
                                doc="sweep spec from specs/ (or the edited text)")
@@ -126,7 +127,7 @@ class SweepExplorer(BackgroundState):
     run = param.Event(doc="compute the missing cells on the cluster")
     cancel = param.Event(doc="cancel the running sweep (finished cells stay in the store)")
 
-    cells = param.ClassSelector(class_=xr.Dataset, default=None, allow_None=True, precedence=-1)
+    cells = result_param()
     report = param.ClassSelector(class_=SweepReport, default=None, allow_None=True, precedence=-1,
                                  doc="where and how fast the last sweep ran")
     events = param.List(default=[], precedence=-1, doc="workers lost and joined during the last run")
@@ -188,8 +189,6 @@ class SweepExplorer(BackgroundState):
         names = list(spec["experiments"])
         self.param.experiments.objects = names
         self.spec = spec
-        self.param.update(error="", problem="", status=f"looking up {len(cells)} cells in the store…",
-                          experiments=[e for e in self.experiments if e in names])
 
         def job(cancel):
             return [{"id": c.id, "name": c.name, "experiment": c.experiment, "stage": c.name.split()[0],
@@ -198,17 +197,17 @@ class SweepExplorer(BackgroundState):
         def done(rows):
             self._rows = {r["id"]: r for r in rows}
             n_missing = sum(r["state"] == "missing" for r in rows)
-            self._set(cells=cells_dataset(rows), status=f"{len(rows)} cells: {len(rows) - n_missing} in the store, "
-                                                         f"{n_missing} to compute")
+            return dict(cells=cells_dataset(rows), status=f"{len(rows)} cells: {len(rows) - n_missing} in the store, "
+                                                          f"{n_missing} to compute")
 
-        self.runner.submit("cells", job, done, self._fail)
+        self.launch("cells", job, label=f"looking up {len(cells)} cells in the store…", on_done=done, problem="",
+                    experiments=[e for e in self.experiments if e in names])
 
     def _refuse(self, message: str) -> None:
         self.param.update(error=message, problem=message)
 
-    def _fail(self, message: str) -> None:
-        self._set(error=message, problem=plain_reason(message), running=False,
-                  status="failed — earlier results kept")
+    def _fail(self, message: str, **also) -> None:
+        super()._fail(message, problem=plain_reason(message), **also)
 
     def counts(self) -> dict[str, int]:
         ds = self.cells
@@ -231,7 +230,6 @@ class SweepExplorer(BackgroundState):
             self._refuse(f"scheduler={scheduler!r} must be a Dask address such as tcp://127.0.0.1:8786 (or empty)")
             return
         where = scheduler or f"a LocalCluster of {self.workers} worker process{'es' if self.workers > 1 else ''}"
-        self.param.update(running=True, progress=0, error="", problem="", events=[], status=f"starting {where}…")
         rows = self._rows
         t_start = time.time()
         retries = self.retries
@@ -263,17 +261,14 @@ class SweepExplorer(BackgroundState):
 
         def done(out):
             results, report = out
-            self._set(report=report, running=False, progress=100, summary=self._summary(results, report),
-                      status=("every cell was already in the store: nothing to compute" if not report.submitted
-                              else f"done: {report.submitted} cells computed on {report.workers} workers"))
+            return dict(report=report, summary=self._summary(results, report),
+                        status=("every cell was already in the store: nothing to compute" if not report.submitted
+                                else f"done: {report.submitted} cells computed on {report.workers} workers"))
 
         def failed(message):
             # SweepError: the failed and blocked cells by name; every other cell is in the store
             self._set(running=False, error=message, problem=words[0] if words else plain_reason(message),
                       status="failed — finished cells kept in the store")
-
-        def cancelled():
-            self._set(running=False, progress=0, status="cancelled — finished cells kept in the store")
 
         def guarded(cancel):
             try:
@@ -287,12 +282,10 @@ class SweepExplorer(BackgroundState):
                 words.append(self._failure_words(exc, retries))
                 raise
 
-        self.runner.submit("sweep", guarded, done, failed, cancelled, compute=False)
-
-    @param.depends("cancel", watch=True)
-    def _cancel(self) -> None:
-        if self.runner.cancel("sweep"):
-            self.status = "cancelling: pending cells dropped, running ones stop at their next minibatch…"
+        self.launch("sweep", guarded, label=f"starting {where}…", on_done=done, on_error=failed,
+                    cancelled="cancelled — finished cells kept in the store",
+                    cancelling="cancelling: pending cells dropped, running ones stop at their next minibatch…",
+                    compute=False, problem="", events=[])
 
     @staticmethod
     def _failure_words(exc: SweepError, retries: int) -> str:
