@@ -289,7 +289,7 @@ def test_cli_sweep_on_a_local_cluster(tmp_path):
     assert t["scheduler"] == "LocalCluster" and t["workers"] == 2 and t["submitted"] == 7 and t["cached"] == 0
     assert t["cell_seconds"] > 0 and t["overhead"] == pytest.approx(t["wall_seconds"] / (t["cell_seconds"] / 2))
     assert out["experiments"]["robustness"]["cache"] == "computed"
-    assert out["experiments"]["robustness"]["dims"] == {"method": 1, "seed": 2, "adabs": 1, "level": 2, "draw": 3}
+    assert out["experiments"]["robustness"]["dims"] == {"method": 1, "seed": 2, "adabs": 1, "sigma_c": 2, "draw": 3}
     # the same sweep in this process writes the same entries and Dataset
     d, e = Store(tmp_path / "d", read_only=[]), Store(tmp_path / "e", read_only=[])
     spec = json.loads(spec_path.read_text())

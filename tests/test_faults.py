@@ -76,7 +76,7 @@ def test_killed_worker_is_reported_and_its_cell_rescheduled(cluster, tmp_path):
     assert victim not in set(ex.cells.worker.values)    # no result came from the dead worker
     assert valid_entries(store) == 9
     acc = store.load_dataset("sweep-robustness", spec_key("sweep-robustness", LONG)).accuracy_mean
-    assert acc.notnull().all() and float(acc.sel(level=0.0).min()) > 0.8
+    assert acc.notnull().all() and float(acc.sel(sigma_c=0.0).min()) > 0.8
 
 
 def test_failing_cells_are_named_and_a_later_run_recovers(cluster, tmp_path):

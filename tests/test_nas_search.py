@@ -208,7 +208,7 @@ def test_collect_dataset(tiny):
     net, data = tiny
     ds = collect(net, k=3, k_g=2, n_a=2, n_p=1, data=data, minibatch=16, seed=0)
     sp = net.space
-    assert ds["state_vector"].shape == (6, sp.n_var) and list(ds["var"].values) == sp.var_names
+    assert ds["state_vector"].shape == (6, sp.n_var) and list(ds["state_entry"].values) == sp.var_names
     assert sp.is_valid(ds["state_vector"].values).all()
     assert np.all((ds["accuracy"].values >= 0) & (ds["accuracy"].values <= 1)) and np.all(ds["power"].values > 0)
     assert ds["arch"].values.tolist() == [0, 0, 1, 1, 2, 2]

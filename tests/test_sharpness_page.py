@@ -12,7 +12,7 @@ import pytest
 from conftest import assert_no_console_errors, settled_screenshot, spec_explorer, wait_until, watch_console
 
 from workbench.experiments import Store
-from workbench.experiments.sharpness import METHODS
+from workbench.experiments.sharpness import METHODS, noise_dim
 from workbench.experiments.sweep import SHARPNESS_SPEC, load_spec
 from workbench.ui.sharpness_explorer import SharpnessExplorer
 
@@ -47,11 +47,12 @@ def explorer(tmp_path_factory):
 def test_the_page_state_loads_every_study_of_its_spec(explorer):
     assert explorer.error == ""
     rob = explorer.robustness
-    assert dict(rob.accuracy.sizes) == {"method": 3, "seed": 1, "adabs": 2, "level": 2, "draw": 3}
+    assert dict(rob.accuracy.sizes) == {"method": 3, "seed": 1, "adabs": 2, "sigma_c": 2, "draw": 3}
     # σ_c = 0 without AdaBS is the clean network, every draw
-    clean = rob.accuracy.sel(level=0.0, adabs=False).values
+    clean = rob.accuracy.sel(sigma_c=0.0, adabs=False).values
     assert np.allclose(clean, rob.clean_accuracy.values[..., None])
     assert explorer.additive.attrs["noise"] == "additive" and explorer.additive.attrs["g_u"] == 25.0
+    assert noise_dim(explorer.additive) == "sigma" and noise_dim(rob) == "sigma_c"    # dims named after the knob
     sh = explorer.sharpness
     assert dict(sh.sharpness.sizes) == {"method": 3, "seed": 1, "variant": 4}
     assert int(sh.n_points.sel(variant="samson2", group="all")) == 3
@@ -277,7 +278,7 @@ def test_status_and_readout_name_which_accuracy_they_show(explorer):
     explorer.wait(kinds=("select",))
     study = explorer.robustness
     clean = float(study.clean_accuracy.sel({"method": "samson2", "seed": 0}))
-    zero = float(study.accuracy_mean.sel({"method": "samson2", "seed": 0, "adabs": True, "level": 0.0}))
+    zero = float(study.accuracy_mean.sel({"method": "samson2", "seed": 0, "adabs": True, "sigma_c": 0.0}))
     assert f"clean accuracy {clean:.3f} (no noise, no AdaBS)" in explorer.status
     assert f"with AdaBS, mean accuracy {zero:.3f} at σ_c = 0" in explorer.status
     text = page._readout().object

@@ -84,7 +84,8 @@ class SearchResult:
     def to_dataset(self, space: ArchSpace) -> xr.Dataset:
         ds = xr.Dataset(coords={"state": ("state", np.arange(len(self.states)), {"long_name": "state", "units": "1"}),
                                 **space.state_coords()})
-        ds["state_vector"] = (("state", STATE_DIM), self.states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
+        ds["state_vector"] = (("state", STATE_DIM), self.states,
+                              {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
         ds["accuracy"] = ("state", self.accuracy, {"long_name": "estimated accuracy", "units": "1"})
         ds["power"] = ("state", self.power, {"long_name": "estimated crossbar power", "units": "a.u."})
         ds["front"] = ("state", self.front, {"long_name": "non-dominated on the estimator", "units": ""})
