@@ -291,8 +291,8 @@ class CrossbarExplorer(BackgroundState):
                                      f"(population {pop}) on the estimator…")
 
         def progress(info):
-            # only the newest front is handed to the page, and only when the last one was shown:
-            # a fast search otherwise queues one redraw per generation ahead of the Cancel click
+            # at most one front waits for the page (the newest), so a fast search never queues
+            # redraws ahead of the Cancel click
             with lock:
                 pending = "info" in latest
                 latest["info"] = info

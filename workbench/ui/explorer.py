@@ -290,8 +290,8 @@ class NoiseExplorer(BackgroundState):
                             progress=progress)
 
         def eval_done(ds):
-            # the curve starts once the readout is shown: on a small machine the two would share its
-            # cores and both arrive later, and the curve's point at this setting is now a store read
+            # the curve starts once the readout is shown, so the two never share the cores, and the
+            # curve's point at this setting is then a store read
             current(result=ds, evaluating=False, status=self._status_text(ds),
                     curve_status=f"computing {what}: 0 of {len(values)} points ({draws} draws each)")
             if gen == self._generation:

@@ -44,9 +44,8 @@ def _throttled_slider(widget: pn.widgets.Widget, obj: param.Parameterized, name:
     """Link ``widget`` → ``obj.name`` on release (``value_throttled``) and ``obj.name`` → widget.
 
     A change of ``obj.name`` from elsewhere (the URL, a notebook) moves both the widget's
-    ``value`` and its ``value_throttled``: otherwise releasing the slider on the value it showed
-    when it was built sent no change at all (``value_throttled`` still held that value), and the
-    page kept computing the old setting."""
+    ``value`` and its ``value_throttled``, so ``value_throttled`` always holds the setting in use
+    and releasing the slider on any other value sends that value."""
     syncing = []
 
     def push(event):

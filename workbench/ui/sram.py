@@ -13,7 +13,7 @@ import numpy as np
 import panel as pn
 import param
 
-from ..hardware import KnobError
+from ..knobs import KnobError
 from ..plots.sram import (METHOD_STYLE, energy_accuracy_plot, lanmax_trajectory_plot, layer_p_bars, param_count_bars,
                           sensitivity_plot, spectra_plot, uniform_ber_plot)
 from .base import ExplorerPage, about_fold, number_field, regenerate_footer

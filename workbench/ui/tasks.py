@@ -5,9 +5,8 @@ update ``param`` state); :func:`session_dispatch` is the one Panel-aware helper 
 
 Every runner of the process shares :data:`SLOTS`, a small pool of compute slots (one per CPU core
 by default, ``$WORKBENCH_JOB_SLOTS`` to change it): a job waits for a slot before it computes.
-A server with a whole classroom on it then runs a few jobs at a time at full speed instead of
-dozens of threads fighting over two cores — which starved the server's event loop, so new
-sessions were discarded before their browser connected and pages stopped updating.
+At most SLOTS jobs compute at once, however many sessions submit them, so each runs at full speed
+and the server's event loop always keeps a core to accept sessions and update pages.
 """
 
 from __future__ import annotations
@@ -238,16 +237,14 @@ def session_dispatch(runner: TaskRunner | None = None):
     results computed on worker threads update the page in order, on one thread); else ``None``.
 
     The hand-over goes through the server's IOLoop (``add_callback`` is thread-safe), which then
-    adds the callable to the document on the loop's own thread.  Calling
-    ``doc.add_next_tick_callback`` from the worker thread itself briefly pushes that document on
-    Bokeh's process-wide "current document" stack; a page of *another* session rendering at that
-    moment on the loop then took this session's cached style sheets ("Models must be owned by
-    only a single document"), and that session's page stopped updating.
+    adds the callable to the document on the loop's own thread: only that thread touches a
+    document, because ``doc.add_next_tick_callback`` pushes the document on Bokeh's process-wide
+    "current document" stack, where another session rendering at that moment would take this
+    session's models.
 
     Hand-overs made before the browser has rendered the page (``pn.state.onload``) are held and
-    applied, in order, once it has: on a busy server, a result that reached a session between the
-    browser's first pull of the document and the end of its first render never showed in that
-    browser (the server held the new state, the page kept "evaluating…").
+    applied, in order, once it has, so every state change reaches the browser after its first
+    render and none falls between its first pull of the document and the end of that render.
 
     When the session is destroyed (tab closed, connection lost), ``runner`` is shut down — its
     jobs are cancelled instead of computing for nobody — and later hand-overs are dropped."""
