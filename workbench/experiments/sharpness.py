@@ -111,8 +111,8 @@ def _noise_knob(noise: str) -> str:
     return MemristorMemory(noise=noise).noise_knob
 
 
-#: the noise dims of the robustness Datasets, each named after its memory's noise knob
-NOISE_DIMS = ("sigma_c", "sigma")
+#: the noise dims of the robustness Datasets, each named after its memory's noise knob (``sigma_c``, ``sigma``)
+NOISE_DIMS = tuple(_noise_knob(n) for n in ("multiplicative", "additive"))
 
 
 def noise_dim(ds: xr.Dataset) -> str:
