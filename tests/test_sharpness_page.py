@@ -126,7 +126,7 @@ def test_a_failing_study_reports_its_error_and_keeps_other_results(tmp_path):
     ex = SharpnessExplorer(store=Store(tmp_path / "store"), spec_path=path, device="cpu", autorun=False, epochs=2)
     ex.load()
     ex.wait()
-    assert "sigma_c" in ex.error and "[0.0, 1.0]" in ex.error       # the knob and its range
+    assert "sigma_c" in ex.error and "[0, 1]" in ex.error       # the knob and its range
     assert ex.robustness is None and ex.additive is not None
     assert ex.perturbation is not None
     ex.runner.shutdown()
