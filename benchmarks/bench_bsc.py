@@ -19,9 +19,15 @@ from __future__ import annotations
 
 import torch
 
+from workbench.hardware.sram import (
+    SRAMMemory,
+    flip_fixed_point,
+    flip_signs,
+    sample_flip_positions,
+    sample_flip_positions_dense,
+)
+
 from _common import interleaved_medians, main_for
-from workbench.hardware.sram import (SRAMMemory, flip_fixed_point, flip_signs, sample_flip_positions,
-                                     sample_flip_positions_dense)
 
 N_WEIGHTS = 10**7
 P = 1e-4
@@ -29,38 +35,44 @@ BITS = (1, 8, 16)
 DEFAULT_REPEATS = {1: 9, 8: 5, 16: 3}
 
 
+def measure(bits: int, gen: torch.Generator, device: torch.device, repeats: int) -> tuple[dict, int, int]:
+    """Median times of every case for ``bits``-bit weights, and both samplers' flip counts; the
+    weights and the buffer are freed on return, before the next width allocates its own."""
+    w = torch.randn(N_WEIGHTS, device=device, generator=gen)
+    if bits == 1:
+        w = torch.where(w >= 0, 1.0, -1.0)        # BinaryConnect weights: the stored value is the sign
+    mem = SRAMMemory(p=P, bits=bits)
+    n_bits = N_WEIGHTS * bits
+
+    def sparse():
+        return mem.read(w, gen).weight
+
+    def dense():
+        pos = sample_flip_positions_dense(n_bits, P, gen, device)
+        return flip_signs(w, pos) if bits == 1 else flip_fixed_point(w, bits, pos, mem.encoding)
+
+    buf = torch.empty_like(w)
+    cases = {"sparse": sparse, "dense": dense, "copy": w.clone, "copy_into": lambda: buf.copy_(w)}
+    if bits == 1:
+        cases["sparse_positions"] = lambda: sample_flip_positions(n_bits, P, gen, device)
+        cases["dense_positions"] = lambda: sample_flip_positions_dense(n_bits, P, gen, device)
+    t = interleaved_medians(cases, repeats, device)
+    # sanity: both samplers flip about n·p bits
+    k_sparse = sample_flip_positions(n_bits, P, gen, device).numel()
+    k_dense = sample_flip_positions_dense(n_bits, P, gen, device).numel()
+    return t, k_sparse, k_dense
+
+
 def run(device: torch.device, repeats: int | None = None) -> dict:
     gen = torch.Generator(device=device).manual_seed(0)
     rows, checks, notes = [], [], []
     one_bit = {}
     for bits in BITS:
-        w = torch.randn(N_WEIGHTS, device=device, generator=gen)
-        if bits == 1:
-            w = torch.where(w >= 0, 1.0, -1.0)        # BinaryConnect weights: the stored value is the sign
-        mem = SRAMMemory(p=P, bits=bits)
-        n_bits = N_WEIGHTS * bits
-
-        def sparse():
-            return mem.read(w, gen).weight
-
-        def dense():
-            pos = sample_flip_positions_dense(n_bits, P, gen, device)
-            return flip_signs(w, pos) if bits == 1 else flip_fixed_point(w, bits, pos, mem.encoding)
-
-        buf = torch.empty_like(w)
-        cases = {"sparse": sparse, "dense": dense, "copy": w.clone, "copy_into": lambda: buf.copy_(w)}
-        if bits == 1:
-            cases["sparse_positions"] = lambda: sample_flip_positions(n_bits, P, gen, device)
-            cases["dense_positions"] = lambda: sample_flip_positions_dense(n_bits, P, gen, device)
-        t = interleaved_medians(cases, repeats or DEFAULT_REPEATS[bits], device)
-        # sanity: both samplers flip about n·p bits
-        k_sparse = sample_flip_positions(n_bits, P, gen, device).numel()
-        k_dense = sample_flip_positions_dense(n_bits, P, gen, device).numel()
+        t, k_sparse, k_dense = measure(bits, gen, device, repeats or DEFAULT_REPEATS[bits])
         rows.append([bits, t["sparse"] * 1e3, t["dense"] * 1e3, t["copy"] * 1e3, t["copy_into"] * 1e3,
                      t["dense"] / t["sparse"], t["sparse"] / t["copy"], f"{k_sparse}/{k_dense}"])
         if bits == 1:
             one_bit = t
-        del w, buf
     r_dense = one_bit["dense"] / one_bit["sparse"]
     r_sampler = one_bit["dense_positions"] / one_bit["sparse_positions"]
     r_copy = one_bit["sparse"] / one_bit["copy"]

@@ -20,10 +20,11 @@ import time
 
 import torch
 
-from _common import interleaved_medians, main_for
 from workbench.experiments import Store
 from workbench.experiments.cluster import SweepReport, run_spec_distributed, warm_up
 from workbench.experiments.sweep import run_spec
+
+from _common import interleaved_medians, main_for
 
 WORKERS = 2
 SPEC = {"name": "bench-dask", "experiments": {"robustness": {

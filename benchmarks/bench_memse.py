@@ -22,13 +22,14 @@ import math
 import torch
 from scipy import stats
 
-from _common import interleaved_medians, main_for
 from workbench.analysis.memse import mc_output_mse, memse
 from workbench.datasets import as_tensors, load_dataset
 from workbench.experiments import preset_config
 from workbench.hardware import MemristorMemory, make
 from workbench.nn.deploy import deploy
 from workbench.training import train
+
+from _common import interleaved_medians, main_for
 
 EPOCHS = 3
 N_INPUTS = 64

@@ -14,12 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from _common import interleaved_medians, main_for
 from workbench.analysis.montecarlo import mc_evaluate
 from workbench.datasets import as_tensors, load_dataset
 from workbench.experiments import PRESET_FOR_TECHNOLOGY, preset_config
-from workbench.hardware import memory_from_dict, MemoryMap
+from workbench.hardware import MemoryMap, memory_from_dict
 from workbench.training import train
+
+from _common import interleaved_medians, main_for
 
 DRAWS = 32
 EPOCHS = 3

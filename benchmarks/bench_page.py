@@ -125,7 +125,7 @@ if __name__ == "__main__":
         sys.path.insert(0, args["--tree"])              # this tree's ``workbench`` (before or after)
         print(json.dumps(measure(args["--measure"], args.get("--device", "cpu"))))
         sys.exit(0)
-    from _common import device_from, parser, report, command_line
+    from _common import command_line, device_from, parser, report
     p = parser(__doc__.split("\n")[0])
     p.add_argument("--before", type=Path, default=None, help="checkout of the earlier code (default /tmp/pg-before)")
     args = p.parse_args()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from _common import interleaved_medians, main_for
 from workbench.datasets import as_tensors, load_dataset
 from workbench.experiments import preset_config
 from workbench.training import make_model
 from workbench.training.sam import make_sam_optimizer
+
+from _common import interleaved_medians, main_for
 
 METHODS = ["sgd", "sam", "asam", "samson2", "samsoninf"]
 STEPS = 10          # steps per timed case

@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from _common import interleaved_medians, main_for
 from workbench.experiments import Store, evaluate, preset_config
+
+from _common import interleaved_medians, main_for
 
 DRAWS = 32
 MEMORY = {"default": {"technology": "sram", "p": 1e-2, "bits": 1}, "overrides": {}}

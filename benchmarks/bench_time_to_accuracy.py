@@ -21,10 +21,11 @@ import time
 
 import torch
 
-from _common import command_line, device_from, parser, report
 from workbench.experiments.core import preset_config
 from workbench.hardware import SRAMMemory
 from workbench.training import Cancelled, train
+
+from _common import command_line, device_from, parser, report
 
 P_NOISY = 1e-3
 

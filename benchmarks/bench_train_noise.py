@@ -12,13 +12,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from _common import interleaved_medians, main_for
 from workbench.datasets import as_tensors, load_dataset
 from workbench.experiments import preset_config
 from workbench.hardware import MemoryMap, SRAMMemory
 from workbench.nn import set_generator, set_memory
 from workbench.training import make_model
 from workbench.training.trainer import make_optimizer
+
+from _common import interleaved_medians, main_for
 
 PS = (1e-6, 1e-3)
 STEPS = 10

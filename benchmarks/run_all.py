@@ -20,6 +20,7 @@ import bench_sam
 import bench_store
 import bench_time_to_accuracy
 import bench_train_noise
+
 from _common import command_line, device_from, device_line, parser, report, table
 
 BENCHMARKS = [bench_bsc, bench_montecarlo, bench_train_noise, bench_sam, bench_memse, bench_store, bench_page, bench_dask,

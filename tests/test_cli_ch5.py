@@ -81,6 +81,7 @@ def test_sharpness_refuses_a_robustness_level_that_is_not_above_zero(level, tmp_
 def test_make_sam_optimizer_refuses_momentum_outside_train_configs_range():
     # the optimizers of ch. 5 take TrainConfig.momentum's range [0, 1), for every method and base
     import torch
+
     from workbench.hardware import KnobError
     from workbench.training import make_sam_optimizer
     net = torch.nn.Sequential(torch.nn.Linear(3, 2))

@@ -16,10 +16,25 @@ from torch.func import functional_call
 
 from workbench.analysis.montecarlo import layer_power, mc_evaluate, read_weights
 from workbench.hardware import MemoryMap, MemristorMemory, crossbar_power, make
-from workbench.nn import NoisyConv2d, NoisyLinear, SmallCNN, build_model, noisy_layers, set_generator, set_memory
-from workbench.nn import weights_as_given
-from workbench.nn.deploy import (CrossbarConv2d, CrossbarLinear, crossbar_layers, default_g_u, deploy, fold_batchnorm,
-                                 g_u_memory_map)
+from workbench.nn import (
+    NoisyConv2d,
+    NoisyLinear,
+    SmallCNN,
+    build_model,
+    noisy_layers,
+    set_generator,
+    set_memory,
+    weights_as_given,
+)
+from workbench.nn.deploy import (
+    CrossbarConv2d,
+    CrossbarLinear,
+    crossbar_layers,
+    default_g_u,
+    deploy,
+    fold_batchnorm,
+    g_u_memory_map,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -21,7 +21,6 @@ import pytest
 import torch
 import xarray as xr
 
-from conftest import wait_until
 from workbench.experiments import Store
 from workbench.experiments import cells as catalogue
 from workbench.experiments.cells import Cell, experiment_cells, spec_cells, training
@@ -29,6 +28,8 @@ from workbench.experiments.cluster import SweepError, run_cell, run_cells, run_s
 from workbench.experiments.sharpness import method_config
 from workbench.experiments.sweep import EXPERIMENTS, run_spec
 from workbench.training import Cancelled
+
+from helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,8 +16,16 @@ import xarray as xr
 import workbench.experiments.core as core
 import workbench.experiments.shipped as shipped
 from workbench.cli import main
-from workbench.experiments import (CURVE_GRIDS, PRESETS, Store, evaluate, noise_curve, preset_config, spec_key,
-                                   train_model)
+from workbench.experiments import (
+    CURVE_GRIDS,
+    PRESETS,
+    Store,
+    evaluate,
+    noise_curve,
+    preset_config,
+    spec_key,
+    train_model,
+)
 from workbench.hardware import KnobError
 
 SRAM = {"default": {"technology": "sram", "p": 0.0, "bits": 1}, "overrides": {}}

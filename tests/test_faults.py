@@ -14,10 +14,11 @@ import signal
 
 import pytest
 
-from conftest import wait_until
 from workbench.experiments import Store, spec_key
 from workbench.experiments.cluster import warm_up
 from workbench.ui.sweep_explorer import CUSTOM, SweepExplorer
+
+from helpers import wait_until
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -22,10 +22,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from conftest import serve_apps, wait_until
 from workbench.experiments import Store
 from workbench.hardware.sram import eta
 from workbench.ui.explorer import P_CHOICES
+
+from helpers import serve_apps, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

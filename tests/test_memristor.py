@@ -16,8 +16,15 @@ import torch
 from scipy import stats
 
 from workbench.hardware import KnobError, MemristorMemory, crossbar_power, make, memory_from_dict, to_conductances
-from workbench.hardware.memristor import (G_U_MIN, additive_noise, conv_op, from_conductances, linear_op,
-                                          multiplicative_noise, weight_inf_norm)
+from workbench.hardware.memristor import (
+    G_U_MIN,
+    additive_noise,
+    conv_op,
+    from_conductances,
+    linear_op,
+    multiplicative_noise,
+    weight_inf_norm,
+)
 
 CONF = 0.999
 

@@ -9,8 +9,16 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from scipy.stats import binomtest
 
-from workbench.nas.operators import (StateCrossover, StateMutation, StateRepair, StateSampling, crossover_states,
-                                     mutate_states, repair_states, sample_states)
+from workbench.nas.operators import (
+    StateCrossover,
+    StateMutation,
+    StateRepair,
+    StateSampling,
+    crossover_states,
+    mutate_states,
+    repair_states,
+    sample_states,
+)
 from workbench.nas.supernet import Supernet, SupernetConfig
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -13,9 +13,20 @@ import torch.nn.functional as F
 from workbench.hardware import IdealMemory, MemoryMap, MemristorMemory, SRAMMemory, binarize, make, quantize_linear
 from workbench.hardware.quant import binary_output_scale, clip_latent_
 from workbench.hardware.sram import flip_signs
-from workbench.nn import (MODELS, NoisyConv2d, NoisyLinear, SmallCNN, WideResNet, build_model, clip_weights_,
-                          layer_param_counts, noisy_layers, set_generator, set_memory, weights_as_given)
-
+from workbench.nn import (
+    MODELS,
+    NoisyConv2d,
+    NoisyLinear,
+    SmallCNN,
+    WideResNet,
+    build_model,
+    clip_weights_,
+    layer_param_counts,
+    noisy_layers,
+    set_generator,
+    set_memory,
+    weights_as_given,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CHROMIUM, ROOT, free_port, wait_until
+
+from helpers import CHROMIUM, ROOT, free_port, wait_until
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 

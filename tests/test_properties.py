@@ -44,9 +44,22 @@ from workbench.analysis.quantization import quantization_sweep
 from workbench.analysis.sharpness import VARIANTS, m_sharpness
 from workbench.cli import main
 from workbench.experiments.store import Store
-from workbench.hardware import (TECHNOLOGIES, InjectionMemory, KnobError, MemristorMemory, QuantizedMemory, SRAMMemory,
-                                crossbar_power, eta, memory_energy, memory_from_dict, normalised_energy, quantize_linear,
-                                sample_flip_positions, to_conductances)
+from workbench.hardware import (
+    TECHNOLOGIES,
+    InjectionMemory,
+    KnobError,
+    MemristorMemory,
+    QuantizedMemory,
+    SRAMMemory,
+    crossbar_power,
+    eta,
+    memory_energy,
+    memory_from_dict,
+    normalised_energy,
+    quantize_linear,
+    sample_flip_positions,
+    to_conductances,
+)
 from workbench.hardware.memristor import G_U_MIN, linear_op
 from workbench.nn import noisy_layers
 from workbench.training.config import TrainConfig

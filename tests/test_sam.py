@@ -13,8 +13,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench.hardware import KnobError
-from workbench.training.sam import (ASAM, RHO_DEFAULTS, RHO_GRIDS, SAM, SAMSON, SAMFamily, disable_running_stats,
-                                    enable_running_stats, frozen_running_stats, make_sam_optimizer)
+from workbench.training.sam import (
+    ASAM,
+    RHO_DEFAULTS,
+    RHO_GRIDS,
+    SAM,
+    SAMSON,
+    SAMFamily,
+    disable_running_stats,
+    enable_running_stats,
+    frozen_running_stats,
+    make_sam_optimizer,
+)
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

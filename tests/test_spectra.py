@@ -8,8 +8,15 @@ import pytest
 import torch
 from scipy import stats
 
-from workbench.analysis.spectra import (penultimate_layer, relative_change, spectra_dataset, spectra_ttest,
-                                        top_singular_values, unfold, welch_test)
+from workbench.analysis.spectra import (
+    penultimate_layer,
+    relative_change,
+    spectra_dataset,
+    spectra_ttest,
+    top_singular_values,
+    unfold,
+    welch_test,
+)
 from workbench.hardware import KnobError
 from workbench.nn import SmallCNN, noisy_layers
 

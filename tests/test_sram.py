@@ -15,11 +15,20 @@ import pytest
 import torch
 from scipy import stats
 
-from workbench.hardware import KnobError, SRAMMemory, make, memory_from_dict, memory_map_from_dict, set_knobs
-from workbench.hardware import sram
-from workbench.hardware.sram import (DEFAULT_A, decode_fixed_point, encode_fixed_point, eta, fixed_point_scale,
-                                     flip_fixed_point, flip_signs, memory_energy, normalised_energy,
-                                     sample_flip_positions, sample_flip_positions_dense)
+from workbench.hardware import KnobError, SRAMMemory, make, memory_from_dict, memory_map_from_dict, set_knobs, sram
+from workbench.hardware.sram import (
+    DEFAULT_A,
+    decode_fixed_point,
+    encode_fixed_point,
+    eta,
+    fixed_point_scale,
+    flip_fixed_point,
+    flip_signs,
+    memory_energy,
+    normalised_energy,
+    sample_flip_positions,
+    sample_flip_positions_dense,
+)
 
 CONF = 0.999          # every statistical interval below is a 99.9 % interval
 ALPHA = 1 - CONF      # significance level of the goodness-of-fit tests

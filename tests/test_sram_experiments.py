@@ -11,7 +11,14 @@ import torch
 
 from workbench.datasets import DataBundle
 from workbench.experiments import Store, preset_config
-from workbench.experiments.sram import bc_config, energy_of, energy_ratios, pareto_energy_at, sram_map, uniform_ber_study
+from workbench.experiments.sram import (
+    bc_config,
+    energy_of,
+    energy_ratios,
+    pareto_energy_at,
+    sram_map,
+    uniform_ber_study,
+)
 from workbench.experiments.sweep import load_spec, run_experiment
 from workbench.hardware import KnobError
 from workbench.hardware.sram import eta
@@ -90,9 +97,10 @@ def test_wrn28_10_thesis_preset_one_tiny_step():
 
 
 def test_cli_sweep_and_lanmax_json(tmp_path):
-    from workbench.cli import main
     import contextlib
     import io
+
+    from workbench.cli import main
     spec = tmp_path / "tiny.json"
     spec.write_text(json.dumps({"name": "tiny", "experiments": {
         "uniform_ber": {"p_train": [0.0], "p_test": [0.0, 0.5], "seeds": [0], "draws": 2}}}))

@@ -21,9 +21,10 @@ import xarray as xr
 import workbench.experiments.core as core
 import workbench.experiments.store as store_mod
 import workbench.keys as keys_mod
-from conftest import release_together
 from workbench.experiments import Store, evaluate, preset_config, spec_key, train_model
 from workbench.experiments.store import CODE_VERSION, canonical
+
+from helpers import release_together
 
 ROOT = Path(__file__).resolve().parents[1]
 

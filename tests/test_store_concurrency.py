@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import release_together
 from workbench.experiments import Store, spec_key
+
+from helpers import release_together
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITERS, SHARED, OWN, REWRITES = 6, 5, 6, 15

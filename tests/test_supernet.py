@@ -10,9 +10,15 @@ import torch
 from scipy.stats import binomtest
 
 from workbench.datasets import as_tensors, load_dataset
-from workbench.nas.supernet import (Supernet, SupernetConfig, calibration_tensor, fold_batchnorm, recalibrate_bn,
-                                    train_supernet)
 from workbench.hardware import KnobError, MemristorMemory, SRAMMemory
+from workbench.nas.supernet import (
+    Supernet,
+    SupernetConfig,
+    calibration_tensor,
+    fold_batchnorm,
+    recalibrate_bn,
+    train_supernet,
+)
 from workbench.nn import noisy_layers, set_generator, set_memory
 from workbench.training.trainer import Cancelled
 

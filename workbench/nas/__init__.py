@@ -9,11 +9,29 @@ trainer's ``Cancelled``), below ``experiments``.
 
 from .elastic import SubNet, fold_batchnorm, recalibrate_bn
 from .estimator import SIGMA, Estimator, collect, evaluate_draw, lhs_gu, memory_map, minibatch_curves, r2, select_n
-from .operators import (StateCrossover, StateMutation, StateRepair, StateSampling, crossover_states, mutate_states,
-                        repair_states, sample_states)
+from .operators import (
+    StateCrossover,
+    StateMutation,
+    StateRepair,
+    StateSampling,
+    crossover_states,
+    mutate_states,
+    repair_states,
+    sample_states,
+)
 from .pipeline import NASConfig, NASResult, run_nas
-from .search import (M3_FACTORS, STRATEGIES, EstimatorProblem, SearchResult, compare, hypervolume, non_dominated,
-                     resimulate, run_search, scale_states)
+from .search import (
+    M3_FACTORS,
+    STRATEGIES,
+    EstimatorProblem,
+    SearchResult,
+    compare,
+    hypervolume,
+    non_dominated,
+    resimulate,
+    run_search,
+    scale_states,
+)
 from .space import Arch, ArchSpace
 from .supernet import Supernet, SupernetConfig, SupernetResult, calibration_tensor, train_supernet
 
