@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs (Debian's chromium included) and run the whole suite.
+# Install everything the test suite needs (Debian's chromium included), lint, and run the whole suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,9 @@ fi
 
 echo "== installing the project with its test extras"
 python -m pip install --quiet --disable-pip-version-check -e ".[test]" || { echo "pip install failed"; exit 1; }
+
+echo "== linting (ruff check .; a finding fails the run)"
+python -m ruff check . || { echo "ruff check found problems"; exit 1; }
 
 echo "== running the test suite (tests/ and every notebook)"
 python -m pytest tests notebooks --nbmake --nbmake-timeout=600 -p no:cacheprovider --durations=20 "$@"
