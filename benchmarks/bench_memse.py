@@ -59,13 +59,13 @@ def run(device: torch.device, repeats: int | None = None) -> dict:
         n10, n1 = draws_for(0.10, m, s), draws_for(0.01, m, s)
         out = {}
 
-        def analytic():
+        def analytic(mem=mem, out=out):
             out["memse"] = memse(net, x, mem)
 
-        def diagonal():
+        def diagonal(mem=mem, out=out):
             out["diag"] = memse(net, x, mem, covariance="diagonal")
 
-        def monte_carlo():
+        def monte_carlo(mem=mem, out=out, n10=n10):
             out["mc"] = mc_output_mse(net, x, mem, draws=n10, seed=0)
 
         t = interleaved_medians({"memse": analytic, "mc": monte_carlo, "diag": diagonal}, repeats or 3, device)

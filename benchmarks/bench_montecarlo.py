@@ -39,7 +39,7 @@ def run(device: torch.device, repeats: int | None = None) -> dict:
         results = {}
 
         def case(mode):
-            def fn():
+            def fn(model=model, mmap=mmap, results=results):
                 results[mode] = mc_evaluate(model, x, y, mmap, DRAWS, seed=0, device=device, mode=mode)
             return fn
 

@@ -74,7 +74,7 @@ def test_deploy_smallcnn_keeps_clean_outputs(trained):
     net = deploy(model)
     layers = crossbar_layers(net)
     assert list(layers) == list(noisy_layers(model))
-    for name, layer in layers.items():
+    for layer in layers.values():
         assert layer.bias_row and layer.bias is None and layer.weight.dim() == 2
         assert layer.weight.shape == (layer.kernel.shape[0], layer.kernel[0].numel() + 1)
     # the original model is untouched

@@ -126,7 +126,7 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
             # every session opens on its own p and draws
             for i, page in enumerate(pages):
                 s = setting(i)
-                wait_until(lambda: energy(page) == expected_energy(s["p0"]) and f"· {s['draws']} draws ·" in status(page),
+                wait_until(lambda page=page, s=s: energy(page) == expected_energy(s["p0"]) and f"· {s['draws']} draws ·" in status(page),
                            300, 0.25, f"session {i} to show p={s['p0']:g} with {s['draws']} draws")
 
             # each moves its p slider one notch right (a new evaluation and curve in the background)
@@ -139,7 +139,7 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
             for i, page in enumerate(pages):
                 s = setting(i)
                 if s["train"]:
-                    wait_until(lambda: energy(page) == expected_energy(s["p1"]), 300, 0.25, f"session {i} at p1")
+                    wait_until(lambda page=page, s=s: energy(page) == expected_energy(s["p1"]), 300, 0.25, f"session {i} at p1")
                     page.get_by_role("button", name="Train with this noise").click()
 
             def settled(i, page):

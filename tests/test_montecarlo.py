@@ -248,7 +248,7 @@ def test_memristor_power_present_and_grows_with_g_u(model, test_xy):
            for g_u in (2.0, 5.0, 25.0)}
     names = list(noisy_layers(model))
     powers = []
-    for g_u, ds in res.items():
+    for ds in res.values():
         assert "power" in ds and "layer_power" in ds
         assert ds.power.dims == ("draw",) and ds.layer_power.dims == ("draw", "layer")
         assert list(ds.layer.values) == names

@@ -236,7 +236,7 @@ def test_column_g_u_must_match_the_weight_columns(n_cols, n_g):
 
 def test_memory_from_dict_rejects_unknown_technology_and_knobs():
     for tech in ("bogus", None, 3, ["sram"]):
-        refused(lambda: memory_from_dict({"technology": tech}), "technology")
+        refused(lambda tech=tech: memory_from_dict({"technology": tech}), "technology")
     refused(lambda: memory_from_dict({"technology": "sram", "volts": 0.4}), "volts")
     refused(lambda: memory_from_dict(["sram"]), "technology")
     # direct construction reports through param's own ValueError, naming the knob
@@ -359,8 +359,8 @@ def test_to_conductances_per_column_length_must_match(n_out, n_g):
 
 def test_to_conductances_and_quantize_refuse_empty_weights():
     for shape in [(0,), (0, 3), (3, 0)]:
-        refused(lambda: to_conductances(torch.ones(shape), 25.0), "weight", exc=ValueError)
-        refused(lambda: quantize_linear(torch.ones(shape), 4), "weight", exc=ValueError)
+        refused(lambda shape=shape: to_conductances(torch.ones(shape), 25.0), "weight", exc=ValueError)
+        refused(lambda shape=shape: quantize_linear(torch.ones(shape), 4), "weight", exc=ValueError)
     refused(lambda: to_conductances(torch.tensor(1.0), 25.0, per_column=True), "per_column", exc=ValueError)
 
 
@@ -481,9 +481,9 @@ def test_train_memory_is_validated_with_the_config(mem):
 
 def test_train_config_refuses_non_mappings_and_booleans():
     for d in (None, [("epochs", 1)], "epochs=1"):
-        refused(lambda: TrainConfig.from_dict(d), "mapping")
+        refused(lambda d=d: TrainConfig.from_dict(d), "mapping")
     for knob in ("epochs", "lr", "width", "seed"):
-        refused(lambda: TrainConfig.from_dict({knob: True}), knob)
+        refused(lambda knob=knob: TrainConfig.from_dict({knob: True}), knob)
     cfg = TrainConfig.from_dict({"train_memory": {"default": {"technology": "sram", "p": 0.01}}})
     assert cfg.train_memory["default"]["p"] == 0.01
 
@@ -803,7 +803,7 @@ def test_adabs_refuses_bad_batching(small, batch_size, max_batches):
 def test_adabs_refuses_empty_data_and_a_memory_dict(small):
     model, x, y = small
     for n in (0, 1):
-        refused(lambda: adabs(model, MemristorMemory(), x[:n]), "x_calib")
+        refused(lambda n=n: adabs(model, MemristorMemory(), x[:n]), "x_calib")
     refused(lambda: adabs(model, {"technology": "memristor"}, x), "memory")
 
 

@@ -517,7 +517,7 @@ def test_two_processes_compute_once(tmp_path):
     runs = release_together([[sys.executable, str(script), str(root), str(marker), tag] for tag in ("a", "b")],
                             tmp_path, ["a", "b"], env, timeout=120)
     outs = [(out, err) for _, out, err in runs]
-    for rc, out, err in runs:
+    for rc, _, err in runs:
         assert rc == 0, err
         assert "Traceback" not in err
     results = [json.loads(out) for out, _ in outs]

@@ -351,7 +351,7 @@ def _load_imagenet(root: Path, *, augment: bool) -> DataBundle:
 
     base = root / "imagenet"
     folders = {split: base / split for split in ("train", "val")}
-    for split, folder in folders.items():
+    for folder in folders.values():
         if not folder.is_dir() or not any(p.is_dir() for p in folder.iterdir()):
             raise FileNotFoundError(
                 f"dataset 'imagenet' not found: expected class folders in '{folders['train']}' and "

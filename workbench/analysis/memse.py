@@ -84,7 +84,7 @@ from ..hardware import Memory, MemoryMap
 from ..hardware.memristor import InjectionMemory, MemristorMemory
 from ..knobs import check_choice, check_int
 from ..nn import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
-from ..nn.deploy import CrossbarMixin, trace
+from ..nn.deploy import CrossbarMixin, pair, trace
 from ..nn.layers import NoisyMixin
 from .montecarlo import layer_power, read_weights
 
@@ -181,10 +181,6 @@ def _cov_linear(cov: torch.Tensor, fn, in_shape) -> torch.Tensor:
     m = t[0].numel()
     t = t.reshape(b, n, m).transpose(1, 2).reshape(b * m, *in_shape)
     return fn(t).reshape(b, m, m)
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def _bind(args, kwargs, names, defaults):
@@ -357,7 +353,7 @@ class _Propagator(fx.Interpreter):
 
     def _adaptive_avgpool(self, x: _Mom, output_size) -> _Mom:
         h, w = x.mean.shape[-2:]
-        oh, ow = _pair(output_size)
+        oh, ow = pair(output_size)
         oh, ow = oh or h, ow or w
 
         def sizes(n, o):
@@ -368,9 +364,9 @@ class _Propagator(fx.Interpreter):
     def _avgpool(self, x: _Mom, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override) -> _Mom:
         if ceil_mode:
             raise NotImplementedError("memse: AvgPool2d(ceil_mode=True) is not supported")
-        ks = _pair(kernel_size)
-        st = _pair(stride) if stride not in (None, []) else ks
-        pd = _pair(padding)
+        ks = pair(kernel_size)
+        st = pair(stride) if stride not in (None, []) else ks
+        pd = pair(padding)
 
         def fn(t):
             return F.avg_pool2d(t, ks, st, pd, False, count_include_pad, divisor_override)
@@ -428,9 +424,9 @@ class _Propagator(fx.Interpreter):
     def _maxpool(self, x: _Mom, kernel_size, stride, padding, dilation, ceil_mode, return_indices) -> _Mom:
         if ceil_mode or return_indices:
             raise NotImplementedError("memse: max pooling with ceil_mode or return_indices is not supported")
-        ks = _pair(kernel_size)
-        st = _pair(stride) if stride not in (None, []) else ks
-        pd, dl = _pair(padding), _pair(dilation)
+        ks = pair(kernel_size)
+        st = pair(stride) if stride not in (None, []) else ks
+        pd, dl = pair(padding), pair(dilation)
         if not x.random:
             return _Mom(F.max_pool2d(x.mean, ks, st, pd, dl))
         b, c, h, w = x.mean.shape

@@ -255,7 +255,7 @@ def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed:
             continue
         if len(pairs) > n_pairs:
             pairs = pairs[rng.choice(len(pairs), n_pairs, replace=False)]
-        ok = lambda n: _prob_correct(a, pairs, n) > 1 - epsilon  # noqa: E731
+        ok = lambda n, pairs=pairs: _prob_correct(a, pairs, n) > 1 - epsilon  # noqa: E731
         if ok(1):
             hi = 1
         else:

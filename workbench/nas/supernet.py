@@ -166,7 +166,7 @@ class Supernet(nn.Module):
         stem, chans = self.channels(arch)
         h = F.relu(self.stem(x, stem))
         for blocks, dyn in zip(chans, self.stages):
-            for (cin, mid, cout), blk in zip(blocks, dyn):
+            for (_, mid, cout), blk in zip(blocks, dyn):
                 h = blk(h, mid, cout)
         return self.head(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
 

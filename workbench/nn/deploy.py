@@ -105,7 +105,7 @@ class CrossbarMixin:
             return y
         return op
 
-    def _init_matrix(self, kernel: torch.Tensor, bias: torch.Tensor | None) -> None:
+    def init_matrix(self, kernel: torch.Tensor, bias: torch.Tensor | None) -> None:
         rows = kernel.detach().reshape(kernel.shape[0], -1)
         if self.bias_row:
             rows = torch.cat([rows, bias.detach().reshape(-1, 1).to(rows)], dim=1)
@@ -128,7 +128,7 @@ class CrossbarLinear(CrossbarMixin, NoisyLinear):
         b = self.bias.detach().clone()
         if not digital_bias:
             self.register_parameter("bias", None)
-        self._init_matrix(self.weight, b)
+        self.init_matrix(self.weight, b)
 
     def _kernel_op(self, x, kernel):
         return F.linear(x, kernel)
@@ -145,16 +145,21 @@ class CrossbarConv2d(CrossbarMixin, NoisyConv2d):
             raise ValueError("a crossbar layer holds its bias either in the crossbar (bias_row) or digitally, not both")
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=True,
                          binary=False, groups=groups)
-        self.dilation = nn.modules.utils._pair(dilation)
+        self.dilation = pair(dilation)
         self.bias_row = bias_row
         self.kernel_shape = tuple(self.weight.shape)
         b = self.bias.detach().clone()
         if not digital_bias:
             self.register_parameter("bias", None)
-        self._init_matrix(self.weight, b)
+        self.init_matrix(self.weight, b)
 
     def _kernel_op(self, x, kernel):
         return F.conv2d(x, kernel, None, self.stride, self.padding, self.dilation, self.groups)
+
+
+def pair(v) -> tuple:
+    """``v`` for both spatial dims: a tuple or list as given, anything else twice."""
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
 def crossbar_layers(model: nn.Module) -> dict[str, CrossbarMixin]:
@@ -176,7 +181,7 @@ def _crossbar_copy(layer: NoisyMixin, bias_in_crossbar: bool) -> nn.Module:
         new = CrossbarLinear(layer.in_features, layer.out_features, bias_row=bias_row, digital_bias=digital)
     new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
     with torch.no_grad():
-        new._init_matrix(layer.weight, layer.bias)
+        new.init_matrix(layer.weight, layer.bias)
         new.weight.requires_grad_(layer.weight.requires_grad)
         if digital:
             new.bias = nn.Parameter(layer.bias.detach().clone(), requires_grad=layer.bias.requires_grad)

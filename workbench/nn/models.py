@@ -107,7 +107,7 @@ class WideResNet(nn.Module):
         self.conv1 = NoisyConv2d(in_channels, widths[0], 3, padding=1, bias=False, binary=binary)
         blocks = []
         cin = widths[0]
-        for stage, (cout, stride) in enumerate(zip(widths[1:], (1, 2, 2))):
+        for cout, stride in zip(widths[1:], (1, 2, 2)):
             for i in range(n):
                 blocks.append(_WideBlock(cin, cout, stride if i == 0 else 1, binary))
                 cin = cout

@@ -162,6 +162,11 @@ def _normalize_params(params: Any) -> list[dict[str, Any]]:
 # batch-norm running statistics
 
 _SAVED = "_sam_saved_running_stats"
+# torch's norm layers with running statistics, by public class (their bases are private)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+               nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+                  nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)
 
 
 def disable_running_stats(model: nn.Module) -> None:
@@ -170,13 +175,13 @@ def disable_running_stats(model: nn.Module) -> None:
     Used for the second forward pass of a SAM-family step (at ``W + ε*``), so that the running
     mean/var (and ``num_batches_tracked``) move exactly once per optimizer step, as with a plain
     optimizer.  Batch norm keeps normalising with the batch statistics in train mode: only the
-    buffer update is switched off (``track_running_stats = False`` for ``_BatchNorm``,
+    buffer update is switched off (``track_running_stats = False`` for batch norm,
     ``momentum = 0`` for instance norm).  Undo with :func:`enable_running_stats`.
     """
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._NormBase) and not hasattr(m, _SAVED):
+        if isinstance(m, BATCH_NORMS + INSTANCE_NORMS) and not hasattr(m, _SAVED):
             setattr(m, _SAVED, (m.track_running_stats, m.momentum))
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if isinstance(m, BATCH_NORMS):
                 m.track_running_stats = False
             elif m.track_running_stats:
                 m.momentum = 0.0
