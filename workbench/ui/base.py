@@ -180,6 +180,34 @@ def hv_pane(obj) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, sizing_mode="stretch_width")
 
 
+def throttled_link(widget: pn.widgets.Widget, obj: param.Parameterized, name: str,
+                   to_widget: Callable[[Any], Any] | None = None) -> pn.widgets.Widget:
+    """Link ``widget`` → ``obj.name`` on release (``value_throttled``: one change, one history
+    entry, however far the slider is dragged) and ``obj.name`` → widget (a link, Back, a notebook;
+    ``to_widget`` maps the value onto the widget's choices).
+
+    A change of ``obj.name`` from elsewhere moves both the widget's ``value`` and its
+    ``value_throttled``, so ``value_throttled`` always holds the setting in use and releasing the
+    slider on any other value sends that value."""
+    syncing = []
+
+    def push(event):
+        if not syncing and event.new is not None and getattr(obj, name) != event.new:
+            setattr(obj, name, event.new)
+    widget.param.watch(push, "value_throttled")
+
+    def pull(event):
+        value = to_widget(event.new) if to_widget else event.new
+        syncing.append(True)
+        try:
+            with param.edit_constant(widget):
+                widget.param.update(value=value, value_throttled=value)
+        finally:
+            syncing.pop()
+    obj.param.watch(pull, name)
+    return widget
+
+
 def number_field(obj: param.Parameterized, name: str, label: str, width: int | None = None, **kw) -> pn.Column:
     """A number field for ``obj.<name>`` that refuses what the setting does not allow *next to the
     field* (naming the range and the value still in use) instead of clamping it silently; the

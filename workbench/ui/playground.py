@@ -7,7 +7,7 @@ import param
 
 from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
-from .base import ExplorerPage, about_fold, number_field, regenerate_footer
+from .base import ExplorerPage, about_fold, number_field, regenerate_footer, throttled_link
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
 from .urlstate import PageURL, URLKnob
 
@@ -40,31 +40,6 @@ EXPLAIN = {
 }
 
 
-def _throttled_slider(widget: pn.widgets.Widget, obj: param.Parameterized, name: str, to_widget=None):
-    """Link ``widget`` → ``obj.name`` on release (``value_throttled``) and ``obj.name`` → widget.
-
-    A change of ``obj.name`` from elsewhere (the URL, a notebook) moves both the widget's
-    ``value`` and its ``value_throttled``, so ``value_throttled`` always holds the setting in use
-    and releasing the slider on any other value sends that value."""
-    syncing = []
-
-    def push(event):
-        if not syncing and event.new is not None and getattr(obj, name) != event.new:
-            setattr(obj, name, event.new)
-    widget.param.watch(push, "value_throttled")
-
-    def pull(event):
-        value = to_widget(event.new) if to_widget else event.new
-        syncing.append(True)
-        try:
-            with param.edit_constant(widget):
-                widget.param.update(value=value, value_throttled=value)
-        finally:
-            syncing.pop()
-    obj.param.watch(pull, name)
-    return widget
-
-
 def _nearest(options, value):
     return min(options, key=lambda o: abs(o - value))
 
@@ -81,18 +56,19 @@ class NoisePlayground(ExplorerPage):
         self._widgets = w = {}
         w["technology"] = pn.widgets.RadioButtonGroup.from_param(ex.param.technology, label="memory", color="primary", variant="outline",
                                                                  options={"under-volted SRAM": "sram", "memristor crossbar": "memristor"})
-        w["p"] = _throttled_slider(pn.widgets.DiscreteSlider(label="bit error rate p (log scale)", options=P_CHOICES,
-                                                             value=_nearest(P_CHOICES, ex.p), formatter="%.0e"),
-                                   ex, "p", lambda v: _nearest(P_CHOICES, v))
+        w["p"] = throttled_link(pn.widgets.DiscreteSlider(label="bit error rate p (log scale)", options=P_CHOICES,
+                                                          value=_nearest(P_CHOICES, ex.p), formatter="%.0e"),
+                                ex, "p", lambda v: _nearest(P_CHOICES, v))
         w["noise"] = pn.widgets.RadioButtonGroup.from_param(ex.param.noise, label="noise model")
-        w["sigma_c"] = _throttled_slider(pn.widgets.FloatSlider(label="σ_c (multiplicative)", start=0, end=0.5, step=0.01,
-                                                                value=ex.sigma_c), ex, "sigma_c")
-        w["sigma"] = _throttled_slider(pn.widgets.FloatSlider(label="σ (additive, µS)", start=0, end=8, step=0.1,
-                                                              value=ex.sigma), ex, "sigma")
-        w["g_u"] = _throttled_slider(pn.widgets.FloatSlider(label="g_u (µS)", start=0.5, end=25, step=0.5, value=ex.g_u), ex, "g_u")
+        w["sigma_c"] = throttled_link(pn.widgets.FloatSlider(label="σ_c (multiplicative)", start=0, end=0.5, step=0.01,
+                                                             value=ex.sigma_c), ex, "sigma_c")
+        w["sigma"] = throttled_link(pn.widgets.FloatSlider(label="σ (additive, µS)", start=0, end=8, step=0.1,
+                                                           value=ex.sigma), ex, "sigma")
+        w["g_u"] = throttled_link(pn.widgets.FloatSlider(label="g_u (µS)", start=0.5, end=25, step=0.5, value=ex.g_u),
+                                  ex, "g_u")
         w["layer"] = pn.widgets.Select.from_param(ex.param.layer, label="override one layer")
-        w["layer_value"] = _throttled_slider(pn.widgets.FloatSlider(label="that layer's value", start=0, end=0.5, step=0.01,
-                                                                    value=ex.layer_value), ex, "layer_value")
+        w["layer_value"] = throttled_link(pn.widgets.FloatSlider(label="that layer's value", start=0, end=0.5, step=0.01,
+                                                                 value=ex.layer_value), ex, "layer_value")
         w["draws"] = number_field(ex, "draws", "Monte-Carlo draws")
         w["seed"] = number_field(ex, "seed", "seed")
         w["epochs"] = number_field(ex, "epochs", "training epochs")

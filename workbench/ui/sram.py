@@ -16,7 +16,7 @@ import param
 from ..knobs import KnobError
 from ..plots.sram import (METHOD_STYLE, energy_accuracy_plot, lanmax_trajectory_plot, layer_p_bars, param_count_bars,
                           sensitivity_plot, spectra_plot, uniform_ber_plot)
-from .base import ExplorerPage, about_fold, number_field, regenerate_footer
+from .base import ExplorerPage, about_fold, number_field, regenerate_footer, throttled_link
 from .sram_explorer import DEFAULT_LAYER_P, POINT_GRIDS, REGENERATE, SRAMExplorer
 from .urlstate import PageURL, URLKnob, URLValueError, fmt_number
 
@@ -53,27 +53,6 @@ TEXT = {
                 "the smallest *p_t*. The test below asks whether λ_1 and λ_2 differ between the least and the most "
                 "noisy training (Welch's t-test over training seeds; the thesis reports t = −4.50, p-value 0.0028)."),
 }
-
-
-def _linked(widget: pn.widgets.Widget, obj: param.Parameterized, name: str) -> pn.widgets.Widget:
-    """Link ``widget`` → ``obj.name`` on release (``value_throttled``: one change, one history
-    entry, however far the slider is dragged) and ``obj.name`` → the widget (a link, Back)."""
-    syncing = []
-
-    def push(event):
-        if not syncing and event.new is not None and getattr(obj, name) != event.new:
-            setattr(obj, name, event.new)
-    widget.param.watch(push, "value_throttled")
-
-    def pull(event):
-        syncing.append(True)
-        try:
-            with param.edit_constant(widget):
-                widget.param.update(value=event.new, value_throttled=event.new)
-        finally:
-            syncing.pop()
-    obj.param.watch(pull, name)
-    return widget
 
 
 def _labelled(values) -> dict[str, float]:
@@ -156,10 +135,10 @@ class SRAMPage(ExplorerPage):
         super().__init__(**params)
         ex = self.explorer
         grid = list(ex.param.p_train.objects)
-        self._p_train = _linked(pn.widgets.DiscreteSlider(label="training BER p_t", options=_labelled(grid),
-                                                          value=ex.p_train, width=300), ex, "p_train")
-        self._p = _linked(pn.widgets.DiscreteSlider(label="test BER p (log scale)", options=_labelled(ex.param.p.objects),
-                                                    value=ex.p, width=300), ex, "p")
+        self._p_train = throttled_link(pn.widgets.DiscreteSlider(label="training BER p_t", options=_labelled(grid),
+                                                                 value=ex.p_train, width=300), ex, "p_train")
+        self._p = throttled_link(pn.widgets.DiscreteSlider(label="test BER p (log scale)", value=ex.p, width=300,
+                                                           options=_labelled(ex.param.p.objects)), ex, "p")
         self._inputs = {}
         for layer, value in ex.layer_p.items():
             w = pn.widgets.TextInput(label=f"p of {layer}", value=fmt_number(value), width=150)
@@ -168,10 +147,10 @@ class SRAMPage(ExplorerPage):
         ex.param.watch(self._sync_inputs, "layer_p")
         self._edit_error = pn.pane.Markdown("", visible=False, styles={"color": "#b3261e"}, css_classes=["field-error"],
                                             sizing_mode="stretch_width")
-        self._alpha = _linked(pn.widgets.FloatSlider(label="α (energy weight)", start=0.0, end=10.0, step=0.01,
-                                                     value=ex.alpha, width=260), ex, "alpha")
-        self._width = _linked(pn.widgets.DiscreteSlider(label="width multiplier", options=_labelled(ex.param.width.objects),
-                                                        value=ex.width, width=220), ex, "width")
+        self._alpha = throttled_link(pn.widgets.FloatSlider(label="α (energy weight)", start=0.0, end=10.0, step=0.01,
+                                                            value=ex.alpha, width=260), ex, "alpha")
+        self._width = throttled_link(pn.widgets.DiscreteSlider(label="width multiplier", value=ex.width, width=220,
+                                                               options=_labelled(ex.param.width.objects)), ex, "width")
         self._epochs = number_field(ex, "epochs", "LaNMax epochs", width=150)
         self._seed = number_field(ex, "seed", "seed of the run", width=150)
         self._run_controls("run_lanmax", "Run LaNMax")
