@@ -38,8 +38,8 @@ def run(device: torch.device, repeats: int | None = None) -> dict:
         mmap = MemoryMap(memory_from_dict(knobs))
         results = {}
 
-        def case(mode):
-            def fn(model=model, mmap=mmap, results=results):
+        def case(mode, model=model, mmap=mmap, results=results):
+            def fn():
                 results[mode] = mc_evaluate(model, x, y, mmap, DRAWS, seed=0, device=device, mode=mode)
             return fn
 

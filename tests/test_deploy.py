@@ -338,7 +338,7 @@ def test_mc_evaluate_on_deployed_net_with_default_g_u(trained):
     assert abs(float(ds.accuracy.mean()) - clean) < 0.02
     assert np.all(ds.layer_power.values > 0)
     # layers keep their own (ideal) memory after mc_evaluate
-    assert all(l.memory.technology == "ideal" for l in crossbar_layers(net).values())
+    assert all(layer.memory.technology == "ideal" for layer in crossbar_layers(net).values())
 
 
 def test_mc_evaluate_replays_the_noisy_bias():

@@ -193,7 +193,7 @@ def test_surrogate_formula_and_update_directions():
     def first_update(lcfg):
         pts = np.stack([perturb_p(p, lcfg, rng) for _ in range(300)])
         loss = 1.0 + 0.001 * rng.standard_normal(300)          # the network's loss does not depend on p
-        sur = [surrogate_loss(l, 0.9, q, counts, lcfg) for l, q in zip(loss, pts)]
+        sur = [surrogate_loss(loss_i, 0.9, q, counts, lcfg) for loss_i, q in zip(loss, pts)]
         slopes, _ = ols_slopes(pts, np.array(sur))
         return _update_p(p, np.zeros(3), slopes, lcfg, 0.001)[0]
 
@@ -276,7 +276,7 @@ def test_result_structure(default_run, digits):
     # model: CPU, eval, ideal memories, no generator
     assert not res.model.training
     assert all(t.device.type == "cpu" for t in res.model.parameters())
-    assert all(isinstance(l.memory, IdealMemory) and l.generator is None for l in noisy_layers(res.model).values())
+    assert all(isinstance(layer.memory, IdealMemory) and layer.generator is None for layer in noisy_layers(res.model).values())
     assert 0.5 < res.test_accuracy <= 1.0 and res.device == "cpu" and res.train_seconds > 0
     # progress after every epoch with the documented keys
     assert [e["epoch"] for e in events] == list(range(1, EPOCHS + 1))

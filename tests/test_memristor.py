@@ -280,12 +280,12 @@ def test_g_u_equal_g_max_is_allowed():
 
 def _loop_power_linear(x, gp, gm, bp=None, bm=None) -> float:
     """Eq 3.42–3.44 for a linear layer, one output element at a time."""
-    B, I = x.shape
-    O = gp.shape[0]
+    B, n_in = x.shape
+    n_out = gp.shape[0]
     p_mem = p_plus = p_minus = 0.0
     for b in range(B):
-        for o in range(O):
-            for i in range(I):
+        for o in range(n_out):
+            for i in range(n_in):
                 xv = float(x[b, i])
                 p_mem += xv * xv * (abs(float(gp[o, i])) + abs(float(gm[o, i])))
                 p_plus += xv * float(gp[o, i])
@@ -301,11 +301,11 @@ def _loop_power_conv(x, gp, gm, stride, padding) -> float:
     """Eq 3.42–3.44 for a 2-d convolution (Unfold-Repeat: one matrix for every patch), explicit
     over batch, output channel, output position, input channel and kernel offset."""
     B, C, H, W = x.shape
-    O, _, KH, KW = gp.shape
+    n_out, _, KH, KW = gp.shape
     OH = (H + 2 * padding - KH) // stride + 1
     OW = (W + 2 * padding - KW) // stride + 1
     total = 0.0
-    for b, o, oh, ow in itertools.product(range(B), range(O), range(OH), range(OW)):
+    for b, o, oh, ow in itertools.product(range(B), range(n_out), range(OH), range(OW)):
         for c, kh, kw in itertools.product(range(C), range(KH), range(KW)):
             ih, iw = oh * stride - padding + kh, ow * stride - padding + kw
             if not (0 <= ih < H and 0 <= iw < W):

@@ -597,13 +597,13 @@ def test_mc_evaluate_refuses_a_memory_dict(small):
        seed=st.integers(-2**63, 2**63 - 1), chunk=st.integers(1, 4))
 def test_mc_evaluate_valid(small, draws, mode, sigma_c, seed, chunk):
     model, x, y = small
-    before = {n: l.memory for n, l in noisy_layers(model).items()}
+    before = {n: layer.memory for n, layer in noisy_layers(model).items()}
     ds = mc_evaluate(model, x, y, MemristorMemory(sigma_c=sigma_c), draws=draws, seed=seed, chunk=chunk, mode=mode,
                      device="cpu")
     acc = ds.accuracy.values
     assert acc.size == draws and np.all((acc >= 0) & (acc <= 1))
     assert ds.attrs["ci95_low"] <= ds.attrs["accuracy_mean"] <= ds.attrs["ci95_high"]
-    after = {n: l.memory for n, l in noisy_layers(model).items()}
+    after = {n: layer.memory for n, layer in noisy_layers(model).items()}
     assert after == before
 
 

@@ -123,7 +123,7 @@ def test_dataset_layout_and_attrs(digits):
     # reproducible for a seed; the model's memories are restored
     again = layer_sensitivity(model, x, y, base_p=0.02, high_p=0.3, draws=3, seed=5, device="cpu")
     xr.testing.assert_identical(ds, again)
-    assert all(isinstance(l.memory, IdealMemory) for l in noisy_layers(model).values())
+    assert all(isinstance(layer.memory, IdealMemory) for layer in noisy_layers(model).values())
 
 
 def test_noise_free_configuration_gives_clean_accuracy(digits):

@@ -62,7 +62,7 @@ def test_injection_noise_std_is_eq_5_4_within_its_chi_square_interval():
 def test_clip_std_bounds_each_layer_by_alpha_times_its_std():
     torch.manual_seed(0)
     net = SmallCNN(width=0.5)
-    before = {n: l.weight.detach().clone() for n, l in noisy_layers(net).items()}
+    before = {n: layer.weight.detach().clone() for n, layer in noisy_layers(net).items()}
     clip_weights_(net, alpha=1.5)
     for name, layer in noisy_layers(net).items():
         w0 = before[name]
@@ -153,7 +153,7 @@ def test_adabs_with_an_ideal_memory_gives_the_exact_calibration_statistics(train
     assert torch.allclose(first_bn.running_var, a.var((0, 2, 3), unbiased=True), atol=1e-5)
     # the original is untouched, the copy is in eval mode with its original (ideal) memories
     assert not torch.equal(batchnorm_layers(trained_small)["features.1"].running_mean, first_bn.running_mean)
-    assert not net.training and all(l.memory.technology == "ideal" for l in noisy_layers(net).values())
+    assert not net.training and all(layer.memory.technology == "ideal" for layer in noisy_layers(net).values())
 
 
 def test_adabs_under_noise_tracks_the_noisy_activation_statistics(trained_small):

@@ -714,11 +714,11 @@ def mc_output_mse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Mem
     try:
         gen = torch.Generator(device=x.device).manual_seed(seed)
         with torch.no_grad():
-            clean_params = {f"{n}.weight": l.quantized_weight().detach() for n, l in layers.items()}
+            clean_params = {f"{n}.weight": layer.quantized_weight().detach() for n, layer in layers.items()}
             with weights_as_given():
                 clean = functional_call(model, clean_params, (x,))
             mse, powers, total = [], [], torch.zeros_like(clean)
-            has_crossbar = any(l.memory.technology == "memristor" for l in layers.values())
+            has_crossbar = any(layer.memory.technology == "memristor" for layer in layers.values())
             for _ in range(draws):
                 reads = read_weights(model, gen)
                 y, inputs = capture_layer_inputs(model, {f"{n}.weight": w for n, (w, _) in reads.items()}, x)

@@ -191,8 +191,8 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
                  progress, cancel) -> xr.Dataset:
     x, y = x.to(dev), y.to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
-    noisy = any(l.memory.is_noisy for l in noisy_layers(model).values())
-    has_crossbar = any(l.memory.technology == "memristor" for l in noisy_layers(model).values())
+    noisy = any(layer.memory.is_noisy for layer in noisy_layers(model).values())
+    has_crossbar = any(layer.memory.technology == "memristor" for layer in noisy_layers(model).values())
     xp = x[:power_batch]
     # measured by benchmarks/bench_montecarlo.py: one-draw-at-a-time wins on CPU, vmap on CUDA
     use_vmap = mode == "vectorised" or (mode == "auto" and dev.type == "cuda")

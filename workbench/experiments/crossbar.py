@@ -254,7 +254,7 @@ def evaluate_state(net: Supernet, state, *, sigma: float = DIGITS_SIGMA, draws: 
     ds["accuracy"] = (("scale", "draw"), np.asarray(accs), {"long_name": "test accuracy", "units": "1"})
     ds["power"] = ("scale", powers, {"long_name": "crossbar power (mean over draws)", "units": "a.u."})
     ds["layer_power"] = layer_pw.assign_attrs(long_name="crossbar power per layer (at σ)", units="a.u.")
-    ds["g_u_rel"] = ("layer", [float(dict(zip(names, s[space.gu_slice]))[str(l)]) for l in ds.layer.values],
+    ds["g_u_rel"] = ("layer", [float(dict(zip(names, s[space.gu_slice]))[str(layer)]) for layer in ds.layer.values],
                      {"long_name": "g_u / g_u^d", "units": "1"})
     arch = space.decode(s)
     ds.attrs.update(sigma=float(sigma), arch=str(arch), depth=str(list(arch.depth)), width=str(list(arch.width)),

@@ -43,7 +43,7 @@ def uniform_ber_plot(ds: xr.Dataset, p_train: float | None = None, p: float | No
 def sensitivity_plot(ds: xr.Dataset) -> hv.Overlay:
     """Fig 4.3: accuracy with all layers at ``base_p`` and one layer at ``high_p``, one box per layer."""
     acc = ds.accuracy.transpose("layer", ...).values.reshape(ds.sizes["layer"], -1)
-    layers = [str(l) for l in ds.layer.values]
+    layers = [str(layer) for layer in ds.layer.values]
     data = {"layer": np.repeat(layers, acc.shape[1]), "accuracy": acc.ravel()}
     box = hv.BoxWhisker(data, "layer", hv.Dimension("accuracy", label="test accuracy")).opts(
         box_fill_color=ACCENT, box_alpha=0.4, xrotation=45)
@@ -62,7 +62,7 @@ def sensitivity_plot(ds: xr.Dataset) -> hv.Overlay:
 def param_count_bars(counts: dict[str, int] | xr.DataArray) -> hv.Bars:
     """Fig 4.1: number of weights per layer."""
     if isinstance(counts, xr.DataArray):
-        counts = dict(zip([str(l) for l in counts.layer.values], counts.values.tolist()))
+        counts = dict(zip([str(layer) for layer in counts.layer.values], counts.values.tolist()))
     return hv.Bars((list(counts), list(counts.values())), "layer", hv.Dimension("count", label="number of weights")).opts(
         color="#7f7f7f", xrotation=45, responsive=True, min_height=260, toolbar="above", logy=False, tools=["hover"],
         title="weights per layer (Fig 4.1)")
@@ -119,7 +119,7 @@ def lanmax_trajectory_plot(traj: xr.Dataset | dict) -> hv.Overlay:
     """Per-layer ``p`` after each epoch of a LaNMax run (streamed live during a run)."""
     if isinstance(traj, xr.Dataset):
         epochs = traj.epoch.values
-        series = {str(l): traj.p.sel(layer=l).values for l in traj.layer.values}
+        series = {str(layer): traj.p.sel(layer=layer).values for layer in traj.layer.values}
     else:
         epochs = np.arange(1, len(next(iter(traj.values()), [])) + 1)
         series = traj
