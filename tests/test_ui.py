@@ -8,13 +8,13 @@ from pathlib import Path
 
 import param
 import pytest
-from conftest import wait_until
 
+from conftest import wait_until
 from workbench.experiments import Store
 from workbench.ui import NoiseExplorer, TaskRunner
+from workbench.ui.app import PAGES
 from workbench.ui.base import BackgroundState
 from workbench.ui.explorer import curve_knob
-from workbench.ui.app import PAGES
 from workbench.ui.tasks import ComputeSlots
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -111,7 +111,8 @@ class ExplorerPage(pn.viewable.Viewer):
         if self._fresh:
             params["explorer"] = self.explorer_class(autorun=False)
         elif not isinstance(params["explorer"], self.explorer_class):
-            raise TypeError(f"explorer must be a {self.explorer_class.__name__}, not {type(params['explorer']).__name__}")
+            raise TypeError(f"explorer must be a {self.explorer_class.__name__}, "
+                            f"not {type(params['explorer']).__name__}")
         super().__init__(**params)
         dispatch = session_dispatch(self.explorer.runner)
         if dispatch is not None:
@@ -223,7 +224,8 @@ def number_field(obj: param.Parameterized, name: str, label: str, width: int | N
 
     def typed(event):
         if event.new is None:
-            message.object, message.visible = f"{label}: enter a value — still using {fmt_number(getattr(obj, name))}", True
+            message.object = f"{label}: enter a value — still using {fmt_number(getattr(obj, name))}"
+            message.visible = True
             return
         try:
             value = knob.from_text(str(event.new))

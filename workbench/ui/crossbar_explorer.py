@@ -15,8 +15,14 @@ import numpy as np
 import param
 
 from ..experiments import Store
-from ..experiments.crossbar import (DIGITS_SIGMA, evaluate_state, load_estimator, load_supernet, state_details,
-                                    supernet_config)
+from ..experiments.crossbar import (
+    DIGITS_SIGMA,
+    evaluate_state,
+    load_estimator,
+    load_supernet,
+    state_details,
+    supernet_config,
+)
 from ..experiments.sweep import CROSSBAR_SPEC, load_spec, run_experiment
 from ..knobs import KnobError, out_of_range, range_text, range_words
 from ..nas.supernet import Arch, Supernet

@@ -13,7 +13,16 @@ from typing import Any
 import param
 import xarray as xr
 
-from ..experiments import CURVE_GRIDS, PRESET_FOR_TECHNOLOGY, Store, evaluate, noise_curve, param_counts, preset_config, train_model
+from ..experiments import (
+    CURVE_GRIDS,
+    PRESET_FOR_TECHNOLOGY,
+    Store,
+    evaluate,
+    noise_curve,
+    param_counts,
+    preset_config,
+    train_model,
+)
 from ..experiments.shipped import PLAYGROUND_DRAWS, REGENERATE_COMMAND
 from ..hardware import MemristorMemory, SRAMMemory, memory_from_dict
 from ..hardware.sram import eta
@@ -246,8 +255,9 @@ class NoiseExplorer(BackgroundState):
                     "eta": eta(self.p), "per_layer": per_layer, "units": "1"}
         if "power" not in ds:
             return {}
-        per_layer = {str(l): float(ds.layer_power.sel(layer=l).mean()) for l in ds.layer.values}
-        return {"value": float(ds.power.mean()), "label": "crossbar power per inference, in arbitrary units (only ratios between settings mean something)",
+        per_layer = {str(name): float(ds.layer_power.sel(layer=name).mean()) for name in ds.layer.values}
+        return {"value": float(ds.power.mean()),
+                "label": "crossbar power per inference, in arbitrary units (only ratios between settings mean something)",
                 "per_layer": per_layer, "units": "arbitrary units"}
 
     # ------------------------------------------------------------------ actions

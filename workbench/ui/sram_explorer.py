@@ -109,7 +109,7 @@ class SRAMExplorer(BackgroundState):
         pt = ds.isel(point=self.selected)
         return {"method": str(pt.method.values), "value": float(pt.value), "energy": float(pt.energy),
                 "accuracy": float(pt.accuracy_mean), "rho": float(pt.rho),
-                "p": {str(l): float(v) for l, v in zip(ds.layer.values, pt.p_layer.values)}}
+                "p": {str(name): float(v) for name, v in zip(ds.layer.values, pt.p_layer.values)}}
 
     @param.depends("selected", watch=True)
     def _point_sensitivity(self):
@@ -214,7 +214,7 @@ class SRAMExplorer(BackgroundState):
 
         def done(result):
             p, trajectory, ev = result
-            full = {str(l): trajectory.p.sel(layer=l).values.tolist() for l in trajectory.layer.values}
+            full = {str(name): trajectory.p.sel(layer=name).values.tolist() for name in trajectory.layer.values}
             return dict(lanmax_p=full, layer_p=dict(p),
                         lanmax_result={"p": p, "accuracy": ev.attrs["accuracy_mean"], "energy": float(ev.energy),
                                        "alpha": lanmax["alpha"]},
