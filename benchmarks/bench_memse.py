@@ -85,9 +85,11 @@ def run(device: torch.device, repeats: int | None = None) -> dict:
                      f"expected power {float(a.power):.6g} vs MC {mc['power_mean']:.6g} "
                      f"[{mc['power_ci95_low']:.6g}, {mc['power_ci95_high']:.6g}]")
         cross = t["memse"] / (t["mc"] / n10)
-        notes.append(f"σ_c={sigma_c}: one memse pass costs as much as {cross:.0f} Monte-Carlo draws: the analytic estimate "
-                     f"wins once the target CI half-width is below ~{100 * 0.1 * math.sqrt(n10 / max(cross, 1)):.1f} % "
-                     f"of the MSE")
+        notes.append(
+            f"σ_c={sigma_c}: one memse pass costs as much as {cross:.0f} Monte-Carlo draws: the analytic estimate "
+            f"wins once the target CI half-width is below ~{100 * 0.1 * math.sqrt(n10 / max(cross, 1)):.1f} % "
+            f"of the MSE"
+        )
     return {"title": f"bench_memse: analytic MSE (memse) vs Monte Carlo at equal confidence, SmallCNN w=0.25, "
                      f"{N_INPUTS} inputs",
             "columns": ["sigma_c", "estimator", "MSE", "draws", "ms", "ratio (÷ memse)"],

@@ -111,12 +111,18 @@ def run(device, repeats: int | None = None, before: Path | None = None) -> dict:
             rows.append([label, what, b, a, b / a])
         summary.append(("page", f"{label}: first result, before / after", med(case, "before", "first result")
                         / med(case, "after", "first result"), None))
-    return {"title": "bench_page: playground waiting times (s), before (446caac) and after, side by side",
-            "columns": ["action", "until", "before s", "after s", "before ÷ after"], "rows": rows,
-            "summary": summary,
-            "notes": notes + ["(a) empty store: trains the crossbar's network, evaluates, computes the 9-point σ_c curve; "
-                      "(b) shipped clean networks, the override's readout and 11-point p curve computed",
-                      f"median of {repeats or 1} cold run(s) per cell, each in a fresh store, before/after interleaved"]}
+    return {
+        "title": "bench_page: playground waiting times (s), before (446caac) and after, side by side",
+        "columns": ["action", "until", "before s", "after s", "before ÷ after"],
+        "rows": rows,
+        "summary": summary,
+        "notes": notes
+        + [
+            "(a) empty store: trains the crossbar's network, evaluates, computes the 9-point σ_c curve; "
+            "(b) shipped clean networks, the override's readout and 11-point p curve computed",
+            f"median of {repeats or 1} cold run(s) per cell, each in a fresh store, before/after interleaved",
+        ],
+    }
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ def run(device: torch.device, repeats: int | None = None) -> dict:
         caches = {"hit": set(), "recompute": set()}
 
         def hit():
-            caches["hit"].add(evaluate(cfg, MEMORY, draws=DRAWS, seed=0, store=store, device=str(device)).attrs["cache"])
+            caches["hit"].add(
+                evaluate(cfg, MEMORY, draws=DRAWS, seed=0, store=store, device=str(device)).attrs["cache"]
+            )
 
         def recompute():
             ds = evaluate(cfg, MEMORY, draws=DRAWS, seed=next(seeds), store=store, device=str(device))

@@ -23,8 +23,17 @@ import bench_train_noise
 
 from _common import command_line, device_from, device_line, parser, report, table
 
-BENCHMARKS = [bench_bsc, bench_montecarlo, bench_train_noise, bench_sam, bench_memse, bench_store, bench_page, bench_dask,
-              bench_time_to_accuracy]
+BENCHMARKS = [
+    bench_bsc,
+    bench_montecarlo,
+    bench_train_noise,
+    bench_sam,
+    bench_memse,
+    bench_store,
+    bench_page,
+    bench_dask,
+    bench_time_to_accuracy,
+]
 
 
 def main() -> int:
@@ -43,7 +52,9 @@ def main() -> int:
         print(f"({mod.__name__}: {seconds[-1][1]:.1f} s)\n", flush=True)
         summary += result["summary"]
     total = time.perf_counter() - t_all
-    rows = [[bench, what, ratio, "" if ok is None else ("PASS" if ok else "FAIL")] for bench, what, ratio, ok in summary]
+    rows = [
+        [bench, what, ratio, "" if ok is None else ("PASS" if ok else "FAIL")] for bench, what, ratio, ok in summary
+    ]
     print("== all benchmarks: ratios measured side by side in this run")
     print(f"device:  {device_line(device)}")
     print(f"command: {command}")

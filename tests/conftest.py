@@ -41,7 +41,10 @@ def browser_type_launch_args(browser_type_launch_args):
 @pytest.fixture(scope="session")
 def served_app(tmp_path_factory):
     """``panel serve apps/`` on a free loopback port; yields the base URL."""
-    with serve_apps(tmp_path_factory.mktemp("served-cache"), tmp_path_factory.mktemp("serve") / "panel.log") as (base, _):
+    with serve_apps(tmp_path_factory.mktemp("served-cache"), tmp_path_factory.mktemp("serve") / "panel.log") as (
+        base,
+        _,
+    ):
         yield base
 
 

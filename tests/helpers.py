@@ -38,7 +38,9 @@ def wait_until(fn, timeout: float = 60.0, interval: float = 0.2, message: str = 
         except Exception as exc:  # keep retrying; report the last failure
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {message}" + (f" (last error: {last_exc!r})" if last_exc else ""))
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {message}" + (f" (last error: {last_exc!r})" if last_exc else "")
+    )
 
 
 def watch_console(page) -> list[tuple[str, str]]:
@@ -101,9 +103,26 @@ def serve_apps(cache: Path, log: Path, env: dict | None = None):
     port = free_port()
     env = {**os.environ, "WORKBENCH_CACHE": str(cache), **(env or {})}
     with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", str(ROOT / "apps"), "--port", str(port),
-                                 "--address", "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness"],
-                                cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "panel",
+                "serve",
+                str(ROOT / "apps"),
+                "--port",
+                str(port),
+                "--address",
+                "127.0.0.1",
+                "--allow-websocket-origin",
+                f"127.0.0.1:{port}",
+                "--liveness",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
 
     def alive():

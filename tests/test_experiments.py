@@ -207,8 +207,12 @@ def test_evaluate_refuses_bad_draw_arguments_before_training(kwargs, message, tm
     import workbench.experiments.core as core
     monkeypatch.setattr(core, "train_model", _no_training)
     with pytest.raises(KnobError, match=re.escape(message)):
-        core.evaluate(core.preset_config("digits-cnn"), {"default": {"technology": "ideal"}}, store=Store(tmp_path, read_only=[]),
-                      **kwargs)
+        core.evaluate(
+            core.preset_config("digits-cnn"),
+            {"default": {"technology": "ideal"}},
+            store=Store(tmp_path, read_only=[]),
+            **kwargs,
+        )
 
 
 @pytest.mark.parametrize("memory, values, kwargs, message", [

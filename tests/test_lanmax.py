@@ -224,8 +224,9 @@ def test_config_defaults_roundtrip_and_validation():
                       ({"a": 0.0}, "a"), ({"p_init": float("nan")}, "p_init"), ({"bogus": 1}, "bogus")]:
         with pytest.raises(KnobError, match=knob):
             LaNMaxConfig.from_dict(bad)
-    assert [LaNMaxConfig(stop_fraction=f).stop_epoch(n) for f, n in [(0.8, 4), (0.8, 200), (0.0, 10), (1.0, 7), (0.5, 5)]] == \
-        [3, 160, 0, 7, 3]
+    assert [
+        LaNMaxConfig(stop_fraction=f).stop_epoch(n) for f, n in [(0.8, 4), (0.8, 200), (0.0, 10), (1.0, 7), (0.5, 5)]
+    ] == [3, 160, 0, 7, 3]
 
 
 def test_train_config_requirements(digits):
@@ -276,7 +277,9 @@ def test_result_structure(default_run, digits):
     # model: CPU, eval, ideal memories, no generator
     assert not res.model.training
     assert all(t.device.type == "cpu" for t in res.model.parameters())
-    assert all(isinstance(layer.memory, IdealMemory) and layer.generator is None for layer in noisy_layers(res.model).values())
+    assert all(
+        isinstance(layer.memory, IdealMemory) and layer.generator is None for layer in noisy_layers(res.model).values()
+    )
     assert 0.5 < res.test_accuracy <= 1.0 and res.device == "cpu" and res.train_seconds > 0
     # progress after every epoch with the documented keys
     assert [e["epoch"] for e in events] == list(range(1, EPOCHS + 1))

@@ -126,8 +126,14 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
             # every session opens on its own p and draws
             for i, page in enumerate(pages):
                 s = setting(i)
-                wait_until(lambda page=page, s=s: energy(page) == expected_energy(s["p0"]) and f"· {s['draws']} draws ·" in status(page),
-                           300, 0.25, f"session {i} to show p={s['p0']:g} with {s['draws']} draws")
+                wait_until(
+                    lambda page=page, s=s: (
+                        energy(page) == expected_energy(s["p0"]) and f"· {s['draws']} draws ·" in status(page)
+                    ),
+                    300,
+                    0.25,
+                    f"session {i} to show p={s['p0']:g} with {s['draws']} draws",
+                )
 
             # each moves its p slider one notch right (a new evaluation and curve in the background)
             for page in pages:
@@ -139,7 +145,9 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
             for i, page in enumerate(pages):
                 s = setting(i)
                 if s["train"]:
-                    wait_until(lambda page=page, s=s: energy(page) == expected_energy(s["p1"]), 300, 0.25, f"session {i} at p1")
+                    wait_until(
+                        lambda page=page, s=s: energy(page) == expected_energy(s["p1"]), 300, 0.25, f"session {i} at p1"
+                    )
                     page.get_by_role("button", name="Train with this noise").click()
 
             def settled(i, page):
@@ -167,7 +175,9 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
         ctx = browser.new_context()
         page = ctx.new_page()
         page.goto(f"{base}/apps?page=playground&p={s['p1']}&draws={s['draws']}")
-        wait_until(lambda: f"· {s['draws']} draws · cached" in status(page), 180, 0.25, "a cached result in a new session")
+        wait_until(
+            lambda: f"· {s['draws']} draws · cached" in status(page), 180, 0.25, "a cached result in a new session"
+        )
         ctx.close()
 
         probe.stop.set()

@@ -356,7 +356,10 @@ def test_power_conv_matches_loop(stride, padding):
 def test_power_conv_with_folded_bias_counts_every_output_position():
     g = gen(25)
     x = torch.randn(2, 2, 5, 5, generator=g, dtype=torch.float64)
-    gp, gm = torch.rand(3, 2, 3, 3, generator=g, dtype=torch.float64), torch.rand(3, 2, 3, 3, generator=g, dtype=torch.float64)
+    gp, gm = (
+        torch.rand(3, 2, 3, 3, generator=g, dtype=torch.float64),
+        torch.rand(3, 2, 3, 3, generator=g, dtype=torch.float64),
+    )
     bp, bm = torch.rand(3, generator=g, dtype=torch.float64), torch.rand(3, generator=g, dtype=torch.float64)
     op = conv_op(stride=2, padding=1)
     extra = float(crossbar_power(op, x, gp, gm, bp, bm)) - float(crossbar_power(op, x, gp, gm))

@@ -183,7 +183,9 @@ def test_crossover_truth_table_rows(space, row, k, expect):
                 np.testing.assert_array_equal(Dc, [D2[0] if p0 else D1[0], D2[1] if p1 else D1[1], 2])
                 mc = space.mask(Dc.astype(int))
                 gc = child[space.gu_slice]
-                np.testing.assert_array_equal(gc, expected_child_gu(m1, m2, mc, P1[space.gu_slice], P2[space.gu_slice], kv))
+                np.testing.assert_array_equal(
+                    gc, expected_child_gu(m1, m2, mc, P1[space.gu_slice], P2[space.gu_slice], kv)
+                )
                 rows = (m1 == row[0]) & (m2 == row[1]) & (mc == row[2])
                 if k is not None and kk != k:
                     continue

@@ -270,7 +270,9 @@ def test_pipeline_runs_end_to_end(tiny):
     from workbench.nas import NASConfig, SupernetResult, run_nas
     net, _ = tiny
     stages = set()
-    cfg = NASConfig(k=6, k_g=2, n_a=2, minibatch=16, estimator_epochs=5, pop_size=8, n_gen=2, draws=1, max_resimulated=3)
+    cfg = NASConfig(
+        k=6, k_g=2, n_a=2, minibatch=16, estimator_epochs=5, pop_size=8, n_gen=2, draws=1, max_resimulated=3
+    )
     res = run_nas(cfg, supernet=SupernetResult(net, cache_key=net.config.cache_key()),
                   progress=lambda d: stages.add(d["stage"]))
     assert {"collect", "estimator", "M1", "M2", "M3"} <= stages

@@ -54,11 +54,27 @@ def jupyterlab(tmp_path_factory):
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_DATA_DIR": str(root / ".jupyter-data"),
            "JUPYTER_RUNTIME_DIR": str(root / ".jupyter-runtime"), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={root}",
-         "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.extension_manager=readonly", *(["--allow-root"] if os.geteuid() == 0 else [])],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--ServerApp.root_dir={root}",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def up():
@@ -101,9 +117,14 @@ def test_notebook_01_runs_offline_in_jupyterlab(jupyterlab, page):
 
     # the kernel starts and is idle; opening the notebook left it unmodified
     wait_until(lambda: page.locator(".jp-Notebook .jp-Cell").count() > 5, 180, message="the notebook to open")
-    wait_until(lambda: "Idle" in page.locator(".jp-StatusBar-Widget, .jp-Toolbar-kernelStatus").all_inner_texts().__str__()
-               or page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0, 180,
-               message="the kernel to be idle")
+    wait_until(
+        lambda: (
+            "Idle" in page.locator(".jp-StatusBar-Widget, .jp-Toolbar-kernelStatus").all_inner_texts().__str__()
+            or page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count() > 0
+        ),
+        180,
+        message="the kernel to be idle",
+    )
     page.wait_for_timeout(2000)      # JupyterLab updates the model's metadata once the kernel is connected
     stored = json.loads(before)["metadata"]["language_info"]["version"]
     assert page.locator(".lm-TabBar-tab.jp-mod-dirty").count() == 0, (

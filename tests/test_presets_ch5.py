@@ -147,15 +147,25 @@ def test_imagenet_folder_dataset(tmp_path):
     assert torch.equal(data.test[1][0], data.test[1][0])        # validation: Resize + CenterCrop
     names = [type(t).__name__ for t in data.train.transform.transforms]
     assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
-    assert [type(t).__name__ for t in data.test.transform.transforms] == ["Resize", "CenterCrop", "ToTensor", "Normalize"]
+    assert [type(t).__name__ for t in data.test.transform.transforms] == [
+        "Resize",
+        "CenterCrop",
+        "ToTensor",
+        "Normalize",
+    ]
     # ImageNet normalisation of a flat grey image
     Image.new("RGB", (50, 70), (128, 128, 128)).save(tmp_path / "imagenet" / "val" / "ant" / "0.png")
     mean, std = NORMALIZATION["imagenet"]
     xv = load_dataset("imagenet", root=tmp_path).test[0][0]
     want = (128 / 255 - torch.tensor(mean)) / torch.tensor(std)
     torch.testing.assert_close(xv[:, 100, 100], want)
-    plain = load_dataset("imagenet", root=tmp_path)                 # no augment: the validation transform
-    assert [type(t).__name__ for t in plain.train.transform.transforms] == ["Resize", "CenterCrop", "ToTensor", "Normalize"]
+    plain = load_dataset("imagenet", root=tmp_path)  # no augment: the validation transform
+    assert [type(t).__name__ for t in plain.train.transform.transforms] == [
+        "Resize",
+        "CenterCrop",
+        "ToTensor",
+        "Normalize",
+    ]
 
 
 def test_imagenet_missing_or_mismatched_folders(tmp_path):
@@ -195,7 +205,9 @@ def test_finetune_preset_one_step_from_a_torchvision_checkpoint(tmp_path):
     assert torch.corrcoef(torch.stack([w.flatten(), w0.flatten()]))[0, 1] > 0.99   # ... from the checkpoint
     # a checkpoint of the wrong shape (1000 ImageNet classes, 2 class folders) is refused clearly
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    with pytest.raises(ValueError, match=r"fc\.weight: \(1000, 512\) in the file, \(2, 512\) in the model.*class folders"):
+    with pytest.raises(
+        ValueError, match=r"fc\.weight: \(1000, 512\) in the file, \(2, 512\) in the model.*class folders"
+    ):
         train(cfg, data_root=str(tmp_path), device="cpu")
     # a checkpoint of another architecture (the CIFAR ResNet-18: 3×3 stem, other key names)
     torch.save(build_model("resnet18", in_channels=3, num_classes=2, image_size=32).state_dict(), path)
@@ -214,7 +226,10 @@ def _random_bundle(n: int, classes: int, size: int = 32) -> DataBundle:
 
 
 def test_cifar_presets_follow_the_thesis_recipe():
-    for name, dataset, model in (("vgg13-cifar10", "cifar10", "vgg13"), ("mobilenetv2-cifar100", "cifar100", "mobilenet_v2")):
+    for name, dataset, model in (
+        ("vgg13-cifar10", "cifar10", "vgg13"),
+        ("mobilenetv2-cifar100", "cifar100", "mobilenet_v2"),
+    ):
         cfg = preset_config(name)
         assert (cfg.dataset, cfg.model, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.batch_size,
                 cfg.epochs, cfg.schedule, cfg.step_every, cfg.gamma, cfg.augment, cfg.sam, cfg.clip) == \

@@ -270,7 +270,9 @@ def test_sample_flip_positions_valid(n, p, seed):
        good=st.lists(good_floats(0.0, 1.0), max_size=3))
 def test_eta_refuses_bad_ber_in_every_container(p, container, good):
     vals = good + [p]
-    arg = {"float": p, "list": vals, "array": np.array(vals), "tensor": torch.tensor(vals, dtype=torch.float64)}[container]
+    arg = {"float": p, "list": vals, "array": np.array(vals), "tensor": torch.tensor(vals, dtype=torch.float64)}[
+        container
+    ]
     refused(lambda: eta(arg), "p")
 
 
@@ -609,7 +611,9 @@ def test_mc_evaluate_valid(small, draws, mode, sigma_c, seed, chunk):
 
 def test_mc_evaluate_target_ci_never_stops_below_the_minimum_draws(small):
     model, x, y = small
-    ds = mc_evaluate(model, x, y, SRAMMemory(p=0.02, bits=8), draws=5, target_ci_width=1e-6, max_draws=3, chunk=2, device="cpu")
+    ds = mc_evaluate(
+        model, x, y, SRAMMemory(p=0.02, bits=8), draws=5, target_ci_width=1e-6, max_draws=3, chunk=2, device="cpu"
+    )
     assert ds.accuracy.size == 5
 
 
@@ -728,12 +732,23 @@ def test_transform_images_valid_keeps_shape_and_finiteness(kind, data, fill):
 
 
 @FEW
-@given(spec=st.one_of(
-    st.dictionaries(st.text(min_size=1, max_size=5), st.tuples(st.sampled_from(sorted(KINDS)), st.just(NAN)), min_size=1,
-                    max_size=2),
-    st.dictionaries(st.text(min_size=1, max_size=5), st.tuples(st.text(max_size=5).filter(lambda k: k not in KINDS),
-                                                               st.floats(1, 50)), min_size=1, max_size=2),
-    st.sampled_from([{"a": "rotation"}, {"a": ("rotation",)}, {"a": ("zoom", 50.0, 1)}, [], {}, ["rot_20"]])))
+@given(
+    spec=st.one_of(
+        st.dictionaries(
+            st.text(min_size=1, max_size=5),
+            st.tuples(st.sampled_from(sorted(KINDS)), st.just(NAN)),
+            min_size=1,
+            max_size=2,
+        ),
+        st.dictionaries(
+            st.text(min_size=1, max_size=5),
+            st.tuples(st.text(max_size=5).filter(lambda k: k not in KINDS), st.floats(1, 50)),
+            min_size=1,
+            max_size=2,
+        ),
+        st.sampled_from([{"a": "rotation"}, {"a": ("rotation",)}, {"a": ("zoom", 50.0, 1)}, [], {}, ["rot_20"]]),
+    )
+)
 def test_ood_accuracy_refuses_bad_transforms(small, spec):
     model, x, y = small
     msg = refused(lambda: ood_accuracy(model, x, y, spec, device="cpu"), "")
@@ -929,9 +944,14 @@ def test_cli_train_set_refuses_bad_values_before_training(data):
 
 
 @FEW
-@given(text=st.one_of(st.text(min_size=1, max_size=10).filter(lambda s: "=" not in s),
-                      st.text(min_size=1, max_size=8).filter(lambda s: "=" not in s and s.strip() not in TrainConfig.param)
-                      .map(lambda s: f"{s}=1")))
+@given(
+    text=st.one_of(
+        st.text(min_size=1, max_size=10).filter(lambda s: "=" not in s),
+        st.text(min_size=1, max_size=8)
+        .filter(lambda s: "=" not in s and s.strip() not in TrainConfig.param)
+        .map(lambda s: f"{s}=1"),
+    )
+)
 def test_cli_train_set_refuses_malformed_and_unknown_keys(text):
     status, out, err = cli(["train", f"--set={text}"])
     assert status == 2 and TRACEBACK not in err and "workbench: error:" in err
@@ -1007,8 +1027,15 @@ def test_cli_sweep_refuses_a_non_object_spec(tmp_path, content):
     assert_cli_refused(["sweep", str(spec)], "spec")
 
 
-@pytest.mark.parametrize("argv, knob", [(["--target-ci=5"], "target_ci_width"), (["--target-ci=nan"], "target_ci_width"),
-                                        (["--target-ci=0"], "target_ci_width"), (["--seed=99999999999999999999"], "seed")])
+@pytest.mark.parametrize(
+    "argv, knob",
+    [
+        (["--target-ci=5"], "target_ci_width"),
+        (["--target-ci=nan"], "target_ci_width"),
+        (["--target-ci=0"], "target_ci_width"),
+        (["--seed=99999999999999999999"], "seed"),
+    ],
+)
 def test_cli_evaluate_refuses_bad_target_ci_and_seed_before_training(argv, knob):
     assert_cli_refused(["evaluate", "--memory", "sram", *argv], knob)
 

@@ -108,7 +108,10 @@ def test_sam_training_updates_batchnorm_statistics_once_per_step():
 def test_sharpness_aware_and_baseline_training_reach_good_clean_accuracy():
     data = _digits()
     base = preset_config("digits-cnn", epochs=4, width=0.25)
-    for over in ({"sam": "asam", "rho": 0.5}, {"clip_std": 2.0, "train_memory": {"default": {"technology": "injection"}}}):
+    for over in (
+        {"sam": "asam", "rho": 0.5},
+        {"clip_std": 2.0, "train_memory": {"default": {"technology": "injection"}}},
+    ):
         res = train(base.replace(**over), data, device="cpu")
         assert res.test_accuracy > 0.85, over
 
@@ -119,7 +122,9 @@ def test_init_weights_starts_from_a_local_file_and_refuses_a_bad_one(tmp_path):
     first = train(cfg, data, device="cpu").model
     path = tmp_path / "start.pt"
     torch.save(first.state_dict(), path)
-    tuned = train(cfg.replace(init_weights=str(path), lr=1e-9, momentum=0.0, weight_decay=0.0), data, device="cpu").model
+    tuned = train(
+        cfg.replace(init_weights=str(path), lr=1e-9, momentum=0.0, weight_decay=0.0), data, device="cpu"
+    ).model
     for (n, p0), p1 in zip(first.state_dict().items(), tuned.state_dict().values()):
         if p0.is_floating_point() and "running" not in n:
             assert torch.allclose(p0, p1, atol=1e-6), n       # lr ≈ 0: still the loaded weights

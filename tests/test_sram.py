@@ -445,7 +445,9 @@ def test_memory_map_from_dict_refuses_non_mappings():
     for bad in ([{"technology": "sram", "p": 0.1}], "features.0", 3):
         with pytest.raises(KnobError, match=r"overrides=.* must be a mapping"):
             memory_map_from_dict({"default": {"technology": "sram", "p": 0.0}, "overrides": bad})
-    mmap = memory_map_from_dict({"default": {"technology": "sram", "p": 0.0}, "overrides": {"fc": {"technology": "sram"}}})
+    mmap = memory_map_from_dict(
+        {"default": {"technology": "sram", "p": 0.0}, "overrides": {"fc": {"technology": "sram"}}}
+    )
     assert isinstance(mmap["fc"], SRAMMemory) and mmap.default.p == 0.0
     assert memory_map_from_dict(mmap.to_dict()).to_dict() == mmap.to_dict()
 

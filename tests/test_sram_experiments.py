@@ -88,7 +88,9 @@ def test_wrn28_10_thesis_preset_one_tiny_step():
         ("wrn", 28, 10.0, True, 0.1, "step", 60, True)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)
-    data = DataBundle("generated", torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y), 10, 3, 32)
+    data = DataBundle(
+        "generated", torch.utils.data.TensorDataset(x, y), torch.utils.data.TensorDataset(x, y), 10, 3, 32
+    )
     res = train(cfg, data, device="cpu")
     assert len(res.history["loss"]) == 1 and np.isfinite(res.history["loss"][0])
     convs = [m for m in res.model.modules() if hasattr(m, "binary")]

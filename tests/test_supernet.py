@@ -57,7 +57,9 @@ def test_search_space_size_is_documented():
     size = space.size()
     assert size == {"architecture_encodings": 27 * 81 * 2 ** 9, "distinct_architectures": 81 * 14 ** 3,
                     "crossbar_layers": 32, "state_length": 48, "arch_length": 16}
-    assert len(space.layer_names()) == 32 and space.layer_names()[0] == "stem.conv" and space.layer_names()[-1] == "head"
+    assert (
+        len(space.layer_names()) == 32 and space.layer_names()[0] == "stem.conv" and space.layer_names()[-1] == "head"
+    )
 
 
 def test_subnet_output_equals_supernet_forward(randomized):
@@ -192,7 +194,9 @@ def test_training_progress_and_cancel(data):
 
     with pytest.raises(Cancelled):
         train_supernet(SupernetConfig(**TINY), data, progress=progress, cancel=cancel)
-    assert len(seen) == 1 and seen[0]["epoch"] == 1 and {"loss", "accuracy_largest", "accuracy_smallest"} <= set(seen[0])
+    assert (
+        len(seen) == 1 and seen[0]["epoch"] == 1 and {"loss", "accuracy_largest", "accuracy_smallest"} <= set(seen[0])
+    )
 
 
 def test_config_checks():

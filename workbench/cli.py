@@ -89,7 +89,9 @@ def _memory_dict(args) -> dict[str, Any]:
             if name not in own and getattr(args, name, None) is not None:
                 hint = (f"choose --memory {other}" if tech == "ideal" else
                         f"--memory {tech} takes only {', '.join(map(_flag, own))}")
-                raise KnobError(f"{_flag(name)} is a --memory {other} flag and has no effect with --memory {tech}; {hint}")
+                raise KnobError(
+                    f"{_flag(name)} is a --memory {other} flag and has no effect with --memory {tech}; {hint}"
+                )
     knobs: dict[str, Any] = {"technology": tech}
     for name in own:
         v = getattr(args, name)
@@ -155,7 +157,9 @@ def cmd_curve(args) -> dict:
         mine = [k for k in CURVE_KNOBS if k in MEMORY_FLAGS[args.memory]]
         hint = (f"with --memory {args.memory} knob must be one of {', '.join(mine)}" if mine else
                 f"choose --memory {owner}")
-        raise KnobError(f"knob={args.knob} is a --memory {owner} knob and has no effect with --memory {args.memory}; {hint}")
+        raise KnobError(
+            f"knob={args.knob} is a --memory {owner} knob and has no effect with --memory {args.memory}; {hint}"
+        )
     preset, cfg = _config(args, args.memory)
     ds = noise_curve(cfg, mem, args.knob, args.values, draws=args.draws, seed=args.seed, adabs=args.adabs,
                      store=_store(args),
@@ -170,7 +174,10 @@ def cmd_cache(args) -> dict:
     if args.action == "clear":
         return {"action": "clear", "removed": store.clear(), "root": str(store.root)}
     entries = store.verify(repair=args.action == "verify")
-    rows = [{"kind": e.kind, "key": e.key, "ok": e.ok, "bytes": e.size, "shipped": e.shipped, "path": str(e.path)} for e in entries]
+    rows = [
+        {"kind": e.kind, "key": e.key, "ok": e.ok, "bytes": e.size, "shipped": e.shipped, "path": str(e.path)}
+        for e in entries
+    ]
     return {"action": args.action, "root": str(store.root), "entries": rows, "bad": sum(not r["ok"] for r in rows)}
 
 
@@ -188,8 +195,14 @@ def cmd_sweep(args) -> dict:
         from .experiments.cluster import SweepError, run_spec_distributed
 
         def on_event(ev):               # a lost worker's cells are rescheduled by Dask: say so
-            what = "joined" if ev["event"] == "worker-joined" else (
-                "lost; Dask reschedules " + ("its cells: " + ", ".join(ev["cells"]) if ev["cells"] else "nothing (it ran no cell)"))
+            what = (
+                "joined"
+                if ev["event"] == "worker-joined"
+                else (
+                    "lost; Dask reschedules "
+                    + ("its cells: " + ", ".join(ev["cells"]) if ev["cells"] else "nothing (it ran no cell)")
+                )
+            )
             print(f"workbench: sweep: worker {ev['worker']} {what}", file=sys.stderr)
         try:
             results, report = run_spec_distributed(spec, store, scheduler=args.scheduler or None,
@@ -267,7 +280,9 @@ def cmd_drift(args) -> dict:
     from .experiments import test_tensors, train_model
     for t in args.times:
         if not (t == t and 0 < t < float("inf")):
-            raise KnobError(f"times={args.times} is out of range: every time must be a positive, finite number of seconds")
+            raise KnobError(
+                f"times={args.times} is out of range: every time must be a positive, finite number of seconds"
+            )
     _check_seed(args.seed)
     preset, cfg = _config(args, "memristor")
     net = train_model(cfg, _store(args), device=args.device, data_root=args.data_root,
@@ -291,7 +306,10 @@ def cmd_nas(args) -> dict:
     for s in ds.strategy.values:
         sub = ds.sel(strategy=s)
         f = sub.on_front.values
-        fronts[str(s)] = {"accuracy": sub.accuracy.values[f].round(4).tolist(), "power": sub.power.values[f].round(6).tolist()}
+        fronts[str(s)] = {
+            "accuracy": sub.accuracy.values[f].round(4).tolist(),
+            "power": sub.power.values[f].round(6).tolist(),
+        }
     return {"r2": dict(zip(map(str, ds.target.values), ds.r2.values.round(4).tolist())),
             "hypervolume": dict(zip(map(str, ds.strategy.values), ds.hypervolume.values.round(4).tolist())),
             "fronts": fronts, "supernet_accuracy_largest": ds.attrs["supernet_accuracy_largest"],
@@ -320,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(sp):
-        sp.add_argument("--preset", help="training preset (digits-cnn, digits-bc, digits-wrn, digits-wrn-bc, wrn28-10-bc-cifar10)")
+        sp.add_argument(
+            "--preset", help="training preset (digits-cnn, digits-bc, digits-wrn, digits-wrn-bc, wrn28-10-bc-cifar10)"
+        )
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training knob, e.g. epochs=5")
         sp.add_argument("--method", help="a chapter-5 training method (sgd, sam, asam, samson2, samsoninf, sgd+noise, "
                                          "sgd+clip, sam+clip, ...): its thesis settings, before --set")
@@ -351,8 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("curve", parents=[common], help="accuracy vs one noise knob")
     model_args(c)
     memory_args(c)
-    c.add_argument("--knob", default=None, choices=list(CURVE_KNOBS),
-                   help="knob swept (default: p for --memory sram; sigma_c, or sigma with --noise additive, for memristor)")
+    c.add_argument(
+        "--knob",
+        default=None,
+        choices=list(CURVE_KNOBS),
+        help="knob swept (default: p for --memory sram; sigma_c, or sigma with --noise additive, for memristor)",
+    )
     c.add_argument("--values", type=float, nargs="+", help="grid (default: the built-in one)")
     c.set_defaults(func=cmd_curve)
 
@@ -412,7 +436,9 @@ def _print_human(result: dict) -> None:
     for k, v in result.items():
         if k == "entries":
             for r in v:
-                print(f"  {'ok ' if r['ok'] else 'BAD'} {r['kind']:10s} {r['key']} {r['bytes']:>10d} B{' (shipped)' if r['shipped'] else ''}")
+                state = "ok " if r["ok"] else "BAD"
+                shipped = " (shipped)" if r["shipped"] else ""
+                print(f"  {state} {r['kind']:10s} {r['key']} {r['bytes']:>10d} B{shipped}")
         elif k != "config":
             print(f"{k}: {v}")
 
@@ -427,7 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     except KnobError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, KeyError, FloatingPointError) as exc:   # FloatingPointError: diverged training
+    except (
+        FileNotFoundError,
+        ValueError,
+        KeyError,
+        FloatingPointError,
+    ) as exc:  # FloatingPointError: diverged training
         print(f"workbench: error: {exc}", file=sys.stderr)
         return 2
     except Cancelled as exc:

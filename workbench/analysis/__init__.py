@@ -12,6 +12,19 @@ from .spectra import (
     welch_test,
 )
 
-__all__ = ["clean_accuracy", "layer_sensitivity", "mc_evaluate", "median_layer", "memory_energy_of", "penultimate_layer",
-           "relative_change", "sensitivity_test", "spectra_dataset", "spectra_ttest", "summarize",
-           "top_singular_values", "unfold", "welch_test"]
+__all__ = [
+    "clean_accuracy",
+    "layer_sensitivity",
+    "mc_evaluate",
+    "median_layer",
+    "memory_energy_of",
+    "penultimate_layer",
+    "relative_change",
+    "sensitivity_test",
+    "spectra_dataset",
+    "spectra_ttest",
+    "summarize",
+    "top_singular_values",
+    "unfold",
+    "welch_test",
+]

@@ -101,8 +101,16 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
     energy = np.empty(len(layers))
     for i, name in enumerate(layers):
         check_cancel(i + 1)
-        ds = mc_evaluate(model, x, y, MemoryMap(base, {**base_map, name: high}), int(draws), seed=_stream_seed(seed, i + 1),
-                         device=device, cancel=cancel)
+        ds = mc_evaluate(
+            model,
+            x,
+            y,
+            MemoryMap(base, {**base_map, name: high}),
+            int(draws),
+            seed=_stream_seed(seed, i + 1),
+            device=device,
+            cancel=cancel,
+        )
         acc[i] = ds["accuracy"].values
         energy[i] = float(ds["energy"])
         if progress is not None:
@@ -113,16 +121,26 @@ def layer_sensitivity(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, bas
                   {"long_name": "layer ℓ at the high bit error rate", "units": ""}),
         "draw": ("draw", np.arange(int(draws)), {"long_name": "Monte-Carlo draw", "units": "1"}),
     })
-    out["accuracy"] = (("layer", "draw"), acc,
-                       {"long_name": f"test accuracy, layer ℓ at p = {high_p:g}, others at p = {base_text}", "units": "1"})
+    out["accuracy"] = (
+        ("layer", "draw"),
+        acc,
+        {"long_name": f"test accuracy, layer ℓ at p = {high_p:g}, others at p = {base_text}", "units": "1"},
+    )
     out["baseline"] = ("draw", base_ds["accuracy"].values.astype(float),
                        {"long_name": f"test accuracy, every layer at p = {base_text}", "units": "1"})
     out["param_count"] = ("layer", np.asarray([counts[n] for n in layers], dtype=np.int64),
                           {"long_name": "weights stored in memory", "units": "1"})
     out["energy"] = ("layer", energy, {"long_name": "memory energy (÷ reliable 16-bit)", "units": "1"})
-    out.attrs.update(base_p=(float(np.median(list(base_p.values()))) if per_layer else base_p), base_p_kind=(
-        "per layer (median shown)" if per_layer else "uniform"), high_p=high_p, bits=int(bits), draws=int(draws), seed=int(seed),
-                     n_test=int(len(y)), figure="thesis Fig 4.3 (§4.3.1)")
+    out.attrs.update(
+        base_p=(float(np.median(list(base_p.values()))) if per_layer else base_p),
+        base_p_kind=("per layer (median shown)" if per_layer else "uniform"),
+        high_p=high_p,
+        bits=int(bits),
+        draws=int(draws),
+        seed=int(seed),
+        n_test=int(len(y)),
+        figure="thesis Fig 4.3 (§4.3.1)",
+    )
     return out
 
 

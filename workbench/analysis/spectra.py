@@ -61,8 +61,10 @@ def _check_mode(mode, ndim: int, what: str = "the tensor") -> int:
     if isinstance(mode, bool) or not isinstance(mode, numbers.Integral):
         raise KnobError(f"mode={mode!r} must be an integer in [0, {ndim - 1}] (0-based; the thesis' mode 1 is mode=0)")
     if not 0 <= mode < ndim:
-        raise KnobError(f"mode={mode} is out of range: {what} has {ndim} dimensions, so mode must be in [0, {ndim - 1}] "
-                        "(0-based; the thesis' mode 1 is mode=0)")
+        raise KnobError(
+            f"mode={mode} is out of range: {what} has {ndim} dimensions, so mode must be in [0, {ndim - 1}] "
+            "(0-based; the thesis' mode 1 is mode=0)"
+        )
     return int(mode)
 
 
@@ -192,7 +194,9 @@ def spectra_dataset(models: Mapping[tuple[float, int], nn.Module], layer: str | 
         names = first_layers
     else:
         if layer not in first_layers:
-            raise KnobError(f"layer={layer!r} is not a noisy layer of the models; valid layers: {', '.join(first_layers)}")
+            raise KnobError(
+                f"layer={layer!r} is not a noisy layer of the models; valid layers: {', '.join(first_layers)}"
+            )
         names = [layer]
     p_values = sorted({p for p, _, _ in entries})
     seeds = sorted({s for _, s, _ in entries})
@@ -251,7 +255,9 @@ def spectra_ttest(ds: xr.Dataset, layer: str, rank: int, p_a: float, p_b: float)
         p = _check_p(name, p)
         match = [i for i, q in enumerate(ps) if math.isclose(q, p, rel_tol=1e-9, abs_tol=1e-15)]
         if not match:
-            raise KnobError(f"{name}={p!r} is not a p_train of the dataset; available: {', '.join(f'{q:g}' for q in ps)}")
+            raise KnobError(
+                f"{name}={p!r} is not a p_train of the dataset; available: {', '.join(f'{q:g}' for q in ps)}"
+            )
         v = ds["singular_value"].isel(p_train=match[0]).sel(layer=layer, rank=int(rank)).values.astype(float)
         v = v[~np.isnan(v)]
         if v.size < 2:

@@ -17,6 +17,22 @@ from .core import (
 )
 from .store import CODE_VERSION, SHIPPED_ROOT, Store, spec_key
 
-__all__ = ["CH5_BEST", "CODE_VERSION", "CURVE_GRIDS", "DEFAULT_PRESET", "PRESETS", "PRESET_FOR_TECHNOLOGY", "SHIPPED_ROOT",
-           "Store", "Trained", "evaluate", "evaluate_spec", "noise_curve", "param_counts", "preset_config", "spec_key",
-           "test_tensors", "train_model"]
+__all__ = [
+    "CH5_BEST",
+    "CODE_VERSION",
+    "CURVE_GRIDS",
+    "DEFAULT_PRESET",
+    "PRESETS",
+    "PRESET_FOR_TECHNOLOGY",
+    "SHIPPED_ROOT",
+    "Store",
+    "Trained",
+    "evaluate",
+    "evaluate_spec",
+    "noise_curve",
+    "param_counts",
+    "preset_config",
+    "spec_key",
+    "test_tensors",
+    "train_model",
+]

@@ -158,7 +158,9 @@ def _rho_cells(params: dict) -> list[Cell]:
     from ..training.sam import RHO_GRIDS
     from . import sharpness
     a = bind(sharpness.rho_study, params)
-    methods = sharpness.check_values("methods", a["methods"], [m for m in sharpness.METHODS if "sam" in sharpness.METHODS[m]])
+    methods = sharpness.check_values(
+        "methods", a["methods"], [m for m in sharpness.METHODS if "sam" in sharpness.METHODS[m]]
+    )
     rhos = {m: list((a["rhos"] or {}).get(m, RHO_GRIDS[sharpness.METHODS[m]["sam"]])) for m in methods}
     return [c for m in methods for r in rhos[m]
             for c in _robustness([m], a["seeds"], levels=a["levels"], adabs=[a["adabs"]], draws=a["draws"], rho=r,

@@ -22,7 +22,14 @@ from .store import Store, spec_key
 #: named training recipes; ``digits-cnn`` is the default everywhere
 PRESETS: dict[str, dict[str, Any]] = {
     "digits-cnn": {"dataset": "digits", "model": "small_cnn", "epochs": 20, "batch_size": 64, "lr": 0.05},
-    "digits-bc": {"dataset": "digits", "model": "small_cnn", "binary": True, "epochs": 20, "batch_size": 64, "lr": 0.05},
+    "digits-bc": {
+        "dataset": "digits",
+        "model": "small_cnn",
+        "binary": True,
+        "epochs": 20,
+        "batch_size": 64,
+        "lr": 0.05,
+    },
 }
 # Chapter 4 on digits: the thesis' WideResNet family at its smallest (WRN-10-1). A plain
 # feed-forward net has no path around a layer, so at p = 0.5 every layer is fatal; residual
@@ -247,7 +254,9 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
     values = list(CURVE_GRIDS[knob] if values is None else values)
     if not values:
         raise KnobError(f"values=[] is empty: a {knob} curve needs at least one value")
-    mems = [{"default": {**memory.get("default", {}), knob: v}, "overrides": memory.get("overrides", {})} for v in values]
+    mems = [
+        {"default": {**memory.get("default", {}), knob: v}, "overrides": memory.get("overrides", {})} for v in values
+    ]
     for mem in mems:        # refuse an out-of-range value before computing any cell
         memory_map_from_dict(mem)
     cells = []

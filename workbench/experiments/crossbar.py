@@ -40,7 +40,9 @@ def supernet_config(spec: dict | None = None) -> SupernetConfig:
     cfg = SupernetConfig()
     for k, v in (spec or {}).items():
         if k not in cfg.param or k == "name":
-            raise KnobError(f"unknown supernet knob {k!r}; valid knobs: {', '.join(n for n in cfg.param if n != 'name')}")
+            raise KnobError(
+                f"unknown supernet knob {k!r}; valid knobs: {', '.join(n for n in cfg.param if n != 'name')}"
+            )
         try:
             cfg.param.update(**{k: v})
         except (ValueError, TypeError) as exc:
@@ -118,12 +120,23 @@ def nas_study(nas: dict | None = None, supernet: dict | None = None, store: Stor
         strategies = ["dataset", *STRATEGIES]
         sims = [res.resimulated[s] for s in strategies]
         space = sn.supernet.space
-        ds = xr.Dataset(coords={
-            "strategy": ("strategy", strategies, {"long_name": "search strategy", "units": ""}),
-            "point": ("point", np.arange(max(d.sizes["state"] for d in sims)), {"long_name": "re-simulated state", "units": "1"}),
-            **space.state_coords(),
-            "state": ("state", np.arange(res.collected.sizes["state"]), {"long_name": "collected state", "units": "1"}),
-            "target": ("target", ["accuracy", "power"], {"long_name": "estimated quantity", "units": ""})})
+        ds = xr.Dataset(
+            coords={
+                "strategy": ("strategy", strategies, {"long_name": "search strategy", "units": ""}),
+                "point": (
+                    "point",
+                    np.arange(max(d.sizes["state"] for d in sims)),
+                    {"long_name": "re-simulated state", "units": "1"},
+                ),
+                **space.state_coords(),
+                "state": (
+                    "state",
+                    np.arange(res.collected.sizes["state"]),
+                    {"long_name": "collected state", "units": "1"},
+                ),
+                "target": ("target", ["accuracy", "power"], {"long_name": "estimated quantity", "units": ""}),
+            }
+        )
         ds["accuracy"] = (("strategy", "point"), _pad([d.accuracy.values for d in sims]),
                           {"long_name": "test accuracy (re-simulated)", "units": "1"})
         ds["accuracy_std"] = (("strategy", "point"), _pad([d.accuracy_std.values for d in sims]),
@@ -236,7 +249,9 @@ def evaluate_state(net: Supernet, state, *, sigma: float = DIGITS_SIGMA, draws: 
     if s.shape != (space.n_var,):
         raise KnobError(f"state has {s.size} entries; this supernet's states have {space.n_var}")
     if not space.is_valid(s[None])[0]:
-        raise KnobError("state is not valid for this supernet: repair it (eq 6.4) or check the g_u domain [0.5, 1.5]·g_u^d")
+        raise KnobError(
+            "state is not valid for this supernet: repair it (eq 6.4) or check the g_u domain [0.5, 1.5]·g_u^d"
+        )
     data = load_dataset(net.config.dataset)
     x, y = as_tensors(data.test)
     sub = net.subnet(s, calibration_tensor(data, 256, seed), fold_bn=True)
@@ -249,8 +264,12 @@ def evaluate_state(net: Supernet, state, *, sigma: float = DIGITS_SIGMA, draws: 
         powers.append(float(r.power.mean()))
         if abs(float(sc) - 1.0) < 1e-12 or layer_pw is None:
             layer_pw = r.layer_power.mean("draw")
-    ds = xr.Dataset(coords={"scale": ("scale", [float(v) for v in scales], {"long_name": "noise multiple of σ", "units": "1"}),
-                            "draw": ("draw", np.arange(draws), {"long_name": "Monte-Carlo draw", "units": "1"})})
+    ds = xr.Dataset(
+        coords={
+            "scale": ("scale", [float(v) for v in scales], {"long_name": "noise multiple of σ", "units": "1"}),
+            "draw": ("draw", np.arange(draws), {"long_name": "Monte-Carlo draw", "units": "1"}),
+        }
+    )
     ds["accuracy"] = (("scale", "draw"), np.asarray(accs), {"long_name": "test accuracy", "units": "1"})
     ds["power"] = ("scale", powers, {"long_name": "crossbar power (mean over draws)", "units": "a.u."})
     ds["layer_power"] = layer_pw.assign_attrs(long_name="crossbar power per layer (at σ)", units="a.u.")

@@ -166,12 +166,23 @@ def robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws):
     return methods, seeds, levels, adabs, mems
 
 
-def robustness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2), *,
-                     noise: str = "multiplicative", levels: Sequence[float] | None = None, g_u: float = 25.0,
-                     adabs: Sequence[bool] = (False, True), draws: int = 10, rho: float | None = None,
-                     base: str = BASE_PRESET, train: dict | None = None, store: Store | None = None, device: str = "auto",
-                     progress: Callable[[dict], None] | None = None,
-                     cancel: threading.Event | None = None) -> xr.Dataset:
+def robustness_study(
+    methods: Sequence[str] = tuple(METHODS),
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    noise: str = "multiplicative",
+    levels: Sequence[float] | None = None,
+    g_u: float = 25.0,
+    adabs: Sequence[bool] = (False, True),
+    draws: int = 10,
+    rho: float | None = None,
+    base: str = BASE_PRESET,
+    train: dict | None = None,
+    store: Store | None = None,
+    device: str = "auto",
+    progress: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> xr.Dataset:
     """Accuracy vs conductance noise per method × seed, AdaBS on/off (Fig 5.2).
 
     ``noise="multiplicative"``: ``g~ = g·δ``, ``δ ~ N(1, σ_c²)`` over ``levels`` (default
@@ -222,12 +233,23 @@ def robustness_at(ds: xr.Dataset, high: float = 0.4, low: float = 0.0, adabs: bo
     return r.assign_attrs(long_name=f"robustness acc(σ_c={low}) − acc(σ_c={high})", units="1")
 
 
-def sharpness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2), *,
-                    variants: Sequence[str] = ("sam", "asam", "samson2", "samsoninf"), rho: float = 0.5,
-                    m: int = 128, robustness: xr.Dataset | None = None, high: float = 0.4, adabs: bool = True,
-                    base: str = BASE_PRESET, train: dict | None = None, store: Store | None = None, device: str = "auto",
-                    progress: Callable[[dict], None] | None = None,
-                    cancel: threading.Event | None = None) -> xr.Dataset:
+def sharpness_study(
+    methods: Sequence[str] = tuple(METHODS),
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    variants: Sequence[str] = ("sam", "asam", "samson2", "samsoninf"),
+    rho: float = 0.5,
+    m: int = 128,
+    robustness: xr.Dataset | None = None,
+    high: float = 0.4,
+    adabs: bool = True,
+    base: str = BASE_PRESET,
+    train: dict | None = None,
+    store: Store | None = None,
+    device: str = "auto",
+    progress: Callable[[dict], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> xr.Dataset:
     """m-sharpness (eq 3.24 for SAM, eq 5.5 for ASAM/SAMSON, ρ = 0.5, minibatches of ``m`` from the
     training set) of every trained network, its robustness ``acc(0) − acc(high)`` from
     ``robustness`` (a :func:`robustness_study` result; computed with 10 draws when omitted), and
@@ -260,8 +282,9 @@ def sharpness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int
                 return xr.Dataset({"sharpness": ("variant", np.asarray(vals, dtype=float))},
                                   coords={"variant": variants})
 
-            cell = store.get_or_compute("m-sharpness", {"train": cfg.to_dict(), "variants": variants, "rho": rho, "m": m},
-                                        compute)
+            cell = store.get_or_compute(
+                "m-sharpness", {"train": cfg.to_dict(), "variants": variants, "rho": rho, "m": m}, compute
+            )
             sharp[i, j] = cell.sharpness.values
             tick()
     ds = xr.Dataset(coords={"method": methods, "seed": seeds, "variant": variants})
@@ -287,12 +310,18 @@ def sharpness_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int
     ds = ds.assign_coords(group=groups)
     ds["pearson_r"] = (("variant", "group"), r, {"long_name": "Pearson r (m-sharpness, robustness)", "units": "1"})
     ds["p_value"] = (("variant", "group"), pv, {"long_name": "p-value of Pearson r", "units": "1"})
-    ds["n_points"] = (("variant", "group"), npts.astype(int), {"long_name": "networks in the correlation", "units": "1"})
+    ds["n_points"] = (
+        ("variant", "group"),
+        npts.astype(int),
+        {"long_name": "networks in the correlation", "units": "1"},
+    )
     ds.attrs.update(rho=rho, m=m, high=high, adabs=int(adabs), base=base)
     return _method_coords(ds, methods)
 
 
-def _per_network(kind: str, methods, seeds, base, train, store, device, cancel, progress, fn, extra_spec) -> list[list[xr.Dataset]]:
+def _per_network(
+    kind: str, methods, seeds, base, train, store, device, cancel, progress, fn, extra_spec
+) -> list[list[xr.Dataset]]:
     methods = check_values("methods", methods, list(METHODS))
     seeds = [int(s) for s in check_values("seeds", seeds)]
     store = store or Store()
@@ -320,9 +349,19 @@ def _stack(rows, methods, seeds, drop_attrs=True) -> xr.Dataset:
     return _method_coords(ds, list(methods))
 
 
-def quantization_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2), *,
-                       bits: Sequence[int] = (4, 5, 6, 7, 8), exclude_first: bool = True, base: str = BASE_PRESET,
-                       train: dict | None = None, store: Store | None = None, device: str = "auto", progress=None, cancel=None) -> xr.Dataset:
+def quantization_study(
+    methods: Sequence[str] = tuple(METHODS),
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    bits: Sequence[int] = (4, 5, 6, 7, 8),
+    exclude_first: bool = True,
+    base: str = BASE_PRESET,
+    train: dict | None = None,
+    store: Store | None = None,
+    device: str = "auto",
+    progress=None,
+    cancel=None,
+) -> xr.Dataset:
     """Accuracy under post-training linear weight quantisation (Fig 5.6), first layer excluded:
     ``accuracy(method, seed, bits)``."""
     from ..analysis.quantization import quantization_sweep
@@ -335,8 +374,17 @@ def quantization_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[
     return ds
 
 
-def ood_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2), *, base: str = BASE_PRESET,
-              train: dict | None = None, store: Store | None = None, device: str = "auto", progress=None, cancel=None) -> xr.Dataset:
+def ood_study(
+    methods: Sequence[str] = tuple(METHODS),
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    base: str = BASE_PRESET,
+    train: dict | None = None,
+    store: Store | None = None,
+    device: str = "auto",
+    progress=None,
+    cancel=None,
+) -> xr.Dataset:
     """Accuracy on the out-of-distribution test sets of Fig 5.7 (rotation, shear, zoom) per method ×
     seed, and ``wins(method)``: for how many transforms the method has the best mean over seeds.
 
@@ -356,9 +404,19 @@ def ood_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0
 DRIFT_TIMES = (1.0, 3600.0, 86400.0, 31536000.0)
 
 
-def drift_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = (0, 1, 2), *,
-                times: Sequence[float] = DRIFT_TIMES, draws: int = 10, base: str = BASE_PRESET,
-                train: dict | None = None, store: Store | None = None, device: str = "auto", progress=None, cancel=None) -> xr.Dataset:
+def drift_study(
+    methods: Sequence[str] = tuple(METHODS),
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    times: Sequence[float] = DRIFT_TIMES,
+    draws: int = 10,
+    base: str = BASE_PRESET,
+    train: dict | None = None,
+    store: Store | None = None,
+    device: str = "auto",
+    progress=None,
+    cancel=None,
+) -> xr.Dataset:
     """Accuracy on IBM aihwkit's PCM model with drift and global drift compensation after each
     read time (Fig 5.5): ``accuracy(method, seed, t_inference, draw)``."""
     from ..analysis.drift import pcm_drift
@@ -371,10 +429,21 @@ def drift_study(methods: Sequence[str] = tuple(METHODS), seeds: Sequence[int] = 
     return ds
 
 
-def rho_study(methods: Sequence[str] = ("sam", "asam", "samson2", "samsoninf"), rhos: dict[str, Sequence[float]] | None = None,
-              seeds: Sequence[int] = (0,), *, levels: Sequence[float] | None = None, draws: int = 10, adabs: bool = True,
-              base: str = BASE_PRESET, train: dict | None = None, store: Store | None = None, device: str = "auto", progress=None,
-              cancel=None) -> xr.Dataset:
+def rho_study(
+    methods: Sequence[str] = ("sam", "asam", "samson2", "samsoninf"),
+    rhos: dict[str, Sequence[float]] | None = None,
+    seeds: Sequence[int] = (0,),
+    *,
+    levels: Sequence[float] | None = None,
+    draws: int = 10,
+    adabs: bool = True,
+    base: str = BASE_PRESET,
+    train: dict | None = None,
+    store: Store | None = None,
+    device: str = "auto",
+    progress=None,
+    cancel=None,
+) -> xr.Dataset:
     """Accuracy vs σ_c for each sharpness-aware method over its thesis ρ grid (Table 5.6): the
     trade-off ρ controls.  ``accuracy_mean(method, rho_index, seed, sigma_c)`` with the ρ values in
     ``rho(method, rho_index)``."""

@@ -30,7 +30,10 @@ def precompute(store: Store, device: str = "auto", progress: Callable[[dict], No
         from ..hardware import memory_from_dict
         mem = {"default": memory_from_dict(base).knobs(), "overrides": {}}
         ds = noise_curve(cfg, mem, knob, CURVE_GRIDS[knob], draws=PLAYGROUND_DRAWS, store=store, device=device)
-        done[f"{tech}:{knob}"] = {"clean_accuracy": tr.test_accuracy, "accuracy_mean": ds.accuracy_mean.values.round(4).tolist()}
+        done[f"{tech}:{knob}"] = {
+            "clean_accuracy": tr.test_accuracy,
+            "accuracy_mean": ds.accuracy_mean.values.round(4).tolist(),
+        }
         if progress:
             progress({"cell": i + 1, "cells": len(PLAYGROUND_CURVES)})
     return {"store": str(store.root), "curves": done, "command": REGENERATE_COMMAND}

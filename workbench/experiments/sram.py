@@ -26,7 +26,10 @@ def sram_map(p: float | dict[str, float], bits: int = 1) -> dict[str, Any]:
     """A memory-map dict with every layer (or each named layer) in SRAM at BER ``p``."""
     if isinstance(p, dict):
         base = SRAMMemory(p=0.0, bits=bits).knobs()
-        return {"default": base, "overrides": {k: SRAMMemory(p=float(v), bits=bits).knobs() for k, v in sorted(p.items())}}
+        return {
+            "default": base,
+            "overrides": {k: SRAMMemory(p=float(v), bits=bits).knobs() for k, v in sorted(p.items())},
+        }
     return {"default": SRAMMemory(p=float(p), bits=bits).knobs(), "overrides": {}}
 
 
@@ -84,12 +87,16 @@ def uniform_ber_study(p_train: Sequence[float] = P_TRAIN_GRID, p_test: Sequence[
         "draw": ("draw", np.arange(draws), {"long_name": "Monte-Carlo draw", "units": "1"})})
     out["accuracy"] = (("p_train", "p", "seed", "draw"), acc, {"long_name": "test accuracy", "units": "1"})
     out["accuracy_mean"] = out.accuracy.mean(("seed", "draw")).assign_attrs(long_name="mean test accuracy", units="1")
-    out["accuracy_std"] = out.accuracy.std(("seed", "draw"), ddof=1).assign_attrs(long_name="std of test accuracy", units="1")
+    out["accuracy_std"] = out.accuracy.std(("seed", "draw"), ddof=1).assign_attrs(
+        long_name="std of test accuracy", units="1"
+    )
     out.attrs.update(experiment="uniform_ber_study", draws=draws, figure="4.2")
     return out
 
 
-def energy_of(p: float | dict[str, float], counts: dict[str, int], bits: int, reference_weights: int, a: float = DEFAULT_A) -> float:
+def energy_of(
+    p: float | dict[str, float], counts: dict[str, int], bits: int, reference_weights: int, a: float = DEFAULT_A
+) -> float:
     """Normalised memory energy ``ζ·Σ η(p_l)·count(W_l)`` (eq 3.30) ÷ the reliable 16-bit reference
     network's ``16·count`` (``reference_weights`` weights at η(0) = 1)."""
     total = sum(eta(p[name] if isinstance(p, dict) else p, a) * n for name, n in counts.items())
@@ -205,7 +212,15 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
     for n, (method, value, seed) in enumerate(jobs):
         if method == "fp16":
             cfg = preset_config("digits-wrn", width=value, seed=seed)
-            ds = evaluate(cfg, {"default": {"technology": "ideal"}, "overrides": {}}, draws=1, seed=seed, store=store, device=device, cancel=cancel)
+            ds = evaluate(
+                cfg,
+                {"default": {"technology": "ideal"}, "overrides": {}},
+                draws=1,
+                seed=seed,
+                store=store,
+                device=device,
+                cancel=cancel,
+            )
             p_layers, bits = {k: 0.0 for k in layers}, 16
         elif method == "bc":
             cfg = bc_config(0.0, seed, width=value)
@@ -236,11 +251,20 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
         "method": ("point", [r["method"] for r in rows], {"long_name": "method", "units": ""}),
         "value": ("point", [r["value"] for r in rows], {"long_name": "width, p or α of the point", "units": "1"}),
         "seed": ("point", [r["seed"] for r in rows], {"long_name": "seed", "units": "1"})})
-    meta = {"energy": ("normalised memory energy (÷ reliable 16-bit width-1)", "1"), "rho": ("parameters ÷ reference", "1"),
-            "accuracy_mean": ("mean test accuracy", "1"), "ci95_low": ("95 % CI low", "1"), "ci95_high": ("95 % CI high", "1")}
+    meta = {
+        "energy": ("normalised memory energy (÷ reliable 16-bit width-1)", "1"),
+        "rho": ("parameters ÷ reference", "1"),
+        "accuracy_mean": ("mean test accuracy", "1"),
+        "ci95_low": ("95 % CI low", "1"),
+        "ci95_high": ("95 % CI high", "1"),
+    }
     for name, (long_name, units) in meta.items():
         out[name] = ("point", [r[name] for r in rows], {"long_name": long_name, "units": units})
-    out["p_layer"] = (("point", "layer"), np.array([r["p_layer"] for r in rows]), {"long_name": "BER per layer", "units": "1"})
+    out["p_layer"] = (
+        ("point", "layer"),
+        np.array([r["p_layer"] for r in rows]),
+        {"long_name": "BER per layer", "units": "1"},
+    )
     out.attrs.update(experiment="energy_accuracy", figure="4.4", draws=draws)
     return out
 

@@ -61,8 +61,19 @@ def _spectra(params, store, device, progress, cancel):
 
 def _energy_accuracy(params, store, device, progress, cancel):
     from .sram import energy_accuracy
-    return energy_accuracy(params["widths"], params["p_uniform"], params["alphas"], params["seeds"], draws=params["draws"],
-                           lanmax=params.get("lanmax"), store=store, device=device, progress=progress, cancel=cancel)
+
+    return energy_accuracy(
+        params["widths"],
+        params["p_uniform"],
+        params["alphas"],
+        params["seeds"],
+        draws=params["draws"],
+        lanmax=params.get("lanmax"),
+        store=store,
+        device=device,
+        progress=progress,
+        cancel=cancel,
+    )
 
 
 def _ch5(fn_name: str, **fixed):
@@ -167,6 +178,11 @@ def run_spec(spec: dict[str, Any], store: Store | None = None, *, device: str = 
     for name, params in spec["experiments"].items():
         if only and name not in only:
             continue
-        out[name] = run_experiment(name, params, store, device=device,
-                                   progress=(lambda info, name=name: progress({**info, "experiment": name})) if progress else None)
+        out[name] = run_experiment(
+            name,
+            params,
+            store,
+            device=device,
+            progress=(lambda info, name=name: progress({**info, "experiment": name})) if progress else None,
+        )
     return out

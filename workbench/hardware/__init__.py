@@ -32,7 +32,9 @@ def memory_map_from_dict(d: dict | None) -> MemoryMap:
     if not d:
         return MemoryMap()
     if not isinstance(d, Mapping):
-        raise KnobError(f"a memory map must be a mapping {{'default': memory, 'overrides': {{layer: memory}}}}, got {d!r}")
+        raise KnobError(
+            f"a memory map must be a mapping {{'default': memory, 'overrides': {{layer: memory}}}}, got {d!r}"
+        )
     overrides = d.get("overrides") or {}
     if not isinstance(overrides, Mapping):
         raise KnobError(f"overrides={overrides!r} must be a mapping {{layer name: memory}}")

@@ -23,7 +23,12 @@ def plain_values(obj: param.Parameterized) -> dict[str, Any]:
         if k == "name":
             continue
         p = obj.param[k]
-        if isinstance(p, param.Number) and not isinstance(p, param.Integer) and v is not None and not isinstance(v, bool):
+        if (
+            isinstance(p, param.Number)
+            and not isinstance(p, param.Integer)
+            and v is not None
+            and not isinstance(v, bool)
+        ):
             v = float(v)
         out[k] = v
     return out

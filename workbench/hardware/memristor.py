@@ -44,9 +44,13 @@ def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: b
     so that ``(g+ - g-)/k == w``.
     """
     if weight.numel() == 0:
-        raise ValueError(f"weight is empty (shape {tuple(weight.shape)}): there are no weights to map onto conductances")
+        raise ValueError(
+            f"weight is empty (shape {tuple(weight.shape)}): there are no weights to map onto conductances"
+        )
     if per_column and weight.dim() < 2:
-        raise ValueError(f"per_column needs a weight with output columns (at least 2-D), got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"per_column needs a weight with output columns (at least 2-D), got shape {tuple(weight.shape)}"
+        )
     if isinstance(g_min, bool) or not isinstance(g_min, numbers.Real) or not 0 <= g_min < math.inf:
         raise KnobError(f"g_min={g_min!r} is out of range: g_min must be in [0, inf) µS")
     if isinstance(g_u, torch.Tensor):
@@ -54,9 +58,11 @@ def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: b
             raise KnobError(f"g_u is an empty tensor (shape {tuple(g_u.shape)}): give one g_u per output column")
         bad = ~((g_u > g_min) & (g_u >= G_U_MIN) & torch.isfinite(g_u))     # NaN fails every comparison
         if bool(bad.any()):
-            raise KnobError(f"g_u={g_u[bad].flatten()[:3].tolist()!r} is out of range: g_u must be in ({g_min}, inf) µS "
-                            f"(above g_min) and at least {G_U_MIN:g}, for every value of the g_u tensor "
-                            f"(shape {tuple(g_u.shape)})")
+            raise KnobError(
+                f"g_u={g_u[bad].flatten()[:3].tolist()!r} is out of range: g_u must be in ({g_min}, inf) µS "
+                f"(above g_min) and at least {G_U_MIN:g}, for every value of the g_u tensor "
+                f"(shape {tuple(g_u.shape)})"
+            )
     if isinstance(g_u, torch.Tensor) and g_u.dim() == 1:
         if weight.dim() < 1 or g_u.numel() != weight.shape[0]:
             raise KnobError(f"g_u has {g_u.numel()} per-column values (column_g_u) but the weight of shape "
@@ -64,7 +70,9 @@ def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: b
         g_u = g_u.view(-1, *([1] * (weight.dim() - 1)))   # one g_u per output column; the norm stays per_column's
     elif not isinstance(g_u, torch.Tensor) and (isinstance(g_u, bool) or not isinstance(g_u, numbers.Real)
                                                 or not (g_min < g_u < math.inf and g_u >= G_U_MIN)):
-        raise KnobError(f"g_u={g_u!r} is out of range: g_u must be in ({g_min}, inf) µS (above g_min) and at least {G_U_MIN:g}")
+        raise KnobError(
+            f"g_u={g_u!r} is out of range: g_u must be in ({g_min}, inf) µS (above g_min) and at least {G_U_MIN:g}"
+        )
     k = (g_u - g_min) / weight_inf_norm(weight, per_column)
     gp = torch.clamp(weight, min=0) * k + g_min
     gm = torch.clamp(-weight, min=0) * k + g_min
@@ -114,8 +122,10 @@ def crossbar_power(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: 
     if (bias_g_plus is None) != (bias_g_minus is None):
         raise ValueError("bias_g_plus and bias_g_minus go together: give both or neither")
     if bias_g_plus is not None and (bias_g_plus.shape != bias_g_minus.shape or bias_g_plus.numel() != g_plus.shape[0]):
-        raise ValueError(f"bias_g_plus {tuple(bias_g_plus.shape)} and bias_g_minus {tuple(bias_g_minus.shape)} must both "
-                         f"hold one conductance per output ({g_plus.shape[0]}, from g_plus {tuple(g_plus.shape)})")
+        raise ValueError(
+            f"bias_g_plus {tuple(bias_g_plus.shape)} and bias_g_minus {tuple(bias_g_minus.shape)} must both "
+            f"hold one conductance per output ({g_plus.shape[0]}, from g_plus {tuple(g_plus.shape)})"
+        )
     g_abs = g_plus.abs() + g_minus.abs()
     try:
         y_mem = op(x * x, g_abs)
@@ -156,7 +166,9 @@ class MemristorMemory(Memory):
     bits = param.Integer(16, bounds=(1, 32), doc="unused by crossbars (analog); kept for the interface")
     g_u = param.Number(G_MAX, bounds=(G_U_MIN, 1000.0), doc="conductance scale g_u (µS), g_min < g_u ≤ g_max")
     g_min = param.Number(0.0, bounds=(0.0, 1000.0), doc="minimum conductance g_min (µS)")
-    g_max = param.Number(G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True), doc="maximum conductance g_max (µS)")
+    g_max = param.Number(
+        G_MAX, bounds=(0.0, 1000.0), inclusive_bounds=(False, True), doc="maximum conductance g_max (µS)"
+    )
     noise = param.Selector(default="multiplicative", objects=["multiplicative", "additive"],
                            doc="conductance noise model: multiplicative (σ_c) or additive (σ, µS)")
     sigma_c = param.Number(0.1, bounds=(0.0, 1.0), doc="relative std σ_c of multiplicative noise δ ~ N(1, σ_c²)")
@@ -220,7 +232,10 @@ class MemristorMemory(Memory):
     def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
         gp, gm, k = self.program(weight)
         gp_n, gm_n = self.add_noise(gp, generator), self.add_noise(gm, generator)
-        return Read(from_conductances(gp_n, gm_n, k).to(weight.dtype), {"g_plus": gp_n, "g_minus": gm_n, "k": torch.as_tensor(k)})
+        return Read(
+            from_conductances(gp_n, gm_n, k).to(weight.dtype),
+            {"g_plus": gp_n, "g_minus": gm_n, "k": torch.as_tensor(k)},
+        )
 
 
 class InjectionMemory(Memory):

@@ -187,7 +187,9 @@ def encode_fixed_point(weight: torch.Tensor, bits: int, encoding: str = "twos_co
     return words, scale
 
 
-def decode_fixed_point(words: torch.Tensor, scale: torch.Tensor, bits: int, encoding: str = "twos_complement") -> torch.Tensor:
+def decode_fixed_point(
+    words: torch.Tensor, scale: torch.Tensor, bits: int, encoding: str = "twos_complement"
+) -> torch.Tensor:
     """Inverse of :func:`encode_fixed_point`."""
     sign_bit = 1 << (bits - 1)
     if encoding == "twos_complement":

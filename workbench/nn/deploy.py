@@ -235,10 +235,14 @@ def _bn_pairs(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
             continue
         bn_name = node.target
         src = node.args[0] if node.args else None
-        if not (isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules.get(src.target), NoisyMixin)):
+        if not (
+            isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules.get(src.target), NoisyMixin)
+        ):
             what = src.op if isinstance(src, fx.Node) else type(src).__name__
             target = getattr(src, "target", "")
-            left[bn_name] = f"its input is not a conv/linear layer's output ({what} {getattr(target, '__name__', target)})"
+            left[bn_name] = (
+                f"its input is not a conv/linear layer's output ({what} {getattr(target, '__name__', target)})"
+            )
         elif len(src.users) != 1:
             left[bn_name] = f"the output of {src.target} is also used elsewhere (e.g. a residual connection)"
         elif calls[bn_name] != 1 or calls[src.target] != 1:
@@ -295,8 +299,10 @@ def fold_batchnorm(model: nn.Module, *, strict: bool = False) -> nn.Module:
     pairs, left = _bn_pairs(net)
     binary = [layer for layer, _ in pairs if net.get_submodule(layer).binary]
     if binary:
-        raise ValueError(f"cannot fold batch norm into BinaryConnect layers {binary}: their stored weights are sign(W) = ±1 "
-                         f"and a folded weight w·γ/√(var+ε) is not; deploy a full-precision network instead")
+        raise ValueError(
+            f"cannot fold batch norm into BinaryConnect layers {binary}: their stored weights are sign(W) = ±1 "
+            f"and a folded weight w·γ/√(var+ε) is not; deploy a full-precision network instead"
+        )
     for layer_name, bn_name in pairs:
         fold_into(net.get_submodule(layer_name), net.get_submodule(bn_name))
         _set_submodule(net, bn_name, nn.Identity())
@@ -321,8 +327,10 @@ def deploy(model: nn.Module, fold_bn: bool = True, bias_in_crossbar: bool = True
     """
     binary = [name for name, layer in noisy_layers(model).items() if layer.binary]
     if binary:
-        raise ValueError(f"cannot deploy BinaryConnect layers {binary} on real-valued crossbars (their stored weights are "
-                         f"±1 with a digital output scale); deploy a full-precision network")
+        raise ValueError(
+            f"cannot deploy BinaryConnect layers {binary} on real-valued crossbars (their stored weights are "
+            f"±1 with a digital output scale); deploy a full-precision network"
+        )
     net = fold_batchnorm(model, strict=strict) if fold_bn else copy.deepcopy(model).eval()
     for name, layer in noisy_layers(net).items():
         if isinstance(layer, CrossbarMixin):

@@ -26,10 +26,16 @@ class SmallCNN(nn.Module):
         super().__init__()
         c1, c2, c3 = _c(32, width), _c(64, width), _c(64, width)
         self.features = nn.Sequential(
-            NoisyConv2d(in_channels, c1, 3, padding=1, bias=False, binary=binary), nn.BatchNorm2d(c1), nn.ReLU(inplace=True),
-            NoisyConv2d(c1, c2, 3, padding=1, bias=False, binary=binary), nn.BatchNorm2d(c2), nn.ReLU(inplace=True),
+            NoisyConv2d(in_channels, c1, 3, padding=1, bias=False, binary=binary),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(inplace=True),
+            NoisyConv2d(c1, c2, 3, padding=1, bias=False, binary=binary),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            NoisyConv2d(c2, c3, 3, padding=1, bias=False, binary=binary), nn.BatchNorm2d(c3), nn.ReLU(inplace=True),
+            NoisyConv2d(c2, c3, 3, padding=1, bias=False, binary=binary),
+            nn.BatchNorm2d(c3),
+            nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(2),
         )
         self.classifier = NoisyLinear(4 * c3, num_classes, bias=True, binary=binary)
@@ -63,7 +69,11 @@ class VGG(nn.Module):
                     size //= 2
                 continue
             out = _c(v, width)
-            layers += [NoisyConv2d(c, out, 3, padding=1, bias=False, binary=binary), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            layers += [
+                NoisyConv2d(c, out, 3, padding=1, bias=False, binary=binary),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
             c = out
         layers.append(nn.AdaptiveAvgPool2d(1))
         self.features = nn.Sequential(*layers)
@@ -130,7 +140,9 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(NoisyConv2d(cin, cout, 1, stride=stride, bias=False, binary=binary), nn.BatchNorm2d(cout))
+            self.shortcut = nn.Sequential(
+                NoisyConv2d(cin, cout, 1, stride=stride, bias=False, binary=binary), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x):
         y = F.relu(self.bn1(self.conv1(x)))
@@ -242,7 +254,9 @@ def mobilenet_v2(in_channels: int = 3, num_classes: int = 100, width: float = 1.
     return to_noisy(net, binary)
 
 
-def resnet18_imagenet(in_channels: int = 3, num_classes: int = 1000, width: float = 1.0, binary: bool = False) -> nn.Module:
+def resnet18_imagenet(
+    in_channels: int = 3, num_classes: int = 1000, width: float = 1.0, binary: bool = False
+) -> nn.Module:
     """torchvision's ImageNet ResNet-18 (7×7 stride-2 stem + max-pool, 224×224 inputs) with noisy
     layers, for fine-tuning (thesis §5.3.2, Table 5.9).
 
@@ -255,8 +269,9 @@ def resnet18_imagenet(in_channels: int = 3, num_classes: int = 1000, width: floa
     shapes is refused with a ``ValueError`` naming them.
     """
     if width != 1.0:
-        raise ValueError(f"resnet18_imagenet is torchvision's fixed ResNet-18 (checkpoint-compatible): width must be 1, "
-                         f"got {width}")
+        raise ValueError(
+            f"resnet18_imagenet is torchvision's fixed ResNet-18 (checkpoint-compatible): width must be 1, got {width}"
+        )
     from torchvision.models import resnet18 as tv_resnet18
 
     net = tv_resnet18(weights=None, num_classes=num_classes)

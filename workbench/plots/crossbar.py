@@ -54,8 +54,11 @@ def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: d
         pts = [(float(pp), float(aa), str(s), int(i), float(sd)) for pp, aa, i, sd in
                zip(p, a, sub.point.values[ok], sub.accuracy_std.values[ok])]
         color = STRATEGY_COLORS.get(str(s), "black")
-        els.append(hv.Scatter(pts, POW, [ACC, "strategy", "point", "std"], label=STRATEGY_LABELS.get(str(s), str(s))).opts(
-            color=color, size=8, tools=["hover", "tap"]))
+        els.append(
+            hv.Scatter(pts, POW, [ACC, "strategy", "point", "std"], label=STRATEGY_LABELS.get(str(s), str(s))).opts(
+                color=color, size=8, tools=["hover", "tap"]
+            )
+        )
         f = sub.on_front.values[ok]
         if f.any():
             x, y = _front_line(a[f], p[f])
@@ -70,8 +73,15 @@ def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: d
         els.append(hv.Scatter([(float(pt.power), float(pt.accuracy))], POW, ACC).opts(
             color="black", size=16, marker="circle", fill_alpha=0, line_width=3))
     power = np.concatenate([ds.power.values.ravel(), ds.collected_power.values.ravel()])
-    return hv.Overlay(els).opts(responsive=True, min_height=460, legend_position="bottom", legend_cols=3, show_grid=True,
-                                xformatter=number_formatter(power), title="Power–accuracy Pareto fronts (Fig 6.2)")
+    return hv.Overlay(els).opts(
+        responsive=True,
+        min_height=460,
+        legend_position="bottom",
+        legend_cols=3,
+        show_grid=True,
+        xformatter=number_formatter(power),
+        title="Power–accuracy Pareto fronts (Fig 6.2)",
+    )
 
 
 def _bar_height(n: int) -> int:
@@ -92,9 +102,13 @@ def g_u_bars(g_u_rel: xr.DataArray, title: str = "g_u / g_u^d per layer") -> hv.
     """g_u of each layer as a multiple of its default g_u^d = ‖W‖∞ (eq 6.1–6.2), horizontal bars."""
     names = [short_layer_name(str(n)) for n in g_u_rel.layer.values]
     vals = np.asarray(g_u_rel.values, float)
-    return hv.Bars((names[::-1], vals[::-1]), hv.Dimension("layer", label="crossbar layer"),
-                   hv.Dimension("g_u", label="g_u / g_u^d", range=(0, 1.6))).opts(
-        invert_axes=True, responsive=True, height=_bar_height(len(names)), color="#4c72b0", tools=["hover"], title=title)
+    return hv.Bars(
+        (names[::-1], vals[::-1]),
+        hv.Dimension("layer", label="crossbar layer"),
+        hv.Dimension("g_u", label="g_u / g_u^d", range=(0, 1.6)),
+    ).opts(
+        invert_axes=True, responsive=True, height=_bar_height(len(names)), color="#4c72b0", tools=["hover"], title=title
+    )
 
 
 def accuracy_histogram(acc: np.ndarray, title: str = "Accuracy over Monte-Carlo draws") -> hv.Histogram:
@@ -113,8 +127,11 @@ def robustness_curve(ds: xr.Dataset) -> hv.Overlay:
     x = ds.scale.values
     xd = hv.Dimension("scale", label=f"noise σ multiple (σ = {ds.attrs.get('sigma', float('nan')):g} µS)")
     yd = hv.Dimension("accuracy", label="test accuracy", range=(0, 1.02))
-    return (hv.Spread((x, m, s), xd, [yd, "std"]).opts(alpha=0.2) * hv.Curve((x, m), xd, yd).opts(line_width=2) *
-            hv.Scatter((x, m), xd, yd).opts(size=6)).opts(responsive=True, min_height=260, title="Robustness of this network")
+    return (
+        hv.Spread((x, m, s), xd, [yd, "std"]).opts(alpha=0.2)
+        * hv.Curve((x, m), xd, yd).opts(line_width=2)
+        * hv.Scatter((x, m), xd, yd).opts(size=6)
+    ).opts(responsive=True, min_height=260, title="Robustness of this network")
 
 
 def selection_plot(ds: xr.Dataset) -> hv.Overlay:

@@ -48,7 +48,9 @@ def noise_curve_plot(curve: xr.Dataset, current: float | None = None, log_x: boo
     yd = hv.Dimension("accuracy", label="test accuracy", range=(0, 1.02))
     mean, lo, hi = (np.asarray(curve[v].values, dtype=float)[keep] for v in ("accuracy_mean", "ci95_low", "ci95_high"))
     xs = x[keep]
-    band = hv.Spread((xs, mean, mean - lo, hi - mean), xd, [yd, "lo", "hi"]).opts(fill_alpha=0.25, fill_color=ACCENT, line_alpha=0)
+    band = hv.Spread((xs, mean, mean - lo, hi - mean), xd, [yd, "lo", "hi"]).opts(
+        fill_alpha=0.25, fill_color=ACCENT, line_alpha=0
+    )
     line = hv.Curve((xs, mean), xd, yd).opts(color=ACCENT, line_width=2)
     dots = hv.Scatter((xs, mean), xd, yd).opts(color=ACCENT, size=6, tools=["hover"])
     over = band * line * dots

@@ -117,7 +117,11 @@ def sharpness_scatter(ds: xr.Dataset, variant: str = "samson2", group: str = "al
         for s in ds.seed.values:
             pts.append((float(ds.sharpness.sel({"method": m, "seed": s, "variant": variant})),
                         float(ds.robustness.sel({"method": m, "seed": s})), _label(ds, m), int(s), mode))
-    kdims = [hv.Dimension("sharpness", label=f"m-sharpness ({LABELS.get(variant, variant)}, ρ = {ds.attrs.get('rho', 0.5):g})")]
+    kdims = [
+        hv.Dimension(
+            "sharpness", label=f"m-sharpness ({LABELS.get(variant, variant)}, ρ = {ds.attrs.get('rho', 0.5):g})"
+        )
+    ]
     vdims = [hv.Dimension("robustness", label=f"accuracy lost from σ_c = 0 to σ_c = {ds.attrs.get('high', 0.4):g}"),
              "method", "seed", "mode"]
     scatter = hv.Scatter(pts, kdims, vdims).opts(color="mode", cmap=colors, size=9, tools=["hover"], responsive=True,
@@ -145,7 +149,9 @@ def quantization_plot(ds: xr.Dataset, methods=None) -> hv.Overlay:
 def _transform_label(name: str) -> str:
     """``rotation_20`` → ``rotated 20°``, ``shear_28.6`` → ``sheared 28.6°``, ``zoom_60`` → ``zoomed to 60 %``."""
     kind, _, value = str(name).partition("_")
-    return {"rotation": f"rotated {value}°", "shear": f"sheared {value}°", "zoom": f"zoomed to {value} %"}.get(kind, str(name))
+    return {"rotation": f"rotated {value}°", "shear": f"sheared {value}°", "zoom": f"zoomed to {value} %"}.get(
+        kind, str(name)
+    )
 
 
 def ood_heatmap(ds: xr.Dataset, methods=None) -> hv.Layout:
@@ -195,5 +201,10 @@ def rho_plot(ds: xr.Dataset, method: str, highlight: float | None = None) -> hv.
         hl = highlight is not None and abs(r - highlight) < 1e-12
         els.append(hv.Curve((sub.sigma_c.values, mean), level, acc, label=f"ρ = {r:g}").opts(
             line_width=4 if hl else 2, alpha=1.0 if hl or highlight is None else 0.5))
-    return hv.Overlay(els).opts(responsive=True, min_height=340, legend_position="right", show_grid=True,
-                                title=f"{_label(ds, method)}: accuracy vs σ_c for each ρ (seed {int(ds.seed.values[0])})")
+    return hv.Overlay(els).opts(
+        responsive=True,
+        min_height=340,
+        legend_position="right",
+        show_grid=True,
+        title=f"{_label(ds, method)}: accuracy vs σ_c for each ρ (seed {int(ds.seed.values[0])})",
+    )

@@ -32,7 +32,9 @@ def uniform_ber_plot(ds: xr.Dataset, p_train: float | None = None, p: float | No
         curves.append(hv.Curve((xs[keep], mean), hv.Dimension("p", label="test BER p"),
                                hv.Dimension("accuracy", label="mean test accuracy"), label=label)
                       .opts(color=colors[i % len(colors)], line_width=width, tools=["hover"]))
-        curves.append(hv.Scatter((xs[keep], mean), "p", "accuracy", label=label).opts(color=colors[i % len(colors)], size=5))
+        curves.append(
+            hv.Scatter((xs[keep], mean), "p", "accuracy", label=label).opts(color=colors[i % len(colors)], size=5)
+        )
     over = hv.Overlay(curves)
     if p is not None and p > 0:
         over = over * hv.VLine(float(p)).opts(color=CURRENT, line_width=2)
@@ -63,9 +65,18 @@ def param_count_bars(counts: dict[str, int] | xr.DataArray) -> hv.Bars:
     """Fig 4.1: number of weights per layer."""
     if isinstance(counts, xr.DataArray):
         counts = dict(zip([str(layer) for layer in counts.layer.values], counts.values.tolist()))
-    return hv.Bars((list(counts), list(counts.values())), "layer", hv.Dimension("count", label="number of weights")).opts(
-        color="#7f7f7f", xrotation=45, responsive=True, min_height=260, toolbar="above", logy=False, tools=["hover"],
-        title="weights per layer (Fig 4.1)")
+    return hv.Bars(
+        (list(counts), list(counts.values())), "layer", hv.Dimension("count", label="number of weights")
+    ).opts(
+        color="#7f7f7f",
+        xrotation=45,
+        responsive=True,
+        min_height=260,
+        toolbar="above",
+        logy=False,
+        tools=["hover"],
+        title="weights per layer (Fig 4.1)",
+    )
 
 
 def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
@@ -81,7 +92,12 @@ def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
             continue
         order = np.argsort(sel.energy.values)
         e, a = sel.energy.values[order], sel.accuracy_mean.values[order]
-        pts = {"energy": e, "accuracy": a, "value": sel.value.values[order], "point": sel.point.values[order].astype(int)}
+        pts = {
+            "energy": e,
+            "accuracy": a,
+            "value": sel.value.values[order],
+            "point": sel.point.values[order].astype(int),
+        }
         layers.append(hv.Curve((e, a), energy, accuracy, label=label).opts(color=color, alpha=0.6))
         if "ci95_low" in sel and "ci95_high" in sel:
             lo, hi = sel.ci95_low.values[order], sel.ci95_high.values[order]
@@ -91,8 +107,16 @@ def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
                                            [accuracy, "neg", "pos"]).opts(color=color, line_width=1.5))
         layers.append(hv.Scatter(pts, energy, [accuracy, "value", "point"], label=label).opts(
             color=color, marker=marker, size=10, tools=["hover", "tap"]))
-    return hv.Overlay(layers).opts(logx=True, responsive=True, min_height=380, legend_position="bottom", padding=0.06, toolbar="above",
-                                    legend_cols=2, title="accuracy vs memory energy (Fig 4.4), click a point")
+    return hv.Overlay(layers).opts(
+        logx=True,
+        responsive=True,
+        min_height=380,
+        legend_position="bottom",
+        padding=0.06,
+        toolbar="above",
+        legend_cols=2,
+        title="accuracy vs memory energy (Fig 4.4), click a point",
+    )
 
 
 def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") -> hv.Overlay:
@@ -124,9 +148,15 @@ def lanmax_trajectory_plot(traj: xr.Dataset | dict) -> hv.Overlay:
         epochs = np.arange(1, len(next(iter(traj.values()), [])) + 1)
         series = traj
     colors = hv.Cycle.default_cycles["default_colors"]
-    curves = [hv.Curve((epochs, np.maximum(np.asarray(v, float), 1e-6)), hv.Dimension("epoch"),
-                       hv.Dimension("p", label="bit error rate p"), label=name).opts(color=colors[i % len(colors)], line_width=2)
-              for i, (name, v) in enumerate(series.items())]
+    curves = [
+        hv.Curve(
+            (epochs, np.maximum(np.asarray(v, float), 1e-6)),
+            hv.Dimension("epoch"),
+            hv.Dimension("p", label="bit error rate p"),
+            label=name,
+        ).opts(color=colors[i % len(colors)], line_width=2)
+        for i, (name, v) in enumerate(series.items())
+    ]
     if not curves:
         curves = [hv.Curve([], "epoch", "p")]
     return hv.Overlay(curves).opts(logy=True, responsive=True, min_height=280, legend_position="right",

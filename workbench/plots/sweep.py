@@ -14,7 +14,11 @@ STATE_LABELS = {"stored": "in the store", "missing": "to compute", "done": "comp
                 "blocked": "not run"}
 STAGE_COLORS = {"train": "#1565c0", "evaluate": "#6a1b9a", "assemble": "#00838f"}
 #: a cell's stage in words (the legend of the timeline)
-STAGE_LABELS = {"train": "training a network", "evaluate": "a Monte-Carlo point", "assemble": "assembling an experiment"}
+STAGE_LABELS = {
+    "train": "training a network",
+    "evaluate": "a Monte-Carlo point",
+    "assemble": "assembling an experiment",
+}
 
 
 def _worker_label(address: str) -> str:

@@ -39,8 +39,11 @@ class TrainConfig(param.Parameterized):
     step_every = param.Integer(60, bounds=(1, 10000), doc="epochs between ÷gamma steps (schedule='step')")
     gamma = param.Number(0.1, bounds=(0.0, 1.0), inclusive_bounds=(False, True), doc="step-schedule factor")
     clip = param.Number(0.0, bounds=(0.0, 10.0), doc="aggressive weight clipping c after each step (0 = off, eq 3.18)")
-    clip_std = param.Number(0.0, bounds=(0.0, 10.0),
-                            doc="clip each layer to ±α·std(W_l) after each step (α; 0 = off; noise-injection baseline, §5.4.1)")
+    clip_std = param.Number(
+        0.0,
+        bounds=(0.0, 10.0),
+        doc="clip each layer to ±α·std(W_l) after each step (α; 0 = off; noise-injection baseline, §5.4.1)",
+    )
     augment = param.Boolean(False, doc="random crop + flip (CIFAR)")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of initialisation, shuffling and noise")
     init_weights = param.String(None, allow_None=True,
@@ -75,8 +78,10 @@ class TrainConfig(param.Parameterized):
             except KnobError as exc:
                 raise KnobError(f"train_memory: {exc}") from None
             except (TypeError, AttributeError, ValueError) as exc:
-                raise KnobError(f"train_memory={self.train_memory!r} is not a memory map "
-                                f"({{'default': {{'technology': ..., knob: value}}, 'overrides': {{layer: ...}}}}): {exc}") from None
+                raise KnobError(
+                    f"train_memory={self.train_memory!r} is not a memory map "
+                    f"({{'default': {{'technology': ..., knob: value}}, 'overrides': {{layer: ...}}}}): {exc}"
+                ) from None
         return self
 
     def replace(self, **changes: Any) -> "TrainConfig":

@@ -240,7 +240,9 @@ def check_train_config(cfg: TrainConfig) -> None:
                         "does not take the ±α·std(W_l) clipping of the noise-injection baseline (§5.4.1); "
                         "the latent-weight clip (clip) applies")
     if not cfg.binary:
-        raise KnobError("binary=False: LaNMax needs binary=True (BinaryConnect, ζ=1; the BSC of eq 3.28 acts on sign bits)")
+        raise KnobError(
+            "binary=False: LaNMax needs binary=True (BinaryConnect, ζ=1; the BSC of eq 3.28 acts on sign bits)"
+        )
     if cfg.train_memory:
         raise KnobError("train_memory must be None for LaNMax: it sets every layer's memory itself "
                         "(SRAMMemory(p=p~_l, bits=1) per layer)")
@@ -288,7 +290,13 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
     v = np.zeros(n_layers)
     best_loss = math.inf
     traj = {k: np.full((epochs, n_layers), np.nan) for k in ("p", "slope", "slope_stderr", "grad")}
-    hist: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "test_accuracy": [], "surrogate": [], "energy": []}
+    hist: dict[str, list[float]] = {
+        "loss": [],
+        "train_accuracy": [],
+        "test_accuracy": [],
+        "surrogate": [],
+        "energy": [],
+    }
 
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -312,7 +320,9 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
             out = model(x)
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"LaNMax training diverged at epoch {k} (loss={loss.item()}); lower lr={cfg.lr}")
+                raise FloatingPointError(
+                    f"LaNMax training diverged at epoch {k} (loss={loss.item()}); lower lr={cfg.lr}"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()                      # line 11: the network is trained on L only
             opt.step()
@@ -373,7 +383,11 @@ def _trajectory(names, counts, traj, hist, lcfg: LaNMaxConfig, s: int, lr_p: flo
     ds = ds.assign_coords(weights=("layer", counts.astype(np.int64),
                                    {"long_name": "weights stored in the layer's memory", "units": "1"}))
     el = ("epoch", "layer")
-    ds["p"] = (el, traj["p"], {"long_name": "bit error rate p after the epoch's update (Alg. 1 l. 16–17)", "units": "1"})
+    ds["p"] = (
+        el,
+        traj["p"],
+        {"long_name": "bit error rate p after the epoch's update (Alg. 1 l. 16–17)", "units": "1"},
+    )
     ds["slope"] = (el, traj["slope"], {"long_name": "OLS slope of the surrogate on p~ (∇OLS, Alg. 1 l. 14)",
                                         "units": "1"})
     ds["slope_stderr"] = (el, traj["slope_stderr"], {"long_name": "standard error of the OLS slope", "units": "1"})

@@ -66,7 +66,11 @@ class Batches:
             for x, y in self.loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
-        idx = torch.randperm(self.n, generator=self.gen).to(self.device) if self.shuffle else torch.arange(self.n, device=self.device)
+        idx = (
+            torch.randperm(self.n, generator=self.gen).to(self.device)
+            if self.shuffle
+            else torch.arange(self.n, device=self.device)
+        )
         for i in range(0, self.n, self.batch_size):
             j = idx[i:i + self.batch_size]
             yield self.tensors[0][j], self.tensors[1][j]
@@ -181,7 +185,9 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
             out = model(x)
             loss = F.cross_entropy(out, y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss={loss.item()}); lower lr={cfg.lr}")
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch + 1} (loss={loss.item()}); lower lr={cfg.lr}"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if sharpness_aware:
@@ -201,7 +207,11 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
         hist["loss"].append(tot_loss / seen)
         hist["train_accuracy"].append(tot_correct / seen)
         last = epoch == cfg.epochs - 1
-        test_acc = accuracy(model, data.test, dev) if (last or (evaluate_every and (epoch + 1) % evaluate_every == 0)) else float("nan")
+        test_acc = (
+            accuracy(model, data.test, dev)
+            if (last or (evaluate_every and (epoch + 1) % evaluate_every == 0))
+            else float("nan")
+        )
         hist["test_accuracy"].append(test_acc)
         if progress is not None:
             progress({"epoch": epoch + 1, "epochs": cfg.epochs, "loss": hist["loss"][-1],
