@@ -293,8 +293,8 @@ class CrossbarExplorer(BackgroundState):
                                     "power": np.asarray(info["power"]).tolist(),
                                     "generation": int(info["generation"])},
                               progress=int(100 * info["generation"] / info["n_gen"]),
-                              search_status=f"NSGA-II {strategy}: generation {int(info['generation'])} of {info['n_gen']} "
-                                     f"(population {pop}) on the estimator…")
+                              search_status=f"NSGA-II {strategy}: generation {int(info['generation'])} of "
+                                            f"{info['n_gen']} (population {pop}) on the estimator…")
 
         def progress(info):
             # at most one front waits for the page (the newest), so a fast search never queues
@@ -313,7 +313,8 @@ class CrossbarExplorer(BackgroundState):
             with lock:
                 latest.clear()
             f = res.front
-            return dict(live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(), "generation": res.n_gen},
+            return dict(live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(),
+                              "generation": res.n_gen},
                         search_status=f"NSGA-II {strategy} done: {int(f.sum())} estimated Pareto points after "
                                       f"{res.n_gen} generations ({res.seconds:.1f} s)")
 

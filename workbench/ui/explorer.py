@@ -77,7 +77,8 @@ class NoiseExplorer(BackgroundState):
 
     technology = param.Selector(default="sram", objects=["sram", "memristor"], doc="memory technology")
     p = param.Number(0.01, bounds=(0.0, 0.5), doc="SRAM bit error rate p")
-    noise = param.Selector(default="multiplicative", objects=["multiplicative", "additive"], doc="conductance noise model")
+    noise = param.Selector(default="multiplicative", objects=["multiplicative", "additive"],
+                           doc="conductance noise model")
     sigma_c = param.Number(0.1, bounds=(0.0, 1.0), softbounds=(0.0, 0.5), doc="multiplicative conductance noise σ_c")
     sigma = param.Number(0.94, bounds=(0.0, 100.0), softbounds=(0.0, 8.0), doc="additive conductance noise σ (µS)")
     g_u = param.Number(25.0, bounds=(0.5, 25.0), doc="conductance scale g_u (µS)")
@@ -86,7 +87,8 @@ class NoiseExplorer(BackgroundState):
     draws = param.Integer(PLAYGROUND_DRAWS, bounds=(2, 500), doc="Monte-Carlo draws per setting")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of the noise draws and of training")
     epochs = param.Integer(20, bounds=(1, 200), doc="epochs of a (re)training run")
-    trained_with = param.Dict(default=None, allow_None=True, doc="memory used while training the current network (None: clean)")
+    trained_with = param.Dict(default=None, allow_None=True,
+                              doc="memory used while training the current network (None: clean)")
     #: the page's knob values that trained the current network (with its epochs and seed); None: clean
     trained_knobs = param.Dict(default=None, allow_None=True, precedence=-1)
 
@@ -124,7 +126,8 @@ class NoiseExplorer(BackgroundState):
 
     def knob_values(self) -> dict[str, Any]:
         """The knobs that make the memory map (see :meth:`memory_for`)."""
-        return {k: getattr(self, k) for k in ("technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value")}
+        names = ("technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value")
+        return {k: getattr(self, k) for k in names}
 
     def memory(self) -> dict[str, Any]:
         """The current memory map, as :meth:`MemoryMap.to_dict`."""
@@ -257,7 +260,8 @@ class NoiseExplorer(BackgroundState):
             return {}
         per_layer = {str(name): float(ds.layer_power.sel(layer=name).mean()) for name in ds.layer.values}
         return {"value": float(ds.power.mean()),
-                "label": "crossbar power per inference, in arbitrary units (only ratios between settings mean something)",
+                "label": "crossbar power per inference, in arbitrary units (only ratios between settings mean "
+                         "something)",
                 "per_layer": per_layer, "units": "arbitrary units"}
 
     # ------------------------------------------------------------------ actions

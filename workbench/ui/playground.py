@@ -33,7 +33,8 @@ EXPLAIN = {
         "in microsiemens) on a positive and a negative crossbar (eq 3.34–3.35). Reading a conductance adds noise: "
         "*multiplicative* noise of relative spread σ_c (σ_c = 0.1: about ±10 % of the conductance) or *additive* "
         "noise of spread σ in µS, whatever the conductance. The power sums the memristor "
-        "and amplifier terms of every layer (eq 3.41–3.44), per inference. Smaller g_u saves power but, with additive noise, costs accuracy."),
+        "and amplifier terms of every layer (eq 3.41–3.44), per inference. Smaller g_u saves power but, with "
+        "additive noise, costs accuracy."),
     "train": (
         "**Hardware-aware training.** The network is retrained reading its weights through the noisy "
         "memory at every step (straight-through gradients); it then replaces the network evaluated above."),
@@ -54,8 +55,9 @@ class NoisePlayground(ExplorerPage):
         super().__init__(**params)
         ex = self.explorer
         self._widgets = w = {}
-        w["technology"] = pn.widgets.RadioButtonGroup.from_param(ex.param.technology, label="memory", color="primary", variant="outline",
-                                                                 options={"under-volted SRAM": "sram", "memristor crossbar": "memristor"})
+        w["technology"] = pn.widgets.RadioButtonGroup.from_param(
+            ex.param.technology, label="memory", color="primary", variant="outline",
+            options={"under-volted SRAM": "sram", "memristor crossbar": "memristor"})
         w["p"] = throttled_link(pn.widgets.DiscreteSlider(label="bit error rate p (log scale)", options=P_CHOICES,
                                                           value=_nearest(P_CHOICES, ex.p), formatter="%.0e"),
                                 ex, "p", lambda v: _nearest(P_CHOICES, v))
@@ -67,16 +69,16 @@ class NoisePlayground(ExplorerPage):
         w["g_u"] = throttled_link(pn.widgets.FloatSlider(label="g_u (µS)", start=0.5, end=25, step=0.5, value=ex.g_u),
                                   ex, "g_u")
         w["layer"] = pn.widgets.Select.from_param(ex.param.layer, label="override one layer")
-        w["layer_value"] = throttled_link(pn.widgets.FloatSlider(label="that layer's value", start=0, end=0.5, step=0.01,
-                                                                 value=ex.layer_value), ex, "layer_value")
+        w["layer_value"] = throttled_link(pn.widgets.FloatSlider(label="that layer's value", start=0, end=0.5,
+                                                                 step=0.01, value=ex.layer_value), ex, "layer_value")
         w["draws"] = number_field(ex, "draws", "Monte-Carlo draws")
         w["seed"] = number_field(ex, "seed", "seed")
         w["epochs"] = number_field(ex, "epochs", "training epochs")
         self._run_controls("train", "Train with this noise")
         w["train"], w["cancel"] = self._run, self._cancel
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
-        self._curve_progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", sizing_mode="stretch_width",
-                                                      visible=False, min_width=100)
+        self._curve_progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", visible=False,
+                                                      sizing_mode="stretch_width", min_width=100)
         ex.param.watch(self._curve_bar, ["curve_done", "curve_total"])
         ex.param.watch(self._sync_visibility, ["technology", "noise", "layer", "trained_with"])
         self._sync_visibility()
@@ -126,7 +128,8 @@ class NoisePlayground(ExplorerPage):
         if knob == "p" and not (ds[knob] > 0).any():       # a log axis cannot place p = 0 alone
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "computing the accuracy-vs-p curve…")
         current = {"p": ex.p, "sigma_c": ex.sigma_c, "g_u": ex.g_u, "sigma": ex.sigma}[knob]
-        return pn.pane.HoloViews(noise_curve_plot(ds, current), linked_axes=False, sizing_mode="stretch_width", min_height=320)
+        return pn.pane.HoloViews(noise_curve_plot(ds, current), linked_axes=False, sizing_mode="stretch_width",
+                                 min_height=320)
 
     @param.depends("explorer.result")
     def _cost(self):
@@ -147,7 +150,8 @@ class NoisePlayground(ExplorerPage):
             bars = layer_cost_bars({k: v / scale for k, v in info["per_layer"].items()}, "power", units)
         readout = pn.pane.HTML(f"<div style='font-size:11pt'>{info['label']}</div>{value}", sizing_mode="stretch_width",
                                css_classes=["cost-readout"])
-        return pn.Column(readout, pn.pane.HoloViews(bars, linked_axes=False, sizing_mode="stretch_width", min_height=260),
+        return pn.Column(readout,
+                         pn.pane.HoloViews(bars, linked_axes=False, sizing_mode="stretch_width", min_height=260),
                          sizing_mode="stretch_width")
 
     @param.depends("explorer.history")
@@ -156,8 +160,9 @@ class NoisePlayground(ExplorerPage):
         if not h or not h.get("loss"):
             return pn.pane.Markdown("*No training run in this session yet.*")
         loss, acc = training_curve(h)
-        return pn.FlexBox(*(pn.pane.HoloViews(p, linked_axes=False, sizing_mode="stretch_width", height=240, min_width=260,
-                                              styles={"flex": "1 1 260px"}, css_classes=["training-plot"])
+        return pn.FlexBox(*(pn.pane.HoloViews(p, linked_axes=False, sizing_mode="stretch_width", height=240,
+                                              min_width=260, styles={"flex": "1 1 260px"},
+                                              css_classes=["training-plot"])
                             for p in (loss, acc)),
                           flex_wrap="wrap", sizing_mode="stretch_width")
 
@@ -185,7 +190,8 @@ class NoisePlayground(ExplorerPage):
             f"## {self.title}",
             self._status,
             pn.FlexBox(pn.Column(self._distribution, pn.pane.Markdown(EXPLAIN["distribution"]), **half),
-                       pn.Column(self._cost, pn.bind(lambda t: pn.pane.Markdown(EXPLAIN[f"cost_{t}"]), ex.param.technology),
+                       pn.Column(self._cost,
+                                 pn.bind(lambda t: pn.pane.Markdown(EXPLAIN[f"cost_{t}"]), ex.param.technology),
                                  **half),
                        flex_wrap="wrap", sizing_mode="stretch_width"),
             self._curve,

@@ -39,7 +39,8 @@ class SharpnessExplorer(BackgroundState):
     job_kinds = (*RESULTS, "select", "train")
     cancel_kind = "train"
 
-    method = param.Selector(default="samson2", objects=list(METHODS), doc="training method (optimizer, clipping, noise)")
+    method = param.Selector(default="samson2", objects=list(METHODS),
+                            doc="training method (optimizer, clipping, noise)")
     rho = param.Number(0.2, bounds=(0.0, 10.0), inclusive_bounds=(False, True),
                        doc="neighbourhood size ρ of a sharpness-aware method")
     adabs = param.Boolean(True, doc="apply AdaBS (batch-norm statistics re-estimated under noise) before testing")
@@ -49,7 +50,8 @@ class SharpnessExplorer(BackgroundState):
                                doc="methods drawn on the comparison plots")
     variant = param.Selector(default="samson2", objects=["sam", "asam", "samson2", "samsoninf"],
                              doc="m-sharpness definition (eq 3.24 / 5.5)")
-    group = param.Selector(default="all", objects=["all", "normal", "clipping"], doc="training modes in the correlation")
+    group = param.Selector(default="all", objects=["all", "normal", "clipping"],
+                           doc="training modes in the correlation")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of a network trained from the page")
     epochs = param.Integer(20, bounds=(1, 200), doc="epochs of a network trained from the page")
     pert_rho = param.Number(0.5, bounds=(0.0, 2.0), doc="ρ of the perturbation explorer")
@@ -143,8 +145,9 @@ class SharpnessExplorer(BackgroundState):
     def _curve(self, cancel) -> xr.Dataset:
         kw = self._curve_params()
         rho = self.rho if is_sharpness_aware(self.method) else None
-        return robustness_study([self.method], [self.seed], adabs=[self.effective_adabs()], rho=rho, train={"epochs": self.epochs},
-                                store=self.store, device=self.device, cancel=cancel, **kw)
+        return robustness_study([self.method], [self.seed], adabs=[self.effective_adabs()], rho=rho,
+                                train={"epochs": self.epochs}, store=self.store, device=self.device, cancel=cancel,
+                                **kw)
 
     @param.depends("method", watch=True)
     def _method_rho(self) -> None:

@@ -38,7 +38,8 @@ class SRAMExplorer(BackgroundState):
     spectra_layer = param.Selector(default=None, objects=[], doc="layer whose weight spectrum is shown")
     layer_p = param.Dict(default={}, doc="per-layer BER being edited (layer → p)")
     alpha = param.Number(0.01, bounds=(0.0, 10.0), doc="LaNMax energy weight α (eq 4.5)")
-    width = param.Selector(default=1.0, objects=[0.25, 0.5, 1.0, 2.0], doc="width multiplier of the network edited / trained")
+    width = param.Selector(default=1.0, objects=[0.25, 0.5, 1.0, 2.0],
+                           doc="width multiplier of the network edited / trained")
     epochs = param.Integer(20, bounds=(2, 500), doc="epochs of a LaNMax run")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of a LaNMax run")
     selected = param.Integer(default=None, allow_None=True, doc="point of the energy–accuracy plot shown in detail")
@@ -55,7 +56,8 @@ class SRAMExplorer(BackgroundState):
     lanmax_result = param.Dict(default=None, allow_None=True, precedence=-1)
     point_sensitivity = result_param()
 
-    def __init__(self, store: Store | None = None, spec_path=SRAM_SPEC, device: str = "auto", autorun: bool = True, **params):
+    def __init__(self, store: Store | None = None, spec_path=SRAM_SPEC, device: str = "auto", autorun: bool = True,
+                 **params):
         super().__init__(**params)
         self.store = store or Store()
         self.device = device
@@ -208,7 +210,8 @@ class SRAMExplorer(BackgroundState):
                       progress=int(100 * info["epoch"] / info["epochs"]))
 
         def job(cancel):
-            model, p, trajectory = lanmax_run(cfg, lanmax, store=self.store, device=self.device, progress=progress, cancel=cancel)
+            _, p, trajectory = lanmax_run(cfg, lanmax, store=self.store, device=self.device, progress=progress,
+                                          cancel=cancel)
             ev = evaluate_lanmax(cfg, lanmax, draws=10, store=self.store, device=self.device, cancel=cancel)
             return p, trajectory, ev
 

@@ -51,7 +51,8 @@ def cells_dataset(rows: list[dict]) -> xr.Dataset:
     end = [np.nan if r.get("end") is None else r["end"] - t0 for r in rows]
     return xr.Dataset(
         {"name": ("cell", np.array(col("name", ""), dtype=object), {"long_name": "cell", "units": ""}),
-         "experiment": ("cell", np.array(col("experiment", ""), dtype=object), {"long_name": "experiment", "units": ""}),
+         "experiment": ("cell", np.array(col("experiment", ""), dtype=object),
+                        {"long_name": "experiment", "units": ""}),
          "stage": ("cell", np.array(col("stage", ""), dtype=object), {"long_name": "stage", "units": ""}),
          "state": ("cell", np.array(col("state", "missing"), dtype=object), {"long_name": "state", "units": ""}),
          "worker": ("cell", np.array(col("worker", ""), dtype=object), {"long_name": "Dask worker", "units": ""}),
@@ -245,7 +246,8 @@ class SweepExplorer(BackgroundState):
                            seconds=info["seconds"])
             self._set(cells=cells_dataset(list(rows.values())), progress=int(100 * info["cell"] / info["cells"]),
                       status=f"{info['cell']}/{info['cells']} cells · last: {info['name']}"
-                             + (f" ({info['seconds']:.1f} s on {info['worker']})" if "seconds" in info else " — failed"))
+                             + (f" ({info['seconds']:.1f} s on {info['worker']})" if "seconds" in info
+                                else " — failed"))
 
         def on_event(ev):
             what = "joined the cluster" if ev["event"] == "worker-joined" else (
@@ -255,8 +257,9 @@ class SweepExplorer(BackgroundState):
             self._set(events=[*self.events, line])
 
         def job(cancel):
-            return run_spec_distributed(spec, self.store, scheduler=scheduler, workers=self.workers, retries=self.retries,
-                                        only=only, device=self.device, progress=progress, cancel=cancel,
+            return run_spec_distributed(spec, self.store, scheduler=scheduler, workers=self.workers,
+                                        retries=self.retries, only=only, device=self.device, progress=progress,
+                                        cancel=cancel,
                                         on_event=on_event)
 
         def done(out):

@@ -154,7 +154,8 @@ class TaskRunner:
         ``on_cancel()``.  ``compute``: the job computes here and waits for one of the shared
         :data:`SLOTS` first (False for a job that only waits on other processes, e.g. a Dask
         sweep); ``priority``: lower goes first among waiting jobs (0 for what a moved slider shows
-        at once, 1 for curves and training).  After :meth:`shutdown` (its session is gone) nothing is submitted: None."""
+        at once, 1 for curves and training).  After :meth:`shutdown` (its session is gone) nothing
+        is submitted: None."""
         with self._lock:
             if self.closed:
                 return None
