@@ -1,22 +1,11 @@
-"""Shared fixtures: an isolated result store, a served app, and the system Chromium.  The helpers
-live in ``helpers.py``; the names below are re-exported for tests that still import them from here."""
+"""Shared fixtures: an isolated result store, a served app, and the system Chromium (the helpers
+tests import live in ``helpers.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from helpers import (  # noqa: F401  re-exported
-    CHROMIUM,
-    ROOT,
-    assert_no_console_errors,
-    free_port,
-    release_together,
-    serve_apps,
-    settled_screenshot,
-    spec_explorer,
-    wait_until,
-    watch_console,
-)
+from helpers import CHROMIUM, serve_apps
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import re
 from urllib.parse import urlparse
 
 import pytest
-from conftest import assert_no_console_errors, settled_screenshot, wait_until, watch_console
+
+from helpers import assert_no_console_errors, settled_screenshot, wait_until, watch_console
 
 pytestmark = pytest.mark.browser
 
@@ -25,7 +26,11 @@ def test_playground_p_slider_changes_plots(served_app, page):
     page.goto(f"{served_app}/apps")
 
     # the page opens on the shipped/cached results: status line, energy readout and plots appear
-    wait_until(lambda: page.get_by_text(re.compile(r"draws · (read from the results store|just computed)")).count() > 0, 120, message="first evaluation")
+    wait_until(
+        lambda: page.get_by_text(re.compile(r"draws · (read from the results store|just computed)")).count() > 0,
+        120,
+        message="first evaluation",
+    )
     before_energy = wait_until(lambda: _energy_text(page), 60, message="energy readout")
     canvases = page.locator("canvas")
     wait_until(lambda: canvases.count() >= 2, 60, message="plots rendered")
@@ -46,5 +51,9 @@ def test_playground_p_slider_changes_plots(served_app, page):
     wait_until(lambda: "p=" in page.url, 30, message="p in the URL")
 
     assert_no_console_errors(console)
-    outside = [u for u in requests if urlparse(u).hostname not in ("127.0.0.1", "localhost", None) and not u.startswith("data:")]
+    outside = [
+        u
+        for u in requests
+        if urlparse(u).hostname not in ("127.0.0.1", "localhost", None) and not u.startswith("data:")
+    ]
     assert not outside, f"the page requested resources outside the machine: {outside[:5]}"

@@ -10,7 +10,6 @@ import time
 import holoviews as hv
 import numpy as np
 import pytest
-from conftest import assert_no_console_errors, spec_explorer, wait_until, watch_console
 
 from workbench.experiments import Store
 from workbench.experiments.crossbar import evaluate_state, nas_study, select_study
@@ -18,6 +17,8 @@ from workbench.experiments.store import spec_key
 from workbench.experiments.sweep import CROSSBAR_SPEC, load_spec
 from workbench.hardware import KnobError
 from workbench.ui.crossbar_explorer import CrossbarExplorer
+
+from helpers import assert_no_console_errors, spec_explorer, wait_until, watch_console
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -82,7 +83,7 @@ def test_clicking_a_point_shows_its_network_and_edit_loads_it(explorer):
     state = explorer.point_state("M2", 0)
     space = explorer.space
     rel = dict(zip(space.layer_names(), state[space.gu_slice]))
-    assert np.allclose(d.g_u_rel.values, [rel[str(l)] for l in d.layer.values])
+    assert np.allclose(d.g_u_rel.values, [rel[str(name)] for name in d.layer.values])
     assert d.layer_power.sum() > 0 and d.sizes["scale"] >= 3
     assert float(d.accuracy.sel(scale=8.0).mean()) <= float(d.accuracy.sel(scale=0.0).mean()) + 0.02
     explorer.use_point()
@@ -158,17 +159,26 @@ def test_links_are_checked_against_the_supernet_layout(explorer):
 
 
 def test_every_view_renders(explorer):
-    from workbench.plots.crossbar import (accuracy_histogram, g_u_bars, layer_power_bars, pareto_plot,
-                                          robustness_curve, selection_plot)
+    from workbench.plots.crossbar import (
+        accuracy_histogram,
+        g_u_bars,
+        layer_power_bars,
+        pareto_plot,
+        robustness_curve,
+        selection_plot,
+    )
     from workbench.ui.crossbar import CrossbarPage
     hv.extension("bokeh")
     page = CrossbarPage(explorer=explorer)
     for view in (page._current, page._fronts, page._details, page._selection, page._live, page._status):
         assert view() is not None
     page.__panel__()
-    figs = [pareto_plot(explorer.nas, ("M1", 0), {"accuracy": [0.9, 0.95], "power": [1.0, 2.0]}),
-            layer_power_bars(explorer.current.layer_power), accuracy_histogram(explorer.current.accuracy.values.ravel()),
-            selection_plot(explorer.selection)]
+    figs = [
+        pareto_plot(explorer.nas, ("M1", 0), {"accuracy": [0.9, 0.95], "power": [1.0, 2.0]}),
+        layer_power_bars(explorer.current.layer_power),
+        accuracy_histogram(explorer.current.accuracy.values.ravel()),
+        selection_plot(explorer.selection),
+    ]
     if explorer.details is not None:
         figs += [g_u_bars(explorer.details.g_u_rel), robustness_curve(explorer.details)]
     for f in figs:
@@ -295,7 +305,13 @@ def shipped_point(strategy: str = "M2"):
         if list(arch.depth) != [3, 3, 3]:
             keep = space.mask(np.asarray(arch.depth))
             g = [float(v) for v, k in zip(s[space.gu_slice], keep) if k]
-            return i, [int(d) for d in arch.depth], [float(w) for w in arch.width], [float(e[0]) for e in arch.expand], g
+            return (
+                i,
+                [int(d) for d in arch.depth],
+                [float(w) for w in arch.width],
+                [float(e[0]) for e in arch.expand],
+                g,
+            )
     raise AssertionError("no shipped point with a smaller subnet")
 
 
@@ -315,8 +331,15 @@ def test_a_bad_crossbar_link_is_refused_by_name_and_the_rest_applies(served_app,
         assert any(i.startswith(f"{key} was not used") and why in i for i in items), (key, items)
     # the valid setting and the sub-tab applied, the refused ones kept their values
     wait_until(lambda: "gen=5" in loc(page) and "tab=search" in loc(page), 60, message="the applied link written back")
-    assert "strategy=M2" in loc(page) and "sigma=0.015" in loc(page) and "pop=64" in loc(page) and "depth=3,3,3" in loc(page)
-    wait_until(lambda: page.get_by_label("generations").input_value() == "5", 60, message="generations = 5 in its field")
+    assert (
+        "strategy=M2" in loc(page)
+        and "sigma=0.015" in loc(page)
+        and "pop=64" in loc(page)
+        and "depth=3,3,3" in loc(page)
+    )
+    wait_until(
+        lambda: page.get_by_label("generations").input_value() == "5", 60, message="generations = 5 in its field"
+    )
     assert page.get_by_label("population").input_value() == "64"
     # a point the fronts do not have is refused once they have loaded, on the page itself
     page.goto(f"{served_app}/apps?page=crossbar&tab=fronts&point=M2:99&gen=7")
@@ -370,7 +393,9 @@ def test_cancel_stops_the_search_within_a_generation(served_app, page):
     wait_until(lambda: run.count() > 0 and run.first.is_enabled(), 120, message="the Run button")
     run.first.click()
     gen = re.compile(r"generation (\d+) of 2000")
-    wait_until(lambda: (m := gen.search(search_status(page))) and int(m.group(1)) >= 3, 120, message="the search running")
+    wait_until(
+        lambda: (m := gen.search(search_status(page))) and int(m.group(1)) >= 3, 120, message="the search running"
+    )
     page.mouse.move(5, 5)
     page.get_by_role("button", name="Cancel").first.click()
     done = re.compile(r"cancelled after (\d+) generations")
@@ -461,9 +486,15 @@ def test_crossbar_fields_refuse_invalid_values_beside_them_and_fit_800px(served_
     pop.press("Enter")
     wait_until(lambda: "pop=16" in loc(page), 30, message="population 16 used")
     # at 800 px no sub-tab scrolls sideways
-    for tab, shown in (("Search", "Run a search"), ("Pareto fronts", "Hypervolume"), ("Your subnet", "crossbar power per inference")):
+    for tab, shown in (
+        ("Search", "Run a search"),
+        ("Pareto fronts", "Hypervolume"),
+        ("Your subnet", "crossbar power per inference"),
+    ):
         page.locator(".bk-tab").filter(has_text=re.compile(f"^{tab}$")).click()
-        wait_until(lambda: page.get_by_text(shown).filter(visible=True).count() > 0, 120, message=f"the {tab} tab")
+        wait_until(
+            lambda shown=shown: page.get_by_text(shown).filter(visible=True).count() > 0, 120, message=f"the {tab} tab"
+        )
         wait_until(lambda: no_sideways_scroll(page), 30, message=f"no sideways scroll on {tab}")
         page.screenshot(path=tmp_path / f"crossbar-800-{tab.replace(' ', '-').lower()}.png", full_page=True)
     assert_no_console_errors(console)

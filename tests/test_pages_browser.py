@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_no_console_errors, wait_until, watch_console
 from workbench.ui.app import PAGES
+
+from helpers import assert_no_console_errors, wait_until, watch_console
 
 pytestmark = pytest.mark.browser
 

@@ -10,8 +10,9 @@ import re
 
 import numpy as np
 import pytest
-from conftest import assert_no_console_errors, wait_until, watch_console
 from PIL import Image
+
+from helpers import assert_no_console_errors, wait_until, watch_console
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +73,9 @@ def test_a_link_sets_the_widgets_a_change_goes_to_the_url_and_back_restores(serv
     page.goto(f"{served_app}/apps?page=playground&technology=memristor&sigma_c=0.2&draws=10")
     draws = page.get_by_label("Monte-Carlo draws")
     wait_until(lambda: draws.input_value() == "10", 90, message="draws 10 from the link")
-    wait_until(lambda: _slider_value(page, "σ_c (multiplicative)") == pytest.approx(0.2), 60, message="σ_c 0.2 in its slider")
+    wait_until(
+        lambda: _slider_value(page, "σ_c (multiplicative)") == pytest.approx(0.2), 60, message="σ_c 0.2 in its slider"
+    )
     wait_until(lambda: _finished(page) and "10 Monte-Carlo draws" in _status(page), 180, message="the evaluation")
     assert "the small CNN on handwritten digits, trained without noise" in _status(page)
     assert _notice(page) == ""
@@ -92,8 +95,11 @@ def test_a_link_sets_the_widgets_a_change_goes_to_the_url_and_back_restores(serv
     page.go_back()
     wait_until(lambda: seed.input_value() == "0" and "seed=0" in _url(page), 60, message="Back to seed 0")
     page.go_back()
-    wait_until(lambda: "sigma_c=0.2&" in _url(page) and _slider_value(page, "σ_c (multiplicative)") == pytest.approx(0.2), 60,
-               message="Back to σ_c 0.2")
+    wait_until(
+        lambda: "sigma_c=0.2&" in _url(page) and _slider_value(page, "σ_c (multiplicative)") == pytest.approx(0.2),
+        60,
+        message="Back to σ_c 0.2",
+    )
     assert_no_console_errors(console)
 
 
@@ -113,8 +119,14 @@ def test_training_draws_its_plots_and_a_link_reopens_the_trained_network(served_
         assert box["height"] >= 200 and box["width"] >= 250, (what, box)
         # the line and its three epoch markers: hundreds of pixels of the line's colour (an empty
         # panel, the old failure, has none)
-        wait_until(lambda: _coloured_pixels(fig.screenshot(), colour) > 150, 60, message=f"the {what} line drawn")
-    wait_until(lambda: "trained=sram,p:0.02,epochs:3,seed:0" in _url(page), 30, message="the trained network in the URL")
+        wait_until(
+            lambda fig=fig, colour=colour: _coloured_pixels(fig.screenshot(), colour) > 150,
+            60,
+            message=f"the {what} line drawn",
+        )
+    wait_until(
+        lambda: "trained=sram,p:0.02,epochs:3,seed:0" in _url(page), 30, message="the trained network in the URL"
+    )
     link = _url(page)
 
     # the link opens that network (read from the store, no training)
@@ -127,8 +139,11 @@ def test_training_draws_its_plots_and_a_link_reopens_the_trained_network(served_
     assert _notice(other) == "" and other.get_by_text("No training run in this session yet").count() == 1
     # a trained network the store does not hold is refused by name, not retrained
     other.goto(link.replace("epochs:3", "epochs:7"))
-    wait_until(lambda: "trained=sram,p:0.02,epochs:7,seed:0" in _notice(other) and "not in this server" in _notice(other),
-               90, message="the notice refusing an untrained network")
+    wait_until(
+        lambda: "trained=sram,p:0.02,epochs:7,seed:0" in _notice(other) and "not in this server" in _notice(other),
+        90,
+        message="the notice refusing an untrained network",
+    )
     wait_until(lambda: _finished(other) and "trained without noise" in _status(other), 180, message="the clean network")
     other.close()
     assert_no_console_errors(console)

@@ -9,12 +9,13 @@ import re
 import holoviews as hv
 import numpy as np
 import pytest
-from conftest import assert_no_console_errors, settled_screenshot, spec_explorer, wait_until, watch_console
 
 from workbench.experiments import Store
 from workbench.experiments.sharpness import METHODS, noise_dim
 from workbench.experiments.sweep import SHARPNESS_SPEC, load_spec
 from workbench.ui.sharpness_explorer import SharpnessExplorer
+
+from helpers import assert_no_console_errors, settled_screenshot, spec_explorer, wait_until, watch_console
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -58,7 +59,7 @@ def test_the_page_state_loads_every_study_of_its_spec(explorer):
     assert int(sh.n_points.sel(variant="samson2", group="all")) == 3
     assert np.isfinite(float(sh.pearson_r.sel(variant="samson2", group="all")))
     assert list(explorer.quantization.bits.values) == [4, 8]
-    assert explorer.ood.wins.sum() >= explorer.ood.sizes["transform"]          # every transform has a winner (ties count twice)
+    assert explorer.ood.wins.sum() >= explorer.ood.sizes["transform"]  # every transform has a winner (ties count twice)
     assert explorer.drift.sizes["t_inference"] == 2
     assert list(explorer.rho_sweep.rho.sel({"method": "samson2"}).values) == [0.2, 0.5]
 
@@ -160,8 +161,15 @@ def test_every_view_of_the_page_renders(explorer):
     labels = {el.label for el in plot if isinstance(el, hv.Curve)}
     assert {"SGD", "SAMSON₂"} <= labels
     page.__panel__()
-    from workbench.plots.sharpness import (clean_accuracy_points, drift_plot, ood_heatmap, perturbation_plot,
-                                           quantization_plot, rho_plot, sharpness_scatter)
+    from workbench.plots.sharpness import (
+        clean_accuracy_points,
+        drift_plot,
+        ood_heatmap,
+        perturbation_plot,
+        quantization_plot,
+        rho_plot,
+        sharpness_scatter,
+    )
     ex = explorer
     figs = [plot, clean_accuracy_points(ex.robustness), sharpness_scatter(ex.sharpness, "samson2", "all"),
             sharpness_scatter(ex.sharpness, "sam", "normal"), quantization_plot(ex.quantization), ood_heatmap(ex.ood),
@@ -323,10 +331,16 @@ def test_a_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
     wait_until(lambda: page.get_by_text("Some settings in this link were not used").count() > 0, 90,
                message="the notice")
     for key in ("rho=-1", "method=foo", "noise=bar", "seed=-2"):
-        wait_until(lambda: page.get_by_text(key, exact=False).count() > 0, 90, message=f"{key} named in the notice")
+        wait_until(
+            lambda key=key: page.get_by_text(key, exact=False).count() > 0, 90, message=f"{key} named in the notice"
+        )
     box = page.locator("input[type=checkbox]")           # the AdaBS box, the page's only one
     wait_until(lambda: box.count() == 1 and not box.is_checked(), 120, message="adabs=false applied")
-    assert "adabs=false" in _address(page) and "method=samson2" in _address(page) and "noise=multiplicative" in _address(page)
+    assert (
+        "adabs=false" in _address(page)
+        and "method=samson2" in _address(page)
+        and "noise=multiplicative" in _address(page)
+    )
     active = page.locator(".bk-tab.bk-active")
     page.locator(".bk-tab", has_text="Sweeps").click()           # a light page: the server stays free
     wait_until(lambda: "Sweeps" in active.all_inner_texts(), 120, message="the top tabs still switching")
@@ -391,11 +405,15 @@ def test_changing_the_optimizer_says_what_happened_to_rho(served_app, page):
     console = watch_console(page)
     page.set_viewport_size({"width": 1200, "height": 1100})
     page.goto(f"{served_app}/apps?page=sharpness&method=samson2&rho=1")
-    wait_until(lambda: page.get_by_text(re.compile(r"^SAMSON₂, ρ = 1, seed 0")).count() > 0, 120, message="ρ = 1 from the link")
+    wait_until(
+        lambda: page.get_by_text(re.compile(r"^SAMSON₂, ρ = 1, seed 0")).count() > 0, 120, message="ρ = 1 from the link"
+    )
     page.locator("select").first.select_option(label="ASAM")
     wait_until(lambda: page.get_by_text("ρ set to 0.5, the thesis' value for ASAM (Table 5.7)").count() > 0, 120,
                message="the ρ note")
-    wait_until(lambda: "method=asam" in _address(page) and "rho=0.5" in _address(page), 120, message="the new ρ in the URL")
+    wait_until(
+        lambda: "method=asam" in _address(page) and "rho=0.5" in _address(page), 120, message="the new ρ in the URL"
+    )
     page.locator("select").first.select_option(label="SGD")
     wait_until(lambda: page.get_by_text("ρ does not apply to SGD").count() > 0, 120, message="the SGD note")
     assert_no_console_errors(console)

@@ -7,11 +7,12 @@ import time
 
 import numpy as np
 import pytest
-from conftest import assert_no_console_errors, wait_until, watch_console
 
 from workbench.experiments import Store
 from workbench.experiments.sram import energy_of
 from workbench.ui.sram_explorer import SRAMExplorer
+
+from helpers import assert_no_console_errors, wait_until, watch_console
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,9 @@ def test_layer_editor_updates_energy_and_refuses_bad_values(explorer):
     e0 = explorer.edited_energy()
     explorer.set_layer_p(layer, 0.3)
     assert explorer.edited_energy() < e0
-    assert explorer.edited_energy() == pytest.approx(energy_of(explorer.layer_p, explorer.counts, 1, explorer.reference_weights))
+    assert explorer.edited_energy() == pytest.approx(
+        energy_of(explorer.layer_p, explorer.counts, 1, explorer.reference_weights)
+    )
     with pytest.raises(ValueError, match="p"):
         explorer.set_layer_p(layer, 0.8)
     with pytest.raises(KeyError, match="nope"):
@@ -62,11 +65,17 @@ def test_sram_page_edit_layer_and_start_cancel_lanmax(served_app, page):
     page.goto(f"{served_app}/apps?page=sram")
     page.get_by_text("Per-layer p & LaNMax").click()
     energy = re.compile(r"^0\.\d{5}$")
-    before = wait_until(lambda: page.get_by_text(energy).filter(visible=True).first.inner_text(), 90, message="energy readout")
+    before = wait_until(
+        lambda: page.get_by_text(energy).filter(visible=True).first.inner_text(), 90, message="energy readout"
+    )
     box = page.get_by_label("p of blocks.2.conv2")      # the largest layer: a visible energy change
     box.click()
     box.fill("0.3")
-    wait_until(lambda: page.get_by_text(energy).filter(visible=True).first.inner_text() != before, 60, message="energy to follow the typed p")
+    wait_until(
+        lambda: page.get_by_text(energy).filter(visible=True).first.inner_text() != before,
+        60,
+        message="energy to follow the typed p",
+    )
     assert float(page.get_by_text(energy).filter(visible=True).first.inner_text()) < float(before)
     epochs = page.get_by_label("epochs")              # long enough that only Cancel can end it
     epochs.fill("500")
@@ -210,7 +219,11 @@ def test_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
     wait_until(lambda: all(k in _notice(page) for k in ("p_t=7", "alpha=-1", "layer=nope", "epochs=0")), 90,
                message="the notice naming the four refused keys")
     assert "width=0.5" not in _notice(page)
-    wait_until(lambda: "width=0.5" in _search(page) and "p_t=0.01" in _search(page), 30, message="the URL with the applied width")
+    wait_until(
+        lambda: "width=0.5" in _search(page) and "p_t=0.01" in _search(page),
+        30,
+        message="the URL with the applied width",
+    )
     page.locator(".bk-tab", has_text="Per-layer p & LaNMax").click()
     wait_until(lambda: "0.5" in _slider_title(page, "width multiplier"), 60, message="width 0.5 in its slider")
     assert page.get_by_label("LaNMax epochs").input_value() == "20"
@@ -218,7 +231,9 @@ def test_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
     page.locator(".bk-tab", has_text="Sweeps").click()
     wait_until(lambda: "page=sweep" in _search(page), 120, message="the sweeps page to open")
     page.locator(".bk-tab", has_text="Under-volted SRAM").click()
-    wait_until(lambda: "page=sram" in _search(page) and "width=0.5" in _search(page), 60, message="back on the SRAM page")
+    wait_until(
+        lambda: "page=sram" in _search(page) and "width=0.5" in _search(page), 60, message="back on the SRAM page"
+    )
     assert_no_console_errors(console)
 
 
@@ -230,7 +245,9 @@ def test_link_sets_the_page_widgets_follow_and_back_restores(served_app, page):
     fc = page.get_by_label("p of fc")
     wait_until(lambda: fc.input_value() == "0.2", 90, message="the per-layer BER of fc from the link")
     assert page.get_by_label("p of conv1").input_value() == "0.01"
-    wait_until(lambda: "tab=editor" in (q := _search(page)) and "layer_p=0.01,fc:0.2" in q, 30, message="the link in the URL")
+    wait_until(
+        lambda: "tab=editor" in (q := _search(page)) and "layer_p=0.01,fc:0.2" in q, 30, message="the link in the URL"
+    )
     assert _notice(page) == ""
 
     page.locator(".bk-tab", has_text="Uniform BER").click()
@@ -245,8 +262,11 @@ def test_link_sets_the_page_widgets_follow_and_back_restores(served_app, page):
     wait_until(lambda: "p_t=0.03&" in _search(page) and _slider_title(page, "training BER").endswith("0.03"), 60,
                message="Back to p_t = 0.03")
     page.go_back()
-    wait_until(lambda: "tab=editor" in _search(page) and page.get_by_label("p of fc").filter(visible=True).count() == 1, 60,
-               message="Back to the editor sub-tab")
+    wait_until(
+        lambda: "tab=editor" in _search(page) and page.get_by_label("p of fc").filter(visible=True).count() == 1,
+        60,
+        message="Back to the editor sub-tab",
+    )
 
     # typing a BER writes it to the URL; the spectra layer of the link is selected
     fc = page.get_by_label("p of fc")
@@ -275,8 +295,11 @@ def test_invalid_number_field_says_so_and_keeps_the_last_good_value(served_app, 
     assert "epochs=30" in _search(page)
     box = page.get_by_label("p of conv1")
     box.fill("0.9")
-    wait_until(lambda: shown("p of conv1 must be a number between 0 (a reliable memory) and 0.5 — still using 0.01"), 30,
-               message="the per-layer BER message")
+    wait_until(
+        lambda: shown("p of conv1 must be a number between 0 (a reliable memory) and 0.5 — still using 0.01"),
+        30,
+        message="the per-layer BER message",
+    )
     assert "layer_p=0.01&" in _search(page)
     epochs.fill("40")
     epochs.press("Enter")

@@ -11,9 +11,9 @@ import re
 
 import pytest
 
-from conftest import assert_no_console_errors, wait_until, watch_console
 from workbench.ui.sweep_explorer import CUSTOM, SweepExplorer, plain_reason
 
+from helpers import assert_no_console_errors, wait_until, watch_console
 
 
 def no_sideways_scroll(page) -> bool:
@@ -48,7 +48,9 @@ def test_sweep_page_runs_the_demo_spec_on_a_local_cluster(served_app, page, tmp_
     page.get_by_role("button", name="Run the missing cells").click()
     wait_until(lambda: "done: 37 cells computed on 2 workers" in status.first.inner_text(), 300, 0.5,
                message="the sweep to finish")
-    wait_until(lambda: page.get_by_text(re.compile(r"overhead wall ÷ ideal")).count() > 0, 30, message="the run summary")
+    wait_until(
+        lambda: page.get_by_text(re.compile(r"overhead wall ÷ ideal")).count() > 0, 30, message="the run summary"
+    )
     wait_until(lambda: page.locator(".bk-Figure").count() >= 2, 30, message="timeline and state plots")
     assert page.get_by_text("train sgd seed=0").count() > 0          # the cells table names the cells
     # at 800 px the settings, the counts, both plots and the table fit without sideways scrolling
@@ -83,7 +85,9 @@ def test_a_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
     assert any(i.startswith("spec=nope was not used") and "dask_demo" in i for i in items), items
     assert any(i.startswith("workers=0 was not used") and "between 1 and 64" in i for i in items), items
     wait_until(lambda: "spec=dask_demo" in address(page), 30, message="the applied link written back")
-    assert "spec=dask_demo" in address(page) and "workers=2" in address(page) and "retries=3" in address(page), address(page)
+    assert "spec=dask_demo" in address(page) and "workers=2" in address(page) and "retries=3" in address(page), address(
+        page
+    )
     assert page.get_by_label("retries per cell").input_value() == "3"
     assert page.get_by_label("worker processes on this machine").input_value() == "2"   # the old value stays
     wait_listed(page, 37)
@@ -111,7 +115,9 @@ def test_a_bad_link_is_refused_by_name_and_the_rest_applies(served_app, page):
     wait_until(lambda: "page=playground" in address(page), 60, message="the playground's URL")
     wait_until(lambda: page.get_by_text("Monte-Carlo draws").count() > 0, 60, message="the playground's widgets")
     page.locator(".bk-tab", has_text="Sweeps").click()
-    wait_until(lambda: "page=sweep" in address(page) and "workers=4" in address(page), 60, message="back on the Sweeps tab")
+    wait_until(
+        lambda: "page=sweep" in address(page) and "workers=4" in address(page), 60, message="back on the Sweeps tab"
+    )
     assert_no_console_errors(console)
 
 
@@ -142,8 +148,11 @@ def test_sweep_settings_round_trip_through_the_url_and_back(served_app, page):
 
     # Back restores the previous state, step by step
     page.go_back()
-    wait_until(lambda: "spec=sram_digits" in address(page) and page.get_by_label("sweep spec").input_value() == "sram_digits",
-               60, message="Back to the first spec")
+    wait_until(
+        lambda: "spec=sram_digits" in address(page) and page.get_by_label("sweep spec").input_value() == "sram_digits",
+        60,
+        message="Back to the first spec",
+    )
     assert "experiments=uniform_ber,sensitivity" in address(page) and "workers=5" in address(page), address(page)
     wait_until(lambda: len(chosen.all_inner_texts()) == 2, 30, message="the experiments restored")
     page.go_back()
@@ -172,13 +181,19 @@ def test_number_fields_refuse_an_invalid_value_beside_the_field(served_app, page
     workers = page.get_by_label("worker processes on this machine")
     workers.fill("0")
     workers.press("Enter")
-    wait_until(lambda: "between 1 and 64 — still using 3" in " ".join(messages.filter(visible=True).all_inner_texts()), 30,
-               message="the workers field's message")
+    wait_until(
+        lambda: "between 1 and 64 — still using 3" in " ".join(messages.filter(visible=True).all_inner_texts()),
+        30,
+        message="the workers field's message",
+    )
     retries = page.get_by_label("retries per cell")
     retries.fill("11")
     retries.press("Enter")
-    wait_until(lambda: "between 0 and 10 — still using 2" in " ".join(messages.filter(visible=True).all_inner_texts()), 30,
-               message="the retries field's message")
+    wait_until(
+        lambda: "between 0 and 10 — still using 2" in " ".join(messages.filter(visible=True).all_inner_texts()),
+        30,
+        message="the retries field's message",
+    )
     # the state (which the URL mirrors) kept the last good values
     assert "workers=3" in address(page) and "retries=2" in address(page), address(page)
 
@@ -197,11 +212,18 @@ def test_the_url_keys_of_the_state_object_without_a_browser():
     assert ex.url.query() == {"spec": "dask_demo", "workers": "2", "retries": "2"}
     refused = ex.url.apply({"spec": "sram_digits", "experiments": "uniform_ber,spectra", "workers": "0",
                             "retries": "3", "scheduler": "tcp://evil:1"})
-    assert [r.split(" was not used")[0] for r in refused] == ["`scheduler` is not a setting of this page (its settings: "
-                                                              "spec, experiments, workers, retries)", "`workers=0`"]
+    assert [r.split(" was not used")[0] for r in refused] == [
+        "`scheduler` is not a setting of this page (its settings: spec, experiments, workers, retries)",
+        "`workers=0`",
+    ]
     assert (ex.spec_name, ex.experiments, ex.workers, ex.retries, ex.scheduler) == \
         ("sram_digits", ["uniform_ber", "spectra"], 2, 3, "")
-    assert ex.url.query() == {"spec": "sram_digits", "experiments": "uniform_ber,spectra", "workers": "2", "retries": "3"}
+    assert ex.url.query() == {
+        "spec": "sram_digits",
+        "experiments": "uniform_ber,spectra",
+        "workers": "2",
+        "retries": "3",
+    }
     # an edited spec is named, never carried, and a link cannot bring one
     ex.spec_text = ex.spec_text.replace('"draws": 10', '"draws": 9')
     assert ex.spec_name == CUSTOM and ex.url.query()["spec"] == "(edited)"

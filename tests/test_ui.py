@@ -9,13 +9,14 @@ from pathlib import Path
 import param
 import pytest
 
-from conftest import wait_until
 from workbench.experiments import Store
 from workbench.ui import NoiseExplorer, TaskRunner
 from workbench.ui.app import PAGES
 from workbench.ui.base import BackgroundState
 from workbench.ui.explorer import curve_knob
 from workbench.ui.tasks import ComputeSlots
+
+from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,5 +4,4 @@ from .explorer import NoiseExplorer
 from .resources import extension
 from .tasks import TaskRunner
 
-
 __all__ = ["NoiseExplorer", "TaskRunner", "extension"]

@@ -7,10 +7,10 @@ import param
 
 from .crossbar import CrossbarPage
 from .playground import NoisePlayground
+from .resources import extension
 from .sharpness import SharpnessPage
 from .sram import SRAMPage
 from .sweep import SweepPage
-from .resources import extension
 from .urlstate import URLBar, make_search, parse_search
 
 #: page id -> (title, factory); later chapters add their pages here
@@ -26,7 +26,9 @@ class Workbench(pn.viewable.Viewer):
     rest of it applies."""
 
     page = param.Selector(default="playground", objects=list(PAGES))
-    notice = param.List(default=[], precedence=-1, doc="the settings of the last link that were not used, one sentence each")
+    notice = param.List(
+        default=[], precedence=-1, doc="the settings of the last link that were not used, one sentence each"
+    )
 
     def __init__(self, **params):
         loc = pn.state.location
@@ -128,9 +130,12 @@ class Workbench(pn.viewable.Viewer):
     def _notice(self):
         if not self.notice:
             return pn.pane.Markdown("", visible=False, margin=0)
-        return pn.pane.Alert("**Some settings in this link were not used** — the page shows everything else it asked for:\n\n"
-                             + "\n".join(f"- {line}" for line in self.notice), alert_type="warning",
-                             sizing_mode="stretch_width")
+        return pn.pane.Alert(
+            "**Some settings in this link were not used** — the page shows everything else it asked for:\n\n"
+            + "\n".join(f"- {line}" for line in self.notice),
+            alert_type="warning",
+            sizing_mode="stretch_width",
+        )
 
     def __panel__(self):
         header = pn.pane.Markdown(

@@ -15,32 +15,46 @@ import pandas as pd
 import panel as pn
 import param
 
-from ..plots.crossbar import (accuracy_histogram, g_u_bars, layer_power_bars, number_formatter, pareto_plot,
-                              robustness_curve, selection_plot, short_layer_name)
+from ..plots.crossbar import (
+    accuracy_histogram,
+    g_u_bars,
+    layer_power_bars,
+    number_formatter,
+    pareto_plot,
+    robustness_curve,
+    selection_plot,
+    short_layer_name,
+)
 from .base import ExplorerPage, about_fold, hv_pane, number_field, regenerate_footer, spinner
 from .crossbar_explorer import REGENERATE, CrossbarExplorer
 from .urlstate import PageURL, URLKnob, URLValueError
 
 TEXT = {
-    "subnet": ("**Your subnet on crossbars (eq 3.33–3.44).** The network is a *supernet*: one trained network from which "
-               "smaller networks (subnets) are cut by choosing, for each of its 3 stages, how many blocks it keeps (D), how "
-               "wide its layers are and how much each block expands inside. Every layer's weights are stored as "
-               "conductances of memristor crossbars, up to a largest conductance g_u. Its default g_u^d = ‖W‖∞ is the "
-               "largest absolute weight of the layer (eq 6.1), and each layer's g_u is set here as a multiple of it, "
-               "between 0.5 and 1.5 (eq 6.2): a smaller g_u programs smaller conductances (less power) that the "
-               "additive device noise perturbs relatively more. Power and accuracy are averages over Monte-Carlo draws "
-               "of that noise; batch norm is recalibrated and folded into the crossbars. Crossbar power is in "
-               "arbitrary units: only ratios between networks mean something."),
-    "fronts": ("**Pareto fronts (Fig 6.2).** Each point is one network with its own g_u per layer, found by a search "
-               "(NSGA-II) on a fast estimator of accuracy and power, then simulated again in full. M1 searches the "
-               "architecture with g_u = g_u^d, M2 searches architecture and g_u together, M3 rescales M1's g_u by 10 "
-               "factors in [0.9, 1.1]; a line joins the points no other network beats on both power and accuracy. "
-               "Grey dots are the k random architectures × k_g random g_u settings each that trained the estimator, as "
-               "it measured them on only n_a minibatches for accuracy and n_p for power (Fig 6.1 below shows how "
-               "small n_a and n_p can be). Click a point for its network, g_u, power per layer and robustness."),
-    "search": ("**Run a search.** NSGA-II (a genetic algorithm, through pymoo) searches the networks on the shipped "
-               "estimator; its estimated front streams in generation by generation, and Cancel stops it within one "
-               "generation. Estimated fronts are optimistic: the fronts on the *Pareto fronts* tab were simulated in full."),
+    "subnet": (
+        "**Your subnet on crossbars (eq 3.33–3.44).** The network is a *supernet*: one trained network from which "
+        "smaller networks (subnets) are cut by choosing, for each of its 3 stages, how many blocks it keeps (D), how "
+        "wide its layers are and how much each block expands inside. Every layer's weights are stored as "
+        "conductances of memristor crossbars, up to a largest conductance g_u. Its default g_u^d = ‖W‖∞ is the "
+        "largest absolute weight of the layer (eq 6.1), and each layer's g_u is set here as a multiple of it, "
+        "between 0.5 and 1.5 (eq 6.2): a smaller g_u programs smaller conductances (less power) that the "
+        "additive device noise perturbs relatively more. Power and accuracy are averages over Monte-Carlo draws "
+        "of that noise; batch norm is recalibrated and folded into the crossbars. Crossbar power is in "
+        "arbitrary units: only ratios between networks mean something."
+    ),
+    "fronts": (
+        "**Pareto fronts (Fig 6.2).** Each point is one network with its own g_u per layer, found by a search "
+        "(NSGA-II) on a fast estimator of accuracy and power, then simulated again in full. M1 searches the "
+        "architecture with g_u = g_u^d, M2 searches architecture and g_u together, M3 rescales M1's g_u by 10 "
+        "factors in [0.9, 1.1]; a line joins the points no other network beats on both power and accuracy. "
+        "Grey dots are the k random architectures × k_g random g_u settings each that trained the estimator, as "
+        "it measured them on only n_a minibatches for accuracy and n_p for power (Fig 6.1 below shows how "
+        "small n_a and n_p can be). Click a point for its network, g_u, power per layer and robustness."
+    ),
+    "search": (
+        "**Run a search.** NSGA-II (a genetic algorithm, through pymoo) searches the networks on the shipped "
+        "estimator; its estimated front streams in generation by generation, and Cancel stops it within one "
+        "generation. Estimated fronts are optimistic: the fronts on the *Pareto fronts* tab were simulated in full."
+    ),
 }
 
 TABS = ("subnet", "fronts", "search")
@@ -57,7 +71,10 @@ def _number_list(kind: str, integer: bool):
         try:
             return [int(t) if integer else float(t) for t in text.split(",")]
         except ValueError:
-            raise URLValueError(f"{kind} is a comma-separated list of {'whole numbers' if integer else 'numbers'}") from None
+            raise URLValueError(
+                f"{kind} is a comma-separated list of {'whole numbers' if integer else 'numbers'}"
+            ) from None
+
     return parse
 
 
@@ -264,10 +281,19 @@ class CrossbarPage(ExplorerPage):
                                 f"{float(nas.accuracy_std):.4f}, power {float(nas.power):,.0f} (arbitrary units)")
         if ds is None:
             return pn.Column(head, spinner("simulating this network…"), sizing_mode="stretch_width")
-        arch = pn.pane.Markdown(f"blocks per stage D **{ds.attrs['depth']}**, width (stem, stages) **{ds.attrs['width']}**, "
-                                f"expand per block {ds.attrs['expand']}")
-        return pn.Column(head, arch, self._use, hv_pane(g_u_bars(ds.g_u_rel)), hv_pane(layer_power_bars(ds.layer_power)),
-                         hv_pane(robustness_curve(ds)), sizing_mode="stretch_width")
+        arch = pn.pane.Markdown(
+            f"blocks per stage D **{ds.attrs['depth']}**, width (stem, stages) **{ds.attrs['width']}**, "
+            f"expand per block {ds.attrs['expand']}"
+        )
+        return pn.Column(
+            head,
+            arch,
+            self._use,
+            hv_pane(g_u_bars(ds.g_u_rel)),
+            hv_pane(layer_power_bars(ds.layer_power)),
+            hv_pane(robustness_curve(ds)),
+            sizing_mode="stretch_width",
+        )
 
     @param.depends("explorer.selection")
     def _selection(self):

@@ -21,8 +21,11 @@ def extension() -> None:
     pn.extension("tabulator", sizing_mode="stretch_width", notifications=False, inline=not served,
                  global_loading_spinner=served)
     hv.extension("bokeh", logo=False, inline=not served)
-    if not served and _inline_stylesheets not in Viewable._preprocessing_hooks:
-        Viewable._preprocessing_hooks.append(_inline_stylesheets)
+    # Panel has no public hook that runs on every model it sends to a notebook; its preprocessing
+    # hooks are the documented extension point of Viewable subclasses
+    hooks = Viewable._preprocessing_hooks  # noqa: SLF001
+    if not served and _inline_stylesheets not in hooks:
+        hooks.append(_inline_stylesheets)
 
 
 def _inline_stylesheets(viewable, root, changed=None, old_models=None) -> None:

@@ -10,10 +10,18 @@ import panel as pn
 import param
 
 from ..experiments.sharpness import noise_dim
-from ..plots.sharpness import (clean_accuracy_points, drift_plot, ood_heatmap, perturbation_plot, quantization_plot,
-                               rho_plot, robustness_plot, sharpness_scatter)
-from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
+from ..plots.sharpness import (
+    clean_accuracy_points,
+    drift_plot,
+    ood_heatmap,
+    perturbation_plot,
+    quantization_plot,
+    rho_plot,
+    robustness_plot,
+    sharpness_scatter,
+)
 from .base import ExplorerPage, about_fold, hv_pane, number_field, regenerate_footer, spinner
+from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
 from .urlstate import PageURL, URLKnob, URLValueError, fmt_number
 
 #: the page's sub-tabs: URL value → tab title
@@ -22,29 +30,43 @@ TABS = {"robustness": "Robustness", "sharpness": "Sharpness vs robustness", "rho
         "perturbation": "Perturbation ε*(w)"}
 
 TEXT = {
-    "robustness": ("**Robustness to conductance noise (Fig 5.2).** Each curve is one training method: mean accuracy over "
-                   "3 seeds × 10 Monte-Carlo draws of the crossbar noise, the band ± one std. Multiplicative noise "
-                   "multiplies every conductance by δ ~ N(1, σ_c²) (eq 3.37); additive noise adds ε ~ N(0, σ²) µS at "
-                   "g_u = 25 µS (eq 3.36). AdaBS re-estimates the batch-norm statistics under the noise first. "
-                   "SAM (sharpness-aware minimisation) trains against the worst weight perturbation within a radius ρ; "
-                   "ASAM scales that radius with each weight's size; SAMSON scales it with each layer's norm. "
-                   "*+ clip* keeps the weights within ±c during training; *SGD + noise* trains under injected "
-                   "conductance noise. Pick an optimizer and ρ above: its own curve is drawn dashed (press Train "
-                   "if that network is not in the results store yet)."),
-    "sharpness": ("**m-sharpness vs robustness (Fig 5.4, Tab 5.10).** m-sharpness (eq 3.24 for SAM, eq 5.5 for ASAM and "
-                  "SAMSON; ρ = 0.5, minibatches of 128) is the loss increase under the worst first-order perturbation; "
-                  "robustness is acc(σ_c = 0) − acc(σ_c = 0.4) with AdaBS. Each point is one trained network."),
-    "rho": ("**ρ controls the trade-off.** Each sharpness-aware method trained with every ρ of its thesis grid (Table 5.6), "
-            "seed 0, with AdaBS."),
-    "quantization": ("**Post-training linear quantisation (Fig 5.6).** Symmetric per-tensor k-bit weights, no retraining; "
-                     "the first layer stays in full precision."),
-    "ood": ("**Out-of-distribution test sets (Fig 5.7).** The test images rotated by 20°/40°, sheared by 28.6°/57.3° and "
-            "zoomed to 60–140 %; a method wins a transform when its mean over seeds is the highest."),
-    "drift": ("**PCM drift (Fig 5.5).** The networks programmed on IBM aihwkit's PCM model (programming and read noise, "
-              "conductance drift, global drift compensation), read 1 s, 1 h, 1 day and 1 year later; mean of 10 draws."),
-    "perturbation": ("**What each optimizer perturbs (Fig 5.1).** ε*(w) for one layer of weights evenly spread in ±c with "
-                     "a unit gradient: SAM moves every weight alike, ASAM in proportion to |w|, SAMSON normalises by the "
-                     "layer's ‖W‖_p, so the perturbation no longer depends on the layer's scale."),
+    "robustness": (
+        "**Robustness to conductance noise (Fig 5.2).** Each curve is one training method: mean accuracy over "
+        "3 seeds × 10 Monte-Carlo draws of the crossbar noise, the band ± one std. Multiplicative noise "
+        "multiplies every conductance by δ ~ N(1, σ_c²) (eq 3.37); additive noise adds ε ~ N(0, σ²) µS at "
+        "g_u = 25 µS (eq 3.36). AdaBS re-estimates the batch-norm statistics under the noise first. "
+        "SAM (sharpness-aware minimisation) trains against the worst weight perturbation within a radius ρ; "
+        "ASAM scales that radius with each weight's size; SAMSON scales it with each layer's norm. "
+        "*+ clip* keeps the weights within ±c during training; *SGD + noise* trains under injected "
+        "conductance noise. Pick an optimizer and ρ above: its own curve is drawn dashed (press Train "
+        "if that network is not in the results store yet)."
+    ),
+    "sharpness": (
+        "**m-sharpness vs robustness (Fig 5.4, Tab 5.10).** m-sharpness (eq 3.24 for SAM, eq 5.5 for ASAM and "
+        "SAMSON; ρ = 0.5, minibatches of 128) is the loss increase under the worst first-order perturbation; "
+        "robustness is acc(σ_c = 0) − acc(σ_c = 0.4) with AdaBS. Each point is one trained network."
+    ),
+    "rho": (
+        "**ρ controls the trade-off.** Each sharpness-aware method trained with every ρ of its thesis grid "
+        "(Table 5.6), seed 0, with AdaBS."
+    ),
+    "quantization": (
+        "**Post-training linear quantisation (Fig 5.6).** Symmetric per-tensor k-bit weights, no retraining; "
+        "the first layer stays in full precision."
+    ),
+    "ood": (
+        "**Out-of-distribution test sets (Fig 5.7).** The test images rotated by 20°/40°, sheared by 28.6°/57.3° and "
+        "zoomed to 60–140 %; a method wins a transform when its mean over seeds is the highest."
+    ),
+    "drift": (
+        "**PCM drift (Fig 5.5).** The networks programmed on IBM aihwkit's PCM model (programming and read noise, "
+        "conductance drift, global drift compensation), read 1 s, 1 h, 1 day and 1 year later; mean of 10 draws."
+    ),
+    "perturbation": (
+        "**What each optimizer perturbs (Fig 5.1).** ε*(w) for one layer of weights evenly spread in ±c with "
+        "a unit gradient: SAM moves every weight alike, ASAM in proportion to |w|, SAMSON normalises by the "
+        "layer's ‖W‖_p, so the perturbation no longer depends on the layer's scale."
+    ),
 }
 
 
@@ -189,8 +211,9 @@ class SharpnessPage(ExplorerPage):
         h = self.explorer.history
         if not h:
             return pn.pane.Markdown("*Training loss appears here, epoch by epoch, while a network trains.*")
-        curve = hv.Curve((np.arange(1, len(h) + 1), h), "epoch", hv.Dimension("loss", label="training loss (cross-entropy)")).opts(
-            responsive=True, min_height=200, line_width=2, title="Training loss of the live run")
+        curve = hv.Curve(
+            (np.arange(1, len(h) + 1), h), "epoch", hv.Dimension("loss", label="training loss (cross-entropy)")
+        ).opts(responsive=True, min_height=200, line_width=2, title="Training loss of the live run")
         return hv_pane(curve)
 
     @param.depends("explorer.sharpness", "explorer.variant", "explorer.group")
@@ -202,8 +225,11 @@ class SharpnessPage(ExplorerPage):
         table["variant"] = [_variant_label(v) for v in table["variant"]]
         table = table.rename(columns={"variant": "m-sharpness of", "group": "training modes", "pearson_r": "Pearson r",
                                       "p_value": "p-value", "n_points": "networks"})
-        return pn.Column(hv_pane(sharpness_scatter(ds, self.explorer.variant, self.explorer.group)),
-                         pn.pane.DataFrame(table, index=False, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        return pn.Column(
+            hv_pane(sharpness_scatter(ds, self.explorer.variant, self.explorer.group)),
+            pn.pane.DataFrame(table, index=False, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
 
     @param.depends("explorer.rho_sweep", "explorer.method", "explorer.rho")
     def _rho_view(self):
@@ -235,8 +261,11 @@ class SharpnessPage(ExplorerPage):
         shown = [m for m in self.explorer.shown if m in ds.method.values]
         year = ds.accuracy.isel(t_inference=-1).mean(("seed", "draw"))
         lines = ", ".join(f"{_label_of(ds, m)} {float(year.sel({'method': m})):.3f}" for m in shown)
-        return pn.Column(hv_pane(drift_plot(ds, shown)), pn.pane.Markdown(f"Mean test accuracy after one year: {lines}."),
-                         sizing_mode="stretch_width")
+        return pn.Column(
+            hv_pane(drift_plot(ds, shown)),
+            pn.pane.Markdown(f"Mean test accuracy after one year: {lines}."),
+            sizing_mode="stretch_width",
+        )
 
     @param.depends("explorer.perturbation")
     def _perturbation(self):
@@ -275,7 +304,9 @@ class SharpnessPage(ExplorerPage):
         return tabs
 
     def __panel__(self):
-        return pn.Column(self._status, self._tabs, about_fold(regenerate_footer(REGENERATE)), sizing_mode="stretch_width")
+        return pn.Column(
+            self._status, self._tabs, about_fold(regenerate_footer(REGENERATE)), sizing_mode="stretch_width"
+        )
 
 
 def _labels() -> dict[str, str]:

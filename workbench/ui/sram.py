@@ -14,8 +14,16 @@ import panel as pn
 import param
 
 from ..knobs import KnobError
-from ..plots.sram import (METHOD_STYLE, energy_accuracy_plot, lanmax_trajectory_plot, layer_p_bars, param_count_bars,
-                          sensitivity_plot, spectra_plot, uniform_ber_plot)
+from ..plots.sram import (
+    METHOD_STYLE,
+    energy_accuracy_plot,
+    lanmax_trajectory_plot,
+    layer_p_bars,
+    param_count_bars,
+    sensitivity_plot,
+    spectra_plot,
+    uniform_ber_plot,
+)
 from .base import ExplorerPage, about_fold, number_field, regenerate_footer, throttled_link
 from .sram_explorer import DEFAULT_LAYER_P, POINT_GRIDS, REGENERATE, SRAMExplorer
 from .urlstate import PageURL, URLKnob, URLValueError, fmt_number
@@ -25,33 +33,44 @@ TABS = {"uniform": "Uniform BER", "sensitivity": "Layer sensitivity", "editor": 
         "energy": "Energy vs accuracy", "spectra": "Spectra"}
 
 TEXT = {
-    "uniform": ("**Uniform BER (Fig 4.2).** Under-volting an SRAM saves energy but flips stored bits: each bit is "
-                "read wrong with probability *p*, the bit error rate (BER). Here small BinaryConnect networks "
-                "(1-bit weights) on handwritten digits were trained with every weight read through such a memory "
-                "at the training BER *p_t*, then tested at a range of test BERs *p* (mean over seeds and "
-                "Monte-Carlo draws of the errors). A network is most accurate near the BER it was trained at. The "
-                "accuracy at p = 0 (no errors) has no place on the log axis and is left off."),
-    "sensitivity": ("**Layer sensitivity (Fig 4.1, 4.3).** Every layer at the base BER, one layer at *p = 0.5* (its "
-                    "weights pure noise): each box shows the accuracy over seeds and draws. Some layers (often the "
-                    "first) cannot tolerate noise, others barely notice it — the opportunity LaNMax (next tab: a BER learned per layer) exploits. The "
-                    "dashed line is the accuracy with every layer at the base BER."),
-    "editor": ("**Per-layer BER.** Type a BER *p* for any layer (0 = a reliable memory, at most 0.5): the memory "
-               "energy updates as you type. Reading one bit at BER *p* costs η(p) = −ln(p)/a of the energy of a "
-               "reliable read (eq 3.27, a = 12.8), and a network stores ζ bits per weight (ζ = 1 here), so its "
-               "memory energy is ζ·Σ η(p)·(number of weights) over its layers (eq 3.30), shown as a fraction of the "
-               "same width-1 network stored reliably in 16-bit weights. A LaNMax run (Algorithm 1) learns these "
-               "BERs while training: each epoch it perturbs *p* per layer, regresses the loss on the "
-               "perturbation, and steps *p* along the normalised slope; a larger energy weight α trades accuracy "
-               "for energy (eq 4.5)."),
-    "energy": ("**Energy vs accuracy (Fig 4.4).** Networks with reliable 16-bit and 1-bit weights at several widths, "
-               "1-bit networks with one BER for every layer, and LaNMax networks over the energy weight α. "
-               "Whiskers are 95 % confidence intervals over Monte-Carlo draws of the bit errors (a reliable memory "
-               "has none). Click a point to see its per-layer BER and how sensitive each of its layers is."),
-    "spectra": ("**Weight spectra (Fig 4.6–4.8).** Each layer's real-valued (latent) weights, arranged as a matrix "
-                "with one row per output channel (the mode-0 unfolding), have singular values λ_1 ≥ λ_2 ≥ …; "
-                "the plots show the largest ten for networks trained at each *p_t*, and their change relative to "
-                "the smallest *p_t*. The test below asks whether λ_1 and λ_2 differ between the least and the most "
-                "noisy training (Welch's t-test over training seeds; the thesis reports t = −4.50, p-value 0.0028)."),
+    "uniform": (
+        "**Uniform BER (Fig 4.2).** Under-volting an SRAM saves energy but flips stored bits: each bit is "
+        "read wrong with probability *p*, the bit error rate (BER). Here small BinaryConnect networks "
+        "(1-bit weights) on handwritten digits were trained with every weight read through such a memory "
+        "at the training BER *p_t*, then tested at a range of test BERs *p* (mean over seeds and "
+        "Monte-Carlo draws of the errors). A network is most accurate near the BER it was trained at. The "
+        "accuracy at p = 0 (no errors) has no place on the log axis and is left off."
+    ),
+    "sensitivity": (
+        "**Layer sensitivity (Fig 4.1, 4.3).** Every layer at the base BER, one layer at *p = 0.5* (its "
+        "weights pure noise): each box shows the accuracy over seeds and draws. Some layers (often the "
+        "first) cannot tolerate noise, others barely notice it — the opportunity LaNMax (next tab: a BER "
+        "learned per layer) exploits. The "
+        "dashed line is the accuracy with every layer at the base BER."
+    ),
+    "editor": (
+        "**Per-layer BER.** Type a BER *p* for any layer (0 = a reliable memory, at most 0.5): the memory "
+        "energy updates as you type. Reading one bit at BER *p* costs η(p) = −ln(p)/a of the energy of a "
+        "reliable read (eq 3.27, a = 12.8), and a network stores ζ bits per weight (ζ = 1 here), so its "
+        "memory energy is ζ·Σ η(p)·(number of weights) over its layers (eq 3.30), shown as a fraction of the "
+        "same width-1 network stored reliably in 16-bit weights. A LaNMax run (Algorithm 1) learns these "
+        "BERs while training: each epoch it perturbs *p* per layer, regresses the loss on the "
+        "perturbation, and steps *p* along the normalised slope; a larger energy weight α trades accuracy "
+        "for energy (eq 4.5)."
+    ),
+    "energy": (
+        "**Energy vs accuracy (Fig 4.4).** Networks with reliable 16-bit and 1-bit weights at several widths, "
+        "1-bit networks with one BER for every layer, and LaNMax networks over the energy weight α. "
+        "Whiskers are 95 % confidence intervals over Monte-Carlo draws of the bit errors (a reliable memory "
+        "has none). Click a point to see its per-layer BER and how sensitive each of its layers is."
+    ),
+    "spectra": (
+        "**Weight spectra (Fig 4.6–4.8).** Each layer's real-valued (latent) weights, arranged as a matrix "
+        "with one row per output channel (the mode-0 unfolding), have singular values λ_1 ≥ λ_2 ≥ …; "
+        "the plots show the largest ten for networks trained at each *p_t*, and their change relative to "
+        "the smallest *p_t*. The test below asks whether λ_1 and λ_2 differ between the least and the most "
+        "noisy training (Welch's t-test over training seeds; the thesis reports t = −4.50, p-value 0.0028)."
+    ),
 }
 
 
@@ -183,7 +202,9 @@ class SRAMPage(ExplorerPage):
         for o in options:
             if math.isfinite(value) and math.isclose(value, o, rel_tol=1e-9):
                 return o
-        raise URLValueError(f"test BER p must be one of the slider's values: {', '.join(fmt_number(o) for o in options)}")
+        raise URLValueError(
+            f"test BER p must be one of the slider's values: {', '.join(fmt_number(o) for o in options)}"
+        )
 
     # ---------------------------------------------------------------- editor
     def _typed(self, layer: str, text: str) -> None:
@@ -224,9 +245,11 @@ class SRAMPage(ExplorerPage):
         ds = self.explorer.sensitivity
         if ds is None:
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the sensitivity study…")
-        return pn.Column(pn.pane.HoloViews(sensitivity_plot(ds), linked_axes=False, sizing_mode="stretch_width"),
-                         pn.pane.HoloViews(param_count_bars(ds.param_count), linked_axes=False, sizing_mode="stretch_width"),
-                         sizing_mode="stretch_width")
+        return pn.Column(
+            pn.pane.HoloViews(sensitivity_plot(ds), linked_axes=False, sizing_mode="stretch_width"),
+            pn.pane.HoloViews(param_count_bars(ds.param_count), linked_axes=False, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
 
     @param.depends("explorer.layer_p")
     def _energy_readout(self):
@@ -250,11 +273,16 @@ class SRAMPage(ExplorerPage):
         loss = self.explorer.lanmax_loss
         if not loss and not self.explorer.lanmax_p:
             return pn.pane.Markdown("*Run LaNMax to watch each layer's learned BER, epoch by epoch.*")
-        curve = hv.Curve((np.arange(1, len(loss) + 1), loss), "epoch", hv.Dimension("loss", label="training loss")).opts(
-            responsive=True, min_height=280, line_width=2, title="LaNMax: training loss by epoch")
-        return pn.Column(pn.pane.HoloViews(lanmax_trajectory_plot(self.explorer.lanmax_p), linked_axes=False,
-                                           sizing_mode="stretch_width"),
-                         pn.pane.HoloViews(curve, linked_axes=False, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        curve = hv.Curve(
+            (np.arange(1, len(loss) + 1), loss), "epoch", hv.Dimension("loss", label="training loss")
+        ).opts(responsive=True, min_height=280, line_width=2, title="LaNMax: training loss by epoch")
+        return pn.Column(
+            pn.pane.HoloViews(
+                lanmax_trajectory_plot(self.explorer.lanmax_p), linked_axes=False, sizing_mode="stretch_width"
+            ),
+            pn.pane.HoloViews(curve, linked_axes=False, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
 
     @param.depends("explorer.energy")
     def _energy_plot(self):
@@ -272,8 +300,11 @@ class SRAMPage(ExplorerPage):
                     f"{ratios.get('ratio_vs_bc', float('nan')):.2f}× the memory energy of LaNMax (above 1: LaNMax "
                     f"saves energy). The thesis reports 2.4× and 3.3× for a wide residual network (WRN-28-10) on "
                     f"CIFAR-10 images.")
-        return pn.Column(pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width"), pn.pane.Markdown(text),
-                         sizing_mode="stretch_width")
+        return pn.Column(
+            pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width"),
+            pn.pane.Markdown(text),
+            sizing_mode="stretch_width",
+        )
 
     def _pick(self, x, y):
         ds = self.explorer.energy
@@ -289,8 +320,10 @@ class SRAMPage(ExplorerPage):
             return pn.pane.Markdown("*Click a network on the plot to see its per-layer BER.*")
         method = info["method"]
         knob = {"fp16": "width", "bc": "width", "bc_uniform": "BER p", "lanmax": "α"}[method]
-        head = (f"**{METHOD_STYLE[method][0]}**, {knob} = {info['value']:g}: mean test accuracy {info['accuracy']:.3f}, "
-                f"relative memory energy {info['energy']:.4f}, {info['rho']:.2f}× the weights of the width-1 network")
+        head = (
+            f"**{METHOD_STYLE[method][0]}**, {knob} = {info['value']:g}: mean test accuracy {info['accuracy']:.3f}, "
+            f"relative memory energy {info['energy']:.4f}, {info['rho']:.2f}× the weights of the width-1 network"
+        )
         sens = self.explorer.point_sensitivity
         if method == "fp16":
             sens_view = pn.pane.Markdown("*16-bit networks are stored reliably: no BER to be sensitive to.*")
@@ -320,18 +353,39 @@ class SRAMPage(ExplorerPage):
     def _build_tabs(self) -> pn.Tabs:
         lanmax = pn.Column(
             "#### LaNMax: learn a BER per layer",
-            pn.FlexBox(self._alpha, self._width, self._epochs, self._seed, flex_wrap="wrap", sizing_mode="stretch_width"),
-            pn.Row(self._run, self._cancel), self._progress, sizing_mode="stretch_width")
+            pn.FlexBox(
+                self._alpha, self._width, self._epochs, self._seed, flex_wrap="wrap", sizing_mode="stretch_width"
+            ),
+            pn.Row(self._run, self._cancel),
+            self._progress,
+            sizing_mode="stretch_width",
+        )
         pages = {
-            "uniform": pn.Column(pn.FlexBox(self._p_train, self._p, flex_wrap="wrap", sizing_mode="stretch_width"),
-                                 self._uniform, pn.pane.Markdown(TEXT["uniform"]), sizing_mode="stretch_width"),
-            "sensitivity": pn.Column(self._sensitivity, pn.pane.Markdown(TEXT["sensitivity"]), sizing_mode="stretch_width"),
-            "editor": pn.Column(pn.FlexBox(*self._inputs.values(), flex_wrap="wrap", sizing_mode="stretch_width"),
-                                self._edit_error, self._energy_readout, self._edited_bars, lanmax, self._trajectory,
-                                pn.pane.Markdown(TEXT["editor"]), sizing_mode="stretch_width"),
-            "energy": pn.Column(self._energy_plot, self._details, pn.pane.Markdown(TEXT["energy"]),
-                                sizing_mode="stretch_width"),
-            "spectra": pn.Column(self._layer, self._spectra, pn.pane.Markdown(TEXT["spectra"]), sizing_mode="stretch_width"),
+            "uniform": pn.Column(
+                pn.FlexBox(self._p_train, self._p, flex_wrap="wrap", sizing_mode="stretch_width"),
+                self._uniform,
+                pn.pane.Markdown(TEXT["uniform"]),
+                sizing_mode="stretch_width",
+            ),
+            "sensitivity": pn.Column(
+                self._sensitivity, pn.pane.Markdown(TEXT["sensitivity"]), sizing_mode="stretch_width"
+            ),
+            "editor": pn.Column(
+                pn.FlexBox(*self._inputs.values(), flex_wrap="wrap", sizing_mode="stretch_width"),
+                self._edit_error,
+                self._energy_readout,
+                self._edited_bars,
+                lanmax,
+                self._trajectory,
+                pn.pane.Markdown(TEXT["editor"]),
+                sizing_mode="stretch_width",
+            ),
+            "energy": pn.Column(
+                self._energy_plot, self._details, pn.pane.Markdown(TEXT["energy"]), sizing_mode="stretch_width"
+            ),
+            "spectra": pn.Column(
+                self._layer, self._spectra, pn.pane.Markdown(TEXT["spectra"]), sizing_mode="stretch_width"
+            ),
         }
         keys = list(TABS)
         tabs = pn.Tabs(*[(TABS[k], pages[k]) for k in keys], active=keys.index(self.tab), dynamic=True,

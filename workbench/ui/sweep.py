@@ -48,8 +48,12 @@ class SweepPage(ExplorerPage):
         self._experiments = pn.widgets.MultiChoice.from_param(ex.param.experiments, label="experiments (none: all)",
                                                               sizing_mode="stretch_width")
         self._workers = number_field(ex, "workers", "worker processes on this machine")
-        self._scheduler = pn.widgets.TextInput.from_param(ex.param.scheduler, label="or a Dask scheduler's address",
-                                                          placeholder="tcp://127.0.0.1:8786", sizing_mode="stretch_width")
+        self._scheduler = pn.widgets.TextInput.from_param(
+            ex.param.scheduler,
+            label="or a Dask scheduler's address",
+            placeholder="tcp://127.0.0.1:8786",
+            sizing_mode="stretch_width",
+        )
         self._retries = number_field(ex, "retries", "retries per cell")
         self._check = pn.widgets.Button.from_param(ex.param.check, label="Look in the store again", color="light")
         self._run_controls("run", "Run the missing cells")

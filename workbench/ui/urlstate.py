@@ -175,7 +175,7 @@ class PageURL:
         """Apply ``query`` key by key (unknown keys and bad values are refused, the rest applies);
         the refusals, each a sentence naming the key, its value and what it allows."""
         refused = []
-        for key, text in query.items():
+        for key in query:
             if key not in self.knobs:
                 refused.append(f"`{key}` is not a setting of this page (its settings: {', '.join(self.knobs)})")
         for key, knob in self.knobs.items():
