@@ -66,7 +66,9 @@ def energy(page) -> str:
 
 
 def url_p(page) -> float | None:
-    q = parse_qs(urlparse(page.url).query)
+    # the address bar as the page wrote it (history.pushState): Playwright's page.url is not
+    # refreshed while a test polls
+    q = parse_qs(urlparse(page.evaluate("location.href")).query)
     return float(q["p"][0]) if "p" in q else None
 
 
@@ -128,7 +130,8 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
                 s = setting(i)
                 wait_until(
                     lambda page=page, s=s: (
-                        energy(page) == expected_energy(s["p0"]) and f"· {s['draws']} draws ·" in status(page)
+                        energy(page) == expected_energy(s["p0"])
+                        and f"· {s['draws']} Monte-Carlo draws ·" in status(page)
                     ),
                     300,
                     0.25,
@@ -153,9 +156,16 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
             def settled(i, page):
                 s = setting(i)
                 st = status(page)
-                label = f"trained with sram noise p={s['p1']:g}" if s["train"] else "trained without noise"
-                return (energy(page) == expected_energy(s["p1"]) and f"· {s['draws']} draws ·" in st and label in st
-                        and url_p(page) is not None and math.isclose(url_p(page), s["p1"]))
+                label = (
+                    f"trained with under-volted SRAM noise (p = {s['p1']:g})" if s["train"] else "trained without noise"
+                )
+                return (
+                    energy(page) == expected_energy(s["p1"])
+                    and f"· {s['draws']} Monte-Carlo draws ·" in st
+                    and label in st
+                    and url_p(page) is not None
+                    and math.isclose(url_p(page), s["p1"])
+                )
 
             deadline = time.monotonic() + 420
             pending = set(range(SESSIONS))
@@ -176,7 +186,10 @@ def test_twenty_sessions_keep_their_own_state_and_the_cache_intact(browser, tmp_
         page = ctx.new_page()
         page.goto(f"{base}/apps?page=playground&p={s['p1']}&draws={s['draws']}")
         wait_until(
-            lambda: f"· {s['draws']} draws · cached" in status(page), 180, 0.25, "a cached result in a new session"
+            lambda: f"· {s['draws']} Monte-Carlo draws · read from the results store" in status(page),
+            180,
+            0.25,
+            "a cached result in a new session",
         )
         ctx.close()
 

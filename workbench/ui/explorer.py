@@ -8,6 +8,8 @@ results intact.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import param
@@ -293,9 +295,25 @@ class NoiseExplorer(BackgroundState):
         values = list(CURVE_GRIDS[knob])
         what = f"the accuracy-vs-{KNOB_WORDS[knob].split()[-1]} curve"
 
+        pending: dict[str, Any] = {}
+        lock = threading.Lock()
+
+        def flush():
+            with lock:
+                values = dict(pending)
+                pending.clear()
+            if gen == self._generation:
+                self.param.update(**values)
+
         def current(**kw):
-            """Apply ``kw`` unless a newer setting replaced this one meanwhile."""
-            self.dispatch(lambda: gen == self._generation and self.param.update(**kw))
+            """Apply ``kw`` unless a newer setting replaced this one meanwhile.  Updates that arrive
+            while an earlier one still waits for the session's event loop join it (the latest value
+            of each wins): a busy server redraws a page once per turn, not once per draw or point."""
+            with lock:
+                first = not pending
+                pending.update(kw)
+            if first:
+                self.dispatch(flush)
 
         def eval_job(cancel):
             def progress(info):
@@ -314,12 +332,15 @@ class NoiseExplorer(BackgroundState):
         def curve_job(cancel):
             # point by point (each one cached like a whole curve's), so the plot grows as they arrive
             cells = []
+            shown = 0.0
             for i, v in enumerate(values):
                 cells.append(noise_curve(cfg, mem, knob, [v], draws=draws, seed=seed, store=self.store,
                                          device=self.device, cancel=cancel))
                 if cancel.is_set():
                     break
-                if i + 1 < len(values):
+                # the partial curve at most once a second (each is a redraw of the plot on the loop)
+                if i + 1 < len(values) and (i == 0 or time.monotonic() - shown >= 1.0):
+                    shown = time.monotonic()
                     current(curve=join_points(cells, knob), curve_done=i + 1,
                             curve_status=f"computing {what}: {i + 1} of {len(values)} points ({draws} draws each)")
             return join_points(cells, knob)
