@@ -101,42 +101,34 @@ def serve_apps(cache: Path, log: Path, env: dict | None = None):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: the README test command installs Debian's chromium")
     port = free_port()
+    argv = [sys.executable, "-m", "panel", "serve", str(ROOT / "apps"), "--port", str(port), "--address", "127.0.0.1",
+            "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness"]
     env = {**os.environ, "WORKBENCH_CACHE": str(cache), **(env or {})}
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "panel",
-                "serve",
-                str(ROOT / "apps"),
-                "--port",
-                str(port),
-                "--address",
-                "127.0.0.1",
-                "--allow-websocket-origin",
-                f"127.0.0.1:{port}",
-                "--liveness",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
     base = f"http://127.0.0.1:{port}"
+    with running(argv, f"{base}/liveness", log, cwd=ROOT, env=env, timeout=90) as proc:
+        yield base, proc
 
-    def alive():
+
+@contextlib.contextmanager
+def running(argv: list[str], url: str, log: Path, *, cwd: Path, env: dict, timeout: float, grace: float = 10.0):
+    """A server process (output in ``log``) that is up once ``GET url`` answers 200; yields the
+    process, terminates it afterwards (killed when it does not stop within ``grace`` seconds).
+    A server that exits while starting fails the test with the end of its log."""
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+    def up():
         if proc.poll() is not None:
-            raise RuntimeError(f"panel serve exited: {log.read_text()[-2000:]}")
-        with urllib.request.urlopen(f"{base}/liveness", timeout=2) as r:
+            pytest.fail(f"{argv[2]} exited: {log.read_text()[-2000:]}")
+        with urllib.request.urlopen(url, timeout=2) as r:
             return r.status == 200
     try:
-        wait_until(alive, timeout=90, message="panel serve /liveness")
-        yield base, proc
+        wait_until(up, timeout=timeout, message=f"{url} to answer")
+        yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
             proc.kill()
 

@@ -8,15 +8,13 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from helpers import CHROMIUM, ROOT, free_port, wait_until
+from helpers import CHROMIUM, ROOT, free_port, running, wait_until
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -50,47 +48,16 @@ def jupyterlab(tmp_path_factory):
     for p in NOTEBOOKS:
         shutil.copy(p, root / p.name)
     port = free_port()
-    log = open(root / "lab.log", "w")
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_DATA_DIR": str(root / ".jupyter-data"),
            "JUPYTER_RUNTIME_DIR": str(root / ".jupyter-runtime"), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--ServerApp.root_dir={root}",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            "--LabApp.news_url=",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-            *(["--allow-root"] if os.geteuid() == 0 else []),
-        ],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+            f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
+            *(["--allow-root"] if os.geteuid() == 0 else [])]
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        if proc.poll() is not None:
-            pytest.fail("jupyter lab exited: " + (root / "lab.log").read_text()[-2000:])
-        with urllib.request.urlopen(f"{base}/api/status", timeout=2) as r:
-            return r.status == 200
-    try:
-        wait_until(up, 120, message="jupyter lab to answer")
+    with running(argv, f"{base}/api/status", root / "lab.log", cwd=root, env=env, timeout=120, grace=15):
         yield base, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.mark.browser
