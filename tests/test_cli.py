@@ -175,7 +175,7 @@ BAD = [
     (["train", "--set", "lr=-1"], "lr", "(0, 10]"),
     (["train", "--set", "epochs=0"], "epochs", "[1, 1000]"),
     (["train", "--set", "nosuchknob=1"], "nosuchknob", "valid knobs: dataset, model"),
-    (["train", "--preset", "nope"], "preset", "digits-bc, digits-cnn"),
+    (["train", "--preset", "nope"], "preset='nope' is not valid", "'digits-bc', 'digits-cnn'"),
     (["evaluate", "--sigma-c", "0.1"], "--sigma-c", "--memory"),
     (["curve", "--memory", "sram", "--knob", "p", "--values", "0.1", "0.9"], "p", "[0, 0.5]"),
 ]

@@ -15,8 +15,10 @@ from workbench.knobs import (
     check_choice,
     check_int,
     check_number,
+    check_numbers,
     check_probability,
     check_seed,
+    knob_error_from_param,
     range_text,
     range_words,
 )
@@ -116,3 +118,39 @@ def test_sharpness_robustness_args_pops_the_spec_keys():
     assert rob == {"methods": ["sgd"], "seeds": (0, 1, 2), "levels": [0.0, 0.3], "adabs": [True], "draws": 10,
                    "train": None}
     assert sharpness_robustness_args({"methods": ["sgd"]}) is None
+
+
+def test_check_numbers_names_the_first_bad_entry():
+    assert check_numbers("widths", (0.5, 1)) == [0.5, 1.0]
+    with pytest.raises(KnobError, match=r"^widths\[2\]=0 is out of range: widths\[2\] must be in \(0, inf\)$"):
+        check_numbers("widths", [1, 2, 0, -1], 0, inclusive=(False, True))
+    with pytest.raises(KnobError, match=r"widths=\[\] is empty"):
+        check_numbers("widths", [])
+    with pytest.raises(KnobError, match=r"widths='1' is not a list of numbers"):
+        check_numbers("widths", "1")
+
+
+def test_a_param_refusal_reads_as_the_one_wording():
+    import param
+
+    class Model(param.Parameterized):
+        p = param.Number(0.1, bounds=(0, 0.5))
+        n = param.Integer(2, bounds=(1, None))
+        kind = param.Selector(default="a", objects=["a", "b"])
+
+    m = Model()
+
+    def refusal(name, value):
+        with pytest.raises(ValueError) as info:
+            m.param.update(**{name: value})
+        return str(knob_error_from_param(name, value, info.value, m.param[name]))
+
+    assert refusal("p", 0.7) == "p=0.7 is out of range: p must be in [0, 0.5]"
+    assert refusal("p", "x") == "p='x' is not a number: p must be in [0, 0.5]"
+    assert refusal("n", 0) == "n=0 is out of range: n must be an integer in [1, inf)"
+    assert refusal("n", 2.0) == "n=2.0 is not an integer: n must be an integer in [1, inf)"
+    assert refusal("kind", "c") == "kind='c' is not valid: kind must be one of 'a', 'b'"
+    # a model's own message is kept, and a KnobError passes through as it is
+    assert str(knob_error_from_param("p", 1, ValueError("p needs a trained network"))) == "p needs a trained network"
+    own = KnobError("p=1 is out of range: p must be in [0, 0.5]")
+    assert knob_error_from_param("p", 1, own) is own

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from tqdm import tqdm
 
 from .hardware import memory_from_dict
-from .knobs import KnobError, check_int, check_number, out_of_range
+from .knobs import KnobError, check_choice, check_int, check_number, check_numbers, out_of_range
 from .training import Cancelled, parse_assignment
 
 
@@ -32,8 +33,7 @@ def _config(args, technology: str | None = None, default: str | None = None):
     overrides = dict(parse_assignment(s) for s in (args.set or []))
     if getattr(args, "method", None):
         from .experiments.sharpness import METHODS
-        if args.method not in METHODS:
-            raise KnobError(f"method={args.method!r} must be one of {', '.join(METHODS)}")
+        check_choice("method", args.method, METHODS)
         overrides = {**METHODS[args.method], **overrides}
     cfg = preset_config(preset, **overrides)
     if getattr(args, "download", False):
@@ -255,9 +255,8 @@ def cmd_sharpness(args) -> dict:
     check_number("sigma_c", args.sigma_c, 0.0, 1.0, inclusive=(False, True),
                  note="the robustness gap compares the accuracy at sigma_c=0 with the accuracy at --sigma-c, "
                       "so it needs a noise level > 0")
-    bad = [v for v in args.variants if v not in VARIANTS]
-    if bad:
-        raise KnobError(f"variant={bad[0]!r} is not valid: variants must be among {', '.join(VARIANTS)}")
+    for v in args.variants:
+        check_choice("variant", v, VARIANTS)
     preset, cfg = _config(args, "memristor")
     store = _store(args)
     net = train_model(cfg, store, device=args.device, data_root=args.data_root,
@@ -278,11 +277,7 @@ def cmd_drift(args) -> dict:
     """Accuracy on IBM aihwkit's PCM model after each read time (Fig 5.5)."""
     from .analysis.drift import pcm_drift
     from .experiments import test_tensors, train_model
-    for t in args.times:
-        if not (t == t and 0 < t < float("inf")):
-            raise KnobError(
-                f"times={args.times} is out of range: every time must be a positive, finite number of seconds"
-            )
+    check_numbers("times", args.times, 0.0, math.inf, inclusive=(False, False), note="seconds after programming")
     _check_seed(args.seed)
     preset, cfg = _config(args, "memristor")
     net = train_model(cfg, _store(args), device=args.device, data_root=args.data_root,

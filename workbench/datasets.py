@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from .knobs import check_int, check_number
+
 __all__ = [
     "DATASETS",
     "DATA_ROOT_ENV",
@@ -113,8 +115,7 @@ class DataBundle:
             If ``n`` is out of range.
         """
         size = len(self.train)  # type: ignore[arg-type]
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= size:
-            raise ValueError(f"calibration size n must be an integer in [1, {size}] (len(train)), got {n!r}")
+        check_int("n", n, 1, size, note="calibration size, at most len(train)")
         gen = torch.Generator().manual_seed(int(seed))
         idx = torch.randperm(size, generator=gen)[: int(n)]
         if isinstance(self.train, TensorDataset):
@@ -192,12 +193,7 @@ def load_dataset(
     key = str(name).strip().lower().replace("-", "_")
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names are: {', '.join(DATASETS)}")
-    try:
-        frac = float(test_fraction)
-    except (TypeError, ValueError):
-        frac = float("nan")
-    if not 0.0 < frac < 1.0:
-        raise ValueError(f"test_fraction must be in the open interval (0, 1), got {test_fraction!r}")
+    frac = check_number("test_fraction", test_fraction, 0.0, 1.0, inclusive=(False, False), parse=True)
     if key == "digits":
         return _load_digits(seed=seed, test_fraction=frac)
     if key == "imagenet":

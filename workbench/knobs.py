@@ -11,8 +11,9 @@ import math
 import numbers
 from typing import Any, Callable, Iterable
 
-__all__ = ["KnobError", "check_choice", "check_int", "check_number", "check_probability", "check_seed",
-           "number_text", "out_of_range", "range_text", "range_words"]
+__all__ = ["KnobError", "check_choice", "check_int", "check_number", "check_numbers", "check_probability", "check_seed",
+           "knob_error_from_param", "number_text", "out_of_range", "param_allowed", "raised_by_param", "range_text",
+           "range_words"]
 
 
 class KnobError(ValueError):
@@ -99,6 +100,18 @@ def check_number(name: str, value: Any, lo: float | None = None, hi: float | Non
     return v
 
 
+def check_numbers(name: str, values: Any, lo: float | None = None, hi: float | None = None, *,
+                  inclusive: tuple[bool, bool] = (True, True), note: str = "") -> list[float]:
+    """``values`` as a non-empty list of floats, each in the range; the error names the first bad entry
+    as ``name[i]`` (e.g. ``widths[2]=0 is out of range: widths[2] must be in (0, inf)``)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise KnobError(f"{name}={values!r} is not a list of numbers: each must be in {range_text(lo, hi, inclusive)}")
+    values = list(values)
+    if not values:
+        raise KnobError(f"{name}=[] is empty: {name} must list at least one number in {range_text(lo, hi, inclusive)}")
+    return [check_number(f"{name}[{i}]", v, lo, hi, inclusive=inclusive, note=note) for i, v in enumerate(values)]
+
+
 def check_probability(name: str, value: Any, hi: float = 1.0, *, open_low: bool = False, note: str = "") -> float:
     """A probability or rate in ``[0, hi]`` (``(0, hi]`` with ``open_low``): a bit error rate is in
     ``[0, 0.5]`` (eq 3.28–3.29), a fraction in ``[0, 1]``."""
@@ -118,3 +131,47 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     if value not in choices:
         raise KnobError(f"{name}={value!r} is not valid: {name} must be one of {', '.join(map(repr, choices))}")
     return value
+
+
+def param_allowed(parameter: Any) -> str:
+    """What a ``param`` parameter allows, as the words after "must be": ``in [0, 0.5]`` (its bounds),
+    ``one of 'a', 'b'`` (its objects), ``a Memory`` (its class), else ``a valid value``."""
+    bounds = getattr(parameter, "bounds", None)
+    if bounds is not None:
+        integer = any(c.__name__ == "Integer" for c in type(parameter).__mro__)
+        rng = range_text(*bounds, getattr(parameter, "inclusive_bounds", (True, True)))
+        return f"an integer in {rng}" if integer else f"in {rng}"
+    objects = getattr(parameter, "objects", None)
+    if objects:
+        return "one of " + ", ".join(map(repr, objects.values() if isinstance(objects, dict) else objects))
+    cls = getattr(parameter, "class_", None)
+    if isinstance(cls, type):
+        return f"a {cls.__name__}"
+    return "a valid value"
+
+
+def raised_by_param(exc: BaseException) -> bool:
+    """Whether ``exc`` is ``param``'s own refusal of a value (raised inside the ``param`` package),
+    as opposed to a plain message a model's own check or watcher raised."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").split(".")[0] == "param"
+
+
+def knob_error_from_param(name: str, value: Any, exc: BaseException, parameter: Any = None) -> KnobError:
+    """The one wording for a value ``param`` refused: ``name=value is out of range: name must be in [lo, hi]``
+    (``is not a number`` / ``is not valid`` for a wrong type or choice).  ``param``'s own text names the
+    class, not the knob, so it is not shown; a :class:`KnobError` or any other exception keeps its message."""
+    if isinstance(exc, KnobError):
+        return exc
+    if not raised_by_param(exc):
+        return KnobError(str(exc).strip("'\""))
+    allowed = param_allowed(parameter)
+    if getattr(parameter, "bounds", None) is not None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return KnobError(f"{name}={value!r} is not a number: {name} must be {allowed}")
+        if allowed.startswith("an integer") and not isinstance(value, numbers.Integral):
+            return KnobError(f"{name}={value!r} is not an integer: {name} must be {allowed}")
+        return out_of_range(name, value, allowed)
+    return KnobError(f"{name}={value!r} is not valid: {name} must be {allowed}")

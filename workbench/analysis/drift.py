@@ -17,6 +17,7 @@ network was trained on.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from typing import Callable, Sequence
 
@@ -25,7 +26,7 @@ import torch
 import torch.nn as nn
 import xarray as xr
 
-from ..knobs import KnobError, check_int, check_number, check_seed
+from ..knobs import KnobError, check_int, check_number, check_numbers, check_seed
 from ..nn.layers import NoisyConv2d, NoisyLinear
 from ..training.trainer import Cancelled
 
@@ -143,10 +144,8 @@ def _check_times(times: Sequence[float]) -> np.ndarray:
         raise KnobError(f"times={times!r} must be a list of inference times in seconds, each in (0, inf)") from None
     if t.size == 0:
         raise KnobError("times=[] is empty: give at least one inference time in seconds, each in (0, inf)")
-    bad = t[~(np.isfinite(t) & (t > 0))]
-    if bad.size:
-        raise KnobError(f"times={t.tolist()} is out of range: every inference time must be in (0, inf) s "
-                        f"(got {bad.tolist()}); t counts from the end of programming and is shown on a log axis")
+    check_numbers("times", t.tolist(), 0.0, math.inf, inclusive=(False, False),
+                  note="seconds from the end of programming, shown on a log axis")
     return np.unique(t)
 
 

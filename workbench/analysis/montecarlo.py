@@ -22,7 +22,7 @@ from ..device import resolve_device
 from ..hardware import Memory, MemoryMap
 from ..hardware.memristor import crossbar_power
 from ..hardware.sram import normalised_energy
-from ..knobs import KnobError, check_int, check_number, check_probability, check_seed
+from ..knobs import KnobError, check_choice, check_int, check_number, check_probability, check_seed
 from ..nn import capture_layer_inputs, layer_param_counts, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
 
@@ -162,8 +162,7 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
     Draw ``i`` depends only on ``seed``, so results are reproducible bit for bit on one device.
     """
     draws = check_draw_args(draws, seed, target_ci_width)
-    if mode not in ("auto", "vectorised", "loop"):
-        raise KnobError(f"mode={mode!r} must be 'auto', 'vectorised' or 'loop'")
+    check_choice("mode", mode, ("auto", "vectorised", "loop"))
     max_draws = check_int("max_draws", max_draws, 1, 100_000)
     chunk = check_int("chunk", chunk, 1)
     batch_size = check_int("batch_size", batch_size, 1)

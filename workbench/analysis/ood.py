@@ -35,7 +35,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..hardware import MemoryMap
-from ..knobs import KnobError
+from ..knobs import KnobError, check_choice
 from .montecarlo import mc_evaluate
 
 __all__ = ["KINDS", "OOD_TRANSFORMS", "ood_accuracy", "transform_images", "win_counts"]
@@ -61,8 +61,7 @@ OOD_TRANSFORMS: "OrderedDict[str, tuple[str, float]]" = OrderedDict([
 
 
 def _check_transform(kind: str, amount: float) -> float:
-    if kind not in KINDS:
-        raise KnobError(f"kind={kind!r} is not valid: kind must be one of {', '.join(map(repr, KINDS))}")
+    check_choice("kind", kind, KINDS)
     try:
         amount = float(amount)
     except (TypeError, ValueError):

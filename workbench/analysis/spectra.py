@@ -36,7 +36,7 @@ import xarray as xr
 from scipy import stats
 
 from ..hardware.sram import check_ber
-from ..knobs import KnobError
+from ..knobs import KnobError, check_int
 from ..nn import noisy_layers
 
 __all__ = ["penultimate_layer", "relative_change", "spectra_dataset", "spectra_ttest", "top_singular_values",
@@ -94,8 +94,7 @@ def top_singular_values(weight, mode: int = 0, k: int = 10) -> np.ndarray:
     weight is used, see the module docstring).  Fewer than ``k`` values come back when the
     unfolding has fewer (``min(n_k, N/n_k)``).
     """
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise KnobError(f"k={k!r} must be a positive integer (number of singular values)")
+    check_int("k", k, 1, note="number of singular values")
     mat = unfold(weight, mode)
     if mat.size == 0:
         return np.zeros(0)
@@ -171,8 +170,7 @@ def spectra_dataset(models: Mapping[tuple[float, int], nn.Module], layer: str | 
     """
     if not isinstance(models, Mapping) or len(models) == 0:
         raise KnobError("models must be a non-empty mapping {(p_train, seed): model}")
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise KnobError(f"k={k!r} must be a positive integer (number of singular values)")
+    check_int("k", k, 1, note="number of singular values")
     entries = []
     for key, model in models.items():
         if not (isinstance(key, tuple) and len(key) == 2):

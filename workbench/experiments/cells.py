@@ -16,7 +16,7 @@ import inspect
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
-from ..knobs import KnobError
+from ..knobs import KnobError, check_choice
 from ..training import TrainConfig
 from .store import Store, spec_key
 
@@ -213,8 +213,7 @@ def experiment_cells(name: str, params: dict) -> list[Cell]:
     """The cells of one experiment of a spec, in dependency order, ending with the cell that
     assembles it (``sweep-<name>``; it depends on all the others)."""
     from .sweep import EXPERIMENTS
-    if name not in EXPERIMENTS:
-        raise KnobError(f"experiment={name!r} must be one of {sorted(EXPERIMENTS)}")
+    check_choice("experiment", name, sorted(EXPERIMENTS))
     cells = [replace(c, experiment=name) for c in CELLS.get(name, lambda p: [])(params)]
     kind = f"sweep-{name}"
     final = Cell(f"assemble {name}", f"{__name__}:experiment_cell", {"experiment": name, "params": params}, kind,

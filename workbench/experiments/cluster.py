@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import xarray as xr
 
-from ..hardware import KnobError
+from ..knobs import KnobError, check_int
 from ..training import Cancelled
 from .cells import Cell, missing_cells, spec_cells
 from .store import Store
@@ -344,11 +344,9 @@ def connect(scheduler=None, *, workers: int = 2, threads_per_worker: int = 1) ->
         yield scheduler, 0.0
         return
     if scheduler is None:
-        if not 1 <= int(workers) <= 1024:
-            raise KnobError(f"workers={workers} is out of range: workers must be in [1, 1024]")
-        if not 1 <= int(threads_per_worker) <= 256:
-            raise KnobError(f"threads_per_worker={threads_per_worker} is out of range: must be in [1, 256]")
-        with LocalCluster(n_workers=int(workers), threads_per_worker=int(threads_per_worker), processes=True,
+        workers = check_int("workers", workers, 1, 1024)
+        threads_per_worker = check_int("threads_per_worker", threads_per_worker, 1, 256)
+        with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                           host="127.0.0.1", dashboard_address=None) as cluster, \
                 Client(cluster, set_as_default=False) as client:
             yield client, time.perf_counter() - t0
@@ -383,8 +381,7 @@ def run_spec_distributed(spec: dict[str, Any], store: Store | None = None, *, sc
     unknown = sorted(set(spec.get("experiments", {})) - set(EXPERIMENTS))
     if unknown:
         raise KnobError(f"experiments must be among {sorted(EXPERIMENTS)}; got {unknown}")
-    if not 0 <= int(retries) <= 100:
-        raise KnobError(f"retries={retries} is out of range: retries must be in [0, 100]")
+    retries = check_int("retries", retries, 0, 100)
     store = store or Store()
     cells = spec_cells(spec, only)             # validates the grids before anything starts
     if not missing_cells(cells, store):        # nothing to compute: no cluster

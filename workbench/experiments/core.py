@@ -14,7 +14,7 @@ import xarray as xr
 from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..hardware import memory_map_from_dict
-from ..knobs import KnobError
+from ..knobs import KnobError, check_choice
 from ..nn import layer_param_counts, set_memory
 from ..training import TrainConfig, make_model, train
 from .store import Store, spec_key
@@ -113,8 +113,7 @@ PRESET_FOR_TECHNOLOGY = {"sram": "digits-bc", "memristor": "digits-cnn", "ideal"
 
 
 def preset_config(name: str = DEFAULT_PRESET, **overrides: Any) -> TrainConfig:
-    if name not in PRESETS:
-        raise KnobError(f"preset={name!r} must be one of {', '.join(sorted(PRESETS))}")
+    check_choice("preset", name, sorted(PRESETS))
     for knob, how in PRESET_REQUIRES.get(name, {}).items():
         if overrides.get(knob) in (None, ""):
             raise KnobError(f"preset {name!r} needs {knob}: {how}")
@@ -245,8 +244,7 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
     Dims ``(knob, draw)``; every cell is itself a cached :func:`evaluate` result, so a curve
     shares its points with single evaluations.
     """
-    if knob not in CURVE_GRIDS:
-        raise KnobError(f"knob={knob!r} must be one of {', '.join(CURVE_GRIDS)}")
+    check_choice("knob", knob, CURVE_GRIDS)
     check_draw_args(draws, seed)
     if not isinstance(memory, Mapping):
         raise KnobError(f"memory={memory!r} must be a dict {{'default': {{...}}, 'overrides': {{...}}}} "

@@ -20,7 +20,7 @@ import xarray as xr
 
 from ..analysis.montecarlo import mc_evaluate
 from ..datasets import as_tensors, load_dataset
-from ..knobs import KnobError
+from ..knobs import KnobError, check_numbers, knob_error_from_param
 from ..nas.estimator import Estimator, memory_map, minibatch_curves, select_n
 from ..nas.pipeline import NASConfig, run_nas
 from ..nas.search import STRATEGIES, non_dominated
@@ -46,7 +46,7 @@ def supernet_config(spec: dict | None = None) -> SupernetConfig:
         try:
             cfg.param.update(**{k: v})
         except (ValueError, TypeError) as exc:
-            raise KnobError(f"{k}={v!r} is out of range for the supernet ({exc})") from None
+            raise knob_error_from_param(k, v, exc, cfg.param[k]) from None
     try:
         return cfg.check()
     except ValueError as exc:
@@ -194,9 +194,7 @@ def select_study(supernet: dict | None = None, store: Store | None = None, *, n_
     For power, ``δ`` is relative: the power curves are divided by the largest power first."""
     store = store or Store()
     scfg = supernet_config(supernet)
-    deltas = [float(d) for d in deltas]
-    if not deltas or min(deltas) <= 0:
-        raise KnobError(f"deltas={deltas} must be non-empty and positive")
+    deltas = check_numbers("deltas", deltas, 0.0, inclusive=(False, True))
     spec = {"supernet": _supernet_spec(scfg), "n_arch": n_arch, "deltas": deltas, "epsilon": epsilon, "sigma": sigma,
             "minibatch": minibatch, "seed": seed}
 

@@ -63,8 +63,7 @@ def method_config(method: str, seed: int = 0, *, base: str = BASE_PRESET, rho: f
                   **overrides: Any) -> TrainConfig:
     """The training config of one ch.5 ``method`` (a key of :data:`METHODS`) for ``seed``;
     ``rho`` replaces the method's ρ (sharpness-aware methods only)."""
-    if method not in METHODS:
-        raise KnobError(f"method={method!r} must be one of {', '.join(METHODS)}")
+    check_choice("method", method, METHODS)
     over = dict(METHODS[method])
     if rho is not None:
         if "sam" not in over:
@@ -80,9 +79,8 @@ def check_values(name: str, values: Sequence, allowed: Sequence | None = None) -
     if not values:
         raise KnobError(f"{name} must not be empty")
     if allowed is not None:
-        bad = [v for v in values if v not in allowed]
-        if bad:
-            raise KnobError(f"{name}={bad!r} not valid: each must be one of {', '.join(map(str, allowed))}")
+        for v in values:
+            check_choice(name, v, allowed)
     if len(set(values)) != len(values):
         raise KnobError(f"{name}={values!r} has duplicates")
     return values

@@ -12,7 +12,7 @@ import xarray as xr
 
 from ..hardware import SRAMMemory
 from ..hardware.sram import DEFAULT_A, eta
-from ..knobs import KnobError, range_text
+from ..knobs import check_numbers
 from ..training import TrainConfig
 from .core import evaluate, param_counts, preset_config
 from .store import Store
@@ -42,13 +42,7 @@ def bc_config(p_train: float = 0.0, seed: int = 0, width: float = 1.0, **overrid
 
 def check_ber_grid(name: str, values: Sequence[float]) -> list[float]:
     """A non-empty list of bit error rates, each in [0, 0.5] (eq 3.28–3.29)."""
-    vals = [float(v) for v in values]
-    if not vals:
-        raise KnobError(f"{name} must not be empty")
-    bad = [v for v in vals if not (0.0 <= v <= 0.5) or v != v]
-    if bad:
-        raise KnobError(f"{name} has values {bad} out of range: every BER must be in {range_text(0, 0.5)}")
-    return vals
+    return check_numbers(name, values, 0.0, 0.5)
 
 
 def uniform_ber_grid(p_train: Sequence[float], p_test: Sequence[float]) -> tuple[list[float], list[float]]:

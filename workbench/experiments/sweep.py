@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import xarray as xr
 
-from ..knobs import KnobError
+from ..knobs import KnobError, check_choice
 from .store import Store
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"
@@ -163,8 +163,7 @@ def check_spec(spec: Any, source: str = "sweep spec") -> dict[str, Any]:
 def run_experiment(name: str, params: dict[str, Any], store: Store | None = None, *, device: str = "auto",
                    progress=None, cancel=None) -> xr.Dataset:
     """One experiment of a spec, cached under its parameters."""
-    if name not in EXPERIMENTS:
-        raise KnobError(f"experiment={name!r} must be one of {sorted(EXPERIMENTS)}")
+    check_choice("experiment", name, sorted(EXPERIMENTS))
     check_params(name, params)
     store = store or Store()
     return store.get_or_compute(f"sweep-{name}", params,

@@ -2,6 +2,7 @@
 
 from typing import Mapping
 
+from ..knobs import check_choice
 from .base import IdealMemory, KnobError, Memory, MemoryMap, Read, make, set_knobs
 from .memristor import InjectionMemory, MemristorMemory, crossbar_power, to_conductances
 from .quant import QuantizedMemory, binarize, quantize_linear
@@ -19,8 +20,7 @@ def memory_from_dict(d: dict | None) -> Memory:
         raise KnobError(f"a memory must be a mapping {{'technology': ..., knob: value}}, got {d!r}")
     d = dict(d)
     tech = d.pop("technology", "ideal")
-    if not isinstance(tech, str) or tech not in TECHNOLOGIES:
-        raise KnobError(f"technology={tech!r} must be one of {sorted(TECHNOLOGIES)}")
+    check_choice("technology", tech, sorted(TECHNOLOGIES))
     mem = make(TECHNOLOGIES[tech], **d)
     if hasattr(mem, "check"):
         mem.check()

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import param
 import torch
 
-from ..knobs import KnobError, range_text
+from ..knobs import KnobError, knob_error_from_param, param_allowed
 
 
 def plain_values(obj: param.Parameterized) -> dict[str, Any]:
@@ -34,16 +34,6 @@ def plain_values(obj: param.Parameterized) -> dict[str, Any]:
     return out
 
 
-def _range_text(p: param.Parameter) -> str:
-    bounds = getattr(p, "bounds", None)
-    if bounds is None:
-        objects = getattr(p, "objects", None)
-        if objects:
-            return "one of " + ", ".join(map(repr, objects))
-        return "a valid value"
-    return range_text(*bounds, getattr(p, "inclusive_bounds", (True, True)))
-
-
 def set_knobs(obj: param.Parameterized, **values: Any) -> param.Parameterized:
     """Set ``values`` on ``obj``, raising :class:`KnobError` naming the knob and its range.
 
@@ -55,13 +45,13 @@ def set_knobs(obj: param.Parameterized, **values: Any) -> param.Parameterized:
             raise KnobError(f"unknown knob {name!r} for {type(obj).__name__}; valid knobs: {valid}")
         p = obj.param[name]
         if isinstance(value, float) and value != value:
-            raise KnobError(f"{name}=nan is not allowed; {name} must be in {_range_text(p)}")
+            raise KnobError(f"{name}=nan is not allowed; {name} must be {param_allowed(p)}")
         if isinstance(value, bool) and isinstance(p, param.Number):   # True is an int to param: epochs=true -> 1
-            raise KnobError(f"{name}={value!r} is not a number: {name} must be in {_range_text(p)}")
+            raise KnobError(f"{name}={value!r} is not a number: {name} must be {param_allowed(p)}")
         try:
             obj.param.update(**{name: value})
         except (ValueError, TypeError) as exc:
-            raise KnobError(f"{name}={value!r} is out of range: {name} must be in {_range_text(p)} ({exc})") from None
+            raise knob_error_from_param(name, value, exc, p) from None
     return obj
 
 

@@ -14,7 +14,7 @@ import param
 import torch
 import torch.nn.functional as F
 
-from ..knobs import KnobError, out_of_range, range_text
+from ..knobs import KnobError, check_number, out_of_range, range_text
 from .base import Memory, Read
 
 #: default maximum conductance (µS), the PCM device of [109] used in ch. 5
@@ -51,8 +51,7 @@ def to_conductances(weight: torch.Tensor, g_u, g_min: float = 0.0, per_column: b
         raise ValueError(
             f"per_column needs a weight with output columns (at least 2-D), got shape {tuple(weight.shape)}"
         )
-    if isinstance(g_min, bool) or not isinstance(g_min, numbers.Real) or not 0 <= g_min < math.inf:
-        raise KnobError(f"g_min={g_min!r} is out of range: g_min must be in [0, inf) µS")
+    check_number("g_min", g_min, 0.0, note="µS")
     if isinstance(g_u, torch.Tensor):
         if g_u.numel() == 0:
             raise KnobError(f"g_u is an empty tensor (shape {tuple(g_u.shape)}): give one g_u per output column")

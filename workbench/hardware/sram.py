@@ -18,7 +18,7 @@ import numpy as np
 import param
 import torch
 
-from ..knobs import KnobError, check_int, check_number, out_of_range, range_text
+from ..knobs import KnobError, check_choice, check_int, check_number, out_of_range, range_text
 from .base import Memory, Read
 
 #: the bit error rates a binary symmetric channel admits (eq 3.28–3.29)
@@ -45,7 +45,7 @@ def eta(p: float | np.ndarray | torch.Tensor, a: float = DEFAULT_A):
     try:
         arr = np.asarray(p, dtype=float)
     except (TypeError, ValueError):
-        raise KnobError(f"p={p!r} must be a bit error rate in {BER_RANGE} (eq 3.28–3.29)") from None
+        raise KnobError(f"p={p!r} is not a number: p must be in {BER_RANGE} (bit error rate, eq 3.28–3.29)") from None
     if np.any((arr < 0) | (arr > 0.5)) or np.any(np.isnan(arr)):
         raise out_of_range("p", p, f"in {BER_RANGE}", "bit error rate, eq 3.28–3.29")
     with np.errstate(divide="ignore"):
@@ -113,7 +113,7 @@ def check_ber(name: str, p) -> float:
     except (TypeError, ValueError):
         val = None
     if isinstance(p, bool) or val is None:
-        raise KnobError(f"{name}={p!r} must be a bit error rate in {BER_RANGE}") from None
+        raise KnobError(f"{name}={p!r} is not a number: {name} must be in {BER_RANGE} (bit error rate)") from None
     if math.isnan(val) or not 0.0 <= val <= 0.5:
         raise out_of_range(name, p, f"in {BER_RANGE}", "bit error rate")
     return val
@@ -183,7 +183,7 @@ def encode_fixed_point(weight: torch.Tensor, bits: int, encoding: str = "twos_co
     elif encoding == "sign_magnitude":
         words = torch.where(q < 0, (-q) | (1 << (bits - 1)), q)
     else:
-        raise KnobError(f"encoding={encoding!r} must be 'twos_complement' or 'sign_magnitude'")
+        check_choice("encoding", encoding, ("twos_complement", "sign_magnitude"))
     return words, scale
 
 

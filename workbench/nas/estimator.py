@@ -27,6 +27,7 @@ from ..analysis.montecarlo import draw_power, layer_power, read_weights
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..hardware.base import MemoryMap
 from ..hardware.memristor import MemristorMemory, weight_inf_norm
+from ..knobs import check_number
 from ..nn.layers import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
 from .space import STATE_DIM, ArchSpace
@@ -242,8 +243,7 @@ def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed:
     if a.ndim != 2 or a.shape[1] < 1:
         raise ValueError("curves must be 2-D (network, n)")
     deltas = np.atleast_1d(np.asarray(delta, dtype=float))
-    if not 0 < epsilon < 1:
-        raise ValueError(f"epsilon={epsilon} must be in (0, 1)")
+    check_number("epsilon", epsilon, 0.0, 1.0, inclusive=(False, False))
     N = a.shape[1]
     final = a[:, -1]
     rng = np.random.default_rng(seed)
@@ -315,8 +315,7 @@ class Estimator:
 
     def __init__(self, space: ArchSpace, hidden: int = 400, epochs: int = 200, lr: float = 0.01, momentum: float = 0.9,
                  batch_size: int = 256, holdout: float = 0.2, seed: int = 0, scale_accuracy: bool = True):
-        if not 0 < holdout < 1:
-            raise ValueError(f"holdout={holdout} must be in (0, 1)")
+        check_number("holdout", holdout, 0.0, 1.0, inclusive=(False, False))
         self.space, self.hidden, self.epochs, self.lr, self.momentum = space, hidden, epochs, lr, momentum
         self.batch_size, self.holdout, self.seed, self.scale_accuracy = batch_size, holdout, seed, scale_accuracy
         self.net: nn.Module | None = None

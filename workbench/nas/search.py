@@ -32,6 +32,7 @@ from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
 from ..analysis.montecarlo import mc_evaluate
 from ..datasets import DataBundle, as_tensors, load_dataset
+from ..knobs import check_choice, check_int, check_number
 from ..training.trainer import Cancelled
 from .estimator import SIGMA, Estimator, SubnetCache, device_of, memory_map
 from .operators import StateCrossover, StateMutation, StateRepair, StateSampling
@@ -135,10 +136,9 @@ def run_search(strategy: str, estimator: Estimator, space: ArchSpace, pop_size: 
     page can stream it; setting ``cancel`` raises :class:`Cancelled` at the next generation.
     M3 scales ``base`` (an M1 result) or runs M1 first with the same arguments.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy={strategy!r} must be one of {STRATEGIES}")
-    if pop_size < 2 or n_gen < 1:
-        raise ValueError(f"pop_size={pop_size} must be ≥ 2 and n_gen={n_gen} ≥ 1")
+    check_choice("strategy", strategy, STRATEGIES)
+    check_int("pop_size", pop_size, 2)
+    check_int("n_gen", n_gen, 1)
     start = time.perf_counter()
     if strategy == "M3":
         if base is None:
@@ -219,8 +219,7 @@ def hypervolume(front, ref_point=(0.0, 1.1), power_scale: float | None = None) -
     if F.size == 0:
         return 0.0
     scale = float(power_scale) if power_scale is not None else float(F[:, 1].max())
-    if not scale > 0:
-        raise ValueError(f"power_scale={scale} must be > 0")
+    check_number("power_scale", scale, 0.0, inclusive=(False, True))
     G = np.column_stack([-F[:, 0], F[:, 1] / scale])
     ref = np.asarray(ref_point, float)
     G = G[np.all(G < ref, axis=1)]

@@ -42,6 +42,7 @@ from ..datasets import DataBundle, as_tensors, load_dataset
 from ..device import resolve_device
 from ..hardware.base import plain_values, set_knobs
 from ..keys import spec_key
+from ..knobs import KnobError
 from ..nn.layers import noisy_layers
 from ..training.trainer import Batches, Cancelled, cosine_schedule
 from .elastic import DynamicBottleneck, DynamicConvBN, DynamicLinear, SubNet, fold_batchnorm, recalibrate_bn
@@ -84,11 +85,11 @@ class SupernetConfig(param.Parameterized):
 
     def check(self) -> "SupernetConfig":
         if len(self.strides) != len(self.stage_widths):
-            raise ValueError(f"strides={self.strides} must have one entry per stage ({len(self.stage_widths)})")
+            raise KnobError(f"strides={self.strides} must have one entry per stage ({len(self.stage_widths)})")
         for name in ("depth_choices", "width_choices", "expand_choices"):
             vals = getattr(self, name)
             if sorted(vals) != list(vals) or len(set(vals)) != len(vals) or min(vals) <= 0:
-                raise ValueError(f"{name}={vals} must be positive, strictly increasing")
+                raise KnobError(f"{name}={vals} must be positive, strictly increasing")
         return self
 
     def to_dict(self) -> dict:

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..knobs import KnobError
 from .layers import NoisyConv2d, NoisyLinear, NoisyMixin
 
 
@@ -111,7 +112,7 @@ class WideResNet(nn.Module):
                  width: float = 1.0, binary: bool = False):
         super().__init__()
         if (depth - 4) % 6:
-            raise ValueError(f"depth={depth} must be 6n+4 (e.g. 10, 16, 22, 28, 40)")
+            raise KnobError(f"depth={depth} must be 6n+4 (e.g. 10, 16, 22, 28, 40)")
         n = (depth - 4) // 6
         widths = [_c(16, width), _c(16 * k, width), _c(32 * k, width), _c(64 * k, width)]
         self.conv1 = NoisyConv2d(in_channels, widths[0], 3, padding=1, bias=False, binary=binary)
@@ -317,4 +318,4 @@ def build_model(name: str, *, in_channels: int, num_classes: int, image_size: in
         return mobilenet_v2(in_channels, num_classes, width, binary)
     if name == "resnet18_imagenet":
         return resnet18_imagenet(in_channels, num_classes, width, binary)
-    raise ValueError(f"model={name!r} must be one of {', '.join(MODELS)}")
+    raise KnobError(f"model={name!r} is not valid: model must be one of {', '.join(map(repr, MODELS))}")

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 import param
 from panel.custom import JSComponent
 
-from ..knobs import range_words
+from ..knobs import knob_error_from_param, range_words
 
 
 class URLValueError(ValueError):
@@ -149,11 +149,7 @@ class URLKnob:
         except URLValueError:
             raise
         except (ValueError, TypeError, KeyError) as exc:
-            # a page's own check (KnobError) already says it plainly; param's own does not
-            msg = str(exc).strip("'\"")
-            if "parameter '" in msg:
-                msg = f"{self.describe()} does not accept {text}"
-            raise URLValueError(msg) from None
+            raise URLValueError(str(knob_error_from_param(self.key, value, exc, self.parameter))) from None
 
 
 class PageURL:
