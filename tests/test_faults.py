@@ -16,6 +16,7 @@ import pytest
 
 from workbench.experiments import Store, spec_key
 from workbench.experiments.cluster import warm_up
+from workbench.knobs import KnobError
 from workbench.ui.sweep_explorer import CUSTOM, SweepExplorer
 
 from helpers import wait_until
@@ -147,8 +148,8 @@ def test_bad_spec_text_and_scheduler_are_refused_by_name(tmp_path):
     ex.spec_text = json.dumps({"name": "ok", "experiments": {"robustness": SHORT}})
     ex.wait()
     assert ex.error == "" and ex.counts() == {"missing": 4}
-    ex.scheduler = "localhost:8786"
-    ex.param.trigger("run")
-    assert "scheduler='localhost:8786'" in ex.error and not ex.running
+    with pytest.raises(KnobError, match="must be a Dask address"):
+        ex.scheduler = "localhost:8786"
+    assert "scheduler='localhost:8786'" in ex.error and ex.scheduler == "" and not ex.running
     with pytest.raises(ValueError, match="workers"):
         ex.workers = 0

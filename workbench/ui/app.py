@@ -142,7 +142,20 @@ class Workbench(pn.viewable.Viewer):
             "## Deep learning on unreliable low-energy memory\n"
             "Trade memory energy against accuracy: drag the noise of an under-volted SRAM or a memristor "
             "crossbar and watch a trained network respond.", sizing_mode="stretch_width")
-        return pn.Column(header, self._notice, self._tabs, self._bar, sizing_mode="stretch_width")
+        return pn.Column(header, *self._server_line(), self._notice, self._tabs, self._bar,
+                         sizing_mode="stretch_width")
+
+    @staticmethod
+    def _server_line() -> list:
+        """Who is signed in (when the operator asked for a login) and whether this is a shared server."""
+        from .settings import current
+        parts = []
+        user = pn.state.user
+        if user:
+            parts.append(f"Signed in as **{user}** · [sign out](./logout)")
+        if current().shared:
+            parts.append("Shared server: its operator caps what one session may run (refusals name the setting)")
+        return [pn.pane.Markdown(" — ".join(parts), css_classes=["server-line"], margin=(0, 10))] if parts else []
 
 
 __all__ = ["PAGES", "Workbench", "extension"]

@@ -11,6 +11,8 @@ import panel as pn
 import param
 import xarray as xr
 
+from ..knobs import KnobError
+from .settings import KNOB_CAPS, SessionQuota, session_quota
 from .tasks import TaskRunner, session_dispatch
 
 
@@ -24,7 +26,12 @@ class BackgroundState(param.Parameterized):
 
     Every job starts through :meth:`launch`; results come back through :meth:`_set`, which hands
     the update to ``dispatch`` (the session's event loop in a served page, a direct call elsewhere).
-    A failed job sets ``error`` and leaves every earlier result as it was."""
+    A failed job sets ``error`` and leaves every earlier result as it was.
+
+    The operator's caps (:mod:`.settings`) hold here, for every page: a knob of :data:`KNOB_CAPS`
+    (epochs, draws, population, ...) set above its cap is refused (the value stays, ``error`` names
+    the setting, the setter gets a :class:`~workbench.knobs.KnobError`), and a job of a counted
+    class (``job_class``) beyond the session's quota is refused before it starts."""
 
     running = param.Boolean(False, precedence=-1)
     progress = param.Integer(0, bounds=(0, 100), precedence=-1)
@@ -42,14 +49,35 @@ class BackgroundState(param.Parameterized):
     def __init__(self, **params):
         super().__init__(**params)
         self.runner = TaskRunner()
+        self.quota: SessionQuota = session_quota()
         self.dispatch: Callable[[Callable[[], None]], None] = lambda fn: fn()
         self._cancelling: tuple[str, str] | None = None
+        capped = [k for k in KNOB_CAPS if k in self.param and isinstance(self.param[k], param.Number)]
+        for knob in capped:                  # a default above the operator's cap starts at the cap
+            cap = self.quota.settings.cap(knob)
+            if cap is not None and getattr(self, knob) > cap[0]:
+                with param.parameterized.discard_events(self):
+                    setattr(self, knob, max(cap[0], (self.param[knob].bounds or (None,))[0] or cap[0]))
+        if capped:
+            self.param.watch(self._over_cap, capped)
+
+    def _over_cap(self, *events) -> None:
+        for event in events:
+            refusal = self.quota.settings.refuse_above(event.name, event.new)
+            if refusal is not None:
+                self.param.update({event.name: event.old})
+                self.refuse(refusal)
+                raise KnobError(refusal)
+
+    def refuse(self, message: str) -> None:
+        """Show that what was asked is not done and why (earlier results stay)."""
+        self._set(error=f"Refused: {message}")
 
     def launch(self, kind: str, job: Callable[[threading.Event], Any], *, label: str | None = None,
                on_done: Callable[[Any], dict | None] | None = None, into: str | None = None,
                cancelled: str | Callable[[], str] = "", cancelling: str = "",
                on_error: Callable[[str], None] | None = None, status_param: str = "status",
-               compute: bool = True, priority: int = 1, **start) -> None:
+               compute: bool = True, priority: int = 1, job_class: str | None = None, **start) -> bool:
         """Run ``job(cancel)`` as this page's job of ``kind`` (replacing a running one of that kind).
 
         ``label`` (with ``start``, other values to set now) goes to ``status_param`` at once and clears
@@ -58,7 +86,14 @@ class BackgroundState(param.Parameterized):
         ``on_error`` (default :meth:`_fail`).  A job of :attr:`cancel_kind` is the page's long run:
         ``running`` and ``progress`` follow it (``progress`` 100 when done, 0 when ``cancelled``, whose
         text then goes to ``status_param``), and ``cancel`` stops it, showing ``cancelling``.
-        ``compute`` and ``priority`` as in :meth:`TaskRunner.submit`."""
+        ``compute`` and ``priority`` as in :meth:`TaskRunner.submit`.  ``job_class`` (``"training"``,
+        ``"curve"``, ``"sweep"``) counts the job against the session's quota: beyond it the job is
+        refused (:meth:`refuse`), nothing starts and False is returned."""
+        if job_class is not None:
+            refusal = self.quota.admit(job_class, self, kind)
+            if refusal is not None:
+                self.refuse(refusal)
+                return False
         tracked = kind == self.cancel_kind
         if label is not None:
             start = {"error": "", status_param: label, **start}
@@ -78,8 +113,11 @@ class BackgroundState(param.Parameterized):
             text = cancelled() if callable(cancelled) else cancelled
             self._set(**end, progress=0, **({status_param: text} if text else {}))
 
-        self.runner.submit(kind, job, done, on_error or self._fail, stopped if tracked else None,
-                           compute=compute, priority=priority)
+        task = self.runner.submit(kind, job, done, on_error or self._fail, stopped if tracked else None,
+                                  compute=compute, priority=priority)
+        if job_class is not None:
+            self.quota.track(job_class, self, kind, task)
+        return task is not None
 
     @param.depends("cancel", watch=True)
     def _cancel_run(self) -> None:
@@ -159,6 +197,8 @@ def plain_error(message: str) -> str:
     shows it: a refusal of the workbench's own in its words alone; anything else said to be an
     internal error, with its type kept for a bug report."""
     kind, sep, text = message.partition(": ")
+    if sep and kind == "Refused":
+        return f"**Refused:** {text} — earlier results are kept."
     if sep and kind in _USER_ERRORS:
         return f"**Could not finish:** {text} — earlier results are kept."
     if sep and kind.isidentifier():

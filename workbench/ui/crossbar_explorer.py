@@ -328,7 +328,7 @@ class CrossbarExplorer(BackgroundState):
             self._set(search_status=f"NSGA-II {strategy} failed (the error is shown above) — earlier results kept")
 
         self.launch("search", job, label=f"NSGA-II {strategy}: population {pop}, {gen} generations on the estimator…",
-                    status_param="search_status", on_done=done, cancelled=cancelled, on_error=failed,
+                    job_class="curve", status_param="search_status", on_done=done, cancelled=cancelled, on_error=failed,
                     cancelling=f"NSGA-II {strategy}: cancelling…", live=None)
 
 

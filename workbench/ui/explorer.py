@@ -327,7 +327,7 @@ class NoiseExplorer(BackgroundState):
             current(result=ds, evaluating=False, status=self._status_text(ds),
                     curve_status=f"computing {what}: 0 of {len(values)} points ({draws} draws each)")
             if gen == self._generation:
-                self.launch("curve", curve_job, on_done=curve_done)
+                self.launch("curve", curve_job, on_done=curve_done, job_class="curve")
 
         def curve_job(cancel):
             # point by point (each one cached like a whole curve's), so the plot grows as they arrive
@@ -389,7 +389,8 @@ class NoiseExplorer(BackgroundState):
             return dict(history=history, trained_with=mem, trained_knobs=knobs,
                         status=f"{how} in {tr.train_seconds:.1f} s: accuracy without noise {tr.test_accuracy:.3f}")
 
-        self.launch("train", job, on_done=done, cancelled="training cancelled — network unchanged",
+        self.launch("train", job, job_class="training", on_done=done,
+                    cancelled="training cancelled — network unchanged",
                     label=f"training {NETWORK_WORDS.get(preset, 'the network')} with hardware-aware noise "
                           f"({self.epochs} epochs)…", history={"loss": [], "test_accuracy": []})
 

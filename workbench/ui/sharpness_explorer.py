@@ -192,7 +192,8 @@ class SharpnessExplorer(BackgroundState):
         def done(ds):
             return dict(selected=ds, selected_label=label, status=f"{label}: {self._summary(ds)}")
 
-        self.launch("select", self._curve, label=f"{label}: measuring its robustness curve…", on_done=done)
+        self.launch("select", self._curve, label=f"{label}: measuring its robustness curve…", on_done=done,
+                    job_class="curve")
 
     def _from_study(self) -> xr.Dataset | None:
         """The selected network's curve read from the loaded study of the current noise mode when
@@ -253,7 +254,7 @@ class SharpnessExplorer(BackgroundState):
             return dict(selected=ds, selected_label=label, status=f"{label} trained: {self._summary(ds)}")
 
         self.launch("train", job, label=f"training {label} for {cfg.epochs} epochs…", on_done=done,
-                    cancelled=f"training {label} cancelled", history=[])
+                    job_class="training", cancelled=f"training {label} cancelled", history=[])
 
     # ------------------------------------------------------------------ Fig 5.1
     @param.depends("pert_rho", "pert_c", "pert_p", watch=True)

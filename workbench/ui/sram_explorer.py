@@ -146,7 +146,7 @@ class SRAMExplorer(BackgroundState):
                                          cancel=cancel)
             return self.store.get_or_compute("point-sensitivity", spec, compute)
 
-        self.launch("point", job, into="point_sensitivity")
+        self.launch("point", job, into="point_sensitivity", job_class="curve")
 
     def point_key(self) -> tuple[str, float] | None:
         """The selected point as ``(method, value)`` (what a link names), or the one a link asked
@@ -225,7 +225,7 @@ class SRAMExplorer(BackgroundState):
                                f"{float(ev.energy):.4f} (its learned p is now in the per-layer editor)")
 
         self.launch("lanmax", job, label=f"LaNMax run, α = {self.alpha:g}, {self.epochs} epochs…", on_done=done,
-                    cancelled="LaNMax run cancelled", lanmax_p={}, lanmax_loss=[])
+                    job_class="training", cancelled="LaNMax run cancelled", lanmax_p={}, lanmax_loss=[])
 
 
 __all__ = ["DEFAULT_LAYER_P", "POINT_GRIDS", "REGENERATE", "SRAMExplorer"]

@@ -48,18 +48,36 @@ class SweepPage(ExplorerPage):
         self._experiments = pn.widgets.MultiChoice.from_param(ex.param.experiments, label="experiments (none: all)",
                                                               sizing_mode="stretch_width")
         self._workers = number_field(ex, "workers", "worker processes on this machine")
-        self._scheduler = pn.widgets.TextInput.from_param(
-            ex.param.scheduler,
-            label="or a Dask scheduler's address",
-            placeholder="tcp://127.0.0.1:8786",
-            sizing_mode="stretch_width",
-        )
+        self._scheduler = self._scheduler_widget()
         self._retries = number_field(ex, "retries", "retries per cell")
         self._check = pn.widgets.Button.from_param(ex.param.check, label="Look in the store again", color="light")
         self._run_controls("run", "Run the missing cells")
+        if not ex.quota.settings.sweeps:
+            self._run.name = "Sweeps are off on this server"
+            self._running()
         #: the page's settings as URL keys (the workbench writes and applies them)
         self.url = ex.url
         self._start()
+
+    def _running(self, *_) -> None:
+        super()._running()
+        if not self.explorer.quota.settings.sweeps:
+            self._run.disabled = True
+
+    def _scheduler_widget(self) -> pn.widgets.Widget:
+        """A typed address on a personal server; on a shared one (or where the operator lists
+        schedulers) a choice among the operator's schedulers, never a typed address."""
+        ex, settings = self.explorer, self.explorer.quota.settings
+        if not (settings.shared or settings.schedulers):
+            return pn.widgets.TextInput.from_param(ex.param.scheduler, label="or a Dask scheduler's address",
+                                                   placeholder="tcp://127.0.0.1:8786", sizing_mode="stretch_width")
+        options = {"none: worker processes on this machine": "", **{a: a for a in settings.schedulers}}
+        select = pn.widgets.Select(name="or one of this server's Dask schedulers", options=options,
+                                   value=ex.scheduler if ex.scheduler in options.values() else "",
+                                   disabled=len(options) == 1, sizing_mode="stretch_width")
+        select.param.watch(lambda e: setattr(ex, "scheduler", e.new), "value")
+        ex.param.watch(lambda e: setattr(select, "value", e.new) if e.new in options.values() else None, "scheduler")
+        return select
 
     @param.depends("explorer.status", "explorer.problem")
     def _status(self):

@@ -27,6 +27,7 @@ from ..experiments.sweep import SPEC_DIR, parse_spec
 from ..knobs import KnobError
 from ..plots.sweep import STATE_COLORS
 from .base import BackgroundState, result_param
+from .settings import capped_values, path_keys
 from .urlstate import PageURL, URLKnob, URLValueError
 
 CUSTOM = "(edited)"
@@ -149,16 +150,35 @@ class SweepExplorer(BackgroundState):
         self._rows: dict[str, dict] = {}
         if not self.spec_text and self.spec_name in self._specs:
             self.spec_text = self._specs[self.spec_name].read_text()
-        #: the settings a link carries; the scheduler address and the spec's text never travel in
-        #: a link (a link must not carry code-like input), so an edited spec reads ``spec=(edited)``
+        #: the settings a link carries; the spec's text never travels in a link (an edited spec reads
+        #: ``spec=(edited)``), and a scheduler only when it is one of the operator's list
         self.url = PageURL([
             URLKnob("spec", self, "spec_name", label="sweep spec", parse=_spec_choice(self._specs)),
             URLKnob("experiments", self, "experiments", label="experiments to run"),
             URLKnob("workers", self, "workers", label="worker processes"),
             URLKnob("retries", self, "retries", label="retries per cell"),
+            URLKnob("scheduler", self, "scheduler", label="Dask scheduler", parse=self._listed_scheduler,
+                    read=lambda: self.scheduler if self.scheduler in self.quota.settings.schedulers else ""),
         ])
         if autorun:
             self.load()
+
+    def _listed_scheduler(self, text: str) -> str:
+        """A link names only a scheduler of the operator's list (or none): a link is someone else's
+        input, and connecting to a scheduler runs what it sends."""
+        listed = self.quota.settings.schedulers
+        if text and text not in listed:
+            raise URLValueError("a link can name only a Dask scheduler this server's operator lists "
+                                f"({', '.join(listed) if listed else 'none is listed'}; WORKBENCH_SCHEDULERS)")
+        return text
+
+    @param.depends("scheduler", watch=True)
+    def _scheduler_set(self) -> None:
+        refusal = self.quota.settings.scheduler_refusal(self.scheduler)
+        if refusal is not None:
+            self.scheduler = ""
+            self.refuse(refusal)
+            raise KnobError(refusal)
 
     # ------------------------------------------------------------------ the spec and its cells
     @param.depends("spec_name", watch=True)
@@ -178,10 +198,14 @@ class SweepExplorer(BackgroundState):
         the store verifies every file's checksum).  A spec that does not parse is refused with
         its error; the cells of the last good spec stay."""
         if self.runner.running("sweep"):
-            self._refuse("a sweep is running: cancel it before changing the spec")
+            self.refuse("a sweep is running: cancel it before changing the spec")
             return
         try:
             spec = parse_spec(self.spec_text, f"sweep spec {self.spec_name!r}")
+            paths = path_keys(spec) if self.quota.settings.shared else []
+            if paths:
+                raise KnobError(f"{', '.join(paths)} names a file on the server: a shared workbench never uses a path "
+                                "typed in the browser (WORKBENCH_SHARED=1); remove the key")
             cells = spec_cells(spec)
         except (KnobError, ValueError, TypeError, KeyError) as exc:
             self.param.update(error=str(exc), problem=plain_reason(f"{type(exc).__name__}: {exc}"),
@@ -204,8 +228,8 @@ class SweepExplorer(BackgroundState):
         self.launch("cells", job, label=f"looking up {len(cells)} cells in the store…", on_done=done, problem="",
                     experiments=[e for e in self.experiments if e in names])
 
-    def _refuse(self, message: str) -> None:
-        self.param.update(error=message, problem=message)
+    def refuse(self, message: str) -> None:
+        self._set(error=f"Refused: {message}", problem=message)
 
     def _fail(self, message: str, **also) -> None:
         super()._fail(message, problem=plain_reason(message), **also)
@@ -221,14 +245,15 @@ class SweepExplorer(BackgroundState):
     @param.depends("run", watch=True)
     def _run(self) -> None:
         if self.spec is None:
-            self._refuse("no valid spec to run")
+            self.refuse("no valid spec to run")
             return
         if self.runner.running("sweep"):
             return
         spec, only = self.spec, list(self.experiments) or None
         scheduler = self.scheduler.strip() or None
-        if scheduler is not None and not scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
-            self._refuse(f"scheduler={scheduler!r} must be a Dask address such as tcp://127.0.0.1:8786 (or empty)")
+        refusal = self._run_refusal(spec, scheduler)
+        if refusal is not None:
+            self.refuse(refusal)
             return
         where = scheduler or f"a LocalCluster of {self.workers} worker process{'es' if self.workers > 1 else ''}"
         rows = self._rows
@@ -286,9 +311,36 @@ class SweepExplorer(BackgroundState):
                 raise
 
         self.launch("sweep", guarded, label=f"starting {where}…", on_done=done, on_error=failed,
-                    cancelled="cancelled — finished cells kept in the store",
+                    job_class="sweep", cancelled="cancelled — finished cells kept in the store",
                     cancelling="cancelling: pending cells dropped, running ones stop at their next minibatch…",
                     compute=False, problem="", events=[])
+
+    def _run_refusal(self, spec: dict, scheduler: str | None) -> str | None:
+        """Why the operator's settings do not let this run start (None: they do).  Checked again
+        here, whatever the setters checked: this is the one place a connection or cluster starts."""
+        settings = self.quota.settings
+        if not settings.sweeps:
+            return "this server does not run sweeps from the browser (operator setting WORKBENCH_SWEEPS=0)"
+        if scheduler is not None:
+            refusal = settings.scheduler_refusal(scheduler)
+            if refusal is not None:
+                return refusal
+        else:
+            refusal = settings.refuse_above("workers", self.workers)
+            if refusal is not None:
+                return refusal
+        paths = path_keys(spec) if settings.shared else []
+        if paths:
+            return f"{', '.join(paths)} names a file on the server (WORKBENCH_SHARED=1): remove the key"
+        over = capped_values(spec, settings)
+        if over:
+            return "; ".join(over)
+        missing = sum(r.get("state") == "missing" for r in self._rows.values())
+        if settings.max_sweep_cells is not None and missing > settings.max_sweep_cells:
+            return (f"this sweep has {missing} cells to compute: this server runs at most {settings.max_sweep_cells} "
+                    f"cells per sweep from the browser (operator setting WORKBENCH_MAX_SWEEP_CELLS="
+                    f"{settings.max_sweep_cells}); choose fewer experiments or run it with `workbench sweep`")
+        return None
 
     @staticmethod
     def _failure_words(exc: SweepError, retries: int) -> str:
