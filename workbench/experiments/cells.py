@@ -132,8 +132,7 @@ def _per_network_cells(fn_name: str):
     def cells(params: dict) -> list[Cell]:
         from . import sharpness
         kw = bind(getattr(sharpness, fn_name), params)
-        methods = sharpness.check_values("methods", kw["methods"], list(sharpness.METHODS))
-        seeds = [int(s) for s in sharpness.check_values("seeds", kw["seeds"])]
+        methods, seeds = sharpness.network_grid(kw["methods"], kw["seeds"])
         return [training(sharpness.method_config(m, s, base=kw["base"], **(kw["train"] or {})), f"{m} seed={s}")
                 for m in methods for s in seeds]
     return cells
@@ -155,13 +154,9 @@ def _sharpness_cells(params: dict) -> list[Cell]:
 
 
 def _rho_cells(params: dict) -> list[Cell]:
-    from ..training.sam import RHO_GRIDS
     from . import sharpness
     a = bind(sharpness.rho_study, params)
-    methods = sharpness.check_values(
-        "methods", a["methods"], [m for m in sharpness.METHODS if "sam" in sharpness.METHODS[m]]
-    )
-    rhos = {m: list((a["rhos"] or {}).get(m, RHO_GRIDS[sharpness.METHODS[m]["sam"]])) for m in methods}
+    methods, rhos = sharpness.rho_grid(a["methods"], a["rhos"])
     return [c for m in methods for r in rhos[m]
             for c in _robustness([m], a["seeds"], levels=a["levels"], adabs=[a["adabs"]], draws=a["draws"], rho=r,
                                  base=a["base"], train=a["train"])]
@@ -186,11 +181,9 @@ def _uniform_ber_cells(params: dict) -> list[Cell]:
 def _bc_train_cells(params: dict) -> list[Cell]:
     """The BinaryConnect networks of the sensitivity and spectra experiments (their analyses run
     in the experiment's own cell)."""
-    from .sram import bc_config
-    p_train = params["p_train"]
-    p_train = p_train if isinstance(p_train, (list, tuple)) else [p_train]
+    from .sram import bc_config, bc_networks
     return [training(bc_config(pt, seed), f"bc p_train={pt:g} seed={seed}")
-            for pt in p_train for seed in params["seeds"]]
+            for pt, seed in bc_networks(params["p_train"], params["seeds"])]
 
 
 #: experiment kind -> its cells (before the cell that assembles the experiment); kinds not listed

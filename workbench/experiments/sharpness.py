@@ -147,12 +147,24 @@ def _method_coords(ds: xr.Dataset, methods: Sequence[str]) -> xr.Dataset:
     return ds
 
 
+def network_grid(methods, seeds) -> tuple[list[str], list[int]]:
+    """The validated ``(methods, seeds)`` of the chapter-5 studies: one trained network per pair."""
+    return check_values("methods", methods, list(METHODS)), [int(s) for s in check_values("seeds", seeds)]
+
+
+def rho_grid(methods, rhos: dict[str, Sequence[float]] | None) -> tuple[list[str], dict[str, list[float]]]:
+    """The validated sharpness-aware ``methods`` of :func:`rho_study` and each one's ρ values (its
+    thesis grid, Table 5.6, unless ``rhos`` names it)."""
+    from ..training.sam import RHO_GRIDS
+    methods = check_values("methods", methods, [m for m in METHODS if "sam" in METHODS[m]])
+    return methods, {m: list((rhos or {}).get(m, RHO_GRIDS[METHODS[m]["sam"]])) for m in methods}
+
+
 def robustness_grid(methods, seeds, noise, levels, g_u, adabs, draws):
     """The validated grid of :func:`robustness_study`: methods, seeds, noise levels, AdaBS flags
     and one memory map per level (a bad level is refused here, before anything is trained)."""
     from ..hardware import memory_map_from_dict
-    methods = check_values("methods", methods, list(METHODS))
-    seeds = [int(s) for s in check_values("seeds", seeds)]
+    methods, seeds = network_grid(methods, seeds)
     check_choice("noise", noise, ("multiplicative", "additive"))
     levels = [float(v) for v in check_values("levels", levels if levels is not None
                                        else (SIGMA_C_GRID if noise == "multiplicative" else SIGMA_GRID))]
@@ -259,8 +271,7 @@ def sharpness_study(
     """
     from ..analysis.sharpness import m_sharpness, sharpness_robustness_correlation
     from ..datasets import as_tensors, load_dataset
-    methods = check_values("methods", methods, list(METHODS))
-    seeds = [int(s) for s in check_values("seeds", seeds)]
+    methods, seeds = network_grid(methods, seeds)
     variants = check_values("variants", variants, ["sam", "asam", "samson2", "samsoninf"])
     store = store or Store()
     if robustness is None:
@@ -320,8 +331,7 @@ def sharpness_study(
 def _per_network(
     kind: str, methods, seeds, base, train, store, device, cancel, progress, fn, extra_spec
 ) -> list[list[xr.Dataset]]:
-    methods = check_values("methods", methods, list(METHODS))
-    seeds = [int(s) for s in check_values("seeds", seeds)]
+    methods, seeds = network_grid(methods, seeds)
     store = store or Store()
     tick = _ticker(progress, len(methods) * len(seeds), kind)
     rows = []
@@ -445,9 +455,7 @@ def rho_study(
     """Accuracy vs σ_c for each sharpness-aware method over its thesis ρ grid (Table 5.6): the
     trade-off ρ controls.  ``accuracy_mean(method, rho_index, seed, sigma_c)`` with the ρ values in
     ``rho(method, rho_index)``."""
-    from ..training.sam import RHO_GRIDS
-    methods = check_values("methods", methods, [m for m in METHODS if "sam" in METHODS[m]])
-    rhos = {m: list((rhos or {}).get(m, RHO_GRIDS[METHODS[m]["sam"]])) for m in methods}
+    methods, rhos = rho_grid(methods, rhos)
     width = max(len(v) for v in rhos.values())
     levels = list(levels if levels is not None else SIGMA_C_GRID)
     out = np.full((len(methods), width, len(seeds), len(levels)), np.nan)

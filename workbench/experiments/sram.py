@@ -50,6 +50,13 @@ def uniform_ber_grid(p_train: Sequence[float], p_test: Sequence[float]) -> tuple
     return check_ber_grid("p_train", p_train), check_ber_grid("p_test", p_test)
 
 
+def bc_networks(p_train: float | Sequence[float], seeds: Sequence[int]) -> list[tuple[float, int]]:
+    """The ``(p_t, seed)`` BinaryConnect networks of the sensitivity (one ``p_t``) and spectra (a list)
+    experiments, shared by their runs and their sweep cells; every ``p_t`` a BER (eq 3.28–3.29)."""
+    p_train = check_ber_grid("p_train", p_train if isinstance(p_train, (list, tuple)) else [p_train])
+    return [(pt, int(s)) for pt in p_train for s in seeds]
+
+
 def uniform_ber_study(p_train: Sequence[float] = P_TRAIN_GRID, p_test: Sequence[float] = P_TEST_GRID,
                       seeds: Sequence[int] = (0, 1, 2), *, draws: int = 10, store: Store | None = None,
                       device: str = "auto", epochs: int | None = None,

@@ -28,10 +28,10 @@ def _uniform_ber(params, store, device, progress, cancel):
 def _sensitivity(params, store, device, progress, cancel):
     from ..analysis.sensitivity import layer_sensitivity
     from .core import test_tensors, train_model
-    from .sram import bc_config
+    from .sram import bc_config, bc_networks
     parts = []
-    for i, seed in enumerate(params["seeds"]):
-        cfg = bc_config(params["p_train"], seed)
+    for i, (p_train, seed) in enumerate(bc_networks(params["p_train"], params["seeds"])):
+        cfg = bc_config(p_train, seed)
         net = train_model(cfg, store, device=device, cancel=cancel)
         x, y = test_tensors(cfg)
         ds = layer_sensitivity(net.model, x, y, base_p=params["base_p"], high_p=params["high_p"], draws=params["draws"],
@@ -49,11 +49,11 @@ def _sensitivity(params, store, device, progress, cancel):
 def _spectra(params, store, device, progress, cancel):
     from ..analysis.spectra import spectra_dataset
     from .core import train_model
-    from .sram import bc_config
+    from .sram import bc_config, bc_networks
     models = {}
-    cells = [(pt, s) for pt in params["p_train"] for s in params["seeds"]]
+    cells = bc_networks(params["p_train"], params["seeds"])
     for i, (pt, seed) in enumerate(cells):
-        models[(float(pt), int(seed))] = train_model(bc_config(pt, seed), store, device=device, cancel=cancel).model
+        models[(pt, seed)] = train_model(bc_config(pt, seed), store, device=device, cancel=cancel).model
         if progress is not None:
             progress({"cell": i + 1, "cells": len(cells)})
     return spectra_dataset(models, None, mode=params.get("mode", 0), k=params.get("k", 10))
