@@ -95,14 +95,17 @@ def release_together(argvs: list[list[str]], sync: Path, tags: list[str], env: d
 
 
 @contextlib.contextmanager
-def serve_apps(cache: Path, log: Path, env: dict | None = None):
-    """``panel serve apps/`` on a free loopback port with its own result store ``cache``; yields
-    ``(base URL, process)`` once ``/liveness`` answers; stops the server afterwards."""
+def serve_apps(cache: Path, log: Path, env: dict | None = None, serve_args: list[str] = (),
+               app_args: list[str] = ()):
+    """``panel serve apps/`` on a free loopback port with its own result store ``cache`` (then
+    ``serve_args`` for panel, ``--args app_args`` for the workbench); yields ``(base URL, process)``
+    once ``/liveness`` answers; stops the server afterwards."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: the README test command installs Debian's chromium")
     port = free_port()
     argv = [sys.executable, "-m", "panel", "serve", str(ROOT / "apps"), "--port", str(port), "--address", "127.0.0.1",
-            "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness"]
+            "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness", *serve_args,
+            *(["--args", *app_args] if app_args else [])]
     env = {**os.environ, "WORKBENCH_CACHE": str(cache), **(env or {})}
     base = f"http://127.0.0.1:{port}"
     with running(argv, f"{base}/liveness", log, cwd=ROOT, env=env, timeout=90) as proc:

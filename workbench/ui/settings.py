@@ -188,7 +188,8 @@ class ServerSettings:
 def _parse_args(argv: list[str]) -> dict[str, Any]:
     if not argv:
         return {}
-    parser = argparse.ArgumentParser(prog="panel serve apps/ --args", add_help=False, exit_on_error=False)
+    parser = argparse.ArgumentParser(prog="panel serve apps/ --args", add_help=False, exit_on_error=False,
+                                     allow_abbrev=False)
     for f in FIELDS:
         if f.kind is bool:
             parser.add_argument(f.flag, dest=f.name, nargs="?", const="1", default=None)
@@ -199,7 +200,8 @@ def _parse_args(argv: list[str]) -> dict[str, Any]:
     except argparse.ArgumentError as exc:
         raise KnobError(f"panel serve apps/ --args {shlex.join(argv)}: {exc}") from None
     if unknown:
-        raise KnobError(f"panel serve apps/ --args: {' '.join(unknown)} is not a workbench setting "
+        named = [u for u in unknown if u.startswith("-")] or unknown
+        raise KnobError(f"panel serve apps/ --args: {' '.join(named)} is not a workbench setting "
                         f"(settings: {', '.join(f.flag for f in FIELDS)})")
     return {name: _parse(_BY_NAME[name], str(v)) for name, v in vars(ns).items() if v is not None}
 
