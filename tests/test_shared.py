@@ -4,6 +4,7 @@ server paths from the browser), and Panel's login in front of it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -32,7 +33,7 @@ def test_settings_come_from_the_environment_then_the_args_and_shared_mode_is_cap
 
     shared = ServerSettings.load({"WORKBENCH_SHARED": "1"})
     assert shared.shared and shared.max_workers >= 1 and shared.max_epochs == 50 and shared.max_trainings == 1
-    assert shared.schedulers == ()
+    assert shared.schedulers == () and not shared.sweeps
 
     # a variable beats the shared default; a flag of ``--args`` beats the variable
     s = ServerSettings.load({"WORKBENCH_SHARED": "yes", "WORKBENCH_MAX_EPOCHS": "7",
@@ -93,13 +94,21 @@ def test_the_session_quota_counts_jobs_in_flight_by_class():
 
 
 # ------------------------------------------------------------------ in-process state objects
-@pytest.fixture
-def shared_mode(request):
-    """Shared-mode settings in force for one test (the process's settings restored after it)."""
+@contextlib.contextmanager
+def operator(**environ):
+    """These operator settings in force (the process's own restored afterwards)."""
     before = settings.current()
-    extra = getattr(request, "param", {})
-    yield settings.configure(environ={"WORKBENCH_SHARED": "1", **extra})
-    settings.configure(environ={}, **{f.name: getattr(before, f.name) for f in settings.FIELDS})
+    try:
+        yield settings.configure(environ=environ)
+    finally:
+        settings.configure(environ={}, **{f.name: getattr(before, f.name) for f in settings.FIELDS})
+
+
+@pytest.fixture
+def shared_mode():
+    """Shared mode with sweeps allowed, for one test."""
+    with operator(WORKBENCH_SHARED="1", WORKBENCH_SWEEPS="1") as s:
+        yield s
 
 
 class Listener:
@@ -162,9 +171,7 @@ def test_shared_mode_never_connects_to_a_scheduler_a_visitor_names(shared_mode, 
 
 
 def test_a_listed_scheduler_is_used(listener, tmp_path):
-    before = settings.current()
-    settings.configure(environ={"WORKBENCH_SHARED": "1", "WORKBENCH_SCHEDULERS": listener.address})
-    try:
+    with operator(WORKBENCH_SHARED="1", WORKBENCH_SWEEPS="1", WORKBENCH_SCHEDULERS=listener.address):
         ex = SweepExplorer(store=Store(tmp_path / "store"), device="cpu", autorun=False)
         ex.load()
         ex.wait(120)
@@ -175,8 +182,6 @@ def test_a_listed_scheduler_is_used(listener, tmp_path):
         ex.param.trigger("cancel")
         ex.wait(90)
         ex.runner.shutdown()
-    finally:
-        settings.configure(environ={}, **{f.name: getattr(before, f.name) for f in settings.FIELDS})
 
 
 def test_shared_mode_refuses_workers_paths_and_caps_and_writes_nothing(shared_mode, tmp_path):
@@ -206,6 +211,17 @@ def test_shared_mode_refuses_workers_paths_and_caps_and_writes_nothing(shared_mo
     assert "epochs=500 is above this server's cap of 50 (operator setting WORKBENCH_MAX_EPOCHS=50)" in ex.problem
     assert not ex.running and snapshot(store.root) == before
     ex.runner.shutdown()
+
+
+def test_shared_mode_runs_no_sweep_from_the_browser_unless_the_operator_allows(tmp_path):
+    with operator(WORKBENCH_SHARED="1"):
+        ex = SweepExplorer(store=Store(tmp_path / "store"), device="cpu", autorun=False)
+        ex.load()
+        ex.wait(120)
+        ex.param.trigger("run")
+        assert "WORKBENCH_SWEEPS=0" in ex.problem and not ex.running
+        assert snapshot(tmp_path / "store") == {}
+        ex.runner.shutdown()
 
 
 def test_a_session_gets_no_more_trainings_than_the_cap(shared_mode, tmp_path):
@@ -239,7 +255,8 @@ def test_a_session_gets_no_more_trainings_than_the_cap(shared_mode, tmp_path):
 def test_served_shared_mode_takes_schedulers_only_from_the_operator(browser, tmp_path):
     refused, listed = Listener(), Listener()
     try:
-        with serve_apps(tmp_path / "cache", tmp_path / "panel.log", env={"WORKBENCH_SHARED": "1"},
+        with serve_apps(tmp_path / "cache", tmp_path / "panel.log",
+                        env={"WORKBENCH_SHARED": "1", "WORKBENCH_SWEEPS": "1"},
                         app_args=["--schedulers", listed.address]) as (base, _):
             page = browser.new_page()
             page.goto(f"{base}/apps?page=sweep&scheduler={refused.address}")

@@ -64,8 +64,9 @@ FIELDS: tuple[Field, ...] = tuple(Field(*f) for f in (
     ("schedulers", "WORKBENCH_SCHEDULERS", "--schedulers", tuple, (), (),
      "Dask scheduler addresses a visitor may pick (comma-separated); in shared mode no other address is used, "
      "and a link can name only these in any mode"),
-    ("sweeps", "WORKBENCH_SWEEPS", "--sweeps", bool, True, True,
-     "whether the Sweeps page may run sweeps (off: it only shows which cells are stored)"),
+    ("sweeps", "WORKBENCH_SWEEPS", "--sweeps", bool, True, False,
+     "whether the Sweeps page may run sweeps (off: it only shows which cells are stored); off in shared mode "
+     "because a sweep's Dask worker processes compute outside the compute slots that keep sessions answering"),
     ("max_workers", "WORKBENCH_MAX_WORKERS", "--max-workers", int, 64, _cores(),
      "worker processes of a LocalCluster started from the browser"),
     ("max_sweep_cells", "WORKBENCH_MAX_SWEEP_CELLS", "--max-sweep-cells", int, None, 200,

@@ -319,13 +319,13 @@ class SweepExplorer(BackgroundState):
         """Why the operator's settings do not let this run start (None: they do).  Checked again
         here, whatever the setters checked: this is the one place a connection or cluster starts."""
         settings = self.quota.settings
-        if not settings.sweeps:
-            return "this server does not run sweeps from the browser (operator setting WORKBENCH_SWEEPS=0)"
         if scheduler is not None:
             refusal = settings.scheduler_refusal(scheduler)
             if refusal is not None:
                 return refusal
-        else:
+        if not settings.sweeps:
+            return "this server does not run sweeps from the browser (operator setting WORKBENCH_SWEEPS=0)"
+        if scheduler is None:
             refusal = settings.refuse_above("workers", self.workers)
             if refusal is not None:
                 return refusal
