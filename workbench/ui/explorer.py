@@ -88,7 +88,7 @@ class NoiseExplorer(BackgroundState):
     layer_value = param.Number(0.5, bounds=(0.0, 1.0), doc="that layer's p (SRAM) or σ_c / σ-scaled g_u (memristor)")
     draws = param.Integer(PLAYGROUND_DRAWS, bounds=(2, 500), doc="Monte-Carlo draws per setting")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), doc="seed of the noise draws and of training")
-    epochs = param.Integer(20, bounds=(1, 200), doc="epochs of a (re)training run")
+    epochs = param.Integer(20, bounds=(1, 200), doc="epochs of a training run from the page")
     trained_with = param.Dict(default=None, allow_None=True,
                               doc="memory used while training the current network (None: clean)")
     #: the page's knob values that trained the current network (with its epochs and seed); None: clean

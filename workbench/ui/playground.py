@@ -7,7 +7,7 @@ import param
 
 from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
-from .base import ExplorerPage, about_fold, number_field, regenerate_footer, throttled_link
+from .base import ExplorerPage, about_fold, number_field, plain_error, regenerate_footer, throttled_link
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
 from .urlstate import PageURL, URLKnob
 
@@ -171,7 +171,7 @@ class NoisePlayground(ExplorerPage):
         ex = self.explorer
         items = [pn.pane.Markdown(f"**Status:** {ex.status}", margin=(0, 10), css_classes=["playground-status"])]
         if ex.error:
-            items.append(pn.pane.Alert(f"**Error:** {ex.error}", alert_type="danger"))
+            items.append(pn.pane.Alert(plain_error(ex.error), alert_type="danger"))
         return pn.Column(*items, sizing_mode="stretch_width")
 
     def sidebar(self) -> pn.Column:

@@ -20,7 +20,7 @@ from ..plots.sharpness import (
     robustness_plot,
     sharpness_scatter,
 )
-from .base import ExplorerPage, about_fold, hv_pane, number_field, regenerate_footer, spinner
+from .base import ExplorerPage, about_fold, hv_pane, number_field, plain_error, regenerate_footer, spinner
 from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
 from .urlstate import PageURL, URLKnob, URLValueError, fmt_number
 
@@ -276,8 +276,7 @@ class SharpnessPage(ExplorerPage):
         ex = self.explorer
         items = [pn.pane.Markdown(f"**Status:** {ex.status or 'ready'}", sizing_mode="stretch_width")]
         if ex.error:
-            items.append(pn.pane.Alert(f"**Could not finish:** {ex.error}", alert_type="danger",
-                                       sizing_mode="stretch_width"))
+            items.append(pn.pane.Alert(plain_error(ex.error), alert_type="danger", sizing_mode="stretch_width"))
         return pn.Column(*items, sizing_mode="stretch_width")
 
     def _build_tabs(self) -> pn.Tabs:
