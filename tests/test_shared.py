@@ -57,6 +57,12 @@ def test_a_bad_setting_is_refused_by_name(environ, argv, words):
         ServerSettings.load(environ, argv)
 
 
+def test_the_readme_lists_every_operator_setting():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for f in settings.FIELDS:
+        assert f"| `{f.env}` | `{f.flag}` |" in readme, f"README lacks {f.env}"
+
+
 def test_spec_keys_naming_files_and_values_above_a_cap_are_found_wherever_they_are():
     spec = {"experiments": {"robustness": {"train": {"init_weights": "/etc/passwd", "epochs": 60}, "draws": 5},
                             "nas": {"supernet": [{"data_root": "/srv"}], "pop_size": 999}}}

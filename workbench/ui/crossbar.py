@@ -15,6 +15,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from ..knobs import range_words
 from ..plots.crossbar import (
     accuracy_histogram,
     g_u_bars,
@@ -211,7 +212,8 @@ class CrossbarPage(ExplorerPage):
             if not np.isfinite(value) or not (ex.layout.gu_low <= value <= ex.layout.gu_high):
                 raise ValueError
         except (TypeError, ValueError):
-            self._gu_error.object = (f"g_u / g_u^d of {short_layer_name(layer)} must be between 0.5 and 1.5 "
+            allowed = range_words(ex.layout.gu_low, ex.layout.gu_high)
+            self._gu_error.object = (f"g_u / g_u^d of {short_layer_name(layer)} must be {allowed} "
                                      f"(eq 6.2) — still using {_fmt_gu(ex.g_u[layer])}")
             self._gu_error.visible = True
             self._table.value = self._gu_frame()

@@ -24,7 +24,7 @@ from ..experiments.crossbar import (
     supernet_config,
 )
 from ..experiments.sweep import CROSSBAR_SPEC, load_spec, run_experiment
-from ..knobs import KnobError, out_of_range, range_text, range_words
+from ..knobs import KnobError, check_choice, out_of_range, range_text, range_words
 from ..nas.supernet import Arch, Supernet
 from .base import BackgroundState, result_param
 
@@ -164,8 +164,7 @@ class CrossbarExplorer(BackgroundState):
         """Select a point of the fronts; once the fronts are loaded, only a re-simulated point."""
         if self.nas is not None:
             strategies = [str(s) for s in self.nas.strategy.values]
-            if strategy not in strategies:
-                raise KnobError(f"the strategy must be one of {', '.join(strategies)}")
+            check_choice("strategy", strategy, strategies)
             ok = np.isfinite(self.nas.power.sel(strategy=strategy).values)
             if not (0 <= point < len(ok) and ok[point]):
                 raise KnobError(f"{strategy} has re-simulated points "

@@ -16,6 +16,7 @@ from ..experiments import Store, param_counts
 from ..experiments.sram import bc_config, energy_of, energy_ratios
 from ..experiments.sweep import SRAM_SPEC, load_spec, run_experiment
 from ..hardware import SRAMMemory
+from ..knobs import KnobError
 from .base import BackgroundState, result_param
 from .explorer import P_CHOICES
 
@@ -166,7 +167,7 @@ class SRAMExplorer(BackgroundState):
             return
         method, value = key
         if method not in POINT_GRIDS:
-            raise ValueError(f"the network must be one of {', '.join(POINT_GRIDS)}, then a colon and its value")
+            raise KnobError(f"the network must be one of {', '.join(POINT_GRIDS)}, then a colon and its value")
         grid = [float(v) for v in self.spec["experiments"]["energy_accuracy"][POINT_GRIDS[method]]]
         if not any(abs(v - value) <= 1e-9 * max(1.0, abs(v)) for v in grid):
             raise ValueError(f"{method} networks exist for {', '.join(f'{v:g}' for v in grid)}")

@@ -19,6 +19,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..knobs import KnobError, check_int
+
 
 @dataclass
 class Task:
@@ -29,13 +31,14 @@ class Task:
 
 def _slot_count() -> int:
     env = os.environ.get("WORKBENCH_JOB_SLOTS", "")
+    if not env:
+        return os.cpu_count() or 1
     try:
-        n = int(env) if env else (os.cpu_count() or 1)
+        n = int(env)
     except ValueError:
-        raise ValueError(f"WORKBENCH_JOB_SLOTS={env!r} must be a whole number of concurrent jobs (≥ 1)") from None
-    if n < 1:
-        raise ValueError(f"WORKBENCH_JOB_SLOTS={env!r} must be ≥ 1")
-    return n
+        raise KnobError(f"WORKBENCH_JOB_SLOTS={env!r} is not an integer: it is the number of jobs computing at "
+                        "once, at least 1") from None
+    return check_int("WORKBENCH_JOB_SLOTS", n, 1)
 
 
 class ComputeSlots:
