@@ -36,6 +36,7 @@ __all__ = [
     "NORMALIZATION",
     "DataBundle",
     "as_tensors",
+    "dataset_shape",
     "load_dataset",
     "resolve_root",
 ]
@@ -65,6 +66,13 @@ _TORCHVISION_SPECS: dict[str, tuple[str, int, int, int]] = {
     "mnist": ("MNIST", 10, 1, 28),
     "fashion_mnist": ("FashionMNIST", 10, 1, 28),
 }
+
+
+def dataset_shape(name: str) -> tuple[int, int, int]:
+    """``(classes, channels, image size)`` of a torchvision dataset of :data:`DATASETS`."""
+    from .knobs import check_choice
+    _, classes, channels, size = _TORCHVISION_SPECS[check_choice("dataset", name, list(_TORCHVISION_SPECS))]
+    return classes, channels, size
 
 
 @dataclass(frozen=True)
