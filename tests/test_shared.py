@@ -18,6 +18,7 @@ import pytest
 from workbench.experiments import Store
 from workbench.knobs import KnobError
 from workbench.ui import settings
+from workbench.ui.base import BackgroundState
 from workbench.ui.explorer import NoiseExplorer
 from workbench.ui.settings import ServerSettings, SessionQuota, capped_values, path_keys
 from workbench.ui.sweep_explorer import SweepExplorer
@@ -228,6 +229,34 @@ def test_shared_mode_runs_no_sweep_from_the_browser_unless_the_operator_allows(t
         assert "WORKBENCH_SWEEPS=0" in ex.problem and not ex.running
         assert snapshot(tmp_path / "store") == {}
         ex.runner.shutdown()
+
+
+class Knobs(BackgroundState):
+    """A page state with every capped knob (the caps live in BackgroundState, for every page)."""
+    epochs = param.Integer(20, bounds=(1, 1000))
+    draws = param.Integer(10, bounds=(2, 1000))
+    pop_size = param.Integer(64, bounds=(4, 4096))
+    n_gen = param.Integer(40, bounds=(1, 2000))
+    workers = param.Integer(2, bounds=(1, 64))
+
+
+@pytest.mark.parametrize("knob", sorted(settings.KNOB_CAPS))
+def test_every_capped_knob_is_refused_above_its_cap_and_kept_at_it(shared_mode, knob):
+    state = Knobs()
+    cap, name = shared_mode.cap(knob)
+    setattr(state, knob, cap)                              # at the cap: used
+    assert getattr(state, knob) == cap and state.error == ""
+    with pytest.raises(KnobError, match=f"{settings.FIELDS[[f.name for f in settings.FIELDS].index(name)].env}="):
+        setattr(state, knob, cap + 1)
+    assert getattr(state, knob) == cap and f"{knob}={cap + 1} is above this server's cap of {cap}" in state.error
+    state.runner.shutdown()
+
+
+def test_a_default_above_the_cap_starts_at_the_cap():
+    with operator(WORKBENCH_SHARED="1", WORKBENCH_MAX_POPULATION="16", WORKBENCH_MAX_EPOCHS="5"):
+        state = Knobs()
+        assert (state.pop_size, state.epochs, state.draws) == (16, 5, 10)
+        state.runner.shutdown()
 
 
 def test_a_session_gets_no_more_trainings_than_the_cap(shared_mode, tmp_path):
