@@ -11,7 +11,7 @@ from typing import Any, Callable
 import xarray as xr
 
 from ..knobs import KnobError, check_choice
-from .store import Store
+from .store import Store, spec_key
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"
 SRAM_SPEC = SPEC_DIR / "sram_digits.json"
@@ -168,6 +168,18 @@ def run_experiment(name: str, params: dict[str, Any], store: Store | None = None
     store = store or Store()
     return store.get_or_compute(f"sweep-{name}", params,
                                 lambda: EXPERIMENTS[name](params, store, device, progress, cancel))
+
+
+def stored_experiment(name: str, params: dict[str, Any], store: Store | None = None) -> xr.Dataset | None:
+    """The stored result of one experiment of a spec, or None when the store lacks it (nothing is computed)."""
+    check_choice("experiment", name, sorted(EXPERIMENTS))
+    check_params(name, params)
+    kind = f"sweep-{name}"
+    key = spec_key(kind, params)
+    ds = (store or Store()).load_dataset(kind, key)
+    if ds is not None:
+        ds.attrs.update(cache="hit", cache_key=key)
+    return ds
 
 
 def run_spec(spec: dict[str, Any], store: Store | None = None, *, device: str = "auto",
