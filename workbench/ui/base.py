@@ -287,6 +287,40 @@ def number_field(obj: param.Parameterized, name: str, label: str, width: int | N
     return box
 
 
+def downloads(plot: Callable[[], Any], data: Callable[[], Any], name: Callable[[], list]) -> pn.Row:
+    """Downloads beside a plot: its figure (PNG, PDF, drawn on the server by matplotlib) and the
+    data behind it (netCDF, CSV, with the spec that produced it), each named from ``name()`` —
+    the page, the plot and its key knobs (:func:`~workbench.plots.export.file_name`).  ``plot()``
+    returns the HoloViews object shown, ``data()`` its Dataset; both are called on click."""
+    import io
+    import json
+
+    from ..plots.export import data_bytes, file_name, render
+
+    def spec_of(ds) -> dict | None:
+        text = getattr(ds, "attrs", {}).get("spec_json")
+        try:
+            return json.loads(text) if text else None
+        except (TypeError, ValueError):
+            return None
+
+    buttons = []
+    for label, ext in (("PNG", "png"), ("PDF", "pdf"), ("netCDF", "nc"), ("CSV", "csv")):
+        button = pn.widgets.FileDownload(label=label, filename=f"figure.{ext}", button_type="light", width=78,
+                                         height=30, margin=(2, 3), embed=False, css_classes=[f"download-{ext}"])
+
+        def make(ext=ext, button=button):
+            button.filename = file_name(*name(), ext=ext)
+            if ext in ("png", "pdf"):
+                return io.BytesIO(render(plot(), ext))
+            ds = data()
+            return io.BytesIO(data_bytes(ds, ext, spec_of(ds)))
+        button.callback = make
+        buttons.append(button)
+    return pn.Row(pn.pane.Markdown("<small>download:</small>", margin=(8, 4)), *buttons, margin=0,
+                  css_classes=["downloads"])
+
+
 def about_fold(*items) -> pn.Card:
     """The *About this page* fold: where the results come from and how to regenerate them."""
     return pn.Card(*items, title="About this page", collapsed=True, sizing_mode="stretch_width")

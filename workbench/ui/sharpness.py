@@ -20,7 +20,7 @@ from ..plots.sharpness import (
     robustness_plot,
     sharpness_scatter,
 )
-from .base import ExplorerPage, about_fold, hv_pane, number_field, plain_error, regenerate_footer, spinner
+from .base import ExplorerPage, about_fold, downloads, hv_pane, number_field, plain_error, regenerate_footer, spinner
 from .sharpness_explorer import REGENERATE, RHO_CHOICES, SharpnessExplorer, is_sharpness_aware
 from .urlstate import PageURL, URLKnob, URLValueError, fmt_number
 
@@ -185,7 +185,12 @@ class SharpnessPage(ExplorerPage):
                                custom_label=ex.selected_label or "your network")
         return pn.Column(pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width", min_height=420,
                                            css_classes=["robustness-plot"]),
+                         self._downloads("robustness", plot, ds, ex.noise, f"adabs={adabs}"),
                          hv_pane(clean_accuracy_points(ds, shown)), sizing_mode="stretch_width")
+
+    @staticmethod
+    def _downloads(what: str, plot, ds, *knobs):
+        return downloads(lambda: plot, lambda: ds, lambda: ["sharpness", what, *knobs])
 
     @param.depends("explorer.selected", "explorer.selected_label")
     def _readout(self):
@@ -225,8 +230,10 @@ class SharpnessPage(ExplorerPage):
         table["variant"] = [_variant_label(v) for v in table["variant"]]
         table = table.rename(columns={"variant": "m-sharpness of", "group": "training modes", "pearson_r": "Pearson r",
                                       "p_value": "p-value", "n_points": "networks"})
+        plot = sharpness_scatter(ds, self.explorer.variant, self.explorer.group)
         return pn.Column(
-            hv_pane(sharpness_scatter(ds, self.explorer.variant, self.explorer.group)),
+            hv_pane(plot),
+            self._downloads("m-sharpness", plot, ds, self.explorer.variant, self.explorer.group),
             pn.pane.DataFrame(table, index=False, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
@@ -237,21 +244,24 @@ class SharpnessPage(ExplorerPage):
         if ds is None:
             return spinner("loading the ρ study…")
         method = ex.method if ex.method in ds.method.values else str(ds.method.values[-1])
-        return hv_pane(rho_plot(ds, method, highlight=ex.rho if method == ex.method else None))
+        plot = rho_plot(ds, method, highlight=ex.rho if method == ex.method else None)
+        return pn.Column(hv_pane(plot), self._downloads("rho", plot, ds, method), sizing_mode="stretch_width")
 
     @param.depends("explorer.quantization", "explorer.shown")
     def _quantization(self):
         ds = self.explorer.quantization
         if ds is None:
             return spinner("loading the quantisation study…")
-        return hv_pane(quantization_plot(ds, [m for m in self.explorer.shown if m in ds.method.values]))
+        plot = quantization_plot(ds, [m for m in self.explorer.shown if m in ds.method.values])
+        return pn.Column(hv_pane(plot), self._downloads("quantization", plot, ds), sizing_mode="stretch_width")
 
     @param.depends("explorer.ood", "explorer.shown")
     def _ood(self):
         ds = self.explorer.ood
         if ds is None:
             return spinner("loading the OOD study…")
-        return hv_pane(ood_heatmap(ds))
+        plot = ood_heatmap(ds)
+        return pn.Column(hv_pane(plot), self._downloads("ood", plot, ds), sizing_mode="stretch_width")
 
     @param.depends("explorer.drift", "explorer.shown")
     def _drift(self):
@@ -261,15 +271,20 @@ class SharpnessPage(ExplorerPage):
         shown = [m for m in self.explorer.shown if m in ds.method.values]
         year = ds.accuracy.isel(t_inference=-1).mean(("seed", "draw"))
         lines = ", ".join(f"{_label_of(ds, m)} {float(year.sel({'method': m})):.3f}" for m in shown)
+        plot = drift_plot(ds, shown)
         return pn.Column(
-            hv_pane(drift_plot(ds, shown)),
+            hv_pane(plot),
+            self._downloads("pcm-drift", plot, ds),
             pn.pane.Markdown(f"Mean test accuracy after one year: {lines}."),
             sizing_mode="stretch_width",
         )
 
     @param.depends("explorer.perturbation")
     def _perturbation(self):
-        return hv_pane(perturbation_plot(self.explorer.perturbation))
+        ds, ex = self.explorer.perturbation, self.explorer
+        plot = perturbation_plot(ds)
+        return pn.Column(hv_pane(plot), self._downloads("perturbation", plot, ds, f"rho={ex.pert_rho:g}",
+                                                        f"c={ex.pert_c:g}"), sizing_mode="stretch_width")
 
     @param.depends("explorer.status", "explorer.error")
     def _status(self):

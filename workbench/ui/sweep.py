@@ -8,7 +8,7 @@ import panel as pn
 import param
 
 from ..plots.sweep import STATE_LABELS, cell_timeline, state_bars
-from .base import ExplorerPage, about_fold, hv_pane, number_field
+from .base import ExplorerPage, about_fold, downloads, hv_pane, number_field
 from .sweep_explorer import SweepExplorer
 
 TEXT = {
@@ -104,7 +104,11 @@ class SweepPage(ExplorerPage):
         if ds is None:
             return pn.pane.Markdown("")
         # the two plots side by side where there is room, one above the other where there is not
-        return pn.FlexBox(pn.Column(hv_pane(cell_timeline(ds)), min_width=300, styles={"flex": "3 1 420px"}),
+        timeline = cell_timeline(ds)
+        return pn.FlexBox(pn.Column(hv_pane(timeline),
+                                    downloads(lambda: timeline, lambda: ds,
+                                              lambda: ["sweep", "cells", self.explorer.spec_name]),
+                                    min_width=300, styles={"flex": "3 1 420px"}),
                           pn.Column(hv_pane(state_bars(ds)), min_width=260, styles={"flex": "1 1 260px"}),
                           sizing_mode="stretch_width")
 
