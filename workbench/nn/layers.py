@@ -108,6 +108,27 @@ class NoisyConv2d(NoisyMixin, nn.Conv2d):
         return self.forward_noisy(x)
 
 
+class NoisyConv1d(NoisyMixin, nn.Conv1d):
+    """A 1-D convolution (sensor, audio) whose ``(C_o, C_i, K)`` weights live in memory: the same
+    Unfold-Repeat read as :class:`NoisyConv2d`, one draw shared by every position of a pass."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias: bool = True,
+                 binary: bool = False, groups: int = 1):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
+                         groups=groups)
+        self._init_noisy(binary)
+
+    def crossbar_op(self):
+        stride, padding, dilation, groups = self.stride, self.padding, self.dilation, self.groups
+
+        def op(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.conv1d(x, g, None, stride, padding, dilation, groups)
+        return op
+
+    def forward(self, x):
+        return self.forward_noisy(x)
+
+
 def noisy_layers(model: nn.Module) -> dict[str, NoisyMixin]:
     """The model's conv/linear layers whose weights live in (unreliable) memory, by name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, NoisyMixin)}

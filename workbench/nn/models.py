@@ -4,13 +4,14 @@ torchvision's MobileNetV2 (adapted to 32×32) and ImageNet ResNet-18 (chapter 5 
 from __future__ import annotations
 
 import functools
+from typing import Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..knobs import KnobError
-from .layers import NoisyConv2d, NoisyLinear, NoisyMixin
+from .layers import NoisyConv1d, NoisyConv2d, NoisyLinear, NoisyMixin
 
 
 def _c(n: float, width: float) -> int:
@@ -170,40 +171,83 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
 
 
-def to_noisy(module: nn.Module, binary: bool = False) -> nn.Module:
-    """Replace, in place, every ``nn.Conv2d`` / ``nn.Linear`` of ``module`` (e.g. a torchvision
-    model) by a :class:`NoisyConv2d` / :class:`NoisyLinear` with identical hyper-parameters
-    (kernel, stride, padding, dilation, groups -- depthwise included --, bias) and a copy of its
-    weights, on the same device and dtype and in the same train/eval mode.  Module names, hence
-    state-dict keys, are unchanged, so checkpoints of the original architecture load as they are.
+#: layers whose weights the memory models hold: conv (1-D, 2-D, zero padding) and linear
+MEMORY_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear)
+#: normalisation layers: their scales are stored reliably, as batch norm's are in the thesis (§4.2)
+RELIABLE_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d,
+                   nn.InstanceNorm2d)
+
+
+def unsupported_layers(module: nn.Module, digital: Iterable[str] = ()) -> dict[str, str]:
+    """The layers of ``module`` holding weights that no memory model here can hold (a transposed
+    or 3-D convolution, a padding mode other than zeros, an embedding, a recurrent cell, ...),
+    name -> why, leaving out those named in ``digital`` (kept in reliable digital memory)."""
+    digital = set(digital)
+    out = {}
+    for name, m in module.named_modules():
+        if not name or name in digital or any(name.startswith(d + ".") for d in digital) or isinstance(m, NoisyMixin):
+            continue
+        own = [n for n, _ in m.named_parameters(recurse=False) if "weight" in n]
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and type(m) in (nn.Conv1d, nn.Conv2d):
+            if m.padding_mode != "zeros":
+                out[name] = f"{type(m).__name__} with padding_mode={m.padding_mode!r} (zero padding only)"
+        elif isinstance(m, nn.Linear) and type(m) is nn.Linear:
+            continue
+        elif own and not isinstance(m, RELIABLE_LAYERS):
+            out[name] = type(m).__name__
+    return out
+
+
+def to_noisy(module: nn.Module, binary: bool = False, digital: Iterable[str] = ()) -> nn.Module:
+    """Replace, in place, every ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Linear`` of ``module`` (e.g. a
+    torchvision model) by its noisy layer (:class:`NoisyConv1d`, :class:`NoisyConv2d`,
+    :class:`NoisyLinear`) with identical hyper-parameters (kernel, stride, padding, dilation,
+    groups -- depthwise included --, bias) and a copy of its weights, on the same device and dtype
+    and in the same train/eval mode.  Module names, hence state-dict keys, are unchanged, so
+    checkpoints of the original architecture load as they are.  Normalisation layers (batch,
+    layer, group norm) are stored reliably (§4.2) and stay as they are.
 
     ``binary`` makes every replaced layer a BinaryConnect layer (§3.2.3).  Layers that already are
-    noisy are left alone.  Returns ``module`` (a bare conv/linear is returned as its noisy copy).
-
-    Raises ``ValueError`` for a convolution with a ``padding_mode`` other than ``"zeros"`` (the
-    noisy convolution pads with zeros).
+    noisy are left alone.  ``digital``: names of layers (and their children) kept in reliable
+    digital memory on purpose: left as they are and out of every energy and power sum.  Any other
+    layer whose weights no memory model holds is refused by name (:class:`KnobError`), never left
+    silently in reliable memory.  Returns ``module`` (a bare conv/linear is returned as its noisy copy).
     """
     if isinstance(module, NoisyMixin):
         return module
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
+    digital = tuple(digital)
+    if type(module) in MEMORY_LAYERS:
         return _noisy_copy(module, binary)
+    bad = unsupported_layers(module, digital)
+    if bad:
+        listed = "; ".join(f"{n} ({why})" for n, why in bad.items())
+        raise KnobError(f"these layers hold weights no memory model here can hold: {listed}. Only Conv1d, Conv2d "
+                        "(zero padding) and Linear weights are read through a memory; keep the others in reliable "
+                        "digital memory on purpose with digital=[...] (CLI: --digital LAYER ...), which the energy "
+                        "and power sums then leave out")
+    _replace(module, binary, digital, "")
+    return module
+
+
+def _replace(module: nn.Module, binary: bool, digital: tuple[str, ...], prefix: str) -> None:
     for name, child in list(module.named_children()):
-        if isinstance(child, NoisyMixin):
+        full = f"{prefix}{name}"
+        if isinstance(child, NoisyMixin) or full in digital:
             continue
-        if isinstance(child, (nn.Conv2d, nn.Linear)):
+        if type(child) in MEMORY_LAYERS:
             setattr(module, name, _noisy_copy(child, binary))
         else:
-            to_noisy(child, binary)
-    return module
+            _replace(child, binary, digital, full + ".")
 
 
 def _noisy_copy(m: nn.Module, binary: bool) -> nn.Module:
     has_bias = m.bias is not None
-    if isinstance(m, nn.Conv2d):
+    if isinstance(m, (nn.Conv1d, nn.Conv2d)):
         if m.padding_mode != "zeros":
-            raise ValueError(f"to_noisy: padding_mode={m.padding_mode!r} is not supported (zeros only)")
-        new = NoisyConv2d(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
-                          bias=has_bias, binary=binary, groups=m.groups)
+            raise KnobError(f"to_noisy: padding_mode={m.padding_mode!r} is not supported (zeros only)")
+        cls = NoisyConv1d if isinstance(m, nn.Conv1d) else NoisyConv2d
+        new = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                  bias=has_bias, binary=binary, groups=m.groups)
         new.dilation = m.dilation           # used by the noisy convolution operator
     else:
         new = NoisyLinear(m.in_features, m.out_features, bias=has_bias, binary=binary)
