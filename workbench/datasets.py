@@ -91,7 +91,10 @@ class DataBundle:
     in_channels : int
         Number of image channels ``C``.
     image_size : int
-        Image height (== width).
+        Image height (== width), or a signal's length.
+    normalization : tuple or None
+        Per-channel ``(mean, std)`` applied to both splits, computed on the training split, when
+        the workbench computed it (a user's data, :mod:`workbench.userdata`).
     """
 
     name: str
@@ -100,6 +103,7 @@ class DataBundle:
     num_classes: int
     in_channels: int
     image_size: int
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def calibration(self, n: int, seed: int = 0) -> Dataset:
         """Random subset of the training split, e.g. for calibrating quantisation.
@@ -221,7 +225,8 @@ def as_tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     Returns
     -------
     x : torch.Tensor
-        float32, shape ``(N, C, H, W)`` (a channel axis is added to ``(N, H, W)``).
+        float32, shape ``(N, C, H, W)`` for images (a channel axis is added to items of shape
+        ``(H, W)``), or ``(N, C, L)`` for the signals a ``TensorDataset`` stores as such.
     y : torch.Tensor
         int64, shape ``(N,)``.
 
@@ -230,12 +235,14 @@ def as_tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     For a ``TensorDataset`` whose tensors already have these dtypes no copy is
     made: the results share memory with the dataset.
     """
+    stored = True                # a TensorDataset's tensors keep their layout: (N, C, H, W) or (N, C, L)
     if isinstance(ds, TensorDataset):
         x, y = ds.tensors[0], ds.tensors[1]
     elif isinstance(ds, Subset) and isinstance(ds.dataset, TensorDataset):
         idx = torch.as_tensor(list(ds.indices), dtype=torch.long)
         x, y = ds.dataset.tensors[0][idx], ds.dataset.tensors[1][idx]
     else:
+        stored = False
         n = len(ds)  # type: ignore[arg-type]
         if n == 0:
             raise ValueError("as_tensors: the dataset is empty")
@@ -246,9 +253,9 @@ def as_tensors(ds: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
             ys.append(torch.as_tensor(yi).reshape(()))
         x, y = torch.stack(xs), torch.stack(ys)
     x = x.to(torch.float32)
-    if x.dim() == 3:
+    if x.dim() == 3 and not stored:
         x = x.unsqueeze(1)
-    if x.dim() != 4:
+    if x.dim() not in (3, 4):
         raise ValueError(f"as_tensors: expected images of shape (C, H, W) or (H, W), got x of shape {tuple(x.shape)}")
     return x, y.to(torch.int64).reshape(-1)
 
