@@ -1,0 +1,148 @@
+"""Your own network: a factory named on the command line or registered by a package, its weights
+from a state-dict file, converted to noisy layers like every built-in model.
+
+A model spec is one of
+
+* ``path/to/file.py:factory`` — a Python file of the user's, imported from its path;
+* ``package.module:factory`` — an importable callable;
+* a name registered by an installed package under the entry-point group ``workbench.models``
+  (``[project.entry-points."workbench.models"] mynet = "mypkg.nets:mynet"``).
+
+The factory is called with the data's shape when it accepts it (``in_channels``, ``num_classes``,
+``image_size``, by name) and the user's ``model_args``; it returns an ``nn.Module``.  Running a
+factory runs the user's code: only the CLI, notebooks and sweep specs on the user's own machine
+name one; a served page offers registered names only, and never a path (``WORKBENCH_SHARED``).
+
+Weights load with ``torch.load(weights_only=True)``: a file that is not a plain state dict (a
+pickled object, a whole model) is refused, never unpickled; a key mismatch names the missing and
+unexpected keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import pickle
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+import torch.nn as nn
+
+from ..knobs import KnobError
+
+__all__ = ["MODEL_GROUP", "DATA_GROUP", "build_user_model", "load_factory", "load_weights", "model_digest",
+           "registered"]
+
+MODEL_GROUP = "workbench.models"
+DATA_GROUP = "workbench.datasets"
+
+
+def registered(group: str = MODEL_GROUP) -> dict[str, str]:
+    """Names installed packages register under ``group``: name -> ``module:attribute``."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=group)}
+
+
+def load_factory(spec: str, group: str = MODEL_GROUP) -> Callable[..., Any]:
+    """The callable ``spec`` names (a registered name, ``file.py:factory`` or ``module:factory``)."""
+    spec = str(spec).strip()
+    names = registered(group)
+    if spec in names:
+        spec = names[spec]
+    where, sep, attr = spec.rpartition(":")
+    if not sep or not where or not attr:
+        known = f" (registered: {', '.join(sorted(names))})" if names else ""
+        raise KnobError(f"model={spec!r} is not valid: a model is a built-in name, a registered name{known}, "
+                        "path/to/file.py:factory or package.module:factory")
+    if where.endswith(".py"):
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise KnobError(f"model={spec!r}: no such file {path}")
+        mod_name = f"workbench_user_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+        loader = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[mod_name] = module
+        loader.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise KnobError(f"model={spec!r}: cannot import {where!r} ({exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise KnobError(f"model={spec!r}: {where} has no callable {attr!r}")
+    return factory
+
+
+def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None, *, in_channels: int | None = None,
+                     num_classes: int | None = None, image_size: int | None = None, binary: bool = False,
+                     digital: tuple[str, ...] = ()) -> nn.Module:
+    """The network ``spec`` builds, its conv/linear layers made noisy (:func:`~.models.to_noisy`)."""
+    from .models import to_noisy
+    factory = load_factory(spec)
+    args = dict(model_args or {})
+    try:
+        accepted = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("image_size", image_size)):
+        if value is not None and name not in args and (name in accepted or takes_any):
+            args[name] = value
+    try:
+        model = factory(**args)
+    except TypeError as exc:
+        raise KnobError(f"model={spec!r} does not take these arguments {sorted(args)}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise KnobError(f"model={spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return to_noisy(model, binary=binary, digital=digital)
+
+
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load the state dict in ``path`` into ``model`` (strict), never unpickling anything else."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise KnobError(f"--weights {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KnobError(f"--weights {path} is not a plain state dict of tensors (it is read with "
+                        f"weights_only=True, so nothing else is unpickled): {first}") from None
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise KnobError(f"--weights {path} holds a {type(state).__name__}, not a state dict (name -> tensor)")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        def words(keys):
+            return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        raise KnobError(f"--weights {path} does not fit the model: "
+                        + "; ".join(part for part in (f"missing keys: {words(missing)}" if missing else "",
+                                                      f"unexpected keys: {words(unexpected)}" if unexpected else "")
+                                    if part))
+    shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if shapes:
+        k = shapes[0]
+        raise KnobError(f"--weights {path}: {k} has shape {tuple(state[k].shape)} but the model's is "
+                        f"{tuple(own[k].shape)}" + (f" ({len(shapes) - 1} more mismatched)" if len(shapes) > 1 else ""))
+    model.load_state_dict(state)
+    return model
+
+
+def model_digest(spec: str, weights: str | Path | None = None) -> str:
+    """SHA-256 of what defines a user's model: the spec, the factory's file when it is one, and
+    the weights file; part of its results' cache key (provenance, as a preset's name is)."""
+    h = hashlib.sha256(str(spec).encode())
+    where = str(spec).rpartition(":")[0]
+    if where.endswith(".py") and Path(where).expanduser().is_file():
+        h.update(Path(where).expanduser().read_bytes())
+    if weights is not None:
+        h.update(Path(weights).expanduser().read_bytes())
+    return h.hexdigest()
