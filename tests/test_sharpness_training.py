@@ -128,10 +128,10 @@ def test_init_weights_starts_from_a_local_file_and_refuses_a_bad_one(tmp_path):
     for (n, p0), p1 in zip(first.state_dict().items(), tuned.state_dict().values()):
         if p0.is_floating_point() and "running" not in n:
             assert torch.allclose(p0, p1, atol=1e-6), n       # lr ≈ 0: still the loaded weights
-    with pytest.raises(FileNotFoundError, match="init_weights"):
+    with pytest.raises(KnobError, match="init_weights .*no such file"):
         train(cfg.replace(init_weights=str(tmp_path / "missing.pt")), data, device="cpu")
     torch.save(preset_config("digits-cnn").to_dict(), tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="init_weights"):
+    with pytest.raises(KnobError, match="init_weights .* not a state dict"):
         train(cfg.replace(init_weights=str(tmp_path / "bad.pt")), data, device="cpu")
     wide = SmallCNN(width=1.0)
     torch.save(wide.state_dict(), tmp_path / "wide.pt")

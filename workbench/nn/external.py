@@ -102,37 +102,44 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None, *, 
     return to_noisy(model, binary=binary, digital=digital)
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load the state dict in ``path`` into ``model`` (strict), never unpickling anything else."""
+def load_weights(model: nn.Module, path: str | Path, knob: str = "--weights") -> nn.Module:
+    """Load the state dict in ``path`` into ``model`` (strict), never unpickling anything else;
+    a plain state dict or one under ``"state_dict"`` (the store's weight files).  ``knob`` is how
+    the refusals name the file's setting (``--weights``, ``init_weights``)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise KnobError(f"--weights {path}: no such file")
+        raise KnobError(f"{knob} {path}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KnobError(f"--weights {path} is not a plain state dict of tensors (it is read with "
+        raise KnobError(f"{knob} {path} is not a plain state dict of tensors (it is read with "
                         f"weights_only=True, so nothing else is unpickled): {first}") from None
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise KnobError(f"--weights {path} holds a {type(state).__name__}, not a state dict (name -> tensor)")
+        raise KnobError(f"{knob} {path} holds a {type(state).__name__}, not a state dict (name -> tensor)")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         def words(keys):
             return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-        raise KnobError(f"--weights {path} does not fit the model: "
-                        + "; ".join(part for part in (f"missing keys: {words(missing)}" if missing else "",
-                                                      f"unexpected keys: {words(unexpected)}" if unexpected else "")
-                                    if part))
-    shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
-    if shapes:
+        shaped = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+        parts = (f"missing keys: {words(missing)}" if missing else "",
+                 f"unexpected keys: {words(unexpected)}" if unexpected else "",
+                 f"other shapes: {words(shaped)}" if shaped else "")
+        raise KnobError(f"{knob} {path} does not fit the model: " + "; ".join(p for p in parts if p))
+    try:
+        model.load_state_dict(state)
+    except ValueError as exc:             # a model's own pre-hook naming the mismatched tensors
+        raise KnobError(f"{knob} {path}: {exc}") from None
+    except RuntimeError:
+        shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
         k = shapes[0]
-        raise KnobError(f"--weights {path}: {k} has shape {tuple(state[k].shape)} but the model's is "
-                        f"{tuple(own[k].shape)}" + (f" ({len(shapes) - 1} more mismatched)" if len(shapes) > 1 else ""))
-    model.load_state_dict(state)
+        raise KnobError(f"{knob} {path} does not fit the model: {k} has shape {tuple(state[k].shape)}, the "
+                        f"model's {tuple(own[k].shape)}" + (f" ({len(shapes) - 1} more)" if len(shapes) > 1 else "")
+                        ) from None
     return model
 
 

@@ -118,28 +118,10 @@ def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch
 
 
 def load_initial_weights(model: nn.Module, path: str) -> None:
-    """Load a local state-dict file (fine-tuning start point); never downloads anything.
-
-    Accepts a plain ``state_dict`` or a dict holding one under ``"state_dict"`` (the store's
-    weight files); keys must match the model's exactly."""
-    from pathlib import Path
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"init_weights={path!r}: no such file")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"init_weights={path!r} is not a readable torch state dict: {exc}") from None
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict):
-        raise ValueError(f"init_weights={path!r} does not hold a state dict")
-    try:
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-    except RuntimeError as exc:        # tensors of the wrong shape
-        raise ValueError(f"init_weights={path!r} does not fit the model: {str(exc).splitlines()[-1].strip()}") from None
-    if missing or unexpected:
-        raise ValueError(f"init_weights={path!r} does not fit the model: missing {list(missing)[:5]}, "
-                         f"unexpected {list(unexpected)[:5]}")
+    """Load a local state-dict file (fine-tuning start point, ``init_weights``); never downloads
+    anything, never unpickles anything but tensors (:func:`~workbench.nn.external.load_weights`)."""
+    from ..nn.external import load_weights
+    load_weights(model, path, knob="init_weights")
 
 
 def setup_run(cfg: TrainConfig, data: DataBundle | None, device, data_root: str | None):
