@@ -17,7 +17,7 @@ from workbench.hardware import IdealMemory, KnobError
 from workbench.hardware.sram import normalised_energy
 from workbench.nn import noisy_layers
 from workbench.training import Cancelled, LaNMaxConfig, LaNMaxResult, TrainConfig, ols_slopes, train_lanmax
-from workbench.training.lanmax import _update_p, normalise_gradient, perturb_p, surrogate_loss
+from workbench.training.lanmax import _update_p, normalise_gradient, perturb_p, surrogate_energy, surrogate_loss
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -185,8 +185,14 @@ def test_surrogate_formula_and_update_directions():
     counts = np.array([100, 1000, 5000])
     lcfg = LaNMaxConfig(alpha=0.5, lambda_p=0.1)
     pt = np.array([0.01, 0.02, 0.2])
-    e = normalised_energy(pt, counts, bits=1, a=12.8)
+    # the thesis' E: relative to the same network read reliably (Σ η(p_l) n_l / Σ n_l, η = −ln p / a)
+    e = float(np.sum(-np.log(pt) / 12.8 * counts) / counts.sum())
+    assert surrogate_energy(pt, counts, lcfg) == pytest.approx(e, rel=1e-12)
     assert surrogate_loss(0.6, 0.3, pt, counts, lcfg) == pytest.approx(2.0 + 0.5 * math.sqrt(e) + 0.1 * 0.23)
+    assert surrogate_energy(np.full(3, 0.01), counts, lcfg) == pytest.approx(0.3598, abs=1e-4)   # §4.4: η(0.01)
+    fp16 = lcfg.replace(energy_reference="fp16")
+    assert surrogate_energy(pt, counts, fp16) == pytest.approx(e / 16, rel=1e-12)
+    assert surrogate_energy(pt, counts, fp16) == pytest.approx(normalised_energy(pt, counts, bits=1, a=12.8))
     rng = np.random.default_rng(6)
     p = np.full(3, 0.05)       # p ± h stays inside the bounds: no clipping, symmetric ε
 
@@ -363,3 +369,17 @@ def test_train_config_refuses_knobs_lanmax_does_not_take(knob, value, digits):
     with pytest.raises(KnobError, match=rf"{knob}=.*LaNMax.*SGD\+Nesterov"):
         train_lanmax(TrainConfig(binary=True, epochs=1, width=0.5, **{knob: value}), LaNMaxConfig(), digits,
                      device="cpu")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "network"])
+def test_lr_p_schedule_sets_the_step_of_p(digits, schedule):
+    """Algorithm 1 line 16 with β_p = 0 and no clipping: ‖Δp_k‖ = ι_p (unit-norm gradient, eq 4.6),
+    times ι(k)/ι, the network's cosine factor at the end of epoch k, when ι_p follows the schedule."""
+    lcfg = LaNMaxConfig(lr_p=0.02, beta_p=0.0, p_init=0.25, h=0.01, stop_fraction=1.0, lr_p_schedule=schedule)
+    res = train_lanmax(cfg(), lcfg, digits, device="cpu")
+    p = np.vstack([np.full(res.trajectory.layer.size, 0.25), res.trajectory.p.values])
+    steps = np.linalg.norm(np.diff(p, axis=0), axis=1)
+    n = math.ceil(len(digits.train) / cfg().batch_size)
+    factor = 0.5 * (1 + np.cos(np.pi * np.arange(1, EPOCHS + 1) * n / (EPOCHS * n)))
+    expected = 0.02 * (factor if schedule == "network" else np.ones(EPOCHS))
+    np.testing.assert_allclose(steps, expected, rtol=1e-9, atol=1e-12)

@@ -9,8 +9,10 @@ and the surrogate actually optimised is (eq 4.5)
 
     L̄_O = L / L* + α √E(p~) + λ_p Σ_l p~_l,
 
-with ``L*`` the lowest minibatch loss seen so far and ``E`` the normalised memory energy
-(eq 3.30 ÷ reliable 16-bit reference, :func:`workbench.hardware.sram.normalised_energy`).
+with ``L*`` the lowest minibatch loss seen so far and ``E`` the memory energy of eq 3.30 relative
+to the same network read from reliable memory (the thesis' convention, §4.4: ``E = η(0.01) = 0.36``
+at a uniform ``p = 0.01``); ``energy_reference="fp16"`` divides by the 16-bit network instead, which
+makes the α√E term 4× weaker (``√16``).
 
 Every minibatch of an epoch ``k ≤ s`` draws ``ε_l ~ U{-h, 0, h}`` per layer and reads layer
 ``l`` through a BSC at ``p~_l = clip(p_l + ε_l, p_min, p_max)`` (eq 4.4); the network takes its
@@ -44,7 +46,7 @@ from ..nn import clip_weights_, layer_param_counts, noisy_layers, set_generator,
 from .config import TrainConfig
 from .trainer import Batches, Cancelled, ProgressFn, accuracy, make_optimizer, make_scheduler, setup_run
 
-__all__ = ["LaNMaxConfig", "LaNMaxResult", "check_train_config", "ols_slopes", "train_lanmax"]
+__all__ = ["LaNMaxConfig", "LaNMaxResult", "check_train_config", "ols_slopes", "surrogate_energy", "train_lanmax"]
 
 #: stream id mixed with ``cfg.seed`` for the ε draws (independent of init, shuffling and BSC noise)
 _EPS_STREAM = 0x1A4D
@@ -66,7 +68,14 @@ class LaNMaxConfig(param.Parameterized):
     p_max = param.Number(0.5, bounds=(0.0, 0.5), doc="upper bound of p (eq 4.3/4.7: p ≤ 1/2)")
     lr_p = param.Number(None, allow_None=True, bounds=(0.0, 10.0),
                         doc="learning rate ι_p of p (Algorithm 1 line 16); None: the network's base lr "
-                            "(thesis ι_p = ι), constant (not scheduled)")
+                            "(thesis ι_p = ι)")
+    lr_p_schedule = param.Selector(default="constant", objects=["constant", "network"],
+                                   doc="ι_p over epochs (Algorithm 1 line 16, p ← p − ι_p ∇_p L_O): 'constant', or "
+                                       "'network': scaled by the network's lr schedule (ι(k)/ι) at the update; "
+                                       "§4.3.2 says only ι_p = ι")
+    energy_reference = param.Selector(default="same-network", objects=["same-network", "fp16"],
+                                      doc="E in the α√E term of eq 4.5: relative to the same network read from "
+                                          "reliable memory (thesis, §4.4) or to its 16-bit version (E ÷ 16)")
     beta_p = param.Number(0.2, bounds=(0.0, 1.0), inclusive_bounds=(True, False),
                           doc="Nesterov momentum β_p of the p update (§4.4.1: 0.2)")
     stop_fraction = param.Number(0.8, bounds=(0.0, 1.0),
@@ -197,13 +206,20 @@ def _update_p(p: np.ndarray, v: np.ndarray, slopes: np.ndarray, lcfg: LaNMaxConf
     return p, v, g
 
 
+def surrogate_energy(p: np.ndarray, counts: np.ndarray, lcfg: LaNMaxConfig) -> float:
+    """``E(p)`` of eq 3.30 for the 1-bit layers, relative to ``lcfg.energy_reference``: the same
+    network read reliably (``Σ_l η(p_l) n_l / Σ_l n_l``) or its 16-bit version (that ÷ 16)."""
+    ref_bits = 1 if lcfg.energy_reference == "same-network" else 16
+    return float(normalised_energy(np.asarray(p, dtype=float), counts, bits=1, a=lcfg.a, reference_bits=ref_bits))
+
+
 def surrogate_loss(loss: float, best_loss: float, p_tilde: np.ndarray, counts: np.ndarray,
                    lcfg: LaNMaxConfig) -> float:
-    """``L / L* + α √E(p~) + λ_p Σ_l p~_l`` (eq 4.5); ``E`` normalised (eq 3.30 ÷ 16-bit reference).
+    """``L / L* + α √E(p~) + λ_p Σ_l p~_l`` (eq 4.5); ``E`` per :func:`surrogate_energy`.
 
     ``L*`` is floored at 1e-12 so a zero minibatch loss cannot divide by zero.
     """
-    energy = normalised_energy(np.asarray(p_tilde, dtype=float), counts, bits=1, a=lcfg.a)
+    energy = surrogate_energy(p_tilde, counts, lcfg)
     return float(loss / max(best_loss, 1e-12) + lcfg.alpha * math.sqrt(energy) + lcfg.lambda_p * float(np.sum(p_tilde)))
 
 
@@ -341,7 +357,10 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
             seen += y.numel()
         if perturb:   # lines 13–17
             slopes, stderr = ols_slopes(np.array(rec_p), np.array(rec_sur))
-            p, v, g = _update_p(p, v, slopes, lcfg, lr_p)
+            # 'network': ι_p follows ι(k)/ι, the network's scheduled lr at the end of epoch k
+            scale = opt.param_groups[0]["lr"] / cfg.lr if lcfg.lr_p_schedule == "network" and cfg.lr > 0 else 1.0
+            step = lr_p * scale
+            p, v, g = _update_p(p, v, slopes, lcfg, step)
             traj["slope"][epoch], traj["slope_stderr"][epoch], traj["grad"][epoch] = slopes, stderr, g
         traj["p"][epoch] = p
         _set_ps(mems, names, p)
@@ -350,7 +369,7 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
         hist["train_accuracy"].append(tot_correct / seen)
         hist["test_accuracy"].append(test_acc)
         hist["surrogate"].append(tot_sur / max(n_batches, 1))
-        hist["energy"].append(float(normalised_energy(p, counts, bits=1, a=lcfg.a)))
+        hist["energy"].append(surrogate_energy(p, counts, lcfg))
         if progress is not None:
             progress({"epoch": k, "epochs": epochs, "loss": hist["loss"][-1], "test_accuracy": test_acc,
                       "p": [float(q) for q in p]})
@@ -371,7 +390,7 @@ def train_lanmax(cfg: TrainConfig, lcfg: LaNMaxConfig, data: DataBundle | None =
 
     trajectory = _trajectory(names, counts, traj, hist, lcfg, s, lr_p, epochs)
     trajectory.attrs.update(noisy_accuracy=noisy_accuracy, test_accuracy=test_accuracy,
-                            energy=float(normalised_energy(p, counts, bits=1, a=lcfg.a)))
+                            energy=surrogate_energy(p, counts, lcfg))
     return LaNMaxResult(model, learned, trajectory, hist, test_accuracy, seconds, str(dev))
 
 
@@ -400,7 +419,8 @@ def _trajectory(names, counts, traj, hist, lcfg: LaNMaxConfig, s: int, lr_p: flo
     ds["test_accuracy"] = ("epoch", np.array(hist["test_accuracy"]),
                            {"long_name": "test accuracy, one noisy draw at p", "units": "1"})
     ds["energy"] = ("epoch", np.array(hist["energy"]),
-                    {"long_name": "memory energy at p (eq 3.30 ÷ reliable 16-bit)", "units": "1"})
+                    {"long_name": f"memory energy at p (eq 3.30, relative to {lcfg.energy_reference} read reliably)",
+                     "units": "1"})
     ds["updated"] = ("epoch", (np.arange(1, epochs + 1) <= s).astype(np.int8),
                      {"long_name": "p perturbed and updated this epoch (k ≤ s)", "units": "1"})
     ds.attrs.update(lcfg.to_dict())
