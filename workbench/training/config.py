@@ -50,9 +50,24 @@ class TrainConfig(param.Parameterized):
                                 doc="state-dict file to start from (fine-tuning); a local path, never downloaded")
     train_memory = param.Dict(default=None, allow_None=True,
                               doc="memory map used during training (hardware-aware noise), as MemoryMap.to_dict()")
+    user_model = param.String(None, allow_None=True,
+                              doc="your network instead of `model`: path/file.py:factory, package.module:factory or "
+                                  "a name registered under workbench.models (workbench.nn.external)")
+    model_args = param.Dict(default={}, doc="keyword arguments of the user_model factory")
+    data = param.String(None, allow_None=True,
+                        doc="your data instead of `dataset`: a .npz, a folder of class folders or module:factory "
+                            "(workbench.userdata)")
+    digital = param.List(default=[], item_type=str,
+                         doc="layers of user_model kept in reliable digital memory on purpose (no energy, no power)")
+    sources = param.Dict(default=None, allow_None=True, precedence=-1,
+                         doc="SHA-256 of the user's model file, initial weights and data: part of the cache key")
+
+    #: knobs a config leaves out of its dict (hence of its cache key) at their defaults, so that
+    #: the keys of every network trained before they existed stay the same
+    OPTIONAL = {"user_model": None, "model_args": {}, "data": None, "digital": [], "sources": None}
 
     def to_dict(self) -> dict[str, Any]:
-        return plain_values(self)
+        return {k: v for k, v in plain_values(self).items() if not (k in self.OPTIONAL and v == self.OPTIONAL[k])}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -71,6 +86,10 @@ class TrainConfig(param.Parameterized):
         if self.model == "wrn" and (self.depth - 4) % 6:
             raise KnobError(f"depth={self.depth} is out of range: a WideResNet's depth must be 6n+4 in [10, 100] "
                             "(10, 16, 22, 28, ...)")
+        if self.user_model or self.data:
+            self._record_sources()
+        elif self.model_args or self.digital:
+            raise KnobError("model_args and digital apply to user_model: set user_model (or leave them empty)")
         if self.train_memory:
             from ..hardware import memory_map_from_dict
             try:
@@ -83,6 +102,18 @@ class TrainConfig(param.Parameterized):
                     f"({{'default': {{'technology': ..., knob: value}}, 'overrides': {{layer: ...}}}}): {exc}"
                 ) from None
         return self
+
+    def _record_sources(self) -> None:
+        """The digests of what the user's files hold (a changed file is another network)."""
+        from ..nn.external import model_digest
+        from ..userdata import data_digest
+        sources = {}
+        if self.user_model:
+            sources["model"] = model_digest(self.user_model, self.init_weights)
+        if self.data:
+            sources["data"] = data_digest(self.data)
+        with param.parameterized.discard_events(self):
+            self.sources = sources
 
     def replace(self, **changes: Any) -> "TrainConfig":
         d = self.to_dict()

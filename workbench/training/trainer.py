@@ -38,8 +38,23 @@ class TrainResult:
 
 
 def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
+    """The network of ``cfg`` for ``data``'s shape: a built-in ``model``, or the user's ``user_model``."""
+    if cfg.user_model:
+        from ..nn.external import build_user_model
+        return build_user_model(cfg.user_model, cfg.model_args, in_channels=data.in_channels,
+                                num_classes=data.num_classes, image_size=data.image_size, binary=cfg.binary,
+                                digital=tuple(cfg.digital))
     return build_model(cfg.model, in_channels=data.in_channels, num_classes=data.num_classes,
                        image_size=data.image_size, width=cfg.width, binary=cfg.binary, depth=cfg.depth, k=cfg.k)
+
+
+def data_for(cfg: TrainConfig, data_root: str | None = None, augment: bool | None = None) -> DataBundle:
+    """The data of ``cfg``: the user's ``data`` (its split seeded 0, whatever the training seed) or
+    the named ``dataset`` (from ``data_root``)."""
+    if cfg.data:
+        from ..userdata import load_user_data
+        return load_user_data(cfg.data)
+    return load_dataset(cfg.dataset, data_root, augment=cfg.augment if augment is None else augment)
 
 
 class Batches:
@@ -128,7 +143,7 @@ def setup_run(cfg: TrainConfig, data: DataBundle | None, device, data_root: str 
     """Device, data, a freshly initialised model (seeded by ``cfg.seed``) and the noise generator
     (seed ``cfg.seed + 1``) of a training run; shared by :func:`train` and LaNMax."""
     dev = resolve_device(device)
-    data = data if data is not None else load_dataset(cfg.dataset, data_root, augment=cfg.augment)
+    data = data if data is not None else data_for(cfg, data_root)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     model = make_model(cfg, data)
