@@ -76,6 +76,11 @@ def _energy_accuracy(params, store, device, progress, cancel):
     )
 
 
+def _lanmax_study(params, store, device, progress, cancel):
+    from .lanmax_study import lanmax_study
+    return lanmax_study(store=store, device=device, progress=progress, cancel=cancel, **params)
+
+
 def _ch5(fn_name: str, **fixed):
     """A chapter-5 study of :mod:`.sharpness`; the spec's params are its keyword arguments."""
     def run(params, store, device, progress, cancel):
@@ -103,6 +108,7 @@ EXPERIMENTS: dict[str, Callable[..., xr.Dataset]] = {
     "robustness": _ch5("robustness_study"), "robustness_additive": _ch5("robustness_study", noise="additive"),
     "sharpness": _ch5("sharpness_study"), "quantization": _ch5("quantization_study"), "ood": _ch5("ood_study"),
     "pcm_drift": _ch5("drift_study"), "rho": _ch5("rho_study"), "nas": _nas, "nas_select": _nas_select,
+    "lanmax_study": _lanmax_study,
 }
 
 #: the parameters each experiment cannot do without (the others have defaults)
@@ -111,6 +117,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "sensitivity": ("p_train", "seeds", "base_p", "high_p", "draws"),
     "spectra": ("p_train", "seeds"),
     "energy_accuracy": ("widths", "p_uniform", "alphas", "seeds", "draws"),
+    "lanmax_study": ("variants", "alphas", "p_uniform", "widths", "seeds", "epochs", "draws"),
 }
 
 
