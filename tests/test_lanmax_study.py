@@ -92,12 +92,43 @@ def test_shipped_spec_is_registered():
     assert len(params["seeds"]) >= 3 and params["alphas"] == [0.1, 0.05, 0.03, 0.02, 0.01, 0.001, 0.0]
 
 
-def test_tiny_study(tmp_path):
-    ds = lanmax_study({"thesis": {"batch_size": 64, "lanmax": {}}}, [0.1], [0.1], [1.0], [0], epochs=1, draws=2,
-                      boot=50, store=Store(tmp_path), device="cpu")
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return lanmax_study({"thesis": {"batch_size": 64, "lanmax": {}}}, [0.1], [0.1], [1.0], [0], epochs=1, draws=2,
+                        boot=50, store=Store(tmp_path_factory.mktemp("store")), device="cpu")
+
+
+def test_tiny_study(tiny):
+    ds = tiny
     assert list(ds.method.values) == ["uniform", "width", "lanmax"]
     assert ds.energy_ratio.dims == ("variant_name", "baseline") and int(ds.ols_samples[0]) == 23
     np.testing.assert_allclose(ds.energy.values[:2], [0.1799, 1.0], atol=1e-4)    # η(0.1); reliable full width
     assert ds.target_accuracy.values[0] == pytest.approx(ds.accuracy.values[1] - 0.01)
     for name in list(ds.data_vars) + list(ds.coords):
         assert ds[name].attrs.get("long_name"), name
+
+
+def test_study_on_the_page(tiny):
+    """The SRAM page's text names the verdict and every (variant, baseline) ratio; the plot renders."""
+    import holoviews as hv
+
+    from workbench.plots.sram import lanmax_study_plot
+    from workbench.ui.sram import study_text
+    rows = [{"variant": "thesis", "baseline": b, "ratio": r, "low": r * 0.8, "high": r * 1.2, "target": 0.9,
+             "ols_samples": 23} for b, r in (("uniform", 0.7), ("width", float("nan")))]
+    text = study_text(tiny, rows)
+    assert "LaNMax loses: it needs 1.43× the energy of a uniform BER" in text and "target not reached" in text
+    assert "seeds 0;" in text and text.count("| thesis | 23 |") == 2
+    ds = tiny.copy()
+    ds["energy_ratio"][:] = [[0.7, 1.3]]
+    ds["ratio_ci95_low"][:], ds["ratio_ci95_high"][:] = [[0.5, 1.1]], [[0.9, 1.6]]
+    hv.extension("bokeh")
+    hv.render(lanmax_study_plot(ds))
+
+
+def test_page_says_when_the_store_lacks_the_study(tmp_path):
+    from workbench.ui.sram_explorer import SRAMExplorer
+    ex = SRAMExplorer(store=Store(tmp_path), autorun=False)
+    ex.load_study()
+    ex.wait(60, kinds=("lanmax_study",))
+    assert ex.study is None and ex.study_missing and ex.study_rows() == []

@@ -119,6 +119,36 @@ def energy_accuracy_plot(ds: xr.Dataset) -> hv.Overlay:
     )
 
 
+def lanmax_study_plot(ds: xr.Dataset) -> hv.Overlay:
+    """Energy ratio at equal accuracy (baseline E ÷ LaNMax E) per LaNMax variant and baseline, with
+    its 95 % bootstrap CI over seeds (:func:`workbench.experiments.lanmax_study.energy_ratio`), log
+    axis; parity (1) and the thesis' 2.4× vs a uniform BER drawn as lines.  Variants whose LaNMax
+    curve misses the target accuracy have no point."""
+    variant = hv.Dimension("variant", label="LaNMax variant")
+    ratio = hv.Dimension("ratio", label="baseline energy ÷ LaNMax energy at equal accuracy")
+    layers = []
+    styles = {"uniform": ("vs one BER p for all layers", "#ff7f0e", "circle"),
+              "width": ("vs reliable 1-bit weights, width varied", "#1f77b4", "triangle")}
+    names = [str(v) for v in ds.variant_name.values]
+    for base, (label, color, marker) in styles.items():
+        sel = ds.sel(baseline=base)
+        r, lo, hi = sel.energy_ratio.values, sel.ratio_ci95_low.values, sel.ratio_ci95_high.values
+        ok = np.isfinite(r) & (r > 0)
+        x = [n for n, k in zip(names, ok) if k]
+        if not x:
+            continue
+        clo, chi = np.clip(lo[ok], 1e-3, None), np.clip(hi[ok], 1e-3, 1e3)
+        layers.append(hv.ErrorBars((x, r[ok], r[ok] - clo, chi - r[ok]), variant, [ratio, "neg", "pos"]).opts(
+            color=color, line_width=2))
+        layers.append(hv.Scatter((x, r[ok]), variant, ratio, label=label).opts(color=color, marker=marker, size=11,
+                                                                               tools=["hover"]))
+    layers.append(hv.HLine(1.0).opts(color="black", line_dash="dashed", line_width=1))
+    layers.append(hv.HLine(float(ds.attrs.get("thesis_ratio", 2.4))).opts(color=ACCENT, line_dash="dotted"))
+    return hv.Overlay(layers).opts(
+        logy=True, responsive=True, min_height=320, legend_position="bottom", toolbar="above", padding=0.1,
+        title="LaNMax study: energy ratio at equal accuracy (dashed: parity, dotted: thesis 2.4×)")
+
+
 def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") -> hv.Overlay:
     """One point per layer at its BER ``p`` on a log axis (a bar on a log axis would start at an
     arbitrary floor and suggest a length that means nothing).  A reliable layer (``p = 0``) has no

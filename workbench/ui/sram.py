@@ -17,6 +17,7 @@ from ..knobs import KnobError
 from ..plots.sram import (
     METHOD_STYLE,
     energy_accuracy_plot,
+    lanmax_study_plot,
     lanmax_trajectory_plot,
     layer_p_bars,
     param_count_bars,
@@ -25,7 +26,7 @@ from ..plots.sram import (
     uniform_ber_plot,
 )
 from .base import ExplorerPage, about_fold, number_field, regenerate_footer, throttled_link
-from .sram_explorer import DEFAULT_LAYER_P, POINT_GRIDS, REGENERATE, SRAMExplorer
+from .sram_explorer import DEFAULT_LAYER_P, POINT_GRIDS, REGENERATE, STUDY_REGENERATE, SRAMExplorer
 from .urlstate import PageURL, URLKnob, URLValueError, fmt_number
 
 #: the sub-tabs, as the ``tab`` key of a link names them, in the order they are shown
@@ -306,6 +307,18 @@ class SRAMPage(ExplorerPage):
             sizing_mode="stretch_width",
         )
 
+    @param.depends("explorer.study", "explorer.study_missing")
+    def _study(self):
+        ex = self.explorer
+        if ex.study is None:
+            if ex.study_missing:
+                return pn.pane.Markdown(f"*The fair LaNMax study is not in this store; compute it with "
+                                        f"`{STUDY_REGENERATE}` (about 25 minutes on two cores).*")
+            return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the LaNMax study…")
+        return pn.Column(pn.pane.Markdown(study_text(ex.study, ex.study_rows())),
+                         pn.pane.HoloViews(lanmax_study_plot(ex.study), linked_axes=False, sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")
+
     def _pick(self, x, y):
         ds = self.explorer.energy
         if x is None or y is None or ds is None or x <= 0:
@@ -381,7 +394,8 @@ class SRAMPage(ExplorerPage):
                 sizing_mode="stretch_width",
             ),
             "energy": pn.Column(
-                self._energy_plot, self._details, pn.pane.Markdown(TEXT["energy"]), sizing_mode="stretch_width"
+                self._energy_plot, self._details, pn.pane.Markdown(TEXT["energy"]), self._study,
+                sizing_mode="stretch_width"
             ),
             "spectra": pn.Column(
                 self._layer, self._spectra, pn.pane.Markdown(TEXT["spectra"]), sizing_mode="stretch_width"
@@ -410,6 +424,29 @@ class SRAMPage(ExplorerPage):
             sizing_mode="stretch_width")
         return pn.Column(self._status, self._tabs, about_fold(regenerate_footer(REGENERATE), links),
                          sizing_mode="stretch_width")
+
+
+def study_text(ds, rows: list[dict]) -> str:
+    """The fair LaNMax study in words: the verdict against a uniform BER for the thesis' settings,
+    then every variant's ratio with its CI (Markdown)."""
+    from ..experiments.lanmax_study import verdict
+    names = {"uniform": "one BER for all layers", "width": "reliable 1-bit weights, narrower"}
+    head = next((r for r in rows if r["variant"] == "thesis" and r["baseline"] == "uniform"), rows[0] if rows else None)
+    seeds = sorted({int(s) for s in ds.seed.values})
+    lines = [f"**Fair LaNMax study** (every method trained {ds.attrs['epochs']} epochs at the variant's batch size, "
+             f"seeds {', '.join(map(str, seeds))}; energy relative to the full-width 1-bit network read reliably; "
+             f"compared at the accuracy of the noiseless full-width network minus {ds.attrs['target_drop'] * 100:g} "
+             "point; 95 % CI: percentile bootstrap over seeds)."]
+    if head is not None:
+        lines.append(verdict(head["ratio"], head["low"], head["high"], "a uniform BER") + " "
+                     f"(variant '{head['variant']}', target accuracy {head['target']:.3f}.)")
+    lines += ["", "| LaNMax variant | OLS samples per slope | baseline | baseline E ÷ LaNMax E | 95 % CI |",
+              "|---|---|---|---|---|"]
+    for r in rows:
+        value = f"{r['ratio']:.2f}" if math.isfinite(r["ratio"]) else "target not reached"
+        lines.append(f"| {r['variant']} | {r['ols_samples']} | {names.get(r['baseline'], r['baseline'])} | {value} | "
+                     f"{r['low']:.2f}–{r['high']:.2f} |")
+    return "\n".join(lines)
 
 
 def spectra_test_lines(ds, layer: str) -> list[str]:

@@ -14,7 +14,7 @@ import param
 
 from ..experiments import Store, param_counts
 from ..experiments.sram import bc_config, energy_of, energy_ratios
-from ..experiments.sweep import SRAM_SPEC, load_spec, run_experiment
+from ..experiments.sweep import SPEC_DIR, SRAM_SPEC, load_spec, run_experiment, stored_experiment
 from ..hardware import SRAMMemory
 from ..knobs import KnobError
 from .base import BackgroundState, result_param
@@ -26,12 +26,15 @@ DEFAULT_LAYER_P = 0.01
 POINT_GRIDS = {"fp16": "widths", "bc": "widths", "bc_uniform": "p_uniform", "lanmax": "alphas"}
 
 REGENERATE = "workbench sweep specs/sram_digits.json --cache-dir data/store"
+#: the fair LaNMax study (issue 13 item 3), read from the store only: it takes ~25 min to compute
+STUDY_SPEC = SPEC_DIR / "lanmax_study.json"
+STUDY_REGENERATE = "workbench sweep specs/lanmax_study.json --cache-dir data/store"
 
 
 class SRAMExplorer(BackgroundState):
     """Knobs and results of the ch. 4 page."""
 
-    job_kinds = ("uniform_ber", "sensitivity", "energy_accuracy", "spectra", "lanmax", "point")
+    job_kinds = ("uniform_ber", "sensitivity", "energy_accuracy", "spectra", "lanmax", "point", "lanmax_study")
     cancel_kind = "lanmax"
 
     p_train = param.Selector(default=0.01, objects=[0.01], doc="training BER p_t highlighted in the uniform study")
@@ -56,6 +59,8 @@ class SRAMExplorer(BackgroundState):
     lanmax_loss = param.List(default=[], precedence=-1)
     lanmax_result = param.Dict(default=None, allow_None=True, precedence=-1)
     point_sensitivity = result_param()
+    study = result_param("the fair LaNMax study of specs/lanmax_study.json")
+    study_missing = param.Boolean(False, precedence=-1, doc="the store has no result of the LaNMax study")
 
     def __init__(self, store: Store | None = None, spec_path=SRAM_SPEC, device: str = "auto", autorun: bool = True,
                  **params):
@@ -86,6 +91,13 @@ class SRAMExplorer(BackgroundState):
                 return run_experiment(name, params, self.store, device=self.device, cancel=cancel)
 
             self.launch(name, job, into=target)
+        self.load_study()
+
+    def load_study(self) -> None:
+        """Read the LaNMax study from the store (never computed here); ``study_missing`` if absent."""
+        params = load_spec(STUDY_SPEC)["experiments"]["lanmax_study"]
+        self.launch("lanmax_study", lambda cancel: stored_experiment("lanmax_study", params, self.store),
+                    on_done=lambda ds: {"study": ds, "study_missing": ds is None}, compute=False)
 
     @param.depends("width", watch=True)
     def _on_width(self):
@@ -193,6 +205,18 @@ class SRAMExplorer(BackgroundState):
     def ratios(self) -> dict[str, float]:
         return energy_ratios(self.energy) if self.energy is not None else {}
 
+    def study_rows(self) -> list[dict[str, Any]]:
+        """One row per (LaNMax variant, baseline) of the study: ratio, its CI, target, OLS samples."""
+        ds = self.study
+        if ds is None:
+            return []
+        return [{"variant": str(v), "baseline": str(b), "ratio": float(ds.energy_ratio.sel(variant_name=v, baseline=b)),
+                 "low": float(ds.ratio_ci95_low.sel(variant_name=v, baseline=b)),
+                 "high": float(ds.ratio_ci95_high.sel(variant_name=v, baseline=b)),
+                 "target": float(ds.target_accuracy.sel(variant_name=v)),
+                 "ols_samples": int(ds.ols_samples.sel(variant_name=v))}
+                for v in ds.variant_name.values for b in ds.baseline.values]
+
     # ------------------------------------------------------------------ LaNMax runs
     @param.depends("run_lanmax", watch=True)
     def _run(self):
@@ -229,4 +253,4 @@ class SRAMExplorer(BackgroundState):
                     job_class="training", cancelled="LaNMax run cancelled", lanmax_p={}, lanmax_loss=[])
 
 
-__all__ = ["DEFAULT_LAYER_P", "POINT_GRIDS", "REGENERATE", "SRAMExplorer"]
+__all__ = ["DEFAULT_LAYER_P", "POINT_GRIDS", "REGENERATE", "SRAMExplorer", "STUDY_REGENERATE", "STUDY_SPEC"]
