@@ -128,7 +128,7 @@ def test_study_on_the_page(tiny):
 
 def test_page_says_when_the_store_lacks_the_study(tmp_path):
     from workbench.ui.sram_explorer import SRAMExplorer
-    ex = SRAMExplorer(store=Store(tmp_path), autorun=False)
+    ex = SRAMExplorer(store=Store(tmp_path, read_only=[]), autorun=False)   # not the shipped store
     ex.load_study()
     ex.wait(60, kinds=("lanmax_study",))
     assert ex.study is None and ex.study_missing and ex.study_rows() == []
