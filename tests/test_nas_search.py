@@ -93,6 +93,21 @@ def test_select_n_larger_tolerance_needs_fewer_minibatches():
     assert np.all(ds["prob"].values[ok] > 0.95)           # eq 6.7 holds at the chosen n
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_select_n_never_reports_fewer_minibatches_than_the_bisection(seed):
+    # narrow accuracy spread and a dense δ grid, as in Fig 6.1: n_bisect has plateaus, where an
+    # interpolated Pareto front of (δ, n) would fall below it (e.g. 4.75 where 5 are needed)
+    rng = np.random.default_rng(seed)
+    a = curves(rng.uniform(0.9, 1.0, 100), 0.05, 11, rng)
+    ds = select_n(a, rng.permutation(np.linspace(0.0025, 0.05, 20)))
+    raw, n = ds["n_bisect"].values, ds["n"].values
+    assert np.all(n >= raw) and np.all(n == np.round(n))
+    by_delta = n[np.argsort(ds["delta"].values)]
+    assert np.all(np.diff(by_delta) <= 0)
+    # the smallest such curve: each n is the bisection's n at its own δ or at a larger one
+    assert all(n[i] in raw[ds["delta"].values >= d] for i, d in enumerate(ds["delta"].values))
+
+
 def test_select_n_reports_no_n_where_no_pair_is_that_far_apart():
     rng = np.random.default_rng(0)
     a = curves(rng.uniform(0.5, 0.6, 40), 0.15, 30, rng)     # final scores within 0.1 (plus noise)

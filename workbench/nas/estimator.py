@@ -233,12 +233,14 @@ def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed:
     ``a_{N,j} > a_{N,l} + δ`` are drawn at random (``n_pairs``, seeded; all of them when fewer)
     and ``Pr(A_j(n) > A_l(n))`` is their fraction still ranked right at ``n``.  Bisection on
     ``n ∈ [1, N]`` finds the smallest ``n`` with ``Pr > 1 − ε`` (``Pr(N) = 1`` by construction);
-    the results are made monotone in ``δ`` with their Pareto front (smaller δ, smaller n) and
-    linear interpolation between front points, as the thesis does.
+    the results are made monotone in ``δ`` by their upper envelope ``n(δ) = max_{δ' ≥ δ} n_bisect(δ')``.
+    The thesis interpolates the Pareto front of ``(δ, n)`` instead; that lower envelope reports
+    fewer minibatches than the bisection found at that ``δ`` (e.g. 4.75 where 5 are needed), so
+    the workbench keeps the smallest monotone curve that never falls below ``n_bisect``.
 
     Returns a Dataset over ``delta``: ``n_bisect`` (raw, NaN where no pair is ``δ`` apart),
-    ``n`` (monotone non-increasing, interpolated), ``pairs`` (eligible pairs), ``prob`` (at
-    ``n_bisect``)."""
+    ``n`` (monotone non-increasing, ``≥ n_bisect``, whole minibatches), ``pairs`` (eligible
+    pairs), ``prob`` (at ``n_bisect``)."""
     a = np.asarray(curves, dtype=float)
     if a.ndim != 2 or a.shape[1] < 1:
         raise ValueError("curves must be 2-D (network, n)")
@@ -267,18 +269,10 @@ def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed:
                 else:
                     lo = mid
         raw[i], prob[i] = hi, _prob_correct(a, pairs, hi)
-    mono = np.full(len(deltas), np.nan)
-    valid = np.flatnonzero(~np.isnan(raw))
-    if len(valid):
-        order = valid[np.argsort(deltas[valid], kind="stable")]
-        front, best = [], np.inf
-        for i in order:                  # Pareto front of (δ, n), both minimised
-            if raw[i] < best:
-                front.append(i)
-                best = raw[i]
-        fd, fn = deltas[front], raw[front]
-        mono = np.interp(deltas, fd, fn)
-        mono[count == 0] = np.nan        # no pair that far apart: no n to report (not the last one extended)
+    order = np.argsort(deltas, kind="stable")
+    mono = np.empty(len(deltas))
+    mono[order] = np.fmax.accumulate(raw[order][::-1])[::-1]     # NaN (no pair) ignored by fmax
+    mono[count == 0] = np.nan            # no pair that far apart: no n to report
     ds = xr.Dataset(coords={"delta": ("delta", deltas, {"long_name": "tolerance δ", "units": "metric units"})})
     ds["n_bisect"] = ("delta", raw, {"long_name": "smallest n by bisection (eq 6.7)", "units": "minibatches"})
     ds["n"] = ("delta", mono, {"long_name": "smallest n, monotone in δ", "units": "minibatches"})
