@@ -136,6 +136,10 @@ def _folded_normal_mean(mu: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 def expected_abs_conductances(memory: MemristorMemory, weight: torch.Tensor):
     """``(E|g̃+|, E|g̃-|)`` of the noisy conductances programmed for ``weight`` (eq 3.42's ``|g|``)."""
     gp, gm, _ = memory.program(weight)
+    return _abs_means(memory, gp, gm)
+
+
+def _abs_means(memory: MemristorMemory, gp: torch.Tensor, gm: torch.Tensor):
     if not memory.is_noisy:
         return gp.abs(), gm.abs()
     if memory.noise == "multiplicative":
@@ -596,7 +600,7 @@ def _conv_weight_noise(layer: nn.Conv2d, x: _Mom, vk: torch.Tensor, vb: torch.Te
 def _expected_power(layer: NoisyMixin, memory: MemristorMemory, wq: torch.Tensor, x: _Mom) -> float:
     """Batch sum of ``E[P]`` of eq 3.41–3.44 for this layer (independent read and input)."""
     gp, gm, _ = memory.program(wq)
-    ap, am = expected_abs_conductances(memory, wq)
+    ap, am = _abs_means(memory, gp, gm)
     op = layer.crossbar_op()
     total = op(x.second_moment(), ap + am).sum() + op(x.mean, gp).sum() + op(x.mean, gm).sum()
     return float(total)
@@ -629,6 +633,26 @@ def _propagate(gm, mmap, x, full, noise, dtype, chunk, relu_terms=2):
             power[k] = power.get(k, 0.0) + p
         max_numel = max(max_numel, prop.max_numel)
     return torch.cat(means), torch.cat(variances), power, max_numel
+
+
+def _dataset(names, mean, var, clean, power) -> xr.Dataset:
+    """The Dataset returned by :func:`memse` and :func:`memse_fast` (power per input sample)."""
+    bias2 = (mean - clean) ** 2
+    lp = np.array([power.get(k, 0.0) for k in names])
+    mse_v, mse_b = float(var.mean()), float(bias2.mean())
+    so = ("sample", "output")
+    return xr.Dataset(
+        {"mean": (so, mean.cpu().numpy(), {"long_name": "predicted output mean E[ỹ]", "units": "1"}),
+         "variance": (so, var.cpu().numpy(), {"long_name": "predicted output variance", "units": "1"}),
+         "clean": (so, clean.cpu().numpy(), {"long_name": "noise-free output y", "units": "1"}),
+         "mse": ((), mse_v + mse_b, {"long_name": "output MSE E[(ỹ − y)²]", "units": "1"}),
+         "mse_variance": ((), mse_v, {"long_name": "variance part of the output MSE", "units": "1"}),
+         "mse_bias2": ((), mse_b, {"long_name": "squared-bias part of the output MSE", "units": "1"}),
+         "layer_power": ("layer", lp, {"long_name": "expected crossbar power per layer (per sample)", "units": "a.u."}),
+         "power": ((), float(lp.sum()), {"long_name": "expected crossbar power (per sample)", "units": "a.u."})},
+        coords={"sample": ("sample", np.arange(len(mean)), {"long_name": "input sample", "units": "1"}),
+                "output": ("output", np.arange(mean.shape[1]), {"long_name": "network output", "units": "1"}),
+                "layer": ("layer", names, {"long_name": "layer", "units": ""})})
 
 
 def memse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Memory, *, covariance: str = "auto",
@@ -664,25 +688,128 @@ def memse(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Memory, *, 
         if full:
             chunk = max(1, min(chunk, max_cov_bytes // per_sample))
         mean, var, power, _ = _propagate(gm, mmap, x, full, True, dtype, chunk, relu_terms)
-    bias2 = (mean - clean) ** 2
-    n = len(x)
-    lp = np.array([power.get(k, 0.0) / n for k in names])
-    ds = xr.Dataset(coords={"sample": ("sample", np.arange(n), {"long_name": "input sample", "units": "1"}),
-                            "output": ("output", np.arange(mean.shape[1]),
-                                       {"long_name": "network output", "units": "1"}),
-                            "layer": ("layer", names, {"long_name": "layer", "units": ""})})
-    ds["mean"] = (("sample", "output"), mean.cpu().numpy(), {"long_name": "predicted output mean E[ỹ]", "units": "1"})
-    ds["variance"] = (("sample", "output"), var.cpu().numpy(), {"long_name": "predicted output variance", "units": "1"})
-    ds["clean"] = (("sample", "output"), clean.cpu().numpy(), {"long_name": "noise-free output y", "units": "1"})
-    ds["mse"] = ((), float(var.mean() + bias2.mean()), {"long_name": "output MSE E[(ỹ − y)²]", "units": "1"})
-    ds["mse_variance"] = ((), float(var.mean()), {"long_name": "variance part of the output MSE", "units": "1"})
-    ds["mse_bias2"] = ((), float(bias2.mean()), {"long_name": "squared-bias part of the output MSE", "units": "1"})
-    ds["layer_power"] = ("layer", lp, {"long_name": "expected crossbar power per layer (per sample)", "units": "a.u."})
-    ds["power"] = ((), float(lp.sum()), {"long_name": "expected crossbar power (per sample)", "units": "a.u."})
-    ds.attrs.update(method="memse", covariance="full" if full else "diagonal", n_samples=int(n),
+    ds = _dataset(names, mean, var, clean, {k: p / len(x) for k, p in power.items()})
+    ds.attrs.update(method="memse", covariance="full" if full else "diagonal", n_samples=len(x),
                     relu_terms=int(relu_terms),
                     approximations=f"Gaussian ReLU moments, covariance series to order {relu_terms}; Clark max pooling"
                                    + ("" if full else "; activations independent (diagonal covariance)"))
+    return ds
+
+
+def _sensitivity(layer: NoisyMixin, x: torch.Tensor, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``Σ_w V_w (∂y_o/∂w)²`` per output and sample, ``(O, B)``, for one noisy layer given its input
+    ``x`` ``(B, *in)``, the gradients ``g`` ``(O, B, *out)`` of each network output with respect
+    to the layer's output, and the read variance ``v`` (weight-shaped).  The per-sample gradient of
+    a kernel weight sums over the positions sharing its draw (Unfold-Repeat):
+    ``∂y_o/∂w_jr = s Σ_p g_jp u_r(p)`` (``u`` the unfolded input, ``s`` the BinaryConnect scale);
+    a bias row's input is 1."""
+    vk, vb = _split(layer, v)
+    o, b = g.shape[:2]
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        if isinstance(layer.padding, str):
+            raise NotImplementedError("memse: string padding of a convolution is not supported")
+        two_d = isinstance(layer, nn.Conv2d)
+        x4 = x if two_d else x.unsqueeze(2)
+        def k2(t):
+            return pair(t) if two_d else (1, t[0])
+        u = F.unfold(x4, vk.shape[-2:] if two_d else (1, vk.shape[-1]), dilation=k2(layer.dilation),
+                     padding=k2(layer.padding) if two_d else (0, layer.padding[0]), stride=k2(layer.stride))
+        groups = layer.groups
+    else:                                       # linear on (B, ..., F): every position shares the draw
+        u = x.reshape(b, -1, x.shape[-1]).transpose(1, 2)
+        g = g.reshape(o, b, -1, g.shape[-1]).transpose(-1, -2)
+        groups = 1
+    c_out, p = vk.shape[0], u.shape[-1]
+    cg = c_out // groups
+    g = g.reshape(o, b, groups, cg, p)
+    grad = torch.bmm(g.permute(1, 2, 0, 3, 4).reshape(b * groups, o * cg, p),
+                     u.reshape(b * groups, -1, p).transpose(1, 2))                        # (B·G, O·C/G, R/G)
+    grad = grad.square_().view(b, groups, o, -1)
+    if groups == 1:
+        out = (grad.view(b * o, -1) @ vk.reshape(-1)).view(b, o).T
+    else:
+        out = torch.einsum("bgoq,gq->ob", grad, vk.reshape(groups, -1))
+    if vb is not None:
+        gs = g.sum(-1).reshape(o, b, c_out)
+        out = out + (gs * gs) @ vb
+    scale = layer.out_scale if layer.binary else 1.0
+    return out * scale * scale
+
+
+def memse_fast(model: nn.Module, x: torch.Tensor, memory_map: MemoryMap | Memory, *, chunk: int = 64) -> xr.Dataset:
+    """Fast analytic output MSE and expected crossbar power, first order in the weight noise.
+
+    The output is linearised around the noise-free weights (delta method), ``ỹ − y ≈ Σ_w
+    (∂y/∂w) δw``; the reads are unbiased and independent (eq 3.36–3.38, :func:`read_variance`), so
+    per sample and output ``Var[ỹ_o] = Σ_w V_w (∂y_o/∂w)²``, with every per-sample gradient summed
+    over the patches that share a convolution's draw (Unfold-Repeat).  The Jacobians come from one
+    forward and one backward pass per output (batched), so the cost is that of ~O backward passes
+    and does not grow with the activation size squared as :func:`memse` (full covariance) does.
+    It works on any differentiable net (residual additions included).
+
+    Neglected (all second order in the noise): the mean shift ``E[ỹ] − y`` (``mse_bias2`` is 0)
+    and the variance change from ReLU kinks and max-pool winners crossing over, products of the
+    noise of two layers, and, in the power, the activations' variance (``E[x∘x] ≈ x∘x`` in
+    eq 3.41–3.44, the conductance part ``E|g̃|`` stays exact).  Exact for one crossbar layer or a
+    linear network.  The MSE is proportional to ``σ_c²`` (``σ²`` additive) per layer, reported in
+    ``layer_mse``.  Measured accuracy and where it breaks: ``benchmarks/bench_memse.py``.
+
+    Returns the fields of :func:`memse` (``mean`` = ``clean``) plus ``layer_mse(layer)``.
+    Samples are processed ``chunk`` at a time."""
+    check_int("chunk", chunk, 1)
+    mmap = _memory_map(model, memory_map)
+    layers = noisy_layers(model)
+    names = list(layers)
+    was_training = model.training
+    model.eval()
+    weights = {n: layer.quantized_weight().detach() for n, layer in layers.items()}
+    variances = {n: read_variance(mmap[n], w) for n, w in weights.items()}
+    noisy = [n for n in names if bool((variances[n] > 0).any())]
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def hook(module, inp, out, name):
+        if name in seen:
+            raise NotImplementedError(f"memse: layer {name!r} is called twice in one pass (weight sharing)")
+        seen[name] = (inp[0].detach(), out)
+        return out.clone()                      # an in-place op after the layer must not rebind `out`
+    hooks = [layers[n].register_forward_hook(lambda m, i, o, n=n: hook(m, i, o, n)) for n in names]
+    cleans, var_chunks, layer_mse, power = [], [], dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+    try:
+        params = {f"{n}.weight": w.clone().requires_grad_(n in noisy) for n, w in weights.items()}
+        for i in range(0, len(x), chunk):
+            seen.clear()
+            with weights_as_given(), torch.enable_grad():
+                y = functional_call(model, params, (x[i:i + chunk],))
+            y = y.reshape(len(y), -1)
+            o, b = y.shape[1], y.shape[0]
+            cleans.append(y.detach())
+            total = torch.zeros((o, b), dtype=y.dtype, device=y.device)
+            if noisy:
+                eye = torch.eye(o, dtype=y.dtype, device=y.device)[:, None, :].expand(o, b, o)
+                grads = torch.autograd.grad(y, [seen[n][1] for n in noisy], eye, is_grads_batched=True,
+                                            allow_unused=True)
+                for n, g in zip(noisy, grads):
+                    if g is not None:
+                        s = _sensitivity(layers[n], seen[n][0], g, variances[n].to(y.dtype))
+                        layer_mse[n] += float(s.sum())
+                        total += s
+            var_chunks.append(total.T.detach())
+            for n in names:
+                if mmap[n].technology == "memristor":
+                    power[n] += _expected_power(layers[n], mmap[n], weights[n], _Mom(seen[n][0]))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    clean, var = torch.cat(cleans), torch.cat(var_chunks)
+    n_samples, n_out = clean.shape
+    ds = _dataset(names, clean, var, clean, {k: p / n_samples for k, p in power.items()})
+    ds["layer_mse"] = ("layer", np.array([layer_mse[k] / (n_samples * n_out) for k in names]),
+                       {"long_name": "output MSE from each layer's read noise", "units": "1"})
+    ds.attrs.update(method="memse-fast", covariance="linearised", n_samples=int(n_samples),
+                    approximations="first order in the weight noise (delta method): no mean shift, no ReLU-kink or "
+                                    "max-pool crossing, no product of two layers' noise; power with noise-free "
+                                    "activations")
     return ds
 
 
