@@ -8,8 +8,9 @@ A model spec is one of
 * a name registered by an installed package under the entry-point group ``workbench.models``
   (``[project.entry-points."workbench.models"] mynet = "mypkg.nets:mynet"``).
 
-The factory is called with the data's shape when it accepts it (``in_channels``, ``num_classes``,
-``image_size``, by name) and the user's ``model_args``; it returns an ``nn.Module``.  Running a
+The factory is called with the data's shape where its signature names it (``in_channels``,
+``num_classes``, ``image_size``; a factory taking only ``**kwargs``, as torchvision's do, gets
+``num_classes``) and the user's ``model_args``; it returns an ``nn.Module``.  Running a
 factory runs the user's code: only the CLI, notebooks and sweep specs on the user's own machine
 name one; a served page offers registered names only, and never a path (``WORKBENCH_SHARED``).
 
@@ -91,7 +92,8 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None, *, 
         accepted = {}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("image_size", image_size)):
-        if value is not None and name not in args and (name in accepted or takes_any):
+        # a factory taking **kwargs (torchvision's, timm's) gets num_classes only: the one they all take
+        if value is not None and name not in args and (name in accepted or (takes_any and name == "num_classes")):
             args[name] = value
     try:
         model = factory(**args)
