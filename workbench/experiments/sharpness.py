@@ -270,7 +270,8 @@ def sharpness_study(
     ``group`` ∈ {normal, clipping, all} (each trained network is one point).
     """
     from ..analysis.sharpness import m_sharpness, sharpness_robustness_correlation
-    from ..datasets import as_tensors, load_dataset
+    from ..datasets import as_tensors
+    from ..training import data_for
     methods, seeds = network_grid(methods, seeds)
     variants = check_values("variants", variants, ["sam", "asam", "samson2", "samsoninf"])
     store = store or Store()
@@ -286,7 +287,7 @@ def sharpness_study(
 
             def compute(cfg=cfg, s=s):
                 net = train_model(cfg, store, device=device, cancel=cancel).model
-                x, y = as_tensors(load_dataset(cfg.dataset).train)
+                x, y = as_tensors(data_for(cfg, augment=False).train)
                 vals = [float(m_sharpness(net, x, y, variant=v, rho=rho, m=m, seed=s)["m_sharpness"]) for v in variants]
                 return xr.Dataset({"sharpness": ("variant", np.asarray(vals, dtype=float))},
                                   coords={"variant": variants})

@@ -13,9 +13,9 @@ from .sam import (
     frozen_running_stats,
     make_sam_optimizer,
 )
-from .trainer import Cancelled, TrainResult, accuracy, make_model, train
+from .trainer import Cancelled, TrainResult, accuracy, data_for, make_model, train
 
-__all__ = ["Cancelled", "TrainConfig", "TrainResult", "accuracy", "make_model", "parse_assignment", "train",
+__all__ = ["Cancelled", "TrainConfig", "TrainResult", "accuracy", "data_for", "make_model", "parse_assignment", "train",
            "LaNMaxConfig", "LaNMaxResult", "ols_slopes", "train_lanmax",
            "ASAM", "RHO_GRIDS", "SAM", "SAMSON", "SAMFamily", "disable_running_stats", "enable_running_stats",
            "frozen_running_stats", "make_sam_optimizer"]
