@@ -114,10 +114,27 @@ def test_evaluate_p_half_is_chance_level(cache):
     assert abs(res["accuracy_mean"] - 0.1) < 0.05, res
     assert res["clean_accuracy"] > 0.8
     assert res["ci95_low"] <= res["accuracy_mean"] <= res["ci95_high"]
-    assert 0 < res["energy"] < 1 / 16            # 1-bit weights at p = 0.5: below the 16-bit reference
+    # 1-bit weights at p = 0.5, relative to the same network read reliably: η(0.5) (eq 3.27)
+    assert res["energy"] == pytest.approx(-math.log(0.5) / 12.8, rel=1e-12)
+    assert res["energy_reference"] == "same-network"
     # $WORKBENCH_CACHE was honoured (no --cache-dir given)
     kinds = {e.kind for e in Store(cache, read_only=[]).entries()}
     assert {"weights", "evaluate"} <= kinds
+
+
+@pytest.mark.parametrize("p, energy", [(0.01, 0.3598), (1e-4, 0.7196)])
+def test_evaluate_energy_is_the_thesis_convention(cache, capsys, p, energy):
+    """§4.4.2: a full-width BinaryConnect net at a uniform p has E = η(p) relative to itself read
+    reliably (36 % at p = 0.01, 28 % saved at 1e-4); ``--energy-reference fp16`` divides by 16 and
+    reads the same cache entry."""
+    args = ["evaluate", "--memory", "sram", "--p", str(p), "--draws", "2", *BC, "--cache-dir", str(cache)]
+    res = cli_json(capsys, *args)
+    assert res["energy"] == pytest.approx(energy, abs=5e-5)
+    assert res["energy_reference"] == "same-network" and "same network" in res["energy_units"]
+    fp16 = cli_json(capsys, *args, "--energy-reference", "fp16")
+    assert fp16["energy"] == pytest.approx(res["energy"] / 16, rel=1e-12)
+    assert fp16["energy_reference"] == "fp16" and "16 bits" in fp16["energy_units"]
+    assert fp16["cache_key"] == res["cache_key"] and fp16["cache"] == "hit"
 
 
 def test_evaluate_p0_equals_clean_accuracy(cache, capsys):

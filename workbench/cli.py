@@ -17,7 +17,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .hardware import memory_from_dict
+from .hardware import ENERGY_REFERENCES, memory_from_dict
 from .knobs import KnobError, check_choice, check_int, check_number, check_numbers, out_of_range
 from .training import Cancelled, parse_assignment
 
@@ -130,8 +130,8 @@ def cmd_evaluate(args) -> dict:
     mem = _memory_dict(args)
     preset, cfg = _config(args, args.memory)
     ds = evaluate(cfg, mem, draws=args.draws, seed=args.seed, target_ci_width=args.target_ci, adabs=args.adabs,
-                  store=_store(args),
-                  device=args.device, data_root=args.data_root, progress=_progress("draws", args.json or args.quiet))
+                  store=_store(args), device=args.device, data_root=args.data_root,
+                  progress=_progress("draws", args.json or args.quiet), energy_reference=args.energy_reference)
     out = {"preset": preset, "memory": mem["default"],
            **{k: ds.attrs[k] for k in ("accuracy_mean", "accuracy_std", "ci95_low", "ci95_high", "clean_accuracy")},
            "draws": int(ds.attrs["draws"]),
@@ -141,7 +141,8 @@ def cmd_evaluate(args) -> dict:
         out["power_units"] = "a.u. per input sample"
     else:
         out["energy"] = float(ds.energy)
-        out["energy_units"] = "normalised to the reliable 16-bit network"
+        out["energy_reference"] = ds.attrs["energy_reference"]
+        out["energy_units"] = ENERGY_REFERENCES[out["energy_reference"]]
     return out
 
 
@@ -361,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(e)
     memory_args(e)
     e.add_argument("--target-ci", type=float, help="keep drawing until the 95%% CI is narrower than this")
+    e.add_argument("--energy-reference", choices=list(ENERGY_REFERENCES), default="same-network",
+                   help="memory energy E (eq 3.30) relative to the same network read from reliable memory "
+                        "(thesis §4.4, default) or to its 16-bit version (fp16)")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("curve", parents=[common], help="accuracy vs one noise knob")

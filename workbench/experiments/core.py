@@ -13,7 +13,8 @@ import xarray as xr
 
 from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
 from ..datasets import DataBundle, as_tensors, load_dataset
-from ..hardware import memory_map_from_dict
+from ..hardware import ENERGY_REFERENCES, MemoryMap, memory_map_from_dict
+from ..hardware.sram import storage_bits
 from ..knobs import KnobError, check_choice
 from ..nn import layer_param_counts, set_memory
 from ..training import TrainConfig, make_model, train
@@ -188,15 +189,17 @@ def evaluate_spec(cfg: TrainConfig, memory: dict, *, draws: int, seed: int, targ
 
 def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, target_ci_width: float | None = None,
              adabs: bool = False, store: Store | None = None, device: str = "auto", data_root: str | None = None,
-             progress=None, cancel=None) -> xr.Dataset:
+             progress=None, cancel=None, energy_reference: str = "same-network") -> xr.Dataset:
     """Monte-Carlo accuracy (and energy/power) of the trained ``cfg`` under ``memory``.
 
-    ``memory`` is a :meth:`MemoryMap.to_dict` dict (validated here).  Dims: ``draw``.
+    ``memory`` is a :meth:`MemoryMap.to_dict` dict (validated here).  Dims: ``draw``.  ``energy``
+    is relative to ``energy_reference`` (:func:`restate_energy`; not part of the cache key).
     ``adabs``: re-estimate the batch-norm statistics under that memory's noise on (up to
     :data:`ADABS_BATCHES` minibatches of) the training set first (§5.4.1).
     """
     store = store or Store()
     check_draw_args(draws, seed, target_ci_width)      # before a training this call may start
+    check_choice("energy_reference", energy_reference, list(ENERGY_REFERENCES))
     mmap = memory_map_from_dict(memory)
     spec = evaluate_spec(cfg, memory, draws=draws, seed=seed, target_ci_width=target_ci_width, adabs=adabs)
 
@@ -220,7 +223,29 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
         ds.attrs["weights_key"] = trained.cache_key
         return ds
 
-    return store.get_or_compute("evaluate", spec, compute)
+    ds = store.get_or_compute("evaluate", spec, compute)
+    return restate_energy(ds, mmap, energy_reference, lambda: param_counts(cfg, data_root))
+
+
+def restate_energy(ds: xr.Dataset, mmap: MemoryMap, reference: str, counts: Callable[[], Mapping[str, int]]):
+    """``ds`` with its ``energy`` (stored relative to the 16-bit network, as
+    :func:`workbench.analysis.montecarlo.memory_energy_of` writes it) relative to ``reference``
+    (:data:`workbench.hardware.ENERGY_REFERENCES`); ``counts()`` (weights per layer) is called only
+    when the layers store different numbers of bits.  Also sets ``ds.attrs["energy_reference"]``."""
+    if "energy" not in ds:
+        return ds
+    bits = {storage_bits(m) for m in (mmap.default, *mmap.overrides.values())}
+    if reference == "fp16":
+        scale = 1.0
+    elif len(bits) == 1:
+        scale = 16.0 / bits.pop()
+    else:
+        n = counts()
+        scale = 16.0 * sum(n.values()) / sum(storage_bits(mmap[k]) * v for k, v in n.items())
+    ds["energy"] = ((), float(ds.energy) * scale, {"long_name": f"memory energy {ENERGY_REFERENCES[reference]}",
+                                                    "units": "1"})
+    ds.attrs["energy_reference"] = reference
+    return ds
 
 
 #: default grids of the accuracy-vs-noise curves
@@ -282,4 +307,4 @@ def param_counts(cfg: TrainConfig, data_root: str | None = None) -> dict[str, in
 
 
 __all__ = ["CURVE_GRIDS", "DEFAULT_PRESET", "PRESETS", "PRESET_FOR_TECHNOLOGY", "Trained", "evaluate", "evaluate_spec",
-           "noise_curve", "param_counts", "preset_config", "summarize", "test_tensors", "train_model"]
+           "noise_curve", "param_counts", "preset_config", "restate_energy", "summarize", "test_tensors", "train_model"]

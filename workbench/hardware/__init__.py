@@ -6,7 +6,16 @@ from ..knobs import check_choice
 from .base import IdealMemory, KnobError, Memory, MemoryMap, Read, make, set_knobs
 from .memristor import InjectionMemory, MemristorMemory, crossbar_power, to_conductances
 from .quant import QuantizedMemory, binarize, quantize_linear
-from .sram import SRAMMemory, eta, memory_energy, normalised_energy, sample_flip_positions
+from .sram import (
+    ENERGY_REFERENCES,
+    SRAMMemory,
+    eta,
+    memory_energy,
+    memory_map_energy,
+    normalised_energy,
+    relative_energy,
+    sample_flip_positions,
+)
 
 TECHNOLOGIES = {"ideal": IdealMemory, "sram": SRAMMemory, "memristor": MemristorMemory, "injection": InjectionMemory,
                 "quantized": QuantizedMemory}
@@ -43,8 +52,8 @@ def memory_map_from_dict(d: dict | None) -> MemoryMap:
 
 
 __all__ = [
-    "IdealMemory", "InjectionMemory", "KnobError", "Memory", "MemoryMap", "MemristorMemory", "QuantizedMemory", "Read",
-    "SRAMMemory", "TECHNOLOGIES", "binarize", "crossbar_power", "eta", "make", "memory_energy", "memory_from_dict",
-    "memory_map_from_dict", "normalised_energy", "quantize_linear", "sample_flip_positions",
-    "set_knobs", "to_conductances",
+    "ENERGY_REFERENCES", "IdealMemory", "InjectionMemory", "KnobError", "Memory", "MemoryMap", "MemristorMemory",
+    "QuantizedMemory", "Read", "SRAMMemory", "TECHNOLOGIES", "binarize", "crossbar_power", "eta", "make",
+    "memory_energy", "memory_from_dict", "memory_map_energy", "memory_map_from_dict", "normalised_energy",
+    "quantize_linear", "relative_energy", "sample_flip_positions", "set_knobs", "to_conductances",
 ]
