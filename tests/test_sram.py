@@ -474,6 +474,31 @@ def test_memory_energy_by_hand_three_layers():
     assert math.isclose(make(SRAMMemory, p=1e-3, bits=1).energy(2000), table["b"], rel_tol=1e-12)
 
 
+@pytest.mark.parametrize("p, expected", [(0.01, 0.3598), (1e-4, 0.7196)])
+def test_relative_energy_is_the_thesis_convention(p, expected):
+    """§4.4.2: a full-width BinaryConnect net at a uniform p has E = η(p) relative to the same network
+    read reliably (36 % at 0.01; 28 % saved at 1e-4); fp16 is the named 16× smaller alternative."""
+    counts = [100, 2000, 30]
+    assert sram.relative_energy(p, counts) == pytest.approx(expected, abs=5e-5)
+    assert sram.relative_energy(p, counts) == pytest.approx(eta(p), rel=1e-12)
+    assert sram.relative_energy(p, counts, reference="fp16") == pytest.approx(eta(p) / 16, rel=1e-12)
+    assert sram.relative_energy(p, counts, bits=16) == pytest.approx(eta(p), rel=1e-12)   # 16-bit vs itself
+    assert sram.relative_energy(p, counts, bits=8, reference="fp16") == pytest.approx(eta(p) / 2, rel=1e-12)
+    with pytest.raises(KnobError, match="reference"):
+        sram.relative_energy(p, counts, reference="fp32")
+
+
+def test_memory_map_energy_by_hand():
+    """Mixed storage: 1-bit SRAM layers and a layer in ideal memory (reliable 16-bit storage)."""
+    from workbench.hardware import IdealMemory, MemoryMap
+    mmap = MemoryMap(make(SRAMMemory, p=1e-2), {"c": IdealMemory(), "b": make(SRAMMemory, p=1e-3)})
+    counts = {"a": 100, "b": 2000, "c": 30}
+    total = eta(1e-2) * 100 + eta(1e-3) * 2000 + 16 * 30
+    assert sram.memory_map_energy(counts, mmap) == pytest.approx(total / (100 + 2000 + 16 * 30), rel=1e-12)
+    assert sram.memory_map_energy(counts, mmap, "fp16") == pytest.approx(total / (16 * 2130), rel=1e-12)
+    assert sram.memory_map_energy(counts, MemoryMap()) == 1.0
+
+
 def test_binaryconnect_at_p0_is_one_sixteenth():
     from workbench.nn import SmallCNN, layer_param_counts
     counts = list(layer_param_counts(SmallCNN(binary=True)).values())

@@ -232,6 +232,7 @@ def restate_energy(ds: xr.Dataset, mmap: MemoryMap, reference: str, counts: Call
     :func:`workbench.analysis.montecarlo.memory_energy_of` writes it) relative to ``reference``
     (:data:`workbench.hardware.ENERGY_REFERENCES`); ``counts()`` (weights per layer) is called only
     when the layers store different numbers of bits.  Also sets ``ds.attrs["energy_reference"]``."""
+    check_choice("energy_reference", reference, list(ENERGY_REFERENCES))
     if "energy" not in ds:
         return ds
     bits = {storage_bits(m) for m in (mmap.default, *mmap.overrides.values())}

@@ -10,9 +10,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import xarray as xr
 
-from ..hardware import SRAMMemory
-from ..hardware.sram import DEFAULT_A, eta
-from ..knobs import check_numbers
+from ..hardware import ENERGY_REFERENCES, SRAMMemory
+from ..hardware.sram import DEFAULT_A, eta, reference_bits_of
+from ..knobs import check_choice, check_numbers
 from ..training import TrainConfig
 from .core import evaluate, param_counts, preset_config
 from .store import Store
@@ -95,13 +95,18 @@ def uniform_ber_study(p_train: Sequence[float] = P_TRAIN_GRID, p_test: Sequence[
     return out
 
 
-def energy_of(
-    p: float | dict[str, float], counts: dict[str, int], bits: int, reference_weights: int, a: float = DEFAULT_A
-) -> float:
-    """Normalised memory energy ``ζ·Σ η(p_l)·count(W_l)`` (eq 3.30) ÷ the reliable 16-bit reference
-    network's ``16·count`` (``reference_weights`` weights at η(0) = 1)."""
+def energy_of(p: float | dict[str, float], counts: dict[str, int], bits: int, reference_weights: int,
+              a: float = DEFAULT_A, reference: str = "same-network") -> float:
+    """Memory energy ``ζ·Σ η(p_l)·count(W_l)`` (eq 3.30) on the Fig 4.4 axis: ÷ the full-width
+    network of ``reference_weights`` weights read reliably (η(0) = 1), stored in 1 bit per weight
+    (``"same-network"``, the thesis' BinaryConnect reference of §4.4) or in 16 (``"fp16"``).
+
+    With ``"same-network"`` a full-width BinaryConnect net at a uniform ``p`` sits at ``η(p)``
+    (0.3598 at ``p = 0.01``), a reliable BinaryConnect net of width ``w`` at ``ρ_w`` (its weights ÷ the
+    full-width net's) and a 16-bit one at ``16 ρ_w``; ``"fp16"`` divides every point by 16.
+    """
     total = sum(eta(p[name] if isinstance(p, dict) else p, a) * n for name, n in counts.items())
-    return bits * total / (16.0 * reference_weights)
+    return bits * total / (reference_bits_of(reference, 1) * reference_weights)
 
 
 def pareto_energy_at(energy: np.ndarray, accuracy: np.ndarray, target: float) -> float:
@@ -164,8 +169,10 @@ def lanmax_run(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, store:
 
 
 def evaluate_lanmax(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, draws: int = 10, seed: int = 0,
-                    store: Store | None = None, device: str = "auto", cancel=None) -> xr.Dataset:
-    """Monte-Carlo accuracy of a LaNMax network read at its learned per-layer BER."""
+                    store: Store | None = None, device: str = "auto", cancel=None,
+                    energy_reference: str = "same-network") -> xr.Dataset:
+    """Monte-Carlo accuracy of a LaNMax network read at its learned per-layer BER; ``energy``
+    relative to ``energy_reference`` (:data:`workbench.hardware.ENERGY_REFERENCES`)."""
     from ..analysis.montecarlo import mc_evaluate
     from ..hardware import memory_map_from_dict
     from .core import test_tensors
@@ -181,10 +188,12 @@ def evaluate_lanmax(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, d
         return ds.assign_coords(layer=("layer", names, {"long_name": "layer", "units": ""})).assign(
             learned_p=("layer", [p[k] for k in names], {"long_name": "BER learned by LaNMax", "units": "1"}))
 
-    return store.get_or_compute("evaluate-lanmax", spec, compute)
+    from .core import restate_energy
+    ds = store.get_or_compute("evaluate-lanmax", spec, compute)
+    return restate_energy(ds, memory_map_from_dict(sram_map(p)), energy_reference, lambda: {})
 
 
-ALPHAS = [0.1, 0.05, 0.03, 0.02, 0.01, 0.001, 0.0]   # thesis (CIFAR-10); specs/sram_digits.json uses a wider grid
+ALPHAS = [0.1, 0.05, 0.03, 0.02, 0.01, 0.001, 0.0]   # thesis §4.4.1, α of eq 4.5 with E relative to the same network
 WIDTHS = [0.25, 0.5, 1.0, 2.0]
 P_UNIFORM = [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 
@@ -192,8 +201,10 @@ P_UNIFORM = [1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float] = P_UNIFORM,
                     alphas: Sequence[float] = ALPHAS, seeds: Sequence[int] = (0,), *, draws: int = 10,
                     lanmax: dict[str, Any] | None = None, store: Store | None = None, device: str = "auto",
-                    progress: Callable[[dict], None] | None = None, cancel=None) -> xr.Dataset:
-    """Fig 4.4: accuracy against normalised memory energy (eq 3.30 ÷ the reliable 16-bit width-1 net).
+                    progress: Callable[[dict], None] | None = None, cancel=None,
+                    energy_reference: str = "same-network") -> xr.Dataset:
+    """Fig 4.4: accuracy against memory energy on :func:`energy_of`'s axis (``energy_reference``: the
+    full-width BinaryConnect net read reliably, the thesis' §4.4; or the full-width 16-bit net).
 
     Methods: ``fp16`` (full precision, 16 bits, widths varied, no noise), ``bc`` (BinaryConnect,
     widths varied, no noise), ``bc_uniform`` (width 1, trained and tested at a uniform ``p``; the
@@ -202,6 +213,7 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
     """
     store = store or Store()
     check_ber_grid("p_uniform", p_uniform)
+    check_choice("energy_reference", energy_reference, list(ENERGY_REFERENCES))
     ref_counts = param_counts(preset_config("digits-wrn"))
     ref_weights = sum(ref_counts.values())
     layers = list(ref_counts)
@@ -239,7 +251,7 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
             bits = 1
         counts = param_counts(cfg)
         rows.append({"method": method, "value": float(value), "seed": seed,
-                     "energy": energy_of(p_layers, counts, bits, ref_weights),
+                     "energy": energy_of(p_layers, counts, bits, ref_weights, reference=energy_reference),
                      "rho": sum(counts.values()) / ref_weights,
                      "accuracy_mean": ds.attrs["accuracy_mean"], "ci95_low": ds.attrs["ci95_low"],
                      "ci95_high": ds.attrs["ci95_high"], "p_layer": [p_layers[k] for k in layers]})
@@ -253,7 +265,8 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
         "value": ("point", [r["value"] for r in rows], {"long_name": "width, p or α of the point", "units": "1"}),
         "seed": ("point", [r["seed"] for r in rows], {"long_name": "seed", "units": "1"})})
     meta = {
-        "energy": ("normalised memory energy (÷ reliable 16-bit width-1)", "1"),
+        "energy": (f"memory energy (eq 3.30) relative to the full-width network read reliably "
+                   f"({'1 bit' if energy_reference == 'same-network' else '16 bits'} per weight)", "1"),
         "rho": ("parameters ÷ reference", "1"),
         "accuracy_mean": ("mean test accuracy", "1"),
         "ci95_low": ("95 % CI low", "1"),
@@ -266,7 +279,7 @@ def energy_accuracy(widths: Sequence[float] = WIDTHS, p_uniform: Sequence[float]
         np.array([r["p_layer"] for r in rows]),
         {"long_name": "BER per layer", "units": "1"},
     )
-    out.attrs.update(experiment="energy_accuracy", figure="4.4", draws=draws)
+    out.attrs.update(experiment="energy_accuracy", figure="4.4", draws=draws, energy_reference=energy_reference)
     return out
 
 
