@@ -334,6 +334,23 @@ def test_power_linear_matches_loop(noise):
     assert got == pytest.approx(_loop_power_linear(x, gp, gm), rel=1e-6)
 
 
+@pytest.mark.parametrize("g_min", [0.0, 0.5, 2.0])
+def test_power_counts_g_min_on_both_crossbars(g_min):
+    """Kept choice (documented in crossbar_power): the memristor term is Σ f(x∘x, |g+| + |g-|), both
+    crossbars' devices, which is eq 3.42 with eq 3.33's g plus exactly g_min · Σ f(x∘x, 1); equal at g_min = 0."""
+    g = gen(23)
+    x = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    gp, gm, k = to_conductances(w, 10.0, g_min=g_min)
+    g_eq_3_33 = w.abs() * k + g_min
+    tia = float(linear_op(x, gp).sum() + linear_op(x, gm).sum())
+    thesis = float(linear_op(x * x, g_eq_3_33).sum()) + tia
+    extra = g_min * float(linear_op(x * x, torch.ones_like(w)).sum())
+    assert float(crossbar_power(linear_op, x, gp, gm)) == pytest.approx(thesis + extra, rel=1e-12)
+    if g_min == 0:
+        assert float(crossbar_power(linear_op, x, gp, gm)) == pytest.approx(thesis, rel=1e-12)
+
+
 def test_power_linear_with_folded_bias_matches_loop():
     g = gen(22)
     x = torch.randn(3, 5, generator=g, dtype=torch.float64)

@@ -114,6 +114,12 @@ def crossbar_power(op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: 
     linear or (Unfold-Repeat) convolution operator, ``g±`` the *noisy* conductances of the draw
     and ``Σ`` sums every output element.  A folded bias is an extra crossbar row driven by the
     constant input 1 at every output position.  Returns a 0-d tensor.
+
+    The memristor term sums both crossbars, ``|g+| + |g-| = |g| + g_min`` for a weight mapped by
+    eq 3.34–3.35, where eq 3.42 with eq 3.33's single ``g`` counts ``g_min`` once: every device of
+    the two crossbars conducts at least ``g_min`` under the input voltage, so both dissipate.  The two
+    agree at ``g_min = 0`` (the thesis' chapter 6 setting); above it this is ``g_min · Σ f(x∘x, 1)``
+    higher.
     """
     if g_plus.shape != g_minus.shape:
         raise ValueError(f"g_plus has shape {tuple(g_plus.shape)} but g_minus has shape {tuple(g_minus.shape)}: "
