@@ -47,8 +47,9 @@ def setting(i: int) -> dict:
 
 
 def expected_energy(p: float) -> str:
-    """The playground's readout: memory energy of 1-bit weights at BER p ÷ reliable 16-bit (eq 3.27/3.30)."""
-    return f"{float(eta(p)) / 16:.4f}"
+    """The playground's readout: memory energy of 1-bit weights at BER p relative to the same network
+    read reliably, η(p) (eq 3.27/3.30, thesis §4.4)."""
+    return f"{float(eta(p)):.4f}"
 
 
 def _text_now(loc) -> str:

@@ -128,22 +128,28 @@ def storage_bits(memory) -> int:
     return memory.bits if memory.technology == "sram" else 16
 
 
+def memory_map_energy_terms(counts: Mapping[str, int], memory_map,
+                            reference: str = "same-network") -> dict[str, float]:
+    """Each layer's share of :func:`memory_map_energy` (the terms of eq 3.30 over the same reference)."""
+    check_choice("reference", reference, list(ENERGY_REFERENCES))
+    costs, ref = {}, 0.0
+    for name, n in counts.items():
+        mem = memory_map[name]
+        bits = storage_bits(mem)
+        costs[name] = bits * n * (eta(mem.p, mem.a) if mem.technology == "sram" else 1.0)
+        ref += reference_bits_of(reference, bits) * n
+    if not ref > 0:
+        raise KnobError("counts sum to 0: the network needs at least one weight for a relative energy")
+    return {name: c / ref for name, c in costs.items()}
+
+
 def memory_map_energy(counts: Mapping[str, int], memory_map, reference: str = "same-network") -> float:
     """``E`` (eq 3.30) of a network whose layer ``l`` holds ``counts[l]`` weights in ``memory_map[l]``.
 
     SRAM layers cost ``ζ_l η(p_l) n_l``, other layers ``16 n_l`` (:func:`storage_bits`, read reliably).
     ``"same-network"``: ÷ ``Σ_l ζ_l n_l``, the same storage read reliably; ``"fp16"``: ÷ ``16 Σ_l n_l``.
     """
-    check_choice("reference", reference, list(ENERGY_REFERENCES))
-    total = ref = 0.0
-    for name, n in counts.items():
-        mem = memory_map[name]
-        bits = storage_bits(mem)
-        total += bits * n * (eta(mem.p, mem.a) if mem.technology == "sram" else 1.0)
-        ref += reference_bits_of(reference, bits) * n
-    if not ref > 0:
-        raise KnobError("counts sum to 0: the network needs at least one weight for a relative energy")
-    return total / ref
+    return float(sum(memory_map_energy_terms(counts, memory_map, reference).values()))
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from ..experiments import (
     train_model,
 )
 from ..experiments.shipped import PLAYGROUND_DRAWS, REGENERATE_COMMAND
-from ..hardware import MemristorMemory, SRAMMemory, memory_from_dict
-from ..hardware.sram import eta
+from ..hardware import ENERGY_REFERENCES, MemristorMemory, SRAMMemory, memory_from_dict, memory_map_from_dict
+from ..hardware.sram import eta, memory_map_energy_terms
 from ..keys import spec_key
 from ..training import TrainConfig
 from .base import BackgroundState, result_param
@@ -249,14 +249,10 @@ class NoiseExplorer(BackgroundState):
             return {}
         if self.technology == "sram":
             counts = layer_counts(PRESET_FOR_TECHNOLOGY[self.technology])
-            mem = self.memory()
-            per_layer = {}
-            total_ref = 16 * sum(counts.values())
-            for name, n in counts.items():
-                p = mem["overrides"].get(name, mem["default"])["p"]
-                per_layer[name] = eta(p) * n / total_ref
+            reference = ds.attrs["energy_reference"]
+            per_layer = memory_map_energy_terms(counts, memory_map_from_dict(self.memory()), reference)
             return {"value": float(ds.energy),
-                    "label": "memory energy, relative to the same weights in reliable 16-bit memory",
+                    "label": f"memory energy E, {ENERGY_REFERENCES[reference]}",
                     "eta": eta(self.p), "per_layer": per_layer, "units": "1"}
         if "power" not in ds:
             return {}

@@ -27,7 +27,8 @@ EXPLAIN = {
         "supply (η, the relative read energy; eq 3.27, a = 12.8). The network's memory energy sums "
         "ζ·η(p)·count(W) over its layers (eq 3.30), where count(W) is a layer's number of weights and ζ the "
         "bits stored per weight (ζ = 1 for this network's binary weights). The number above divides that by "
-        "the energy of the same weights stored in reliable 16-bit memory (ζ = 16, η = 1); the bars split it by layer."),
+        "the energy of the same network read from reliable memory (η = 1), as the thesis does (§4.4: "
+        "p = 0.01 everywhere gives E = η(0.01) = 0.36); the bars split it by layer."),
     "cost_memristor": (
         "**Crossbar power.** Weights become conductances between g_min and g_u (the largest conductance used, "
         "in microsiemens) on a positive and a negative crossbar (eq 3.34–3.35). Reading a conductance adds noise: "

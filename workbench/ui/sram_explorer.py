@@ -113,7 +113,8 @@ class SRAMExplorer(BackgroundState):
         self.layer_p = {**self.layer_p, layer: float(value)}
 
     def edited_energy(self) -> float:
-        """Normalised memory energy (eq 3.30) of the BinaryConnect net at the edited per-layer p."""
+        """Memory energy (eq 3.30) of the BinaryConnect net at the edited per-layer p, relative to the
+        full-width BinaryConnect net read reliably (:func:`workbench.experiments.sram.energy_of`)."""
         return energy_of(self.layer_p, self.counts, 1, self.reference_weights)
 
     # ------------------------------------------------------------------ energy–accuracy details
@@ -247,7 +248,8 @@ class SRAMExplorer(BackgroundState):
                         lanmax_result={"p": p, "accuracy": ev.attrs["accuracy_mean"], "energy": float(ev.energy),
                                        "alpha": lanmax["alpha"]},
                         status=f"LaNMax α = {lanmax['alpha']:g}: accuracy {ev.attrs['accuracy_mean']:.3f} at energy "
-                               f"{float(ev.energy):.4f} (its learned p is now in the per-layer editor)")
+                               f"{float(ev.energy):.4f} relative to this network read reliably (its learned p is now "
+                               "in the per-layer editor)")
 
         self.launch("lanmax", job, label=f"LaNMax run, α = {self.alpha:g}, {self.epochs} epochs…", on_done=done,
                     job_class="training", cancelled="LaNMax run cancelled", lanmax_p={}, lanmax_loss=[])
