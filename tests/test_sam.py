@@ -410,7 +410,9 @@ def test_lr_scheduler_drives_the_base_optimizer():
 
 
 @pytest.mark.parametrize("name", ["sgd", "sam", "asam", "samson2", "samsoninf"])
-def test_clipping_bounds_weights(name):
+def test_clipping_bounds_the_conv_linear_weights_only(name):
+    """One rule with nn.clip_weights_: eq 3.18 bounds the conv/linear weights; batch-norm scales
+    (also named 'weight') and biases are stored reliably and are not clipped."""
     model = make_net()
     with torch.no_grad():
         model.fc.bias.fill_(1.0)
@@ -420,11 +422,20 @@ def test_clipping_bounds_weights(name):
             plain_step(model, opt, x, y)
         else:
             sam_step(model, opt, x, y)
-    for n, w in model.named_parameters():
-        if "weight" in n:
-            assert bool((w.detach().abs() <= torch.tensor(0.05, dtype=w.dtype)).all()), n
-    assert float(model.conv.weight.abs().max()) == pytest.approx(0.05)  # the bound is active
-    assert float(model.fc.bias.abs().max()) > 0.5  # biases are not clipped
+    for w in (model.conv.weight, model.fc.weight):
+        assert float(w.detach().abs().max()) == pytest.approx(0.05)   # bounded, and the bound is active
+    assert float(model.bn.weight.abs().max()) > 0.1    # initialised in [0.5, 1.5]; clipped it would be ≤ 0.05
+    assert float(model.fc.bias.abs().max()) > 0.5
+
+
+def test_clipping_follows_the_noisy_layers_of_a_workbench_model():
+    """On a model with noisy layers the clipped tensors are exactly the ones nn.clip_weights_ bounds."""
+    from workbench.nn import build_model, noisy_layers
+    from workbench.training.sam import clipped_weights
+    model = build_model("wrn", in_channels=1, num_classes=10, image_size=8, width=0.25, depth=10)
+    assert {id(w) for w in clipped_weights(model)} == {id(m.weight) for m in noisy_layers(model).values()}
+    assert all(id(m.weight) not in {id(w) for w in clipped_weights(model)}
+               for m in model.modules() if isinstance(m, nn.BatchNorm2d))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,7 +469,7 @@ def test_other_invalid_inputs():
                                                "param_names": ["extra.weight"]})
     with pytest.raises(ValueError, match="names"):  # ASAM/SAMSON must know which tensors are weights
         ASAM(model.parameters(), torch.optim.SGD, lr=0.1)
-    with pytest.raises(ValueError, match="names"):
+    with pytest.raises(ValueError, match="model"):
         SAM(model.parameters(), torch.optim.SGD, lr=0.1, clip=0.1)
     with pytest.raises(TypeError, match="Optimizer"):
         SAM(model, "sgd", lr=0.1)

@@ -21,8 +21,9 @@ SAMSON therefore need parameter names: pass the model itself or ``model.named_pa
 The optimizers wrap any ``torch.optim`` base optimizer (SGD, Adam, …) whose ``param_groups`` they
 share, so learning-rate schedulers, weight decay and momentum work unchanged (weight decay is
 applied by the base optimizer at the restored ``W``).  Optional aggressive clipping
-``w ← clip(w, c)`` (eq 3.17–3.18, Algorithm 2) is applied after every step to the parameters
-named ``weight`` (same rule as ``T_w``).
+``w ← clip(w, c)`` (eq 3.17–3.18, Algorithm 2) is applied after every step to the weights of the
+conv/linear layers only (:func:`clipped_weights`, the rule of ``nn.clip_weights_``): batch-norm
+scales are stored reliably and never clipped.
 
 Usage (one SAM step per minibatch; batch-norm running statistics are updated by the first pass
 only, i.e. exactly once per step as in plain training)::
@@ -86,8 +87,19 @@ _VARIANTS = ("sam", "asam", "samson")
 _TINY = 1e-12  # floor of ‖T_w ∇L‖ (a zero gradient gives ε = 0)
 
 
+def clipped_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The tensors aggressive clipping bounds (eq 3.18): the weights of the layers held in memory —
+    the model's noisy layers (:func:`workbench.nn.noisy_layers`, as ``nn.clip_weights_`` clips them),
+    or every conv/linear weight of a model without any.  Biases and batch-norm parameters are
+    stored reliably (§3.3.2) and left alone."""
+    from ..nn import noisy_layers
+    layers = list(noisy_layers(model).values()) or [
+        m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    return [m.weight for m in layers]
+
+
 def is_weight_name(name: str) -> bool:
-    """Whether a parameter gets ``T_w`` (and aggressive clipping): Annex A's ``'weight' in n``."""
+    """Whether a parameter gets ``T_w``: Annex A's ``'weight' in n``."""
     return "weight" in name
 
 
@@ -284,9 +296,8 @@ class SAMFamily(torch.optim.Optimizer):
         if self.variant != "sam":
             raise ValueError(f"{type(self).__name__} ({self.variant}) needs parameter names to choose the tensors "
                              "that get T_w (Annex A: 'weight' in name): pass the model or model.named_parameters()")
-        if group["clip"] is not None:
-            raise ValueError("clip needs parameter names (it bounds the tensors named 'weight'): "
-                             "pass the model or model.named_parameters()")
+        if group["clip"] is not None and self.model is None:
+            raise ValueError("clip needs the model (it bounds the conv/linear weights): pass the model or model=")
 
     # -- the perturbation ------------------------------------------------------------------------
 
@@ -372,13 +383,12 @@ class SAMFamily(torch.optim.Optimizer):
 
     @torch.no_grad()
     def _clip(self) -> None:
+        targets = {id(w) for w in clipped_weights(self.model)} if self.model is not None else set()
         for group in self.param_groups:
-            c, names = group["clip"], group.get("param_names")
-            if c is None or names is None:
-                continue
-            for name, w in zip(names, group["params"]):
-                if is_weight_name(name):
-                    w.clamp_(-c, c)
+            if group["clip"] is not None:
+                for w in group["params"]:
+                    if id(w) in targets:
+                        w.clamp_(-group["clip"], group["clip"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -481,8 +491,8 @@ def make_sam_optimizer(name: str, params: Any, base: str = "sgd", *, rho: float 
     Defaults are the thesis recipe: lr 0.1 (SGD; 1e-3 for Adam), momentum 0.9, weight decay 5e-4;
     ``rho=None`` takes :data:`RHO_DEFAULTS` (SAM 0.05, ASAM 0.5, SAMSON 0.5); the thesis grids
     are :data:`RHO_GRIDS` (SAM {0.05, 0.1, 0.2, 0.5}, ASAM {0.5, 1, 1.5, 2}, SAMSON
-    {0.1, 0.2, 0.5, 1}).  ``clip=c`` bounds the tensors named ``weight`` to ``[-c, c]`` after every
-    step (also for ``"sgd"``, through a step post-hook).
+    {0.1, 0.2, 0.5, 1}).  ``clip=c`` bounds the conv/linear weights (:func:`clipped_weights`) to
+    ``[-c, c]`` after every step (also for ``"sgd"``, through a step post-hook).
     """
     key = str(name).lower()
     if key not in NAMES:
@@ -510,15 +520,15 @@ def make_sam_optimizer(name: str, params: Any, base: str = "sgd", *, rho: float 
         groups = _normalize_params(params)
         opt = _BASES[bkey](groups, **kw)
         if clip is not None:
-            if not all("param_names" in g for g in opt.param_groups):
-                raise ValueError("clip needs parameter names: pass the model or model.named_parameters()")
+            if model is None:
+                raise ValueError("clip needs the model (it bounds the conv/linear weights): pass the model or model=")
+            held = {id(w) for g in opt.param_groups for w in g["params"]}
+            targets = [w for w in clipped_weights(model) if id(w) in held]
 
             def _clip_hook(optimizer, args, kwargs):
                 with torch.no_grad():
-                    for g in optimizer.param_groups:
-                        for n, w in zip(g["param_names"], g["params"]):
-                            if is_weight_name(n):
-                                w.clamp_(-clip, clip)
+                    for w in targets:
+                        w.clamp_(-clip, clip)
 
             opt.register_step_post_hook(_clip_hook)
         return opt
