@@ -68,3 +68,14 @@ def test_the_data_behind_a_plot_round_trips_through_netcdf_and_csv():
 def test_file_names_are_made_of_the_page_the_plot_and_the_knobs():
     assert file_name("sram", "fig4.2", "p_t=0.01", ext="png") == "sram-fig4.2-p_t=0.01.png"
     assert file_name("crossbar", "pareto front", "g_u/µS", ext="csv") == "crossbar-pareto_front-g_u_S.csv"
+
+
+def test_the_figure_command_lists_and_renders(tmp_path, capsys):
+    from workbench.cli import main
+    assert main(["figure", "--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) >= 12 and lines[0].split("\t")[:2] == ["fig4.1", "Fig 4.1"]
+    assert main(["figure", "fig6.2", "--out", str(tmp_path / "f.svg"), "--json"]) == 0
+    assert (tmp_path / "f.svg").read_bytes().lstrip().startswith(b"<?xml")
+    assert main(["figure", "fig6.2", "--out", str(tmp_path / "f.jpg")]) == 2
+    assert "must end in one of" in capsys.readouterr().err

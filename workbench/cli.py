@@ -313,6 +313,17 @@ def cmd_nas(args) -> dict:
             "cache_key": ds.attrs.get("cache_key"), "cache": ds.attrs.get("cache")}
 
 
+def cmd_figure(args) -> dict:
+    """Render a thesis figure from the store (``--list``: the figures, one per line)."""
+    from .plots.figures import figure_list, save_figure
+    if args.list:
+        return {"figures": figure_list()}
+    if not args.name or not args.out:
+        raise KnobError("workbench figure NAME --out FILE.pdf|.png|.svg, or workbench figure --list")
+    out = save_figure(args.name, args.out, _store(args), dpi=args.dpi)
+    return {"figure": args.name, "out": str(out), "bytes": out.stat().st_size}
+
+
 def cmd_precompute(args) -> dict:
     """Regenerate the results shipped in ``data/store`` (what the app opens with)."""
     from .experiments import Store
@@ -425,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     na.add_argument("--supernet", action="append", metavar="KEY=VALUE", help="supernet knob, e.g. epochs=8")
     na.set_defaults(func=cmd_nas)
 
+    fg = sub.add_parser("figure", parents=[common], help="render a thesis figure from the store (PDF, PNG, SVG)")
+    fg.add_argument("name", nargs="?", help="the figure's name (see --list), e.g. fig4.4")
+    fg.add_argument("--out", help="the file to write; its suffix picks the format (.pdf, .png, .svg)")
+    fg.add_argument("--dpi", type=int, default=150, help="resolution of a PNG (default 150)")
+    fg.add_argument("--list", action="store_true", help="one line per figure: name, thesis figure, data command")
+    fg.set_defaults(func=cmd_figure)
+
     pc = sub.add_parser("precompute", parents=[common], help="regenerate the results shipped in data/store")
     pc.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "store"))
     pc.set_defaults(func=cmd_precompute)
@@ -433,7 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_human(result: dict) -> None:
     for k, v in result.items():
-        if k == "entries":
+        if k == "figures":
+            print("\n".join(v))
+        elif k == "entries":
             for r in v:
                 state = "ok " if r["ok"] else "BAD"
                 shipped = " (shipped)" if r["shipped"] else ""
