@@ -93,6 +93,18 @@ def test_repair_three_cases_of_eq_6_4(space):
     np.testing.assert_array_equal(repair_states(space, v), v)
 
 
+def test_repair_keeps_a_kept_g_u_outside_the_domain(space):
+    """Eq 6.4 keeps a present layer's g_u > 0 as it is (no projection into eq 6.2's [0.5, 1.5]);
+    a negative value is no scale and gets g_u^d, like 0."""
+    s = state(space, [3, 3, 3], 0.7)
+    g = s[space.gu_slice]
+    g[0], g[1], g[2] = 1.8, 0.2, -0.3
+    s[space.gu_slice] = g
+    r = repair_states(space, s)[0][space.gu_slice]
+    assert (r[0], r[1], r[2]) == (1.8, 0.2, 1.0)
+    assert not space.is_valid(repair_states(space, s)).any()     # outside eq 6.2: flagged, not hidden
+
+
 def test_repair_after_a_mutation_that_deepens_then_shallows(space):
     s = state(space, [1, 1, 1], 0.6)
     deeper = s.copy()

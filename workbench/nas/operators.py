@@ -14,8 +14,9 @@ the depth vector drops.
   truth table of §6.2.3 for ``g_u``;
 * :class:`StateRepair` — eq 6.4: ``g_u^d`` (``r = 1``) where ``mask(D) = 1`` and ``g_u = 0``
   (a layer a mutation just added), ``g_u`` kept where ``mask(D) = 1`` and ``g_u > 0``, 0 where the
-  mask is 0.  It also snaps architecture entries to valid choices and clips a kept ``r`` into
-  ``[0.5, 1.5]`` (a projection; operators here never leave the domain).
+  mask is 0.  It also snaps architecture entries to valid choices.  A kept ``g_u`` is kept as
+  is, also outside eq 6.2's domain, as eq 6.4 says: the domain is kept by the operators (sampling,
+  mutation within ``[0.5, 1.5]``, crossover copying a parent) and checked by ``ArchSpace.is_valid``.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def repair_states(space: ArchSpace, X) -> np.ndarray:
     X[:, : space.n_arch] = A
     m = space.mask(A[:, space.depth_slice].astype(int))
     g = X[:, space.gu_slice]
-    kept = np.clip(g, space.gu_low, space.gu_high)
-    X[:, space.gu_slice] = np.where(m, np.where(g == 0, 1.0, kept), 0.0)
+    # eq 6.4 covers g_u ≥ 0; a non-positive value is no conductance scale, so it gets g_u^d like 0
+    X[:, space.gu_slice] = np.where(m, np.where(g > 0, g, 1.0), 0.0)
     return X
 
 
