@@ -14,11 +14,19 @@ from sklearn.metrics import r2_score
 
 from workbench.datasets import load_dataset
 from workbench.hardware.memristor import weight_inf_norm
-from workbench.nas.estimator import Estimator, collect, memory_map, minibatch_curves, select_n
+from workbench.nas.estimator import (
+    Estimator,
+    collect,
+    evaluate_draw,
+    memory_map,
+    minibatch_curves,
+    seeded_test_split,
+    select_n,
+)
 from workbench.nas.operators import sample_states
 from workbench.nas.search import compare, hypervolume, non_dominated, resimulate, run_search, scale_states
-from workbench.nas.supernet import Supernet, SupernetConfig, train_supernet
-from workbench.nn import noisy_layers
+from workbench.nas.supernet import Supernet, SupernetConfig, calibration_tensor, train_supernet
+from workbench.nn import noisy_layers, set_memory
 from workbench.training.trainer import Cancelled
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -242,6 +250,23 @@ def test_collect_dataset(tiny):
     cancel.set()
     with pytest.raises(Cancelled):
         collect(net, k=3, k_g=2, data=data, cancel=cancel)
+
+
+def test_collect_averages_the_accuracy_over_d_a_draws(tiny):
+    net, data = tiny
+    kw = dict(k=1, k_g=1, n_a=2, n_p=1, data=data, minibatch=16, sigma=0.3, seed=0)
+    one, three = collect(net, d_a=1, **kw), collect(net, d_a=3, **kw)
+    # replay: the same subnet and generator; power from the first draw, accuracy the mean of three
+    s = three["state_vector"].values[0]
+    sub = net.subnet(s, calibration_tensor(data, 256, 0), fold_bn=True)
+    set_memory(sub, memory_map(sub, net.space.layer_names(), s[net.space.gu_slice], 0.3))
+    x, y = seeded_test_split(data, 0)
+    gen = torch.Generator().manual_seed(0)
+    draws = [evaluate_draw(sub, x, y, 32, 16 if i == 0 else 0, gen) for i in range(3)]
+    assert len({a for a, _ in draws}) > 1                       # the draws differ at this noise
+    assert three["accuracy"].item() == pytest.approx(np.mean([a for a, _ in draws]), abs=1e-12)
+    assert three["power"].item() == pytest.approx(one["power"].item(), rel=1e-6) == draws[0][1]
+    assert one["accuracy"].item() == pytest.approx(draws[0][0], abs=1e-12) and three.attrs["d_a"] == 3
 
 
 def test_memory_map_uses_gu_relative_to_the_layer_norm(tiny):

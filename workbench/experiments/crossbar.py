@@ -151,7 +151,8 @@ def nas_study(nas: dict | None = None, supernet: dict | None = None, store: Stor
             front[i, :d.sizes["state"]] = non_dominated(d.accuracy.values, d.power.values)
         ds["on_front"] = (("strategy", "point"), front, {"long_name": "on the strategy's Pareto front", "units": ""})
         ds["collected_accuracy"] = ("state", res.collected.accuracy.values,
-                                    {"long_name": f"accuracy on n_a = {ncfg.n_a} minibatches", "units": "1"})
+                                    {"long_name": f"accuracy on n_a = {ncfg.n_a} minibatches, {ncfg.d_a} draws",
+                                     "units": "1"})
         ds["collected_power"] = ("state", res.collected.power.values,
                                  {"long_name": f"power on n_p = {ncfg.n_p} minibatches", "units": "a.u."})
         ds["r2"] = ("target", [res.estimator.r2_["accuracy"], res.estimator.r2_["power"]],
@@ -162,7 +163,7 @@ def nas_study(nas: dict | None = None, supernet: dict | None = None, store: Stor
                                        {"long_name": "hypervolume of the estimated front", "units": "1"})
         ds.attrs.update(supernet_key=sn.cache_key, supernet_accuracy_largest=sn.accuracy_largest,
                         supernet_accuracy_smallest=sn.accuracy_smallest, sigma=ncfg.sigma, pop_size=ncfg.pop_size,
-                        n_gen=ncfg.n_gen, k=ncfg.k, k_g=ncfg.k_g, n_a=ncfg.n_a, n_p=ncfg.n_p,
+                        n_gen=ncfg.n_gen, k=ncfg.k, k_g=ncfg.k_g, n_a=ncfg.n_a, n_p=ncfg.n_p, d_a=ncfg.d_a,
                         **{f"seconds_{k}": float(v) for k, v in res.seconds.items()})
         return ds
 

@@ -59,7 +59,8 @@ def memory_map(model: nn.Module, layer_names: Sequence[str], g_u_rel, sigma: flo
 def evaluate_draw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_acc: int, n_pow: int,
                   generator: torch.Generator, batch_size: int = 1024) -> tuple[float, float]:
     """One Monte-Carlo draw (one read of every layer, shared by all inputs): accuracy on the
-    first ``n_acc`` inputs and crossbar power (eq 3.39–3.44, per sample) on the first ``n_pow``."""
+    first ``n_acc`` inputs and crossbar power (eq 3.39–3.44, per sample) on the first ``n_pow``
+    (NaN when ``n_pow = 0``)."""
     reads = read_weights(model, generator)
     params = {f"{n}.weight": w for n, (w, _) in reads.items()}
     correct = 0
@@ -67,7 +68,7 @@ def evaluate_draw(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_acc: int
         for i in range(0, n_acc, batch_size):
             j = min(i + batch_size, n_acc)
             correct += (functional_call(model, params, (x[i:j],)).argmax(1) == y[i:j]).sum().item()
-    power = float(sum(draw_power(model, reads, x[:n_pow]).values()))
+    power = float(sum(draw_power(model, reads, x[:n_pow]).values())) if n_pow > 0 else float("nan")
     return correct / max(n_acc, 1), power
 
 
@@ -94,7 +95,8 @@ def device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def _test_order(data: DataBundle, seed: int):
+def seeded_test_split(data: DataBundle, seed: int):
+    """The test split in the seeded order of :func:`collect` and :func:`minibatch_curves`."""
     x, y = as_tensors(data.test)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     return x[perm], y[perm]
@@ -111,7 +113,7 @@ def lhs_gu(space: ArchSpace, arch_part, k_g: int, rng: np.random.Generator) -> n
 
 
 # --------------------------------------------------------------------------- collection (§6.3.1)
-def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: int = 1, *,
+def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: int = 1, *, d_a: int = 1,
             data: DataBundle | None = None, minibatch: int = 32, sigma: float = SIGMA, seed: int = 0,
             calib_size: int = 256, fold_bn: bool = True, supernet_key: str | None = None,
             progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> xr.Dataset:
@@ -122,18 +124,22 @@ def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: i
     ``calib_size`` training images and folded; then one Monte-Carlo draw of the conductance
     noise gives the accuracy on the first ``n_a`` minibatches (of ``minibatch`` images) and the
     power on the first ``n_p`` minibatches of a seeded permutation of the test split (the same
-    minibatches for every state: common random numbers rank states more reliably).
+    minibatches for every state: common random numbers rank states more reliably).  ``d_a > 1``
+    averages the accuracy over ``d_a`` independent draws (power stays on the first): eq 6.7's
+    ``n_a`` only covers the image sampling of one draw, while on digits the draw-to-draw spread of
+    a subnet's accuracy is as large as the spread between subnets (labels of one draw correlate
+    0.37 with a second draw's), so averaging draws is what makes the accuracy learnable.
 
     Returns a Dataset: ``state(state, var)``, ``accuracy(state)``, ``power(state)``,
     ``arch(state)`` (which of the ``k`` architectures), provenance in ``attrs``.
     ``progress`` gets ``{"done", "total"}`` per state; ``cancel`` raises :class:`Cancelled`.
     """
-    if k < 1 or k_g < 1 or n_a < 1 or n_p < 1 or minibatch < 1:
-        raise ValueError(f"k={k}, k_g={k_g}, n_a={n_a}, n_p={n_p}, minibatch={minibatch} must all be ≥ 1")
+    if min(k, k_g, n_a, n_p, d_a, minibatch) < 1:
+        raise ValueError(f"k={k}, k_g={k_g}, n_a={n_a}, n_p={n_p}, d_a={d_a}, minibatch={minibatch} must all be ≥ 1")
     space = supernet.space
     data = data if data is not None else load_dataset(supernet.config.dataset)
     dev = device_of(supernet)
-    x, y = (t.to(dev) for t in _test_order(data, seed))
+    x, y = (t.to(dev) for t in seeded_test_split(data, seed))
     n_acc, n_pow = min(n_a * minibatch, len(y)), min(n_p * minibatch, len(y))
     calib = calibration_tensor(data, calib_size, seed).to(dev)
     rng = np.random.default_rng(seed)
@@ -150,16 +156,20 @@ def collect(supernet: Supernet, k: int = 200, k_g: int = 5, n_a: int = 7, n_p: i
         net = subnets(s)
         set_memory(net, memory_map(net, names, s[space.gu_slice], sigma))
         acc[i], pw[i] = evaluate_draw(net, x, y, n_acc, n_pow, gen)
+        for _ in range(d_a - 1):
+            acc[i] += evaluate_draw(net, x, y, n_acc, 0, gen)[0]
+        acc[i] /= d_a
         if progress is not None:
             progress({"done": i + 1, "total": len(states)})
     ds = xr.Dataset(coords={"state": ("state", np.arange(len(states)), {"long_name": "collected state", "units": "1"}),
                             **space.state_coords()})
     ds["state_vector"] = (("state", STATE_DIM), states, {"long_name": "state s = (m, g_u/g_u^d)", "units": "1"})
-    ds["accuracy"] = ("state", acc, {"long_name": f"accuracy on {n_a} minibatches (1 draw)", "units": "1"})
+    ds["accuracy"] = ("state", acc, {"long_name": f"accuracy on {n_a} minibatches ({d_a} draws)", "units": "1"})
     ds["power"] = ("state", pw, {"long_name": f"crossbar power on {n_p} minibatches (1 draw)", "units": "a.u."})
     ds["arch"] = ("state", np.repeat(np.arange(k), k_g), {"long_name": "architecture index", "units": "1"})
     ds.attrs.update(supernet_key=supernet_key or supernet.config.cache_key(), supernet_seed=int(supernet.config.seed),
-                    dataset=data.name, k=int(k), k_g=int(k_g), n_a=int(n_a), n_p=int(n_p), minibatch=int(minibatch),
+                    dataset=data.name, k=int(k), k_g=int(k_g), n_a=int(n_a), n_p=int(n_p), d_a=int(d_a),
+                    minibatch=int(minibatch),
                     sigma=float(sigma), noise="additive", g_min=0.0, gu_domain="[0.5, 1.5] x g_u^d",
                     gu_units="g_u / g_u^d, g_u^d = ||W_l||_inf (µS, one weight unit = 1 µS)", seed=int(seed),
                     calib_size=int(calib_size), fold_bn=int(fold_bn), seconds=time.perf_counter() - start)
@@ -179,7 +189,7 @@ def minibatch_curves(supernet: Supernet, n_arch: int = 100, *, data: DataBundle 
     space = supernet.space
     data = data if data is not None else load_dataset(supernet.config.dataset)
     dev = device_of(supernet)
-    x, y = (t.to(dev) for t in _test_order(data, seed))
+    x, y = (t.to(dev) for t in seeded_test_split(data, seed))
     N = len(y) // minibatch
     if N < 1:
         raise ValueError(f"minibatch={minibatch} is larger than the test split ({len(y)})")

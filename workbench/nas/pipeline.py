@@ -32,6 +32,7 @@ class NASConfig(param.Parameterized):
     k_g = param.Integer(5, bounds=(1, 1000), doc="Latin-hypercube g_u draws per architecture (thesis 50)")
     n_a = param.Integer(7, bounds=(1, 10_000), doc="minibatches for the collected accuracy (thesis 7)")
     n_p = param.Integer(1, bounds=(1, 10_000), doc="minibatches for the collected power (thesis 1)")
+    d_a = param.Integer(1, bounds=(1, 1000), doc="noise draws averaged for the collected accuracy (thesis 1)")
     minibatch = param.Integer(32, bounds=(1, 65536), doc="minibatch size of the collection")
     sigma = param.Number(SIGMA, bounds=(0.0, 100.0), doc="additive conductance noise ε^v (µS; thesis 0.001)")
     estimator_epochs = param.Integer(200, bounds=(1, 10_000), doc="estimator training epochs (Annex C: 200)")
@@ -101,8 +102,9 @@ def run_nas(cfg: NASConfig | None = None, supernet_cfg: SupernetConfig | None = 
     net: Supernet = supernet.supernet
     data = load_dataset(net.config.dataset)
     t = time.perf_counter()
-    ds = collect(net, cfg.k, cfg.k_g, cfg.n_a, cfg.n_p, data=data, minibatch=cfg.minibatch, sigma=cfg.sigma,
-                 seed=cfg.seed, supernet_key=supernet.cache_key, progress=stage("collect"), cancel=cancel)
+    ds = collect(net, cfg.k, cfg.k_g, cfg.n_a, cfg.n_p, d_a=cfg.d_a, data=data, minibatch=cfg.minibatch,
+                 sigma=cfg.sigma, seed=cfg.seed, supernet_key=supernet.cache_key, progress=stage("collect"),
+                 cancel=cancel)
     T["collect"] = time.perf_counter() - t
     t = time.perf_counter()
     est = Estimator(net.space, epochs=cfg.estimator_epochs, seed=cfg.seed)
