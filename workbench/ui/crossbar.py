@@ -250,6 +250,15 @@ class CrossbarPage(ExplorerPage):
         return pn.Column(pn.FlexBox(power, acc), hv_pane(accuracy_histogram(ds.accuracy.values.ravel())),
                          hv_pane(layer_power_bars(ds.layer_power)), sizing_mode="stretch_width")
 
+    @param.depends("explorer.analytic")
+    def _analytic(self):
+        ds = self.explorer.analytic
+        text = ("*instant analytic estimate: computing…*" if ds is None else
+                f"**Instant analytic estimate** (first order in the noise, {ds.sizes['sample']} test inputs): "
+                f"output MSE {float(ds.mse):.4g}, expected power {float(ds.power):,.0f} (arbitrary units); "
+                f"the Monte-Carlo evaluation below refines it.")
+        return pn.pane.Markdown(text, sizing_mode="stretch_width", css_classes=["analytic-readout"])
+
     @param.depends("explorer.nas", "explorer.selected", "explorer.live")
     def _fronts(self):
         ex = self.explorer
@@ -337,7 +346,8 @@ class CrossbarPage(ExplorerPage):
             pn.pane.Markdown("<small>Each layer's largest conductance g_u as a multiple of its default g_u^d = ‖W‖∞ "
                              "(its largest absolute weight); between 0.5 and 1.5.</small>", margin=(0, 10)),
             self._all, self._gu_error, self._table, width=330, margin=(0, 10, 0, 0))
-        right = pn.Column(self._current, sizing_mode="stretch_width", min_width=300, styles={"flex": "1 1 380px"})
+        right = pn.Column(self._analytic, self._current, sizing_mode="stretch_width", min_width=300,
+                          styles={"flex": "1 1 380px"})
         subnet = pn.Column(pn.FlexBox(editor, right, flex_wrap="wrap", sizing_mode="stretch_width"),
                            pn.pane.Markdown(TEXT["subnet"]), sizing_mode="stretch_width")
         fronts = pn.Column(pn.pane.Markdown(TEXT["fronts"]), self._fronts, self._details, self._selection,

@@ -23,6 +23,7 @@ from ..experiments.crossbar import (
     state_details,
     supernet_config,
 )
+from ..experiments.estimate import estimate_state
 from ..experiments.sweep import CROSSBAR_SPEC, load_spec, run_experiment
 from ..knobs import KnobError, check_choice, out_of_range, range_text, range_words
 from ..nas.supernet import Arch, Supernet
@@ -34,7 +35,7 @@ REGENERATE = "workbench sweep specs/crossbar_digits.json --cache-dir data/store"
 class CrossbarExplorer(BackgroundState):
     """Knobs and results of the ch. 6 page."""
 
-    job_kinds = ("supernet", "nas", "nas_select", "eval", "details", "search")
+    job_kinds = ("supernet", "nas", "nas_select", "analytic", "eval", "details", "search")
     wait_rounds = 2            # the supernet's arrival starts the first evaluation
     cancel_kind = "search"
 
@@ -57,6 +58,8 @@ class CrossbarExplorer(BackgroundState):
     cancel = param.Event(doc="cancel the running search")
 
     current = result_param()
+    #: the instant readout shown while Monte Carlo refines: :func:`estimate_state` (first order in the noise)
+    analytic = result_param()
     nas = result_param()
     selection = result_param()
     details = result_param()
@@ -217,6 +220,11 @@ class CrossbarExplorer(BackgroundState):
         if self.net is None or not self.g_u:
             return
         state, net = self.state(), self.net
+
+        def analytic(cancel):
+            return estimate_state(net, state, sigma=self.sigma)
+        # queued first at the same priority, so it starts before (and ends long before) Monte Carlo
+        self.launch("analytic", analytic, into="analytic", priority=0, analytic=None)
 
         def job(cancel):
             return evaluate_state(net, state, sigma=self.sigma, draws=self.draws, cancel=cancel)
