@@ -207,16 +207,21 @@ class SRAMExplorer(BackgroundState):
         return energy_ratios(self.energy) if self.energy is not None else {}
 
     def study_rows(self) -> list[dict[str, Any]]:
-        """One row per (LaNMax variant, baseline) of the study: ratio, its CI, target, OLS samples."""
+        """One row per (LaNMax variant, baseline, target) of the study: ratio, its CI, target accuracy."""
         ds = self.study
         if ds is None:
             return []
-        return [{"variant": str(v), "baseline": str(b), "ratio": float(ds.energy_ratio.sel(variant_name=v, baseline=b)),
-                 "low": float(ds.ratio_ci95_low.sel(variant_name=v, baseline=b)),
-                 "high": float(ds.ratio_ci95_high.sel(variant_name=v, baseline=b)),
-                 "target": float(ds.target_accuracy.sel(variant_name=v)),
-                 "ols_samples": int(ds.ols_samples.sel(variant_name=v))}
-                for v in ds.variant_name.values for b in ds.baseline.values]
+        rows = []
+        for v in ds.variant_name.values:
+            for b in ds.baseline.values:
+                for t in ds.target.values:
+                    at = {"variant_name": v, "baseline": b, "target": t}
+                    rows.append({"variant": str(v), "baseline": str(b), "target": str(t),
+                                 "accuracy": float(ds.target_accuracy.sel(variant_name=v, target=t)),
+                                 "ratio": float(ds.energy_ratio.sel(at)), "low": float(ds.ratio_ci95_low.sel(at)),
+                                 "high": float(ds.ratio_ci95_high.sel(at)),
+                                 "ols_samples": int(ds.ols_samples.sel(variant_name=v))})
+        return rows
 
     # ------------------------------------------------------------------ LaNMax runs
     @param.depends("run_lanmax", watch=True)
