@@ -114,6 +114,9 @@ def test_select_n_never_reports_fewer_minibatches_than_the_bisection(seed):
     assert np.all(np.diff(by_delta) <= 0)
     # the smallest such curve: each n is the bisection's n at its own δ or at a larger one
     assert all(n[i] in raw[ds["delta"].values >= d] for i, d in enumerate(ds["delta"].values))
+    # the thesis' interpolated Pareto front, kept as a named choice, is below it somewhere
+    front = select_n(a, ds["delta"].values, envelope="front")["n"].values
+    assert np.all(front <= n) and np.any(front < raw)
 
 
 def test_select_n_reports_no_n_where_no_pair_is_that_far_apart():

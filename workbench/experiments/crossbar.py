@@ -187,17 +187,18 @@ def load_estimator(nas: dict | None = None, supernet: dict | None = None, store:
 
 def select_study(supernet: dict | None = None, store: Store | None = None, *, n_arch: int = 100,
                  deltas: Sequence[float] = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05), epsilon: float = 0.05,
-                 sigma: float = DIGITS_SIGMA, minibatch: int = 32, seed: int = 0, device: str = "auto",
-                 progress=None, cancel=None) -> xr.Dataset:
+                 sigma: float = DIGITS_SIGMA, minibatch: int = 32, seed: int = 0, envelope: str = "upper",
+                 device: str = "auto", progress=None, cancel=None) -> xr.Dataset:
     """Fig 6.1: the smallest ``n_a`` (accuracy) and ``n_p`` (power) minibatches that rank two random
-    states correctly with probability ``1 − ε`` when they differ by more than ``δ`` (eq 6.7).
+    states correctly with probability ``1 − ε`` when they differ by more than ``δ`` (eq 6.7), made
+    monotone in ``δ`` by ``envelope`` (:func:`~workbench.nas.estimator.select_n`).
 
     For power, ``δ`` is relative: the power curves are divided by the largest power first."""
     store = store or Store()
     scfg = supernet_config(supernet)
     deltas = check_numbers("deltas", deltas, 0.0, inclusive=(False, True))
     spec = {"supernet": _supernet_spec(scfg), "n_arch": n_arch, "deltas": deltas, "epsilon": epsilon, "sigma": sigma,
-            "minibatch": minibatch, "seed": seed}
+            "minibatch": minibatch, "seed": seed, "envelope": envelope}
 
     def compute():
         sn = load_supernet(_supernet_spec(scfg), store, device=device, cancel=cancel)
@@ -208,14 +209,15 @@ def select_study(supernet: dict | None = None, store: Store | None = None, *, n_
             c = np.asarray(curves[name].values, dtype=float)
             if name == "power":          # δ relative to the power scale (accuracy is already in [0, 1])
                 c = c / np.nanmax(c[:, -1])
-            out[name] = select_n(c, deltas, epsilon, seed=seed)
+            out[name] = select_n(c, deltas, epsilon, seed=seed, envelope=envelope)
         ds = xr.Dataset(coords={"delta": ("delta", deltas, {"long_name": "tolerance δ", "units": "1"})})
         ds["n_a"] = ("delta", np.asarray(out["accuracy"]["n"].values, float),
                      {"long_name": "smallest n_a (accuracy minibatches)", "units": "1"})
         ds["n_p"] = ("delta", np.asarray(out["power"]["n"].values, float),
                      {"long_name": "smallest n_p (power minibatches)", "units": "1"})
         ds.attrs.update(epsilon=epsilon, n_arch=n_arch, minibatch=minibatch, sigma=sigma,
-                        n_minibatches=int(curves.sizes["n"]), power_delta="relative to the largest power")
+                        n_minibatches=int(curves.sizes["n"]), power_delta="relative to the largest power",
+                        envelope=envelope)
         return ds
 
     return store.get_or_compute("nas-select", spec, compute)

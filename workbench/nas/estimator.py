@@ -27,7 +27,7 @@ from ..analysis.montecarlo import draw_power, layer_power, read_weights
 from ..datasets import DataBundle, as_tensors, load_dataset
 from ..hardware.base import MemoryMap
 from ..hardware.memristor import MemristorMemory, weight_inf_norm
-from ..knobs import check_number
+from ..knobs import check_choice, check_number
 from ..nn.layers import capture_layer_inputs, noisy_layers, set_memory, weights_as_given
 from ..training.trainer import Cancelled
 from .space import STATE_DIM, ArchSpace
@@ -235,7 +235,8 @@ def _prob_correct(a: np.ndarray, pairs: np.ndarray, n: int) -> float:
     return float(np.mean(a[pairs[:, 0], n - 1] > a[pairs[:, 1], n - 1]))
 
 
-def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed: int = 0) -> xr.Dataset:
+def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed: int = 0,
+             envelope: str = "upper") -> xr.Dataset:
     """Smallest number of minibatches ``n`` ranking two networks correctly, eq 6.7 (§6.3.2).
 
     ``curves[j, n-1] = a_{n,j}``: mean metric (accuracy or power) of network ``j`` over its first
@@ -243,19 +244,21 @@ def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed:
     ``a_{N,j} > a_{N,l} + δ`` are drawn at random (``n_pairs``, seeded; all of them when fewer)
     and ``Pr(A_j(n) > A_l(n))`` is their fraction still ranked right at ``n``.  Bisection on
     ``n ∈ [1, N]`` finds the smallest ``n`` with ``Pr > 1 − ε`` (``Pr(N) = 1`` by construction);
-    the results are made monotone in ``δ`` by their upper envelope ``n(δ) = max_{δ' ≥ δ} n_bisect(δ')``.
-    The thesis interpolates the Pareto front of ``(δ, n)`` instead; that lower envelope reports
-    fewer minibatches than the bisection found at that ``δ`` (e.g. 4.75 where 5 are needed), so
-    the workbench keeps the smallest monotone curve that never falls below ``n_bisect``.
+    the results are made monotone in ``δ`` by their upper envelope ``n(δ) = max_{δ' ≥ δ} n_bisect(δ')``
+    (``envelope="upper"``, the default).  The thesis (``envelope="front"``) interpolates the Pareto
+    front of ``(δ, n)`` linearly; that lower envelope reports fewer minibatches than the bisection
+    found at that ``δ`` (e.g. 4.75 where 5 are needed), so the default is the smallest monotone
+    curve that never falls below ``n_bisect``.
 
     Returns a Dataset over ``delta``: ``n_bisect`` (raw, NaN where no pair is ``δ`` apart),
-    ``n`` (monotone non-increasing, ``≥ n_bisect``, whole minibatches), ``pairs`` (eligible
-    pairs), ``prob`` (at ``n_bisect``)."""
+    ``n`` (monotone non-increasing; upper: ``≥ n_bisect``, whole minibatches), ``pairs``
+    (eligible pairs), ``prob`` (at ``n_bisect``)."""
     a = np.asarray(curves, dtype=float)
     if a.ndim != 2 or a.shape[1] < 1:
         raise ValueError("curves must be 2-D (network, n)")
     deltas = np.atleast_1d(np.asarray(delta, dtype=float))
     check_number("epsilon", epsilon, 0.0, 1.0, inclusive=(False, False))
+    check_choice("envelope", envelope, ["upper", "front"])
     N = a.shape[1]
     final = a[:, -1]
     rng = np.random.default_rng(seed)
@@ -281,14 +284,18 @@ def select_n(curves, delta, epsilon: float = 0.05, *, n_pairs: int = 4000, seed:
         raw[i], prob[i] = hi, _prob_correct(a, pairs, hi)
     order = np.argsort(deltas, kind="stable")
     mono = np.empty(len(deltas))
-    mono[order] = np.fmax.accumulate(raw[order][::-1])[::-1]     # NaN (no pair) ignored by fmax
+    if envelope == "upper":
+        mono[order] = np.fmax.accumulate(raw[order][::-1])[::-1]     # NaN (no pair) ignored by fmax
+    elif (valid := order[~np.isnan(raw[order])]).size:
+        front = valid[raw[valid] < np.fmin.accumulate(np.r_[np.inf, raw[valid]])[:-1]]   # Pareto front, both minimised
+        mono = np.interp(deltas, deltas[front], raw[front])
     mono[count == 0] = np.nan            # no pair that far apart: no n to report
     ds = xr.Dataset(coords={"delta": ("delta", deltas, {"long_name": "tolerance δ", "units": "metric units"})})
     ds["n_bisect"] = ("delta", raw, {"long_name": "smallest n by bisection (eq 6.7)", "units": "minibatches"})
     ds["n"] = ("delta", mono, {"long_name": "smallest n, monotone in δ", "units": "minibatches"})
     ds["pairs"] = ("delta", count, {"long_name": "pairs δ apart at N", "units": "1"})
     ds["prob"] = ("delta", prob, {"long_name": "Pr(ranked right) at n_bisect", "units": "1"})
-    ds.attrs.update(epsilon=float(epsilon), N=int(N), n_pairs=int(n_pairs), seed=int(seed))
+    ds.attrs.update(epsilon=float(epsilon), N=int(N), n_pairs=int(n_pairs), seed=int(seed), envelope=envelope)
     return ds
 
 
