@@ -147,3 +147,19 @@ def test_restate_energy_converts_the_stored_fp16_energy():
             assert float(ds.energy) == pytest.approx(memory_map_energy(counts, mmap, ref), rel=1e-12)
             assert ds.attrs["energy_reference"] == ref
             assert ds.energy.attrs["long_name"].endswith(ENERGY_REFERENCES[ref])
+
+
+def test_evaluate_lanmax_energy_is_relative_to_the_same_network(tmp_path):
+    """A LaNMax network's E is Σ η(p_l) n_l / Σ n_l at its learned p (eq 3.30, thesis §4.4); fp16 is ÷ 16."""
+    from workbench.experiments import param_counts
+    from workbench.experiments.sram import evaluate_lanmax
+    from workbench.hardware import relative_energy
+    store = Store(tmp_path, read_only=[])
+    cfg = bc_config(0.0, 0, epochs=1)
+    ds = evaluate_lanmax(cfg, {"alpha": 0.01}, draws=2, store=store, device="cpu")
+    counts = param_counts(cfg)
+    p = dict(zip(ds.layer.values, ds.learned_p.values))
+    expected = relative_energy([p[k] for k in counts], list(counts.values()))
+    assert float(ds.energy) == pytest.approx(expected, rel=1e-9) and ds.attrs["energy_reference"] == "same-network"
+    fp16 = evaluate_lanmax(cfg, {"alpha": 0.01}, draws=2, store=store, device="cpu", energy_reference="fp16")
+    assert float(fp16.energy) == pytest.approx(expected / 16, rel=1e-9)

@@ -1,4 +1,4 @@
-"""Command line: ``workbench {train,evaluate,curve,cache,sweep,lanmax,sharpness,drift,precompute}``
+"""Command line: ``workbench {train,evaluate,estimate,curve,cache,sweep,lanmax,sharpness,drift,precompute}``
 (also ``python -m workbench``).
 
 Every subcommand accepts ``--json`` to print exactly one JSON object on stdout.  Out-of-range
@@ -146,6 +146,17 @@ def cmd_evaluate(args) -> dict:
     return out
 
 
+def cmd_estimate(args) -> dict:
+    from .experiments.estimate import estimate
+    check_choice("memory", args.memory, ("memristor",))
+    mem = _memory_dict(args)
+    preset, cfg = _config(args, args.memory)
+    out = estimate(cfg, mem, mode=args.mode, check_ci=args.check_ci, inputs=args.inputs, seed=args.seed,
+                   store=_store(args), device=args.device, data_root=args.data_root,
+                   progress=_progress(f"train {preset}", args.json or args.quiet))
+    return {"preset": preset, "memory": mem["default"], **out}
+
+
 def cmd_curve(args) -> dict:
     from .experiments import noise_curve
     mem = _memory_dict(args)
@@ -241,7 +252,8 @@ def cmd_lanmax(args) -> dict:
     ds = evaluate_lanmax(cfg, lanmax, draws=args.draws, store=store, device=args.device)
     return {"preset": preset, "lanmax": {k: v for k, v in traj.attrs.items() if k not in ("cache_key",)},
             "p": p, "accuracy_mean": ds.attrs["accuracy_mean"], "ci95_low": ds.attrs["ci95_low"],
-            "ci95_high": ds.attrs["ci95_high"], "energy": float(ds.energy), "cache_key": traj.attrs.get("cache_key")}
+            "ci95_high": ds.attrs["ci95_high"], "energy": float(ds.energy),
+            "energy_reference": ds.attrs["energy_reference"], "cache_key": traj.attrs.get("cache_key")}
 
 
 def cmd_sharpness(args) -> dict:
@@ -377,6 +389,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory energy E (eq 3.30) relative to the same network read from reliable memory "
                         "(thesis §4.4, default) or to its 16-bit version (fp16)")
     e.set_defaults(func=cmd_evaluate)
+
+    es = sub.add_parser("estimate", parents=[common],
+                        help="analytic output MSE and power on a memristor memory (MemSE), optionally vs Monte Carlo")
+    model_args(es)
+    es.add_argument("--memory", default="memristor", help="memristor (the only memory the estimate models)")
+    es.add_argument("--sigma-c", dest="sigma_c", type=float, help="multiplicative conductance noise σ_c, in [0, 1]")
+    es.add_argument("--sigma", type=float, help="additive conductance noise σ (µS), in [0, 100]")
+    es.add_argument("--g-u", dest="g_u", type=float, help="conductance scale g_u (µS), in (g_min, g_max] = (0, 25]")
+    es.add_argument("--noise", choices=["multiplicative", "additive"], help="conductance noise model")
+    es.add_argument("--mode", default="fast", help="fast (first order in the noise, any net) or full (full "
+                                                   "covariance, no residual nets)")
+    es.add_argument("--check-ci", dest="check_ci", type=float, metavar="W",
+                    help="also run Monte Carlo until its 95%% CI half-width is W × its mean, W in (0, 1]")
+    es.add_argument("--inputs", type=int, default=64, help="test inputs the output MSE averages over")
+    es.add_argument("--seed", type=int, default=0, help="Monte-Carlo seed of --check-ci")
+    es.set_defaults(func=cmd_estimate)
 
     c = sub.add_parser("curve", parents=[common], help="accuracy vs one noise knob")
     model_args(c)
