@@ -73,6 +73,20 @@ def test_estimator_r2_is_held_out_r2(fitted):
     assert pp.mean() == pytest.approx(power[ho].mean(), rel=0.1)
 
 
+def test_estimator_scales_accuracy_unless_asked_to_follow_annex_c(fitted, space):
+    # a narrow accuracy spread, as digits subnets have (0.92–0.99): Annex C's power-only scaling
+    # (scale_accuracy=False) leaves accuracy a small share of the loss and learns it worse
+    _, _, (S, acc, power) = fitted
+    narrow = 0.95 + 0.1 * (acc - acc.mean())
+    scaled, annex_c = Estimator(space, epochs=100, seed=0), Estimator(space, epochs=100, seed=0, scale_accuracy=False)
+    r_scaled, r_annex = scaled.fit(states=S, accuracy=narrow, power=power), annex_c.fit(states=S, accuracy=narrow,
+                                                                                          power=power)
+    assert annex_c.y_min[0] == 0 and annex_c.y_max[0] == 1              # accuracy in its natural [0, 1]
+    tr = scaled.train_index_
+    assert scaled.y_min[0] == narrow[tr].min() and scaled.y_max[0] == narrow[tr].max()
+    assert r_scaled["accuracy"] > 0.5 and r_scaled["accuracy"] > r_annex["accuracy"] + 0.2
+
+
 def test_estimator_roundtrip_and_architecture(fitted, space):
     est, _, (S, _, _) = fitted
     lin = [m for m in est.net.modules() if isinstance(m, torch.nn.Linear)]
