@@ -7,6 +7,8 @@ approximation).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -225,3 +227,46 @@ def test_fast_mode_scales_with_sigma_squared(small_cnn):
     assert b / a == pytest.approx(25.0, rel=1e-4)
     with pytest.raises(KnobError, match="chunk"):
         memse_fast(net, x, make(MemristorMemory, sigma_c=0.1), chunk=0)
+
+
+# ------------------------------------------------------------------------------------------
+# workbench estimate
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    from workbench.cli import main
+    rc = main(["estimate", *args])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_estimate_command_reports_analytic_and_monte_carlo_fields(tmp_path, capsys):
+    common = ["--preset", "digits-cnn", "--set", "epochs=3", "--set", "width=0.25", "--memory", "memristor",
+              "--sigma-c", "0.05", "--cache-dir", str(tmp_path), "--device", "cpu", "--json"]
+    rc, out, _ = run_cli(capsys, *common, "--check-ci", "0.15")
+    assert rc == 0
+    r = json.loads(out)
+    assert r["mode"] == "fast" and r["inputs"] == 64 and r["memory"]["sigma_c"] == 0.05
+    assert r["output_mse"] > 0 and r["power"] > 0 and r["estimate_seconds"] > 0 and r["mc_seconds"] > 0
+    lo, hi, m = r["mc_ci95_low"], r["mc_ci95_high"], r["mc_output_mse"]
+    assert lo < m < hi and (hi - lo) / 2 <= 0.15 * m * (1 + 1e-9) and r["mc_draws"] >= 2
+    assert lo * 0.9 <= r["output_mse"] <= hi * 1.1                  # the stated 10 % bound, CI-aware
+    assert r["relative_error"] == pytest.approx(r["output_mse"] / m - 1)
+    assert r["mc_power"] == pytest.approx(r["power"], rel=0.01)
+    rc, out, _ = run_cli(capsys, *common, "--mode", "full")
+    full = json.loads(out)
+    assert rc == 0 and full["mode"] == "full" and "mc_output_mse" not in full
+    assert full["output_mse"] == pytest.approx(r["output_mse"], rel=0.05)
+
+
+@pytest.mark.parametrize("args, knob", [
+    (["--memory", "sram"], "memory"),
+    (["--sigma-c", "2"], "sigma_c"),
+    (["--sigma-c", "0.1", "--mode", "turbo"], "mode"),
+    (["--sigma-c", "0.1", "--check-ci", "0"], "check_ci"),
+    (["--sigma-c", "0.1", "--inputs", "1"], "inputs"),
+])
+def test_estimate_command_refuses_bad_knobs_by_name(tmp_path, capsys, args, knob):
+    rc, out, err = run_cli(capsys, *args, "--cache-dir", str(tmp_path), "--json")
+    assert rc == 2 and out == "" and knob in err
+    assert not any(tmp_path.iterdir())                              # refused before any training
