@@ -440,7 +440,8 @@ def study_text(ds, rows: list[dict]) -> str:
     seeds = sorted({int(s) for s in ds.seed.values})
     lines = [f"**Fair LaNMax study** (every method trained {ds.attrs['epochs']} epochs at the variant's batch size, "
              f"seeds {', '.join(map(str, seeds))}; energy relative to the full-width 1-bit network read reliably; "
-             "95 % CI: percentile bootstrap over seeds)."]
+             "95 % CI: percentile bootstrap over seeds; a bound of 0 means that in some resamples LaNMax never "
+             "reaches the target)."]
     for r in rows:
         if r["variant"] == "thesis" and r["baseline"] == "uniform":
             lines.append(f"At {targets.get(r['target'], r['target'])} ({r['accuracy']:.3f}): "
