@@ -316,7 +316,7 @@ class SRAMPage(ExplorerPage):
         if ex.study is None:
             if ex.study_missing:
                 return pn.pane.Markdown(f"*The fair LaNMax study is not in this store; compute it with "
-                                        f"`{STUDY_REGENERATE}` (about 25 minutes on two cores).*")
+                                        f"`{STUDY_REGENERATE}` (about 30 minutes on two shared cores).*")
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the LaNMax study…")
         return pn.Column(pn.pane.Markdown(study_text(ex.study, ex.study_rows())),
                          pn.pane.HoloViews(lanmax_study_plot(ex.study, "common"), linked_axes=False,

@@ -26,7 +26,7 @@ DEFAULT_LAYER_P = 0.01
 POINT_GRIDS = {"fp16": "widths", "bc": "widths", "bc_uniform": "p_uniform", "lanmax": "alphas"}
 
 REGENERATE = "workbench sweep specs/sram_digits.json --cache-dir data/store"
-#: the fair LaNMax study (issue 13 item 3), read from the store only: it takes ~25 min to compute
+#: the fair LaNMax study (issue 13 item 3), read from the store only: it takes ~30 min to compute
 STUDY_SPEC = SPEC_DIR / "lanmax_study.json"
 STUDY_REGENERATE = "workbench sweep specs/lanmax_study.json --cache-dir data/store"
 
