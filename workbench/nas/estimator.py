@@ -317,8 +317,10 @@ class Estimator:
     [0, 1] by eq C.1 with the training set's min/max).  ``scale_accuracy`` (default on) applies
     eq C.1 to the accuracy as well: Annex C leaves it in its natural [0, 1] domain, which on
     ImageNet it spans, but on a narrow spread (digits subnets: 0.92–0.99) the power term would
-    dominate the loss — scaling both restores the "equal weight" Annex C asks for (measured on
-    digits, 1 000 states: held-out R² of accuracy −0.04 unscaled, 0.67 scaled).  MSE loss (eq C.2), SGD ``lr = 0.01``,
+    dominate the loss — scaling both restores the "equal weight" Annex C asks for.  Held-out R² of
+    accuracy on digits (1 200 states, 3 seeds), scaled vs Annex C: 0.20 vs 0.11 with one-draw labels
+    on 7 minibatches, 0.67 vs 0.28 with labels averaged over 8 draws on the whole split (power 0.94
+    either way).  MSE loss (eq C.2), SGD ``lr = 0.01``,
     momentum 0.9, :class:`~torch.optim.lr_scheduler.ReduceLROnPlateau` (PyTorch defaults: ×0.1
     after 10 epochs without improvement of the epoch's training loss), minibatches of 256, 20 %
     of the states held out (random split, seeded) for the reported R².
