@@ -1,16 +1,17 @@
-"""Analytic output MSE and power (``memse``, MemSE moment propagation) vs Monte Carlo at equal confidence.
+"""Analytic output MSE and power (``memse_fast``, ``memse``) vs Monte Carlo at equal confidence, per σ_c.
 
-SmallCNN width 0.25 trained 3 epochs on the digits, deployed (batch norm folded, bias in the
-crossbar), the first 64 test images, multiplicative conductance noise σ_c ∈ {0.05, 0.1}.
+Digits nets trained 3 epochs and deployed (batch norm folded, bias in the crossbar): SmallCNN at
+width 0.25 and 1, and WRN-10-1 (residual: only the fast mode and Monte Carlo handle it); the first
+64 test images; multiplicative conductance noise σ_c ∈ SIGMAS.
 
-Equal confidence: Monte Carlo (``mc_output_mse``, one draw shared by the batch, MSE and power per
-draw) needs ``n = ⌈(t_{0.975, n-1}·s / (r·m))²⌉`` draws for the 95 % confidence half-width of its
-mean to reach ``r`` of the MSE, where ``m`` and ``s`` are the mean and std of the per-draw MSE
-measured on a pilot of 200 draws.  ``memse`` gives the same two numbers in one pass (full
-covariance) with no sampling error, only its approximation error (the "MSE" column shows both
-values).  Timed interleaved: ``memse`` vs Monte Carlo with ``n`` draws for r = 10 %; the
-r = 1 % row is extrapolated from it (draws are independent, so the cost is linear in ``n``).
-"ratio" = Monte-Carlo time ÷ memse time: > 1 means the analytic estimate is faster.
+Error: the estimate ÷ the Monte-Carlo MSE of a reference run of REFERENCE draws, with the 95 %
+interval of that ratio from the Student-t interval of the Monte-Carlo mean.  Speed at equal
+confidence: Monte Carlo (``mc_output_mse``, one draw shared by the batch, MSE and power per draw)
+needs ``n = ⌈(t_{0.975, n-1}·s / (r·m))²⌉`` draws for the 95 % half-width of its mean to reach
+``r`` = 10 % of the MSE (``m``, ``s``: mean and std of the reference's per-draw MSE).  Timed
+interleaved in one run: ``memse_fast``, ``memse`` (full covariance, the small CNN only) and Monte
+Carlo with ``n`` draws.  "speed" = Monte-Carlo time ÷ the estimate's time (> 1: the estimate is
+faster).
 
     python benchmarks/bench_memse.py [--device cuda] [--repeats N]
 """
@@ -22,7 +23,7 @@ import math
 import torch
 from scipy import stats
 
-from workbench.analysis.memse import mc_output_mse, memse
+from workbench.analysis.memse import mc_output_mse, memse, memse_fast
 from workbench.datasets import as_tensors, load_dataset
 from workbench.experiments import preset_config
 from workbench.hardware import MemristorMemory, make
@@ -33,8 +34,12 @@ from _common import interleaved_medians, main_for
 
 EPOCHS = 3
 N_INPUTS = 64
-PILOT = 200
-SIGMAS = (0.05, 0.1)
+REFERENCE = 400
+SIGMAS = (0.02, 0.05, 0.1, 0.2, 0.3)
+NETS = {"SmallCNN w=0.25": ("digits-cnn", {"width": 0.25}, True),
+        "SmallCNN w=1": ("digits-cnn", {}, False),
+        "WRN-10-1": ("digits-wrn", {}, False)}
+TARGET_SPEED, TARGET_ERROR, TARGET_SIGMA = 10.0, 0.10, 0.1
 
 
 def draws_for(rel_half_width: float, mean: float, std: float) -> int:
@@ -48,52 +53,48 @@ def draws_for(rel_half_width: float, mean: float, std: float) -> int:
 def run(device: torch.device, repeats: int | None = None) -> dict:
     data = load_dataset("digits")
     x, _ = as_tensors(data.test)
-    cfg = preset_config("digits-cnn", epochs=EPOCHS, width=0.25)
-    net = deploy(train(cfg, data, device=device).model).to(device)
     x = x[:N_INPUTS].to(device)
-    rows, summary, notes = [], [], []
-    for sigma_c in SIGMAS:
-        mem = make(MemristorMemory, noise="multiplicative", sigma_c=sigma_c)
-        pilot = mc_output_mse(net, x, mem, draws=PILOT, seed=123)
-        m, s = pilot.attrs["mse_mean"], pilot.attrs["mse_std"]
-        n10, n1 = draws_for(0.10, m, s), draws_for(0.01, m, s)
-        out = {}
-
-        def analytic(mem=mem, out=out):
-            out["memse"] = memse(net, x, mem)
-
-        def diagonal(mem=mem, out=out):
-            out["diag"] = memse(net, x, mem, covariance="diagonal")
-
-        def monte_carlo(mem=mem, out=out, n10=n10):
-            out["mc"] = mc_output_mse(net, x, mem, draws=n10, seed=0)
-
-        t = interleaved_medians({"memse": analytic, "mc": monte_carlo, "diag": diagonal}, repeats or 3, device)
-        a, mc, dg = out["memse"], out["mc"].attrs, out["diag"]
-        half = (mc["mse_ci95_high"] - mc["mse_ci95_low"]) / 2
-        r10 = t["mc"] / t["memse"]
-        r1 = r10 * n1 / n10
-        rows += [[sigma_c, "memse (full covariance)", f"{float(a.mse):.4g}", "", t["memse"] * 1e3, 1.0],
-                 [sigma_c, "Monte Carlo, ±10 % CI", f"{mc['mse_mean']:.4g} ± {half:.2g}", n10, t["mc"] * 1e3, r10],
-                 [sigma_c, "Monte Carlo, ±1 % CI (extrapolated)", "", n1, t["mc"] * 1e3 * n1 / n10, r1],
-                 [sigma_c, "memse diagonal (rough, ignores UR correlations)", f"{float(dg.mse):.4g}", "",
-                  t["diag"] * 1e3, t["diag"] / t["memse"]]]
-        summary += [("memse", f"MC at ±10 % CI / memse, σ_c={sigma_c} (>1: analytic faster)", r10, None),
-                    ("memse", f"MC at ±1 % CI / memse, σ_c={sigma_c} (extrapolated)", r1, None)]
-        gap = float(a.mse) / mc["mse_mean"] - 1
-        notes.append(f"σ_c={sigma_c}: memse MSE {gap:+.1%} vs Monte Carlo ({n10} draws, ±{half / mc['mse_mean']:.1%}); "
-                     f"expected power {float(a.power):.6g} vs MC {mc['power_mean']:.6g} "
-                     f"[{mc['power_ci95_low']:.6g}, {mc['power_ci95_high']:.6g}]")
-        cross = t["memse"] / (t["mc"] / n10)
-        notes.append(
-            f"σ_c={sigma_c}: one memse pass costs as much as {cross:.0f} Monte-Carlo draws: the analytic estimate "
-            f"wins once the target CI half-width is below ~{100 * 0.1 * math.sqrt(n10 / max(cross, 1)):.1f} % "
-            f"of the MSE"
-        )
-    return {"title": f"bench_memse: analytic MSE (memse) vs Monte Carlo at equal confidence, SmallCNN w=0.25, "
+    rows, summary, checks, notes = [], [], [], []
+    for label, (preset, overrides, with_full) in NETS.items():
+        net = deploy(train(preset_config(preset, epochs=EPOCHS, **overrides), data, device=device).model).to(device)
+        for sigma_c in SIGMAS:
+            mem = make(MemristorMemory, noise="multiplicative", sigma_c=sigma_c)
+            ref = mc_output_mse(net, x, mem, draws=REFERENCE, seed=123).attrs
+            m = ref["mse_mean"]
+            n10 = draws_for(0.10, m, ref["mse_std"])
+            out = {}
+            cases = {"fast": lambda mem=mem, out=out, net=net: out.__setitem__("fast", memse_fast(net, x, mem)),
+                     "mc": lambda mem=mem, n10=n10, net=net: mc_output_mse(net, x, mem, draws=n10, seed=0)}
+            if with_full:
+                cases["full"] = lambda mem=mem, out=out, net=net: out.__setitem__("full", memse(net, x, mem))
+            t = interleaved_medians(cases, repeats or 3, device)
+            ref_ci = f"[{m / ref['mse_ci95_high']:.3f}, {m / ref['mse_ci95_low']:.3f}]"
+            rows.append([label, sigma_c, "Monte Carlo, ±10 % CI", f"{m:.4g}", ref_ci, n10, t["mc"] * 1e3, 1.0])
+            for key, name in (("fast", "memse_fast (first order)"), ("full", "memse (full covariance)")):
+                if key not in out:
+                    continue
+                est = float(out[key].mse)
+                lo, hi = est / ref["mse_ci95_high"], est / ref["mse_ci95_low"]
+                speed = t["mc"] / t[key]
+                power_gap = float(out[key].power) / ref["power_mean"] - 1
+                rows.append([label, sigma_c, name, f"{est:.4g}", f"{est / m:.3f} [{lo:.3f}, {hi:.3f}]", "",
+                             t[key] * 1e3, speed])
+                if key == "fast":
+                    ok = (speed >= TARGET_SPEED and 1 - TARGET_ERROR <= lo and hi <= 1 + TARGET_ERROR
+                          if sigma_c <= TARGET_SIGMA else None)
+                    summary.append(("memse", f"MC at ±10 % CI / memse_fast, {label}, σ_c={sigma_c} (error "
+                                    f"{est / m - 1:+.1%})", speed, ok))
+                    notes.append(f"{label} σ_c={sigma_c}: memse_fast power {power_gap:+.2%} vs Monte Carlo "
+                                 f"(95 % CI ±{(ref['power_ci95_high'] - ref['power_mean']) / ref['power_mean']:.2%})")
+                    if ok is not None:
+                        checks.append((f"{label} σ_c={sigma_c}: memse_fast ≥ {TARGET_SPEED:.0f}× faster than MC at "
+                                       f"±10 % ({speed:.1f}×) and |error| ≤ {TARGET_ERROR:.0%} at 95 % confidence "
+                                       f"(ratio in [{lo:.3f}, {hi:.3f}])", ok))
+    return {"title": f"bench_memse: analytic output MSE vs Monte Carlo at equal confidence, digits nets, "
                      f"{N_INPUTS} inputs",
-            "columns": ["sigma_c", "estimator", "MSE", "draws", "ms", "ratio (÷ memse)"],
-            "rows": rows, "notes": notes, "summary": summary}
+            "columns": ["net", "sigma_c", "estimator", "MSE", f"÷ MC ({REFERENCE} draws) [95 % CI]", "draws", "ms",
+                        "speed (MC ÷ it)"],
+            "rows": rows, "checks": checks, "notes": notes, "summary": summary}
 
 
 if __name__ == "__main__":
