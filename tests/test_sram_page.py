@@ -142,7 +142,7 @@ def test_page_url_applies_good_keys_and_names_the_bad_ones():
     ex = SRAMExplorer(device="cpu", autorun=False)
     page = SRAMPage(explorer=ex)
     refused = page.url.apply({"p_t": "7", "alpha": "-1", "layer": "nope", "epochs": "0", "width": "0.5",
-                              "p": "0.02", "layer_p": "0.02,fc:0.3", "tab": "spectra", "point": "lanmax:1",
+                              "p": "0.02", "layer_p": "0.02,fc:0.3", "tab": "spectra", "point": "lanmax:0.1",
                               "seed": "12"})
     assert [r.split("=")[0] for r in refused] == ["`p_t", "`alpha", "`epochs", "`layer"], refused
     assert (ex.width, ex.p, ex.seed, page.tab) == (0.5, 0.02, 12, "spectra")
@@ -156,15 +156,15 @@ def test_page_url_applies_good_keys_and_names_the_bad_ones():
     assert ex.layer_p["fc"] == 0.3 and ex.layer_p["conv1"] == 0.02 and page._inputs["fc"].value == "0.3"
     assert page._width.value == 0.5 and page._p.value == 0.02
     q = page.url.query()
-    assert q["point"] == "lanmax:1" and q["layer_p"] == "0.02,fc:0.3" and q["p"] == "0.02"
+    assert q["point"] == "lanmax:0.1" and q["layer_p"] == "0.02,fc:0.3" and q["p"] == "0.02"
     refused = page.url.apply({"point": "lanmax:3", "p": "0.003", "tab": "nope"})
     assert [r.split("=")[0] for r in refused] == ["`tab", "`p", "`point"], refused
     assert "uniform, sensitivity, editor, energy, spectra" in refused[0] and "0.002, 0.005" in refused[1]
-    assert "0, 0.1, 0.5, 1, 2, 5, 10" in refused[2]
+    assert "0.1, 0.05, 0.03, 0.02, 0.01, 0.001, 0" in refused[2]
     ex.load()
     ex.wait(kinds=("energy_accuracy",))
-    k = int(np.flatnonzero((ex.energy.method.values == "lanmax") & (ex.energy.value.values == 1.0))[0])
-    assert ex.selected == k and page.url.query()["point"] == "lanmax:1"
+    k = int(np.flatnonzero((ex.energy.method.values == "lanmax") & (ex.energy.value.values == 0.1))[0])
+    assert ex.selected == k and page.url.query()["point"] == "lanmax:0.1"
     page.url.apply({"point": "none"})
     assert ex.selected is None
     ex.runner.shutdown()
