@@ -132,13 +132,13 @@ def format_point(key: tuple[str, float] | None) -> str:
 
 
 def parse_point(text: str) -> tuple[str, float] | None:
-    """``lanmax:1`` → ``("lanmax", 1.0)``; ``none`` → no network selected."""
+    """``lanmax:0.1`` → ``("lanmax", 0.1)``; ``none`` → no network selected."""
     if text.strip().lower() in ("", "none"):
         return None
     method, _, word = text.partition(":")
     if method not in POINT_GRIDS or not word:
         raise URLValueError(f"the selected network is written as kind:value with kind one of "
-                            f"{', '.join(POINT_GRIDS)} (e.g. lanmax:1), or none")
+                            f"{', '.join(POINT_GRIDS)} (e.g. lanmax:0.1), or none")
     try:
         value = float(word)
     except ValueError:
@@ -425,7 +425,7 @@ class SRAMPage(ExplorerPage):
             "edited BERs: one number for every layer, then <code>layer:p</code> for each layer that differs, e.g. "
             "<code>0.01,fc:0.3</code>), <code>alpha</code>, <code>width</code>, <code>epochs</code>, "
             "<code>seed</code> (the LaNMax run), <code>layer</code> (of the spectra) and <code>point</code> (the "
-            "network picked on the energy plot, e.g. <code>lanmax:1</code>, or <code>none</code>).</small>",
+            "network picked on the energy plot, e.g. <code>lanmax:0.1</code>, or <code>none</code>).</small>",
             sizing_mode="stretch_width")
         return pn.Column(self._status, self._tabs, about_fold(regenerate_footer(REGENERATE), links),
                          sizing_mode="stretch_width")

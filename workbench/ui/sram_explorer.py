@@ -22,7 +22,7 @@ from .explorer import P_CHOICES
 
 #: a layer's BER before anyone edits it (the sensitivity study's base BER)
 DEFAULT_LAYER_P = 0.01
-#: the energy–accuracy methods, as a link names them (``point=lanmax:1``), and the spec grid each varies
+#: the energy–accuracy methods, as a link names them (``point=lanmax:0.1``), and the spec grid each varies
 POINT_GRIDS = {"fp16": "widths", "bc": "widths", "bc_uniform": "p_uniform", "lanmax": "alphas"}
 
 REGENERATE = "workbench sweep specs/sram_digits.json --cache-dir data/store"
