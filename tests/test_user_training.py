@@ -73,3 +73,51 @@ def test_the_cache_key_follows_the_user_files_and_old_keys_stay(files):
     assert k1 != k2
     with pytest.raises(KnobError, match="model_args and digital apply to user_model"):
         base.replace(model_args={"width": 3})
+
+
+def run_cli(capsys, *argv):
+    import json
+
+    from workbench.cli import main
+    rc = main([*argv, "--json", "--quiet"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    return json.loads(out.out)
+
+
+def test_the_cli_trains_and_evaluates_your_network_on_your_data(files, tmp_path, capsys):
+    model, npz = files
+    user = ["--model", f"{model}:tiny", "--model-arg", "width=5", "--data", str(npz), "--set", "epochs=2",
+            "--cache-dir", str(tmp_path / "store"), "--device", "cpu"]
+    trained = run_cli(capsys, "train", *user)
+    first = run_cli(capsys, "evaluate", *user, "--memory", "memristor", "--sigma-c", "0.1", "--draws", "4")
+    again = run_cli(capsys, "evaluate", *user, "--memory", "memristor", "--sigma-c", "0.1", "--draws", "4")
+    assert again["cache"] == "hit" and again["cache_key"] == first["cache_key"]
+    assert again["accuracy_mean"] == first["accuracy_mean"]
+    # the same network trained from Python
+    cfg = preset_config("digits-cnn", epochs=2).replace(user_model=f"{model}:tiny", data=str(npz),
+                                                         model_args={"width": 5})
+    assert trained["test_accuracy"] == pytest.approx(train(cfg, device="cpu").test_accuracy, abs=1e-12)
+
+
+def test_the_cli_refuses_bad_user_files_and_writes_nothing(files, tmp_path, capsys):
+    from workbench.cli import main
+    model, npz = files
+    store = tmp_path / "store"
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x_train=np.zeros((4, 1, 8, 8)), y_train=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 1, 8, 8)),
+             y_test=np.array([0, 5]))
+    assert main(["train", "--model", f"{model}:tiny", "--data", str(bad), "--cache-dir", str(store)]) == 2
+    assert "y_test has label 5 but y_train's labels are 0..1" in capsys.readouterr().err
+    evil = tmp_path / "evil.pt"
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("never",))
+    torch.save({"x": Payload()}, evil)
+    assert main(["train", "--model", f"{model}:tiny", "--weights", str(evil), "--data", str(npz),
+                 "--cache-dir", str(store)]) == 2
+    assert "not a plain state dict" in capsys.readouterr().err
+    assert main(["train", "--weights", str(evil), "--cache-dir", str(store)]) == 2
+    assert "apply to --model" in capsys.readouterr().err
+    assert not store.exists() or not any(p.is_file() for p in store.rglob("*") if p.suffix in (".pt", ".nc"))

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .hardware import ENERGY_REFERENCES, memory_from_dict
 from .knobs import KnobError, check_choice, check_int, check_number, check_numbers, out_of_range
+from .nn.external import registered as external_models
 from .training import Cancelled, parse_assignment
 
 
@@ -35,6 +36,16 @@ def _config(args, technology: str | None = None, default: str | None = None):
         from .experiments.sharpness import METHODS
         check_choice("method", args.method, METHODS)
         overrides = {**METHODS[args.method], **overrides}
+    if getattr(args, "model", None):
+        overrides["user_model"] = args.model
+        overrides["model_args"] = dict(parse_assignment(s) for s in (args.model_arg or []))
+        if args.weights:
+            overrides["init_weights"] = args.weights
+        overrides["digital"] = list(args.digital or [])
+    elif getattr(args, "model_arg", None) or getattr(args, "digital", None) or getattr(args, "weights", None):
+        raise KnobError("--model-arg, --weights and --digital apply to --model (your network): add --model SPEC")
+    if getattr(args, "data", None):
+        overrides["data"] = args.data
     cfg = preset_config(preset, **overrides)
     if getattr(args, "download", False):
         from .datasets import load_dataset
@@ -363,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training knob, e.g. epochs=5")
         sp.add_argument("--method", help="a chapter-5 training method (sgd, sam, asam, samson2, samsoninf, sgd+noise, "
                                          "sgd+clip, sam+clip, ...): its thesis settings, before --set")
+        registered = sorted(external_models())
+        sp.add_argument("--model", metavar="SPEC",
+                        help="your network instead of the preset's: path/to/file.py:factory, package.module:factory"
+                             + (f" or a registered name ({', '.join(registered)})" if registered else
+                                " or a name registered under the workbench.models entry points"))
+        sp.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="a keyword argument of the factory")
+        sp.add_argument("--weights", metavar="FILE", help="a state dict to start from (read with weights_only=True)")
+        sp.add_argument("--digital", nargs="+", metavar="LAYER",
+                        help="layers of --model kept in reliable digital memory (left out of energy and power)")
+        sp.add_argument("--data", metavar="SPEC", help="your data instead of the preset's: a .npz (x_train, y_train, "
+                                                       "x_test, y_test), a folder of class folders, or module:factory")
 
     t = sub.add_parser("train", parents=[common], help="train (or load from cache) a network")
     model_args(t)

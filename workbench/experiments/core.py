@@ -12,12 +12,12 @@ import torch.nn as nn
 import xarray as xr
 
 from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
-from ..datasets import DataBundle, as_tensors, load_dataset
+from ..datasets import DataBundle, as_tensors
 from ..hardware import ENERGY_REFERENCES, MemoryMap, memory_map_from_dict
 from ..hardware.sram import storage_bits
 from ..knobs import KnobError, check_choice
 from ..nn import layer_param_counts, set_memory
-from ..training import TrainConfig, make_model, train
+from ..training import TrainConfig, data_for, make_model, train
 from .store import Store, spec_key
 
 #: named training recipes; ``digits-cnn`` is the default everywhere
@@ -164,7 +164,7 @@ def train_model(cfg: TrainConfig, store: Store | None = None, *, device: str = "
                 cached = True
     else:
         cached = True
-    data = load_dataset(cfg.dataset, data_root)
+    data = data_for(cfg, data_root, augment=False)
     model = make_model(cfg, data)
     model.load_state_dict(obj["state_dict"])
     return Trained(model.eval(), cfg, _history_dataset(obj["history"]), float(obj["test_accuracy"]),
@@ -172,7 +172,7 @@ def train_model(cfg: TrainConfig, store: Store | None = None, *, device: str = "
 
 
 def test_tensors(cfg: TrainConfig, data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    return as_tensors(load_dataset(cfg.dataset, data_root).test)
+    return as_tensors(data_for(cfg, data_root, augment=False).test)
 
 
 #: AdaBS calibration: this many training minibatches of 128 (at most)
@@ -207,14 +207,14 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
         # the memory map must fit the network (layer names, 1-bit SRAM on BinaryConnect layers only):
         # checked on the untrained network, before a training this call may start
         # loaded once, as the training loads it, for the check, the training and the (never augmented) test split
-        data = load_dataset(cfg.dataset, data_root, augment=cfg.augment)
+        data = data_for(cfg, data_root)
         set_memory(make_model(cfg, data), mmap)
         trained = train_model(cfg, store, device=device, data_root=data_root, cancel=cancel, data=data)
         x, y = as_tensors(data.test)
         model = trained.model
         if adabs:
             from ..analysis.adabs import adabs as recalibrate
-            x_train, _ = as_tensors(load_dataset(cfg.dataset, data_root).train)    # un-augmented images
+            x_train, _ = as_tensors(data_for(cfg, data_root, augment=False).train)    # un-augmented images
             model = recalibrate(model, mmap, x_train, max_batches=ADABS_BATCHES, seed=seed + 7919)
         ds = mc_evaluate(model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
                          progress=progress, cancel=cancel)
@@ -304,7 +304,7 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
 
 
 def param_counts(cfg: TrainConfig, data_root: str | None = None) -> dict[str, int]:
-    return layer_param_counts(make_model(cfg, load_dataset(cfg.dataset, data_root)))
+    return layer_param_counts(make_model(cfg, data_for(cfg, data_root, augment=False)))
 
 
 __all__ = ["CURVE_GRIDS", "DEFAULT_PRESET", "PRESETS", "PRESET_FOR_TECHNOLOGY", "Trained", "evaluate", "evaluate_spec",

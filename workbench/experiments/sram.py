@@ -142,8 +142,7 @@ def lanmax_run(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, store:
     Returns ``(model, p, trajectory)``: the network, the learned BER per layer and the per-epoch
     Dataset of ``p`` (dims ``epoch, layer``) and losses.
     """
-    from ..datasets import load_dataset
-    from ..training import make_model
+    from ..training import data_for, make_model
     from ..training.lanmax import LaNMaxConfig, train_lanmax
 
     store = store or Store()
@@ -162,7 +161,7 @@ def lanmax_run(cfg: TrainConfig, lanmax: dict[str, Any] | None = None, *, store:
                 store.save_dataset("lanmax", key, res.trajectory, spec)
                 store.save_object("lanmax", key, obj, spec)
                 traj = store.load_dataset("lanmax", key)
-    model = make_model(cfg, load_dataset(cfg.dataset))
+    model = make_model(cfg, data_for(cfg, augment=False))
     model.load_state_dict(obj["state_dict"])
     traj.attrs["cache_key"] = key
     return model.eval(), {k: float(v) for k, v in obj["p"].items()}, traj
