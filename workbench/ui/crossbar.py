@@ -276,7 +276,8 @@ class CrossbarPage(ExplorerPage):
                 f"variation of networks it never saw (held-out R²). Supernet accuracy: largest subnet "
                 f"{a['supernet_accuracy_largest']:.3f}, smallest {a['supernet_accuracy_smallest']:.3f}. "
                 f"The estimator was trained on k = {a['k']} architectures × k_g = {a['k_g']} g_u settings, measured on "
-                f"n_a = {a['n_a']} minibatches (accuracy) and n_p = {a['n_p']} (power); NSGA-II ran a population of "
+                f"n_a = {a['n_a']} minibatches (accuracy, averaged over d_a = {a.get('d_a', 1)} noise draws) and "
+                f"n_p = {a['n_p']} (power); NSGA-II ran a population of "
                 f"{a['pop_size']} for {a['n_gen']} generations (thesis: 1024 × 500).")
         return pn.Column(hv_pane(plot), pn.pane.Markdown(info), sizing_mode="stretch_width")
 
