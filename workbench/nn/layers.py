@@ -94,29 +94,28 @@ class NoisyLinear(NoisyMixin, nn.Linear):
         return self.forward_noisy(x)
 
 
-class NoisyConv2d(NoisyMixin, nn.Conv2d):
+class NoisyConv(NoisyMixin):
+    """What every noisy convolution shares: ``nn.ConvNd``'s arguments plus ``binary``, and the
+    noisy forward; a subclass names its ``nn.ConvNd`` and its crossbar operator."""
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias: bool = True,
                  binary: bool = False, groups: int = 1):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
                          groups=groups)
         self._init_noisy(binary)
-
-    def crossbar_op(self):
-        return conv_op(self.stride, self.padding, self.dilation, self.groups)
 
     def forward(self, x):
         return self.forward_noisy(x)
 
 
-class NoisyConv1d(NoisyMixin, nn.Conv1d):
+class NoisyConv2d(NoisyConv, nn.Conv2d):
+    def crossbar_op(self):
+        return conv_op(self.stride, self.padding, self.dilation, self.groups)
+
+
+class NoisyConv1d(NoisyConv, nn.Conv1d):
     """A 1-D convolution (sensor, audio) whose ``(C_o, C_i, K)`` weights live in memory: the same
     Unfold-Repeat read as :class:`NoisyConv2d`, one draw shared by every position of a pass."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias: bool = True,
-                 binary: bool = False, groups: int = 1):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
-                         groups=groups)
-        self._init_noisy(binary)
 
     def crossbar_op(self):
         stride, padding, dilation, groups = self.stride, self.padding, self.dilation, self.groups
@@ -124,9 +123,6 @@ class NoisyConv1d(NoisyMixin, nn.Conv1d):
         def op(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.conv1d(x, g, None, stride, padding, dilation, groups)
         return op
-
-    def forward(self, x):
-        return self.forward_noisy(x)
 
 
 def noisy_layers(model: nn.Module) -> dict[str, NoisyMixin]:
