@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 def download(page, scope, ext: str):
     """Click the ``ext`` download of the first download bar inside ``scope``; its (name, bytes)."""
     with page.expect_download(timeout=120_000) as info:
-        scope.locator(f".download-{ext} button").first.click()
+        scope.locator(f".download-{ext} button >> visible=true").first.click()
     d = info.value
     return d.suggested_filename, open(d.path(), "rb").read()
 
@@ -43,10 +43,49 @@ def test_the_sharpness_page_downloads_its_robustness_figure_and_data(served_app,
 
 def test_the_sweep_page_downloads_its_cells(served_app, page):
     page.goto(f"{served_app}/apps?page=sweep")
-    page.locator(".download-csv").first.wait_for(timeout=120_000)
+    page.locator(".download-csv button >> visible=true").first.wait_for(timeout=120_000)
     name, csv = download(page, page, "csv")
     assert name == "sweep-cells-dask_demo.csv"
     frame = pd.read_csv(io.StringIO(csv.decode()), comment="#")
     assert len(frame) == 37 and set(frame.state) <= {"stored", "missing", "done"}
+    name, pdf = download(page, page, "pdf")
+    assert pdf.startswith(b"%PDF")
+
+
+def test_the_playground_downloads_its_readout_figure_and_data(served_app, page):
+    page.goto(f"{served_app}/apps?page=playground&p=0.01")
+    page.locator(".download-nc button >> visible=true").first.wait_for(timeout=120_000)
+    shown = page.get_by_text("Mean accuracy").first.inner_text()
+    name, data = download(page, page, "nc")
+    assert name == "playground-accuracy-sram-p=0.01.nc"
+    got = xr.open_dataset(io.BytesIO(data))
+    assert f"{float(got.accuracy.mean()):.3f}" in shown
+    name, pdf = download(page, page, "pdf")
+    assert name.endswith(".pdf") and pdf.startswith(b"%PDF")
+
+
+def test_the_sram_page_downloads_fig_4_2(served_app, page):
+    from workbench.experiments.sweep import SRAM_SPEC
+    page.goto(f"{served_app}/apps?page=sram")
+    page.locator(".download-csv button >> visible=true").first.wait_for(timeout=120_000)
+    name, csv = download(page, page, "csv")
+    assert name.startswith("sram-fig4.2-p_t=")
+    frame = pd.read_csv(io.StringIO(csv.decode()), comment="#")
+    study = stored_experiment("uniform_ber", load_spec(SRAM_SPEC)["experiments"]["uniform_ber"], Store())
+    got = frame.pivot_table(index="p_train", columns="p", values="accuracy_mean").values
+    np.testing.assert_allclose(got, study.accuracy_mean.transpose("p_train", "p").values)
+    name, png = download(page, page, "png")
+    assert png.startswith(b"\x89PNG")
+
+
+def test_the_crossbar_page_downloads_its_pareto_fronts(served_app, page):
+    from workbench.experiments.sweep import CROSSBAR_SPEC
+    page.goto(f"{served_app}/apps?page=crossbar&tab=fronts")
+    page.locator(".download-nc button >> visible=true").first.wait_for(timeout=180_000)
+    name, data = download(page, page, "nc")
+    assert name == "crossbar-fig6.2.nc"
+    got = xr.open_dataset(io.BytesIO(data))
+    study = stored_experiment("nas", load_spec(CROSSBAR_SPEC)["experiments"]["nas"], Store())
+    np.testing.assert_allclose(got.hypervolume.values, study.hypervolume.values)
     name, pdf = download(page, page, "pdf")
     assert pdf.startswith(b"%PDF")

@@ -26,7 +26,7 @@ from ..plots.crossbar import (
     selection_plot,
     short_layer_name,
 )
-from .base import ExplorerPage, about_fold, hv_pane, number_field, regenerate_footer, spinner
+from .base import ExplorerPage, about_fold, downloads, hv_pane, number_field, regenerate_footer, spinner
 from .crossbar_explorer import REGENERATE, CrossbarExplorer
 from .urlstate import PageURL, URLKnob, URLValueError
 
@@ -279,7 +279,8 @@ class CrossbarPage(ExplorerPage):
                 f"n_a = {a['n_a']} minibatches (accuracy, averaged over d_a = {a.get('d_a', 1)} noise draws) and "
                 f"n_p = {a['n_p']} (power); NSGA-II ran a population of "
                 f"{a['pop_size']} for {a['n_gen']} generations (thesis: 1024 × 500).")
-        return pn.Column(hv_pane(plot), pn.pane.Markdown(info), sizing_mode="stretch_width")
+        return pn.Column(hv_pane(plot), downloads(lambda: plot, lambda: ds, lambda: ["crossbar", "fig6.2"]),
+                         pn.pane.Markdown(info), sizing_mode="stretch_width")
 
     @param.depends("explorer.details", "explorer.selected")
     def _details(self):

@@ -7,7 +7,7 @@ import param
 
 from ..experiments.shipped import REGENERATE_COMMAND
 from ..plots import accuracy_distribution, layer_cost_bars, noise_curve_plot, training_curve
-from .base import ExplorerPage, about_fold, number_field, plain_error, regenerate_footer, throttled_link
+from .base import ExplorerPage, about_fold, downloads, number_field, plain_error, regenerate_footer, throttled_link
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
 from .urlstate import PageURL, URLKnob
 
@@ -115,9 +115,18 @@ class NoisePlayground(ExplorerPage):
         a = ds.attrs
         summary = (f"Mean accuracy **{a['accuracy_mean']:.3f}**, 95 % confidence interval "
                    f"[{a['ci95_low']:.3f}, {a['ci95_high']:.3f}], over {ds.sizes['draw']} draws.")
-        return pn.Column(pn.pane.HoloViews(accuracy_distribution(ds), linked_axes=False, sizing_mode="stretch_width",
-                                           min_height=320),
-                         pn.pane.Markdown(summary, margin=(0, 10)), sizing_mode="stretch_width")
+        plot = accuracy_distribution(ds)
+        return pn.Column(pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width", min_height=320),
+                         pn.pane.Markdown(summary, margin=(0, 10)),
+                         downloads(lambda: plot, lambda: ds, lambda: ["playground", "accuracy", *self._knob_words()]),
+                         sizing_mode="stretch_width")
+
+    def _knob_words(self) -> list[str]:
+        ex = self.explorer
+        if ex.technology == "sram":
+            return ["sram", f"p={ex.p:g}"]
+        return ["memristor", f"sigma_c={ex.sigma_c:g}" if ex.noise == "multiplicative" else f"sigma={ex.sigma:g}",
+                f"g_u={ex.g_u:g}"]
 
     @param.depends("explorer.curve", "explorer.result")
     def _curve(self):
@@ -129,8 +138,11 @@ class NoisePlayground(ExplorerPage):
         if knob == "p" and not (ds[knob] > 0).any():       # a log axis cannot place p = 0 alone
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=40), "computing the accuracy-vs-p curve…")
         current = {"p": ex.p, "sigma_c": ex.sigma_c, "g_u": ex.g_u, "sigma": ex.sigma}[knob]
-        return pn.pane.HoloViews(noise_curve_plot(ds, current), linked_axes=False, sizing_mode="stretch_width",
-                                 min_height=320)
+        plot = noise_curve_plot(ds, current)
+        return pn.Column(pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width", min_height=320),
+                         downloads(lambda: plot, lambda: ds,
+                                   lambda: ["playground", f"curve-{knob}", *self._knob_words()]),
+                         sizing_mode="stretch_width")
 
     @param.depends("explorer.result")
     def _cost(self):

@@ -25,7 +25,7 @@ from ..plots.sram import (
     spectra_plot,
     uniform_ber_plot,
 )
-from .base import ExplorerPage, about_fold, number_field, regenerate_footer, throttled_link
+from .base import ExplorerPage, about_fold, downloads, number_field, regenerate_footer, throttled_link
 from .sram_explorer import DEFAULT_LAYER_P, POINT_GRIDS, REGENERATE, STUDY_REGENERATE, SRAMExplorer
 from .urlstate import PageURL, URLKnob, URLValueError, fmt_number
 
@@ -241,16 +241,21 @@ class SRAMPage(ExplorerPage):
         ds = self.explorer.uniform
         if ds is None:
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the uniform-BER study…")
-        return pn.pane.HoloViews(uniform_ber_plot(ds, self.explorer.p_train, self.explorer.p), linked_axes=False,
-                                 sizing_mode="stretch_width")
+        ex = self.explorer
+        plot = uniform_ber_plot(ds, ex.p_train, ex.p)
+        return pn.Column(pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width"),
+                         downloads(lambda: plot, lambda: ds, lambda: ["sram", "fig4.2", f"p_t={ex.p_train:g}"]),
+                         sizing_mode="stretch_width")
 
     @param.depends("explorer.sensitivity")
     def _sensitivity(self):
         ds = self.explorer.sensitivity
         if ds is None:
             return pn.Row(pn.indicators.LoadingSpinner(value=True, size=30), "loading the sensitivity study…")
+        plot = sensitivity_plot(ds)
         return pn.Column(
-            pn.pane.HoloViews(sensitivity_plot(ds), linked_axes=False, sizing_mode="stretch_width"),
+            pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width"),
+            downloads(lambda: plot, lambda: ds, lambda: ["sram", "fig4.3"]),
             pn.pane.HoloViews(param_count_bars(ds.param_count), linked_axes=False, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
@@ -306,6 +311,7 @@ class SRAMPage(ExplorerPage):
                     f"CIFAR-10 images.")
         return pn.Column(
             pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width"),
+            downloads(lambda: plot, lambda: ds, lambda: ["sram", "fig4.4"]),
             pn.pane.Markdown(text),
             sizing_mode="stretch_width",
         )
