@@ -306,7 +306,7 @@ def downloads(plot: Callable[[], Any], data: Callable[[], Any], name: Callable[[
 
     buttons = []
     for label, ext in (("PNG", "png"), ("PDF", "pdf"), ("netCDF", "nc"), ("CSV", "csv")):
-        button = pn.widgets.FileDownload(label=label, filename=f"figure.{ext}", button_type="light", width=78,
+        button = pn.widgets.FileDownload(label=label, filename=f"figure.{ext}", color="light", width=78,
                                          height=30, margin=(2, 3), embed=False, css_classes=[f"download-{ext}"])
 
         def make(ext=ext, button=button):
