@@ -47,6 +47,11 @@ def jupyterlab(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab")
     for p in NOTEBOOKS:
         shutil.copy(p, root / p.name)
+    # every cell stays in the page (JupyterLab otherwise drops the cells scrolled out of view, and
+    # the test counts the run cells' prompts)
+    settings = root / ".jupyter-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_DATA_DIR": str(root / ".jupyter-data"),
            "JUPYTER_RUNTIME_DIR": str(root / ".jupyter-runtime"), "PYTHONPATH": str(ROOT)}
@@ -54,6 +59,7 @@ def jupyterlab(tmp_path_factory):
             f"--ServerApp.root_dir={root}", "--IdentityProvider.token=", "--ServerApp.password=",
             "--ServerApp.disable_check_xsrf=True", "--LabApp.news_url=",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
+            f"--LabApp.user_settings_dir={root / '.jupyter-settings'}",
             *(["--allow-root"] if os.geteuid() == 0 else [])]
     base = f"http://127.0.0.1:{port}"
     with running(argv, f"{base}/api/status", root / "lab.log", cwd=root, env=env, timeout=120, grace=15):
