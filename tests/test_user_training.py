@@ -121,3 +121,40 @@ def test_the_cli_refuses_bad_user_files_and_writes_nothing(files, tmp_path, caps
     assert main(["train", "--weights", str(evil), "--cache-dir", str(store)]) == 2
     assert "apply to --model" in capsys.readouterr().err
     assert not store.exists() or not any(p.is_file() for p in store.rglob("*") if p.suffix in (".pt", ".nc"))
+
+
+CONV1D = textwrap.dedent('''
+    import torch.nn as nn
+
+    def sensor(in_channels=2, num_classes=3):
+        return nn.Sequential(nn.Conv1d(in_channels, 8, 5, padding=2), nn.BatchNorm1d(8), nn.ReLU(),
+                             nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(8, num_classes))
+''')
+
+
+def test_the_cli_takes_an_image_folder_and_a_conv1d_network_on_signals(tmp_path, capsys):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for k, name in enumerate(("dark", "light")):
+            (tmp_path / "imgs" / split / name).mkdir(parents=True)
+            for i in range(n):
+                img = (rng.random((8, 8)) * 80 + 150 * k).astype(np.uint8)
+                Image.fromarray(img, mode="L").save(tmp_path / "imgs" / split / name / f"{i}.png")
+    model = tmp_path / "nets.py"
+    model.write_text(FACTORY + CONV1D)
+    store = ["--cache-dir", str(tmp_path / "store"), "--device", "cpu"]
+    out = run_cli(capsys, "train", "--model", f"{model}:tiny", "--data", str(tmp_path / "imgs"), "--set", "epochs=3",
+                  *store)
+    assert out["test_accuracy"] >= 0.5
+    t = np.linspace(0, 1, 40)
+    def signals(n):
+        y = np.arange(n) % 3
+        x = np.stack([np.stack([np.sin(2 * np.pi * (c + 1) * t), np.cos(2 * np.pi * (c + 1) * t)]) for c in y])
+        return x + 0.3 * rng.normal(size=x.shape), y
+    (x_tr, y_tr), (x_te, y_te) = signals(60), signals(30)
+    np.savez(tmp_path / "sig.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    user = ["--model", f"{model}:sensor", "--data", str(tmp_path / "sig.npz"), "--set", "epochs=5", *store]
+    run_cli(capsys, "train", *user)
+    ev = run_cli(capsys, "evaluate", *user, "--memory", "memristor", "--sigma-c", "0.1", "--draws", "3")
+    assert 0 <= ev["accuracy_mean"] <= 1 and ev["power"] > 0
