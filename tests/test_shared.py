@@ -203,7 +203,8 @@ def test_shared_mode_refuses_workers_paths_and_caps_and_writes_nothing(shared_mo
 
     spec = json.loads(ex.spec_text)
     good = ex.cells
-    for key, value in (("init_weights", "/etc/passwd"), ("data_root", "/srv/data")):
+    for key, value in (("init_weights", "/etc/passwd"), ("data_root", "/srv/data"),
+                       ("user_model", "/tmp/evil.py:run"), ("data", "/srv/private.npz")):
         bad = json.loads(json.dumps(spec))
         bad["experiments"]["robustness"]["train"][key] = value
         ex.spec_text = json.dumps(bad)

@@ -31,9 +31,10 @@ from typing import Any, Iterable, Mapping
 
 from ..knobs import KnobError
 
-#: spec and config keys whose value is a file or folder on the server
+#: spec and config keys whose value is a file or folder on the server, or code to import and run
+#: (``user_model``, ``data``: a factory or a user's file, see ``TrainConfig``)
 PATH_KEYS = frozenset({"init_weights", "root", "data_root", "path", "file", "files", "store", "cache", "checkpoint",
-                       "weights_file", "output", "out", "dir", "directory"})
+                       "weights_file", "output", "out", "dir", "directory", "user_model", "data", "weights"})
 
 #: the job classes a session's quota counts, with the setting that caps each and its words
 JOB_CLASSES = {"training": ("max_trainings", "training", "trainings"),
