@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench.experiments.core import preset_config, test_tensors
+from workbench.experiments.core import preset_config
+from workbench.experiments.core import test_tensors as digits_tensors
 from workbench.hardware import SRAMMemory
 from workbench.training import train
 
@@ -24,7 +25,7 @@ def test_cuda_monte_carlo_matches_the_cpu_within_its_confidence_interval():
     from workbench.analysis.montecarlo import mc_evaluate
     cfg = preset_config("digits-cnn", epochs=3, seed=0)
     model = train(cfg, device="cpu").model
-    x, y = test_tensors(cfg)
+    x, y = digits_tensors(cfg)
     runs = {dev: mc_evaluate(model, x, y, SRAMMemory(p=0.02, bits=1), draws=200, seed=0, device=dev)
             for dev in ("cpu", "cuda")}
     cpu, gpu = (runs[d].accuracy.values for d in ("cpu", "cuda"))

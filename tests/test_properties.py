@@ -910,10 +910,11 @@ def test_cli_refuses_non_numbers_through_argparse(flag, text):
     assert status == 2 and TRACEBACK not in err and flag in err
 
 
-def _fake_evaluate(cfg, memory, **kwargs):
+def _fake_evaluate(cfg, memory, energy_reference="same-network", **kwargs):
+    """What ``core.evaluate`` returns, without computing: the CLI's handling of the knobs is under test."""
     ds = xr.Dataset({"energy": ((), 0.5), "power": ("draw", [1.0, 2.0])})
     ds.attrs.update(accuracy_mean=0.9, accuracy_std=0.01, ci95_low=0.89, ci95_high=0.91, clean_accuracy=0.95, draws=2,
-                    cache_key="k", cache="computed")
+                    cache_key="k", cache="computed", energy_reference=energy_reference)
     return ds
 
 

@@ -151,7 +151,7 @@ def lanmax_study_plot(ds: xr.Dataset, target: str = "common") -> hv.Overlay:
     layers.append(hv.HLine(float(ds.attrs.get("thesis_ratio", 2.4))).opts(color=ACCENT, line_dash="dotted"))
     return hv.Overlay(layers).opts(
         logy=True, responsive=True, min_height=320, legend_position="bottom", toolbar="above", padding=0.1,
-        title=f"LaNMax study: energy ratio at equal accuracy ({target} target; dashed: parity, dotted: thesis 2.4×)")
+        title=f"LaNMax energy ratio at equal accuracy ({target} target)")
 
 
 def layer_p_bars(p: dict[str, float], title: str = "BER per layer (Fig 4.5)") -> hv.Overlay:
