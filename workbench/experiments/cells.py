@@ -170,7 +170,7 @@ def _uniform_ber_cells(params: dict) -> list[Cell]:
     out = []
     for pt in p_train:
         for seed in params["seeds"]:
-            cfg = bc_config(pt, seed)
+            cfg = bc_config(pt, seed, **(params.get("train") or {}))
             t = training(cfg, f"bc p_train={pt:g} seed={seed}")
             out.append(t)
             out += [evaluation(cfg, sram_map(p), f"bc p_train={pt:g} seed={seed} p={p:g}", draws=params["draws"],
@@ -182,7 +182,7 @@ def _bc_train_cells(params: dict) -> list[Cell]:
     """The BinaryConnect networks of the sensitivity and spectra experiments (their analyses run
     in the experiment's own cell)."""
     from .sram import bc_config, bc_networks
-    return [training(bc_config(pt, seed), f"bc p_train={pt:g} seed={seed}")
+    return [training(bc_config(pt, seed, **(params.get("train") or {})), f"bc p_train={pt:g} seed={seed}")
             for pt, seed in bc_networks(params["p_train"], params["seeds"])]
 
 

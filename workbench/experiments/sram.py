@@ -59,16 +59,17 @@ def bc_networks(p_train: float | Sequence[float], seeds: Sequence[int]) -> list[
 
 def uniform_ber_study(p_train: Sequence[float] = P_TRAIN_GRID, p_test: Sequence[float] = P_TEST_GRID,
                       seeds: Sequence[int] = (0, 1, 2), *, draws: int = 10, store: Store | None = None,
-                      device: str = "auto", epochs: int | None = None,
+                      device: str = "auto", epochs: int | None = None, train: dict | None = None,
                       progress: Callable[[dict], None] | None = None, cancel=None) -> xr.Dataset:
     """Fig 4.2: BinaryConnect nets trained at each uniform BER ``p_t`` and tested at each ``p``.
+    ``train``: training-knob overrides of every network (e.g. a user's ``user_model`` and ``data``).
 
     Dims ``(p_train, p, seed, draw)``: ``accuracy``; ``accuracy_mean`` over draws and seeds with dims
     ``(p_train, p)``.  Every (p_t, seed) network and every (network, p) evaluation is a cache cell.
     """
     store = store or Store()
     p_train, p_test = uniform_ber_grid(p_train, p_test)
-    extra = {"epochs": epochs} if epochs else {}
+    extra = {**({"epochs": epochs} if epochs else {}), **(train or {})}
     total = len(p_train) * len(seeds) * len(p_test)
     acc = np.full((len(p_train), len(p_test), len(seeds), draws), np.nan)
     done = 0

@@ -22,7 +22,7 @@ CROSSBAR_SPEC = SPEC_DIR / "crossbar_digits.json"
 def _uniform_ber(params, store, device, progress, cancel):
     from .sram import uniform_ber_study
     return uniform_ber_study(params["p_train"], params["p_test"], params["seeds"], draws=params["draws"], store=store,
-                             device=device, progress=progress, cancel=cancel)
+                             device=device, train=params.get("train"), progress=progress, cancel=cancel)
 
 
 def _sensitivity(params, store, device, progress, cancel):
@@ -31,7 +31,7 @@ def _sensitivity(params, store, device, progress, cancel):
     from .sram import bc_config, bc_networks
     parts = []
     for i, (p_train, seed) in enumerate(bc_networks(params["p_train"], params["seeds"])):
-        cfg = bc_config(p_train, seed)
+        cfg = bc_config(p_train, seed, **(params.get("train") or {}))
         net = train_model(cfg, store, device=device, cancel=cancel)
         x, y = test_tensors(cfg)
         ds = layer_sensitivity(net.model, x, y, base_p=params["base_p"], high_p=params["high_p"], draws=params["draws"],
@@ -53,7 +53,8 @@ def _spectra(params, store, device, progress, cancel):
     models = {}
     cells = bc_networks(params["p_train"], params["seeds"])
     for i, (pt, seed) in enumerate(cells):
-        models[(pt, seed)] = train_model(bc_config(pt, seed), store, device=device, cancel=cancel).model
+        models[(pt, seed)] = train_model(bc_config(pt, seed, **(params.get("train") or {})), store, device=device,
+                                         cancel=cancel).model
         if progress is not None:
             progress({"cell": i + 1, "cells": len(cells)})
     return spectra_dataset(models, None, mode=params.get("mode", 0), k=params.get("k", 10))
@@ -121,6 +122,52 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
+#: a spec's top-level keys naming the user's network and data -> the training knob each sets
+USER_KEYS = {"model": "user_model", "model_args": "model_args", "weights": "init_weights", "digital": "digital",
+             "data": "data"}
+#: the experiments that train their networks from a recipe (its ``train`` overrides), so a spec's
+#: top-level ``model``/``data`` replaces their network; the others (width-scaled WRNs, the LaNMax
+#: study, the supernet) are built around one architecture and refuse it
+USER_MODEL_EXPERIMENTS = ("uniform_ber", "sensitivity", "spectra", "robustness", "robustness_additive", "sharpness",
+                          "quantization", "ood", "pcm_drift", "rho")
+
+
+def apply_user_keys(spec: dict[str, Any], source: str = "sweep spec") -> dict[str, Any]:
+    """``spec`` with its top-level ``model``, ``model_args``, ``weights``, ``digital`` and ``data``
+    moved into every experiment's ``train`` overrides (an experiment's own ``train`` wins), so the
+    cells, the store keys and a Dask run see them like any other training knob.  A spec without
+    them is returned unchanged (the shipped studies keep their keys)."""
+    top = {k: spec[k] for k in USER_KEYS if k in spec}
+    if not top:
+        return spec
+    if "model" not in top and any(k in top for k in ("model_args", "weights", "digital")):
+        raise KnobError(f"{source}: model_args, weights and digital apply to a top-level \"model\": add it")
+    types = {"model": (str, "string"), "model_args": (dict, "object"), "weights": (str, "string"),
+             "digital": (list, "array"), "data": (str, "string")}
+    for k, v in top.items():
+        if not isinstance(v, types[k][0]):
+            raise KnobError(f"{source}: \"{k}\" must be a JSON {types[k][1]}, got {type(v).__name__}")
+    refused = [name for name in spec["experiments"] if name not in USER_MODEL_EXPERIMENTS]
+    if refused:
+        raise KnobError(f"{source}: a top-level \"model\" or \"data\" applies to the experiments that train from a "
+                        f"recipe ({', '.join(USER_MODEL_EXPERIMENTS)}); {', '.join(refused)} "
+                        f"{'is built around its' if len(refused) == 1 else 'are built around their'} own architecture")
+    overrides = {USER_KEYS[k]: v for k, v in top.items()}
+    # the files' digests enter every experiment's key (a sweep result is keyed by its params, not
+    # by the configs it builds): an edited model file or data set is another study
+    from ..nn.external import model_digest
+    from ..userdata import data_digest
+    try:
+        sources = {**({"model": model_digest(top["model"], top.get("weights"))} if "model" in top else {}),
+                   **({"data": data_digest(top["data"])} if "data" in top else {})}
+    except OSError as exc:
+        raise KnobError(f"{source}: cannot read {exc.filename}: {exc.strerror}") from None
+    overrides["sources"] = sources
+    experiments = {name: {**params, "train": {**overrides, **(params.get("train") or {})}}
+                   for name, params in spec["experiments"].items()}
+    return {**{k: v for k, v in spec.items() if k not in USER_KEYS}, "user": top, "experiments": experiments}
+
+
 def check_params(name: str, params: dict[str, Any], source: str = "sweep spec") -> None:
     """A :class:`KnobError` naming the experiment and its missing parameters, if any are missing."""
     required = REQUIRED.get(name, ())
@@ -131,7 +178,9 @@ def check_params(name: str, params: dict[str, Any], source: str = "sweep spec") 
 
 
 def load_spec(path: str | Path = SRAM_SPEC) -> dict[str, Any]:
-    """Read and check a sweep spec (JSON: ``{"name": ..., "experiments": {name: params}}``)."""
+    """Read and check a sweep spec (JSON: ``{"name": ..., "experiments": {name: params}}``, and
+    optionally your network and data for every experiment: ``"model"``, ``"model_args"``,
+    ``"weights"``, ``"digital"``, ``"data"``, as the CLI's flags; see :func:`apply_user_keys`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -164,7 +213,7 @@ def check_spec(spec: Any, source: str = "sweep spec") -> dict[str, Any]:
         raise KnobError(f"{source}: the parameters of {bad} must be JSON objects")
     for name, params in spec["experiments"].items():
         check_params(name, params, source)
-    return spec
+    return apply_user_keys(spec, source)
 
 
 def run_experiment(name: str, params: dict[str, Any], store: Store | None = None, *, device: str = "auto",

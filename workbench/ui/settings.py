@@ -232,11 +232,18 @@ def configure(argv: Iterable[str] = (), environ: Mapping[str, str] | None = None
 
 def path_keys(obj: Any, where: str = "") -> list[str]:
     """Where ``obj`` (a parsed sweep spec, a config) has a key naming a file on the server
-    (:data:`PATH_KEYS`), as dotted paths (``experiments.robustness.train.init_weights``)."""
+    (:data:`PATH_KEYS`), as dotted paths (``experiments.robustness.train.init_weights``).  A
+    network or data set named by what an installed package registers (``workbench.models`` /
+    ``workbench.datasets``) is not a path: the server's administrator installed that code."""
+    from ..nn.external import DATA_GROUP, MODEL_GROUP, registered
+    allowed = {"user_model": set(registered(MODEL_GROUP)), "model": set(registered(MODEL_GROUP)),
+               "data": set(registered(DATA_GROUP))}
     found = []
     if isinstance(obj, Mapping):
         for k, v in obj.items():
             here = f"{where}.{k}" if where else str(k)
+            if isinstance(v, str) and v in allowed.get(str(k).lower(), ()):
+                continue
             if str(k).lower() in PATH_KEYS:
                 found.append(here)
             found += path_keys(v, here)
