@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import CHROMIUM, serve_apps
+from helpers import CHROMIUM, install_plugin, serve_apps
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +28,17 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 @pytest.fixture(scope="session")
-def served_app(tmp_path_factory):
-    """``panel serve apps/`` on a free loopback port; yields the base URL."""
-    with serve_apps(tmp_path_factory.mktemp("served-cache"), tmp_path_factory.mktemp("serve") / "panel.log") as (
-        base,
-        _,
-    ):
+def plugin_path(tmp_path_factory):
+    """A tiny plug-in package (a network under ``workbench.models``, a data set under
+    ``workbench.datasets``) pip-installed into a temporary folder; put it on ``PYTHONPATH`` to use it."""
+    return install_plugin(tmp_path_factory.mktemp("plugin"))
+
+
+@pytest.fixture(scope="session")
+def served_app(tmp_path_factory, plugin_path):
+    """``panel serve apps/`` on a free loopback port, with the plug-in package installed; yields the base URL."""
+    with serve_apps(tmp_path_factory.mktemp("served-cache"), tmp_path_factory.mktemp("serve") / "panel.log",
+                    env={"PYTHONPATH": str(plugin_path)}) as (base, _):
         yield base
 
 

@@ -148,3 +148,66 @@ def spec_explorer(cls, spec: dict, root, **params):
     ex.load()
     ex.wait()
     return ex
+
+
+PLUGIN_NETWORK = "ringnet"
+PLUGIN_DATA = "stripes"
+PLUGIN_FILES = {
+    "pyproject.toml": f"""
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "workbench-test-plugin"
+version = "0.1"
+
+[project.entry-points."workbench.models"]
+{PLUGIN_NETWORK} = "wbplugin.nets:ringnet"
+
+[project.entry-points."workbench.datasets"]
+{PLUGIN_DATA} = "wbplugin.data:stripes"
+""",
+    "wbplugin/__init__.py": "",
+    "wbplugin/nets.py": """
+import torch.nn as nn
+
+
+def ringnet(in_channels=1, num_classes=10):
+    return nn.Sequential(nn.Conv2d(in_channels, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, num_classes))
+""",
+    "wbplugin/data.py": """
+import torch
+from torch.utils.data import TensorDataset
+
+
+def stripes(n_train=120, n_test=40):
+    # 8x8 images of horizontal (class 0) or vertical (class 1) stripes with noise, seeded
+    g = torch.Generator().manual_seed(0)
+
+    def make(n):
+        y = torch.arange(n) % 2
+        x = 0.3 * torch.randn(n, 1, 8, 8, generator=g)
+        x[y == 0, :, ::2, :] += 1.0
+        x[y == 1, :, :, ::2] += 1.0
+        return TensorDataset(x, y)
+    return make(n_train), make(n_test)
+""",
+}
+
+
+def install_plugin(target: Path) -> Path:
+    """Build and pip-install the test plug-in package (:data:`PLUGIN_FILES`) into ``target/site``:
+    a real distribution whose entry points ``importlib.metadata`` finds once that folder is on the path."""
+    src = target / "src"
+    for name, text in PLUGIN_FILES.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text.lstrip())
+    site = target / "site"
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                          "--no-index", "--disable-pip-version-check", "--target", str(site), str(src)],
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode:
+        pytest.fail(f"installing the test plug-in failed: {out.stderr[-2000:]}")
+    return site

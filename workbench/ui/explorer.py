@@ -29,11 +29,14 @@ from ..experiments.shipped import PLAYGROUND_DRAWS, REGENERATE_COMMAND
 from ..hardware import ENERGY_REFERENCES, MemristorMemory, SRAMMemory, memory_from_dict, memory_map_from_dict
 from ..hardware.sram import eta, memory_map_energy_terms
 from ..keys import spec_key
+from ..nn.external import MODEL_GROUP, registered
 from ..training import TrainConfig
 from .base import BackgroundState, result_param
 from .urlstate import URLKnob, URLValueError, fmt_number
 
 NO_LAYER = "(none)"
+#: the network picker's entry for the built-in network of the chosen memory
+BUILTIN = "built-in"
 #: log-spaced choices of the p slider (the slider is discrete so it can be logarithmic)
 P_CHOICES = [0.0, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 0.1, 0.2, 0.3, 0.5]
 #: the networks and memories in plain words (the page never shows a preset's internal name)
@@ -44,14 +47,29 @@ KNOB_WORDS = {"p": "bit error rate p", "sigma_c": "multiplicative noise σ_c", "
               "g_u": "conductance scale g_u"}
 #: the knobs a trained network's link names, per technology (all of them enter its memory map)
 TRAINED_KNOBS = {"sram": ("p",), "memristor": ("noise", "sigma_c", "sigma", "g_u")}
-_COUNTS: dict[str, dict[str, int]] = {}
+_COUNTS: dict[tuple[str, str], dict[str, int]] = {}
 
 
-def layer_counts(preset: str) -> dict[str, int]:
-    """Weights per layer of ``preset``'s network (its structure only: computed once per process)."""
-    if preset not in _COUNTS:
-        _COUNTS[preset] = param_counts(preset_config(preset))
-    return _COUNTS[preset]
+def network_choices() -> list[str]:
+    """The playground's networks: the built-in one, then every name an installed package registers
+    under ``workbench.models`` (a served page offers these names only, never a path or code)."""
+    return [BUILTIN, *sorted(registered(MODEL_GROUP))]
+
+
+def playground_config(technology: str, network: str = BUILTIN, **overrides) -> TrainConfig:
+    """The training config of ``network`` for ``technology``: its preset's recipe (BinaryConnect for
+    the SRAM, whose 1-bit readout needs binary weights), with a registered network in place of the
+    preset's when one is chosen."""
+    if network != BUILTIN:
+        overrides["user_model"] = network
+    return preset_config(PRESET_FOR_TECHNOLOGY[technology], **overrides)
+
+
+def layer_counts(technology: str, network: str = BUILTIN) -> dict[str, int]:
+    """Weights per layer of the playground's network (its structure only: computed once per process)."""
+    if (technology, network) not in _COUNTS:
+        _COUNTS[(technology, network)] = param_counts(playground_config(technology, network))
+    return _COUNTS[(technology, network)]
 
 
 def curve_knob(noise_knob: str) -> str:
@@ -78,6 +96,8 @@ class NoiseExplorer(BackgroundState):
     cancel_kind = "train"
 
     technology = param.Selector(default="sram", objects=["sram", "memristor"], doc="memory technology")
+    network = param.Selector(default=BUILTIN, objects=[BUILTIN],
+                             doc="network: the built-in one or a registered plug-in")
     p = param.Number(0.01, bounds=(0.0, 0.5), doc="SRAM bit error rate p")
     noise = param.Selector(default="multiplicative", objects=["multiplicative", "additive"],
                            doc="conductance noise model")
@@ -110,7 +130,11 @@ class NoiseExplorer(BackgroundState):
     evaluating = param.Boolean(False, precedence=-1)
 
     def __init__(self, store: Store | None = None, device: str = "auto", autorun: bool = True, **params):
+        network = params.pop("network", BUILTIN)
         super().__init__(**params)
+        self.param.network.objects = network_choices()
+        with param.parameterized.discard_events(self):
+            self.network = network             # refused by name unless built-in or registered
         self.store = store or Store()
         self.device = device
         #: counts :meth:`refresh` calls: a result of an older setting is never applied
@@ -152,14 +176,21 @@ class NoiseExplorer(BackgroundState):
         return {"default": base.knobs(), "overrides": overrides}
 
     def train_config(self) -> TrainConfig:
-        preset = PRESET_FOR_TECHNOLOGY[self.technology]
         if self.trained_with is None:
-            return preset_config(preset)
+            return playground_config(self.technology, self.network)
         t = self.trained_knobs or {"epochs": self.epochs, "seed": self.seed}
-        return preset_config(preset, train_memory=self.trained_with, epochs=t["epochs"], seed=t["seed"])
+        return playground_config(self.technology, self.network, train_memory=self.trained_with, epochs=t["epochs"],
+                                 seed=t["seed"])
+
+    def network_words(self) -> str:
+        """The network in plain words."""
+        if self.network != BUILTIN:
+            kind = "BinaryConnect " if self.technology == "sram" else ""
+            return f"the {kind}plug-in network “{self.network}” on handwritten digits"
+        return NETWORK_WORDS.get(PRESET_FOR_TECHNOLOGY[self.technology], "the network")
 
     def network_label(self) -> str:
-        net = NETWORK_WORDS.get(PRESET_FOR_TECHNOLOGY[self.technology], "the network")
+        net = self.network_words()
         if self.trained_with is None:
             return f"{net}, trained without noise"
         d = self.trained_with["default"]
@@ -202,7 +233,7 @@ class NoiseExplorer(BackgroundState):
             if not sep or key not in allowed:
                 raise URLValueError(f"the trained network's `{item}` is not one of {', '.join(allowed)}: {shape}")
             if key == "layer":
-                names = list(layer_counts(PRESET_FOR_TECHNOLOGY[tech]))
+                names = list(layer_counts(tech, self.network))
                 if raw not in names:
                     raise URLValueError(f"the trained network's layer must be one of {', '.join(names)}")
                 values[key] = raw
@@ -217,8 +248,8 @@ class NoiseExplorer(BackgroundState):
 
     def trained_config(self, values: dict[str, Any]) -> tuple[dict[str, Any], TrainConfig]:
         mem = self.memory_for({**self.knob_values(), **values})
-        cfg = preset_config(PRESET_FOR_TECHNOLOGY[values["technology"]], train_memory=mem, epochs=values["epochs"],
-                            seed=values["seed"])
+        cfg = playground_config(values["technology"], self.network, train_memory=mem, epochs=values["epochs"],
+                                seed=values["seed"])
         return mem, cfg
 
     def set_trained(self, values: dict[str, Any] | None) -> None:
@@ -248,7 +279,7 @@ class NoiseExplorer(BackgroundState):
         if ds is None:
             return {}
         if self.technology == "sram":
-            counts = layer_counts(PRESET_FOR_TECHNOLOGY[self.technology])
+            counts = layer_counts(self.technology, self.network)
             reference = ds.attrs["energy_reference"]
             per_layer = memory_map_energy_terms(counts, memory_map_from_dict(self.memory()), reference)
             return {"value": float(ds.energy),
@@ -264,18 +295,18 @@ class NoiseExplorer(BackgroundState):
 
     # ------------------------------------------------------------------ actions
     def _update_layers(self):
-        names = list(layer_counts(PRESET_FOR_TECHNOLOGY[self.technology]))
+        names = list(layer_counts(self.technology, self.network))
         self.param.layer.objects = [NO_LAYER, *names]
         if self.layer not in self.param.layer.objects:
             self.layer = NO_LAYER
 
-    @param.depends("technology", watch=True)
+    @param.depends("technology", "network", watch=True)
     def _on_technology(self):
         self.param.update(trained_with=None, trained_knobs=None)
         self._update_layers()
 
-    @param.depends("technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed",
-                   "trained_with", watch=True)
+    @param.depends("technology", "network", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws",
+                   "seed", "trained_with", watch=True)
     def refresh(self):
         """(Re)compute the distribution at the current setting and the accuracy-vs-noise curve."""
         try:
@@ -367,7 +398,6 @@ class NoiseExplorer(BackgroundState):
                     if k in ("technology", "layer", "layer_value", *TRAINED_KNOBS[self.technology])},
                  "epochs": self.epochs, "seed": self.seed}
         mem, cfg = self.trained_config(knobs)
-        preset = PRESET_FOR_TECHNOLOGY[self.technology]
         losses, accs = [], []
 
         def progress(info):
@@ -387,7 +417,7 @@ class NoiseExplorer(BackgroundState):
 
         self.launch("train", job, job_class="training", on_done=done,
                     cancelled="training cancelled — network unchanged",
-                    label=f"training {NETWORK_WORDS.get(preset, 'the network')} with hardware-aware noise "
+                    label=f"training {self.network_words()} with hardware-aware noise "
                           f"({self.epochs} epochs)…", history={"loss": [], "test_accuracy": []})
 
     @param.depends("use_clean", watch=True)
@@ -403,4 +433,5 @@ def _text(value) -> str:
     return fmt_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
 
 
-__all__ = ["NO_LAYER", "NoiseExplorer", "P_CHOICES", "REGENERATE_COMMAND", "curve_knob", "join_points", "layer_counts"]
+__all__ = ["BUILTIN", "NO_LAYER", "NoiseExplorer", "P_CHOICES", "REGENERATE_COMMAND", "curve_knob", "join_points",
+           "layer_counts", "network_choices", "playground_config"]

@@ -11,7 +11,8 @@ from .base import ExplorerPage, about_fold, downloads, number_field, plain_error
 from .explorer import NO_LAYER, P_CHOICES, NoiseExplorer
 from .urlstate import PageURL, URLKnob
 
-URL_KNOBS = ["technology", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed", "epochs"]
+URL_KNOBS = ["technology", "network", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws", "seed",
+             "epochs"]
 
 EXPLAIN = {
     "distribution": (
@@ -59,6 +60,9 @@ class NoisePlayground(ExplorerPage):
         w["technology"] = pn.widgets.RadioButtonGroup.from_param(
             ex.param.technology, label="memory", color="primary", variant="outline",
             options={"under-volted SRAM": "sram", "memristor crossbar": "memristor"})
+        w["network"] = pn.widgets.Select.from_param(
+            ex.param.network, label="network", description="the built-in network of this memory, or one an installed "
+            "package registers under the workbench.models entry points")
         w["p"] = throttled_link(pn.widgets.DiscreteSlider(label="bit error rate p (log scale)", options=P_CHOICES,
                                                           value=_nearest(P_CHOICES, ex.p), formatter="%.0e"),
                                 ex, "p", lambda v: _nearest(P_CHOICES, v))
@@ -190,7 +194,7 @@ class NoisePlayground(ExplorerPage):
     def sidebar(self) -> pn.Column:
         w = self._widgets
         return pn.Column(
-            "### Memory", w["technology"], w["p"], w["noise"], w["sigma_c"], w["sigma"], w["g_u"],
+            "### Memory", w["technology"], w["network"], w["p"], w["noise"], w["sigma_c"], w["sigma"], w["g_u"],
             "### One layer", w["layer"], w["layer_value"],
             "### Evaluation", w["draws"], w["seed"],
             "### Hardware-aware training", w["epochs"], pn.Row(w["train"], w["cancel"]), self._progress, w["use_clean"],
