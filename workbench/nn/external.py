@@ -6,7 +6,13 @@ A model spec is one of
 * ``path/to/file.py:factory`` — a Python file of the user's, imported from its path;
 * ``package.module:factory`` — an importable callable;
 * a name registered by an installed package under the entry-point group ``workbench.models``
-  (``[project.entry-points."workbench.models"] mynet = "mypkg.nets:mynet"``).
+  (``[project.entry-points."workbench.models"] mynet = "mypkg.nets:mynet"``);
+* ``exported:DIR`` — a network searched by ``workbench nas --export DIR`` (architecture.json,
+  weights.pt with batch norm folded, metadata.json with its per-layer ``g_u``): rebuilt by
+  :mod:`workbench.nn.exported` from plain JSON and tensors, with its exported weights, without
+  the supernet.  Its per-layer ``g_u`` (µS) are the crossbar mapping it was searched for
+  (eq 3.33–3.36, one ``g_u`` per layer): :func:`exported_memory_overrides` turns them into the
+  ``overrides`` of a memristor memory map.
 
 The factory is called with the data's shape where its signature names it (``in_channels``,
 ``num_classes``, ``image_size``; a factory taking only ``**kwargs``, as torchvision's do, gets
@@ -36,11 +42,62 @@ import torch.nn as nn
 
 from ..knobs import KnobError
 
-__all__ = ["MODEL_GROUP", "DATA_GROUP", "build_user_model", "load_factory", "load_weights", "model_digest",
-           "registered"]
+__all__ = ["EXPORTED_PREFIX", "MODEL_GROUP", "DATA_GROUP", "build_user_model", "exported_dir",
+           "exported_memory_overrides", "load_factory", "load_weights", "model_digest", "registered"]
 
 MODEL_GROUP = "workbench.models"
 DATA_GROUP = "workbench.datasets"
+#: a model spec ``exported:DIR`` names a network written by ``workbench nas --export DIR``
+EXPORTED_PREFIX = "exported:"
+
+
+def exported_dir(spec: str | None) -> Path | None:
+    """The directory of an ``exported:DIR`` spec (checked to hold the exported files), else None."""
+    if not isinstance(spec, str) or not spec.strip().startswith(EXPORTED_PREFIX):
+        return None
+    from .exported import check_export_dir
+    where = spec.strip()[len(EXPORTED_PREFIX):]
+    if not where:
+        raise KnobError("model='exported:' names no directory: use exported:DIR (written by workbench nas "
+                        "--export DIR)")
+    return check_export_dir(where)
+
+
+def _exported_factory(directory: Path) -> Callable[..., nn.Module]:
+    """A factory returning the exported network with its weights; the data's shape must fit it."""
+    from .exported import load_exported
+
+    def exported(in_channels: int | None = None, num_classes: int | None = None, image_size: int | None = None):
+        net, _ = load_exported(directory)
+        arch = net.architecture
+        for name, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+            if value is not None and value != arch[name]:
+                raise KnobError(f"model=exported:{directory} takes {name}={arch[name]}, the data has {value}")
+        return net
+
+    return exported
+
+
+def exported_memory_overrides(spec: str, default: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-layer memories of an ``exported:DIR`` network: the memristor memory ``default`` (a
+    :meth:`~workbench.hardware.base.Memory.knobs` dict: noise, σ, g_min, …) with each layer's
+    exported ``g_u`` (µS), ``g_max`` raised where that ``g_u`` needs it (``g_u ≤ g_max``, the
+    domain of eq 6.2 reaches 1.5·g_u^d).  The conductance mapping stays eq 3.33–3.36.  Returns
+    the ``overrides`` of a :meth:`~workbench.hardware.base.MemoryMap.to_dict`."""
+    from .exported import read_metadata
+    d = exported_dir(spec)
+    if d is None:
+        raise KnobError(f"model={spec!r} is not an exported network (exported:DIR)")
+    if default.get("technology") != "memristor":
+        raise KnobError(f"the exported per-layer g_u are memristor conductances: use a memristor memory, "
+                        f"not {default.get('technology')!r}")
+    meta = read_metadata(d)
+    layers = meta.get("memory") or {}
+    out = {}
+    for name, g_u in meta["g_u"].items():
+        g_max = max(float(default.get("g_max", g_u)), float(g_u), float((layers.get(name) or {}).get("g_max", 0.0)))
+        out[name] = {**default, "g_u": float(g_u), "g_max": g_max}
+    return out
 
 
 def registered(group: str = MODEL_GROUP) -> dict[str, str]:
@@ -49,8 +106,12 @@ def registered(group: str = MODEL_GROUP) -> dict[str, str]:
 
 
 def load_factory(spec: str, group: str = MODEL_GROUP) -> Callable[..., Any]:
-    """The callable ``spec`` names (a registered name, ``file.py:factory`` or ``module:factory``)."""
+    """The callable ``spec`` names (a registered name, ``file.py:factory``, ``module:factory`` or
+    ``exported:DIR``)."""
     spec = str(spec).strip()
+    directory = exported_dir(spec) if group == MODEL_GROUP else None
+    if directory is not None:
+        return _exported_factory(directory)
     names = registered(group)
     if spec in names:
         spec = names[spec]
@@ -58,7 +119,7 @@ def load_factory(spec: str, group: str = MODEL_GROUP) -> Callable[..., Any]:
     if not sep or not where or not attr:
         known = f" (registered: {', '.join(sorted(names))})" if names else ""
         raise KnobError(f"model={spec!r} is not valid: a model is a built-in name, a registered name{known}, "
-                        "path/to/file.py:factory or package.module:factory")
+                        "path/to/file.py:factory, package.module:factory or exported:DIR")
     if where.endswith(".py"):
         path = Path(where).expanduser()
         if not path.is_file():
@@ -82,7 +143,8 @@ def load_factory(spec: str, group: str = MODEL_GROUP) -> Callable[..., Any]:
 def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None, *, in_channels: int | None = None,
                      num_classes: int | None = None, image_size: int | None = None, binary: bool = False,
                      digital: tuple[str, ...] = ()) -> nn.Module:
-    """The network ``spec`` builds, its conv/linear layers made noisy (:func:`~.models.to_noisy`)."""
+    """The network ``spec`` builds, its conv/linear layers made noisy (:func:`~.models.to_noisy`).
+    An ``exported:DIR`` network comes with its exported weights (batch norm folded)."""
     from .models import to_noisy
     factory = load_factory(spec)
     args = dict(model_args or {})
@@ -146,11 +208,18 @@ def load_weights(model: nn.Module, path: str | Path, knob: str = "--weights") ->
 
 
 def model_digest(spec: str, weights: str | Path | None = None) -> str:
-    """SHA-256 of what defines a user's model: the spec, the factory's file when it is one, and
-    the weights file; part of its results' cache key (provenance, as a preset's name is)."""
+    """SHA-256 of what defines a user's model: the spec, the factory's file when it is one (the
+    three exported files of ``exported:DIR``), and the weights file; part of its results' cache
+    key (provenance, as a preset's name is)."""
     h = hashlib.sha256(str(spec).encode())
     where = str(spec).rpartition(":")[0]
-    if where.endswith(".py") and Path(where).expanduser().is_file():
+    directory = exported_dir(spec)
+    if directory is not None:
+        from .exported import ARCHITECTURE_FILE, METADATA_FILE, WEIGHTS_FILE
+        for name in (ARCHITECTURE_FILE, WEIGHTS_FILE, METADATA_FILE):
+            h.update(name.encode())
+            h.update((directory / name).read_bytes())
+    elif where.endswith(".py") and Path(where).expanduser().is_file():
         h.update(Path(where).expanduser().read_bytes())
     if weights is not None:
         h.update(Path(weights).expanduser().read_bytes())
