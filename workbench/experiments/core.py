@@ -264,11 +264,13 @@ KNOB_META = {
 
 def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] | None = None, *, draws: int = 20,
                 seed: int = 0, adabs: bool = False, store: Store | None = None, device: str = "auto",
-                data_root: str | None = None, progress=None, cancel=None) -> xr.Dataset:
+                data_root: str | None = None, progress=None, cancel=None,
+                evaluator: Callable[..., xr.Dataset] | None = None) -> xr.Dataset:
     """Accuracy over Monte-Carlo draws as one knob of the default memory sweeps a grid.
 
     Dims ``(knob, draw)``; every cell is itself a cached :func:`evaluate` result, so a curve
-    shares its points with single evaluations.
+    shares its points with single evaluations.  ``evaluator(cfg, memory, draws=, seed=, cancel=)``
+    replaces :func:`evaluate` for each point (a page's session-only network or test set, never stored).
     """
     check_choice("knob", knob, CURVE_GRIDS)
     check_draw_args(draws, seed)
@@ -285,8 +287,11 @@ def noise_curve(cfg: TrainConfig, memory: dict, knob: str, values: list[float] |
         memory_map_from_dict(mem)
     cells = []
     for i, mem in enumerate(mems):
-        cells.append(evaluate(cfg, mem, draws=draws, seed=seed, adabs=adabs, store=store, device=device,
-                              data_root=data_root, cancel=cancel))
+        if evaluator is not None:
+            cells.append(evaluator(cfg, mem, draws=draws, seed=seed, cancel=cancel))
+        else:
+            cells.append(evaluate(cfg, mem, draws=draws, seed=seed, adabs=adabs, store=store, device=device,
+                                  data_root=data_root, cancel=cancel))
         if progress is not None:
             progress({"cell": i + 1, "cells": len(values)})
     long_name, units = KNOB_META[knob]
