@@ -315,10 +315,15 @@ def cmd_drift(args) -> dict:
 
 
 def cmd_nas(args) -> dict:
-    """The NAS process of ch. 6 (supernet, collection, estimator, M1/M2/M3, re-simulation)."""
+    """The NAS process of ch. 6 (supernet, collection, estimator, M1/M2/M3, re-simulation);
+    ``--export DIR`` writes one point of a front as a standalone network."""
     from .experiments.crossbar import nas_study
     nas = dict(parse_assignment(s) for s in (args.set or []))
     supernet = dict(parse_assignment(s) for s in (args.supernet or []))
+    if args.export:
+        return _nas_export(args, nas, supernet)
+    if args.strategy is not None or args.point is not None:
+        raise KnobError("--strategy and --point choose the point --export writes: add --export DIR")
     ds = nas_study(nas, supernet, _store(args), device=args.device,
                    progress=_progress("NAS", args.json or args.quiet))
     fronts = {}
@@ -334,6 +339,34 @@ def cmd_nas(args) -> dict:
             "fronts": fronts, "supernet_accuracy_largest": ds.attrs["supernet_accuracy_largest"],
             "supernet_accuracy_smallest": ds.attrs["supernet_accuracy_smallest"],
             "cache_key": ds.attrs.get("cache_key"), "cache": ds.attrs.get("cache")}
+
+
+def _nas_export(args, nas: dict, supernet: dict) -> dict:
+    """``nas --export DIR``: the study of the given knobs, or with none the crossbar page's (the
+    shipped ``specs/crossbar_digits.json``); its point written by :func:`workbench.nas.export.export_subnet`."""
+    from .experiments.crossbar import load_supernet, nas_study
+    from .experiments.sweep import CROSSBAR_SPEC, load_spec
+    from .nas.export import DEFAULT_STRATEGY, export_subnet
+    if not nas and not supernet:
+        params = load_spec(CROSSBAR_SPEC)["experiments"]["nas"]
+        nas, supernet = dict(params.get("nas") or {}), dict(params.get("supernet") or {})
+    strategy = args.strategy or DEFAULT_STRATEGY
+    check_choice("strategy", strategy, ["dataset", "M1", "M2", "M3"])
+    store = _store(args)
+    quiet = args.json or args.quiet
+    ds = nas_study(nas, supernet, store, device=args.device, progress=_progress("NAS", quiet))
+    sn = load_supernet(supernet, store, device=args.device)
+    command = " ".join(["workbench nas --export", str(args.export), "--strategy", strategy]
+                       + (["--point", str(args.point)] if args.point is not None else [])
+                       + [f"--set {s}" for s in (args.set or [])] + [f"--supernet {s}" for s in (args.supernet or [])])
+    meta = export_subnet(args.export, sn.supernet, ds, strategy=strategy, point=args.point,
+                         provenance={"command": command, "nas_knobs": nas, "supernet_knobs": supernet})
+    return {"dir": str(Path(args.export).expanduser().resolve()), "strategy": strategy,
+            "point": meta["provenance"]["point"], "accuracy": meta["accuracy"]["mean"],
+            "accuracy_ci95": meta["accuracy"]["ci95"], "power": meta["power"]["mean"],
+            "power_ci95": meta["power"]["ci95"], "power_units": meta["power"]["units"],
+            "clean_accuracy": meta["clean_accuracy"], "nas_key": ds.attrs.get("cache_key"),
+            "cache": ds.attrs.get("cache")}
 
 
 def cmd_figure(args) -> dict:
@@ -484,6 +517,15 @@ def build_parser() -> argparse.ArgumentParser:
     na.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="NAS knob, e.g. pop_size=128, n_gen=100, k=300, k_g=5, n_a=7, n_p=1, sigma=0.015")
     na.add_argument("--supernet", action="append", metavar="KEY=VALUE", help="supernet knob, e.g. epochs=8")
+    na.add_argument("--export", metavar="DIR",
+                    help="write one point of a front as a standalone network (architecture.json, weights.pt with "
+                         "batch norm folded, metadata.json with its per-layer g_u, accuracy and power); without "
+                         "--set/--supernet from the crossbar page's study (specs/crossbar_digits.json, shipped); "
+                         "load it with --model exported:DIR")
+    na.add_argument("--strategy", choices=["dataset", "M1", "M2", "M3"],
+                    help="with --export: the front the point is taken from (default M2, the joint search)")
+    na.add_argument("--point", type=int, metavar="K",
+                    help="with --export: the re-simulated point K (default: the front's most accurate)")
     na.set_defaults(func=cmd_nas)
 
     fg = sub.add_parser("figure", parents=[common], help="render a thesis figure from the store (PDF, PNG, SVG)")
