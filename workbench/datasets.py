@@ -279,7 +279,9 @@ def _load_digits(*, seed: int, test_fraction: float) -> DataBundle:
         xt = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).unsqueeze(1)  # (N, 1, 8, 8)
         return TensorDataset(xt, torch.from_numpy(np.ascontiguousarray(b, dtype=np.int64)))
 
-    return DataBundle("digits", tensors(x_tr, y_tr), tensors(x_te, y_te), num_classes=10, in_channels=1, image_size=8)
+    # the normalisation maps pixel intensities ÷ 16 (in [0, 1]) to the network's inputs
+    return DataBundle("digits", tensors(x_tr, y_tr), tensors(x_te, y_te), num_classes=10, in_channels=1, image_size=8,
+                      normalization=((mean,), (std,)))
 
 
 # --------------------------------------------------------------------------- torchvision

@@ -31,7 +31,7 @@ from torch.utils.data import TensorDataset
 from .datasets import DataBundle
 from .knobs import KnobError, check_number
 
-__all__ = ["IMAGE_SUFFIXES", "NPZ_KEYS", "data_digest", "load_user_data", "user_data_kind"]
+__all__ = ["IMAGE_SUFFIXES", "NPZ_KEYS", "data_digest", "load_user_data", "read_test_npz", "user_data_kind"]
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -232,3 +232,58 @@ def _bundle(spec: str, x_tr, y_tr, x_te, y_te) -> DataBundle:
     return DataBundle(spec, tensors[0], tensors[1], num_classes=classes, in_channels=int(x_tr.shape[1]),
                       image_size=int(x_tr.shape[2]),
                       normalization=(tuple(mean.ravel().tolist()), tuple(std.ravel().tolist())))
+
+
+# --------------------------------------------------------------------------- a test set uploaded to a page
+def read_test_npz(data: bytes, *, sample_shape: tuple[int, ...], num_classes: int,
+                  normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+                  name: str = "the uploaded file", max_samples: int = 20_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` of a ``.npz`` test set held in ``data`` (bytes a page received): ``x_test`` and
+    ``y_test`` (other arrays are ignored), read with ``allow_pickle=False``, checked like
+    :func:`load_user_data`'s (numbers, finite, one label per sample) and against the network that will
+    read them: each sample of shape ``sample_shape`` (``(C, H, W)``; ``(N, H, W)`` is taken as one
+    channel, NHWC is transposed), labels below ``num_classes``, at most ``max_samples``.  ``x`` is in
+    the units the network's training data had before normalisation; ``normalization`` (per-channel
+    means and standard deviations of its training split) is applied.  Refusals are
+    :class:`KnobError` naming ``name``, the array and its shape."""
+    import io
+    import zipfile
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise KnobError(f"{name} is not a readable .npz archive ({exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise KnobError(f"{name} holds one array, not a .npz archive of x_test and y_test")
+    with archive:
+        missing = [k for k in ("x_test", "y_test") if k not in archive.files]
+        if missing:
+            raise KnobError(f"{name} lacks {', '.join(missing)}: a test set holds x_test and y_test "
+                            f"(it holds {', '.join(archive.files) or 'nothing'})")
+        try:
+            x, y = archive["x_test"], archive["y_test"]
+        except ValueError:
+            raise KnobError(f"{name}: x_test or y_test is an object array; arrays of numbers only (object arrays "
+                            "would need unpickling, which is never done)") from None
+    if not np.issubdtype(x.dtype, np.number):
+        raise KnobError(f"{name}: x_test has dtype {x.dtype}: pixels and samples must be numbers")
+    want = tuple(int(d) for d in sample_shape)
+    if x.ndim == len(want) and want[0] == 1 and tuple(x.shape[1:]) == want[1:]:
+        x = x[:, None]                                   # (N, H, W) of a one-channel network
+    x = _layout("x_test", x)
+    if tuple(x.shape[1:]) != want:
+        raise KnobError(f"{name}: x_test has samples of shape {tuple(x.shape[1:])} (array {tuple(x.shape)}), but the "
+                        f"network reads samples of shape {want}")
+    if not 0 < len(x) <= max_samples:
+        raise KnobError(f"{name}: x_test has {len(x)} samples: a test set here holds 1 to {max_samples}")
+    bad = int((~np.isfinite(x)).sum())
+    if bad:
+        raise KnobError(f"{name}: x_test (shape {x.shape}) has {bad} NaN or infinite values: all must be finite")
+    y = _labels("y_test", np.asarray(y), len(x), "x_test")
+    if y.max() >= num_classes:
+        raise KnobError(f"{name}: y_test has label {int(y.max())} but the network has {num_classes} classes "
+                        f"(labels 0..{num_classes - 1})")
+    if normalization is not None:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean, std = (np.asarray(v, dtype=np.float32).reshape(shape) for v in normalization)
+        x = (x - mean) / std
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
