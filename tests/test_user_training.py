@@ -98,6 +98,15 @@ def test_the_cli_trains_and_evaluates_your_network_on_your_data(files, tmp_path,
     cfg = preset_config("digits-cnn", epochs=2).replace(user_model=f"{model}:tiny", data=str(npz),
                                                          model_args={"width": 5})
     assert trained["test_accuracy"] == pytest.approx(train(cfg, device="cpu").test_accuracy, abs=1e-12)
+    # the result records how the user's inputs were normalised (the training split's statistics)
+    from workbench.experiments import Store
+    from workbench.experiments.core import evaluate
+    ds = evaluate(cfg, {"default": {"technology": "memristor", "sigma_c": 0.1}}, draws=4, store=Store(tmp_path / "store"))
+    assert ds.attrs["cache"] == "hit"
+    (mean,), (std,) = load_user_data(str(npz)).normalization
+    # (netCDF reads a one-element attribute back as a scalar)
+    assert np.atleast_1d(ds.attrs["normalization_mean"]).tolist() == pytest.approx([mean])
+    assert np.atleast_1d(ds.attrs["normalization_std"]).tolist() == pytest.approx([std])
 
 
 def test_the_cli_refuses_bad_user_files_and_writes_nothing(files, tmp_path, capsys):

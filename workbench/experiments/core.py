@@ -221,6 +221,9 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
         ds.attrs["adabs"] = int(bool(adabs))
         ds.attrs["clean_accuracy"] = trained.test_accuracy
         ds.attrs["weights_key"] = trained.cache_key
+        if cfg.data and data.normalization is not None:       # the user's data: how its inputs were scaled
+            mean, std = data.normalization
+            ds.attrs["normalization_mean"], ds.attrs["normalization_std"] = np.asarray(mean), np.asarray(std)
         return ds
 
     ds = store.get_or_compute("evaluate", spec, compute)
