@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,38 @@ def test_export_refuses_a_point_that_was_not_simulated(shipped, exported, tmp_pa
     assert rc == 2 and "point=" in err and "out of range" in err and not (tmp_path / "x").exists()
     rc, _, err = run_json(["nas", "--point", "3", "--cache-dir", str(store.root), "--json"], capsys)
     assert rc == 2 and "add --export DIR" in err
+
+
+def test_crossbar_page_exports_a_clicked_point_as_a_zip(shipped, tmp_path):
+    import zipfile
+
+    import holoviews as hv
+
+    from workbench.ui.crossbar import CrossbarPage
+    hv.extension("bokeh")
+    from workbench.ui.crossbar_explorer import CrossbarExplorer
+    ex = CrossbarExplorer(store=Store(tmp_path / "store"), device="cpu", autorun=False, draws=2)
+    try:
+        assert ex.export_point() is False and "click a point" in ex.export_status
+        ex.load()
+        ex.wait(kinds=("supernet", "nas"))
+        page = CrossbarPage(explorer=ex)
+        assert not page.export_download.visible
+        ex.set_point("M2", default_point(ex.nas))
+        assert ex.export_point() is True
+        ex.wait(kinds=("export",))
+        assert ex.export_zip and "M2 point" in ex.export_status and "exported" in ex.export_status, ex.export_status
+        out = tmp_path / "unzipped"
+        with zipfile.ZipFile(ex.export_zip) as z:
+            z.extractall(out)
+        (d,) = out.iterdir()
+        meta = json.loads((d / "metadata.json").read_text())
+        assert meta["provenance"]["page"] == "crossbar" and meta["provenance"]["point"] == ex.selected[1]
+        net, g_u = load_exported(d)
+        assert g_u == meta["g_u"]
+        assert page.export_download.visible and page.export_download.filename == Path(ex.export_zip).name
+        first = ex.export_zip
+        ex.set_point("M1", default_point(ex.nas, "M1"))        # another point: the old download is withdrawn
+        assert ex.export_zip is None and ex.export_status == "" and not page.export_download.visible and first
+    finally:
+        ex.runner.shutdown()

@@ -9,6 +9,8 @@ trained weights load), and a ``point`` only once the fronts have loaded (refused
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import holoviews as hv
 import numpy as np
 import pandas as pd
@@ -136,6 +138,13 @@ class CrossbarPage(ExplorerPage):
         self._strategy.param.update(sizing_mode="fixed", width=200)
         self._use = pn.widgets.Button(label="Edit this network", color="primary")
         self._use.on_click(self._edit_point)
+        self._export = pn.widgets.Button(label="Export", description="write this network as a standalone network "
+                                         "(architecture, BN-folded weights, per-layer g_u, accuracy and power) "
+                                         "and offer it as a .zip")
+        self._export.on_click(lambda *_: ex.export_point())
+        self.export_download = pn.widgets.FileDownload(label="Download .zip", color="success", visible=False,
+                                                 auto=True, embed=False)
+        ex.param.watch(self._export_ready, "export_zip")
         self.url = PageURL([
             URLKnob("tab", self, "tab", label="sub-tab"),
             URLKnob("depth", ex, "depth", label="depth", parse=_number_list("depth", True),
@@ -226,6 +235,19 @@ class CrossbarPage(ExplorerPage):
             self._gu_error.visible = False
             self.explorer.g_u = {n: float(event.new) for n in self.explorer.present_layers()}
 
+    def _export_ready(self, event) -> None:
+        path = event.new
+        if path:
+            self.export_download.param.update(file=path, filename=Path(path).name, visible=True)
+        else:
+            self.export_download.visible = False
+
+    @param.depends("explorer.export_status")
+    def _export_status(self):
+        text = self.explorer.export_status
+        return pn.pane.Markdown(f"**Export:** {text}" if text else "", sizing_mode="stretch_width",
+                                css_classes=["export-status"])
+
     def _edit_point(self, *_):
         self.explorer.use_point()
         self.tab = "subnet"
@@ -301,7 +323,8 @@ class CrossbarPage(ExplorerPage):
         return pn.Column(
             head,
             arch,
-            self._use,
+            pn.FlexBox(self._use, self._export, self.export_download, flex_wrap="wrap", sizing_mode="stretch_width"),
+            self._export_status,
             hv_pane(g_u_bars(ds.g_u_rel)),
             hv_pane(layer_power_bars(ds.layer_power)),
             hv_pane(robustness_curve(ds)),

@@ -3,13 +3,17 @@
 The page opens on the results of ``specs/crossbar_digits.json`` (shipped in ``data/store``): the
 trained supernet, the NAS fronts of M1/M2/M3 and the n_a/n_p selection.  The user picks a subnet
 (depth, width, expand ratio per stage) and one ``g_u`` per layer and sees its Monte-Carlo power and
-accuracy; clicking a Pareto point shows that network; a search on the shipped estimator streams
-its front generation by generation.
+accuracy; clicking a Pareto point shows that network and exports it as a standalone network (a .zip
+of ``workbench nas --export``'s files); a search on the shipped estimator streams its front
+generation by generation.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 import param
@@ -35,7 +39,7 @@ REGENERATE = "workbench sweep specs/crossbar_digits.json --cache-dir data/store"
 class CrossbarExplorer(BackgroundState):
     """Knobs and results of the ch. 6 page."""
 
-    job_kinds = ("supernet", "nas", "nas_select", "analytic", "eval", "details", "search")
+    job_kinds = ("supernet", "nas", "nas_select", "analytic", "eval", "details", "search", "export")
     wait_rounds = 2            # the supernet's arrival starts the first evaluation
     cancel_kind = "search"
 
@@ -53,6 +57,9 @@ class CrossbarExplorer(BackgroundState):
     late_refusal = param.String("", precedence=-1)
     #: the search's own status line (the page's ``status`` follows the subnet's evaluations)
     search_status = param.String("", precedence=-1)
+    #: the export's status line and the .zip it wrote (None until an export of the shown point is done)
+    export_status = param.String("", precedence=-1)
+    export_zip = param.String(None, allow_None=True, precedence=-1)
 
     search = param.Event(doc="run NSGA-II on the shipped estimator")
     cancel = param.Event(doc="cancel the running search")
@@ -268,6 +275,52 @@ class CrossbarExplorer(BackgroundState):
                                  cancel=cancel)
 
         self.launch("details", job, into="details")
+
+    @param.depends("selected", watch=True)
+    def _forget_export(self) -> None:
+        """The download offered belongs to the point shown: another point clears it."""
+        self.param.update(export_zip=None, export_status="")
+
+    def export_point(self) -> bool:
+        """Export the selected point as a standalone network in the background
+        (:func:`workbench.nas.export.export_subnet`, as ``workbench nas --export``), zipped for
+        download into ``export_zip``.  False when nothing is selected or the results are not loaded."""
+        from ..nas.export import export_subnet
+        if self.shown_point() is None or self.net is None:
+            self.export_status = "click a point of the fronts first (and wait for the supernet to load)"
+            return False
+        strategy, point = self.selected
+        net, nas = self.net, self.nas
+        command = f"workbench nas --export DIR --strategy {strategy} --point {point}"
+
+        def job(cancel):
+            # one folder per export, removed with the previous one: a session keeps one .zip at a time
+            root = Path(tempfile.mkdtemp(prefix="workbench-export-"))
+            name = f"crossbar-{strategy}-point{point}"
+            meta = export_subnet(root / name, net, nas, strategy=strategy, point=point, cancel=cancel,
+                                 provenance={"command": command, "page": "crossbar"})
+            archive = shutil.make_archive(str(root / name), "zip", root_dir=root, base_dir=name)
+            return archive, meta
+
+        def done(result):
+            archive, meta = result
+            old = self.export_zip
+            if old:
+                shutil.rmtree(Path(old).parent, ignore_errors=True)
+            if self.selected != (strategy, point):      # another point was clicked meanwhile
+                shutil.rmtree(Path(archive).parent, ignore_errors=True)
+                return dict(export_zip=None, export_status="")
+            a, p = meta["accuracy"], meta["power"]
+            return dict(export_zip=archive,
+                        export_status=f"{strategy} point {point} exported: accuracy {a['mean']:.4f} "
+                                      f"(95 % CI {a['ci95'][0]:.4f}–{a['ci95'][1]:.4f}), power {p['mean']:,.0f} "
+                                      f"(a.u.); load it with --model exported:DIR")
+
+        def failed(message):
+            self._set(export_status=f"export failed: {message}", export_zip=None)
+
+        return self.launch("export", job, label=f"exporting {strategy} point {point}…", status_param="export_status",
+                           on_done=done, on_error=failed, export_zip=None)
 
     def use_point(self) -> None:
         """Load the selected point's architecture and g_u into the subnet editor."""
