@@ -278,7 +278,10 @@ def read_test_npz(data: bytes, *, sample_shape: tuple[int, ...], num_classes: in
     bad = int((~np.isfinite(x)).sum())
     if bad:
         raise KnobError(f"{name}: x_test (shape {x.shape}) has {bad} NaN or infinite values: all must be finite")
-    y = _labels("y_test", np.asarray(y), len(x), "x_test")
+    try:
+        y = _labels("y_test", np.asarray(y), len(x), "x_test")
+    except KnobError as exc:
+        raise KnobError(f"{name}: {exc}") from None
     if y.max() >= num_classes:
         raise KnobError(f"{name}: y_test has label {int(y.max())} but the network has {num_classes} classes "
                         f"(labels 0..{num_classes - 1})")

@@ -8,8 +8,10 @@ results intact.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import param
@@ -29,6 +31,7 @@ from ..experiments.shipped import PLAYGROUND_DRAWS, REGENERATE_COMMAND
 from ..hardware import ENERGY_REFERENCES, MemristorMemory, SRAMMemory, memory_from_dict, memory_map_from_dict
 from ..hardware.sram import eta, memory_map_energy_terms
 from ..keys import spec_key
+from ..knobs import KnobError
 from ..nn.external import MODEL_GROUP, registered
 from ..training import TrainConfig
 from .base import BackgroundState, result_param
@@ -118,6 +121,11 @@ class NoiseExplorer(BackgroundState):
     cancel = param.Event(doc="cancel the running training")
     use_clean = param.Event(doc="go back to the network trained without noise")
 
+    forget_uploads = param.Event(doc="go back to the page's own network and test set")
+    #: what the session uploaded, in words (empty: nothing): {"weights": ..., "test": ...}
+    uploads = param.Dict(default={}, precedence=-1)
+    upload_error = param.String("", precedence=-1)
+
     # results (written by background jobs); ``running``/``progress`` follow a training
     result = result_param()
     curve = result_param()
@@ -137,6 +145,10 @@ class NoiseExplorer(BackgroundState):
             self.network = network             # refused by name unless built-in or registered
         self.store = store or Store()
         self.device = device
+        #: uploaded in this session only (never written to the store or to disk beyond a read):
+        #: a state dict for the current network, and a test set (x, y) for it
+        self._uploaded_state: dict | None = None
+        self._uploaded_test: tuple | None = None
         #: counts :meth:`refresh` calls: a result of an older setting is never applied
         self._generation = 0
         self._update_layers()
@@ -302,11 +314,12 @@ class NoiseExplorer(BackgroundState):
 
     @param.depends("technology", "network", watch=True)
     def _on_technology(self):
-        self.param.update(trained_with=None, trained_knobs=None)
+        self._uploaded_state = self._uploaded_test = None       # they fit the network they were checked against
+        self.param.update(trained_with=None, trained_knobs=None, uploads={}, upload_error="")
         self._update_layers()
 
     @param.depends("technology", "network", "p", "noise", "sigma_c", "sigma", "g_u", "layer", "layer_value", "draws",
-                   "seed", "trained_with", watch=True)
+                   "seed", "trained_with", "uploads", watch=True)
     def refresh(self):
         """(Re)compute the distribution at the current setting and the accuracy-vs-noise curve."""
         try:
@@ -342,9 +355,13 @@ class NoiseExplorer(BackgroundState):
             if first:
                 self.dispatch(flush)
 
+        session = self._session_evaluator() if self.uploads else None
+
         def eval_job(cancel):
             def progress(info):
                 current(status=f"evaluating the accuracy: {info['draw']} of {info['draws']} Monte-Carlo draws")
+            if session is not None:
+                return session(cfg, mem, draws=draws, seed=seed, cancel=cancel, progress=progress)
             return evaluate(cfg, mem, draws=draws, seed=seed, store=self.store, device=self.device, cancel=cancel,
                             progress=progress)
 
@@ -362,7 +379,7 @@ class NoiseExplorer(BackgroundState):
             shown = 0.0
             for i, v in enumerate(values):
                 cells.append(noise_curve(cfg, mem, knob, [v], draws=draws, seed=seed, store=self.store,
-                                         device=self.device, cancel=cancel))
+                                         device=self.device, cancel=cancel, evaluator=session))
                 if cancel.is_set():
                     break
                 # the partial curve at most once a second (each is a redraw of the plot on the loop)
@@ -387,7 +404,97 @@ class NoiseExplorer(BackgroundState):
             return ""
         cache = ds.attrs.get("cache", "")
         source = "read from the results store" if cache == "hit" else "just computed"
-        return f"{self.network_label()} · {int(ds.attrs['draws'])} Monte-Carlo draws · {source}"
+        if self.uploads:
+            source = "just computed (uploads stay in this session: nothing is stored)"
+        label = self.uploads.get("weights") or self.network_label()
+        test = f" · {self.uploads['test']}" if "test" in self.uploads else ""
+        return f"{label}{test} · {int(ds.attrs['draws'])} Monte-Carlo draws · {source}"
+
+    # ------------------------------------------------------------------ uploads (this session only)
+    #: the largest file a page accepts (a small network's state dict, a small test set)
+    MAX_UPLOAD_BYTES = 10 * 2**20
+
+    def _check_upload(self, filename: str, data: bytes, suffixes: tuple[str, ...]) -> None:
+        if not str(filename).lower().endswith(suffixes):
+            raise KnobError(f"{filename}: expected a {' or '.join(suffixes)} file")
+        if len(data) > self.MAX_UPLOAD_BYTES:
+            raise KnobError(f"{filename} is {len(data) / 2**20:.1f} MiB: an upload here is at most "
+                            f"{self.MAX_UPLOAD_BYTES // 2**20} MiB")
+
+    def upload_weights(self, filename: str, data: bytes) -> bool:
+        """Use the state dict in ``data`` (a ``.pt`` file's bytes) as the current network's weights,
+        in this session only.  Read with ``weights_only=True`` (never unpickled) and loaded strictly
+        (missing or unexpected keys are named); a refusal sets ``upload_error`` and changes nothing."""
+        from ..nn.external import load_weights
+        from ..training.trainer import data_for, make_model
+        try:
+            self._check_upload(filename, data, (".pt", ".pth"))
+            cfg = playground_config(self.technology, self.network)
+            model = make_model(cfg, data_for(cfg))
+            with tempfile.TemporaryDirectory() as tmp:       # torch.load reads a file; it lives for the read only
+                path = Path(tmp) / "uploaded.pt"
+                path.write_bytes(data)
+                try:
+                    load_weights(model, path, knob=f"the uploaded file {filename}")
+                except KnobError as exc:          # the message names the upload, not the temporary file
+                    raise KnobError(str(exc).replace(f" {path}", "")) from None
+        except KnobError as exc:
+            self.upload_error = str(exc)
+            return False
+        self._uploaded_state = {k: v.clone() for k, v in model.state_dict().items()}
+        self.upload_error = ""
+        self.param.update(trained_with=None, trained_knobs=None,
+                          uploads={**self.uploads, "weights": f"{self.network_words()} with your weights ({filename})"})
+        return True
+
+    def upload_test_set(self, filename: str, data: bytes) -> bool:
+        """Evaluate on the test set in ``data`` (a ``.npz`` of ``x_test``, ``y_test`` in the units of
+        the network's training data, e.g. digits' pixel intensities ÷ 16), in this session only;
+        checked by :func:`workbench.userdata.read_test_npz`.  A refusal sets ``upload_error`` and
+        changes nothing."""
+        from ..training.trainer import data_for
+        from ..userdata import read_test_npz
+        try:
+            self._check_upload(filename, data, (".npz",))
+            bundle = data_for(playground_config(self.technology, self.network))
+            shape = tuple(bundle.test[0][0].shape)
+            x, y = read_test_npz(data, sample_shape=shape, num_classes=bundle.num_classes,
+                                 normalization=bundle.normalization, name=f"the uploaded file {filename}")
+        except KnobError as exc:
+            self.upload_error = str(exc)
+            return False
+        self._uploaded_test = (x, y)
+        self.upload_error = ""
+        self.uploads = {**self.uploads, "test": f"your test set ({filename}, {len(y)} samples)"}
+        return True
+
+    @param.depends("forget_uploads", watch=True)
+    def _forget_uploads(self):
+        self._uploaded_state = self._uploaded_test = None
+        self.param.update(uploads={}, upload_error="")
+
+    def _session_evaluator(self):
+        """Evaluation of the uploaded weights and/or test set: Monte Carlo as :func:`evaluate`
+        computes it, kept in this session (nothing is read from or written to the store but the
+        page's own network, when only a test set was uploaded)."""
+        from ..analysis import clean_accuracy, mc_evaluate
+        from ..experiments.core import restate_energy, test_tensors
+        from ..training.trainer import data_for, make_model
+        state, test = self._uploaded_state, self._uploaded_test
+
+        def run(cfg, mem, *, draws, seed, cancel=None, progress=None):
+            if state is not None:
+                model = make_model(cfg, data_for(cfg))
+                model.load_state_dict(state)
+                model.eval()
+            else:
+                model = train_model(cfg, self.store, device=self.device, cancel=cancel).model
+            x, y = test if test is not None else test_tensors(cfg)
+            mmap = memory_map_from_dict(mem)
+            ds = mc_evaluate(model, x, y, mmap, draws, seed=seed, device=self.device, progress=progress, cancel=cancel)
+            ds.attrs.update(clean_accuracy=clean_accuracy(model, x, y, device=self.device), cache="session")
+            return restate_energy(ds, mmap, "same-network", lambda: layer_counts(self.technology, self.network))
+        return run
 
     def _fail(self, message: str, **also) -> None:
         super()._fail(message, evaluating=False, curve_done=0, curve_total=0, **also)
@@ -412,7 +519,9 @@ class NoiseExplorer(BackgroundState):
         def done(tr):
             history = {k: tr.history[k].values.tolist() for k in ("loss", "test_accuracy")}
             how = "read from the results store" if tr.cached else f"trained on {tr.device}"
+            self._uploaded_state = None                   # the trained network replaces uploaded weights
             return dict(history=history, trained_with=mem, trained_knobs=knobs,
+                        uploads={k: v for k, v in self.uploads.items() if k != "weights"},
                         status=f"{how} in {tr.train_seconds:.1f} s: accuracy without noise {tr.test_accuracy:.3f}")
 
         self.launch("train", job, job_class="training", on_done=done,

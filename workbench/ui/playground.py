@@ -82,6 +82,15 @@ class NoisePlayground(ExplorerPage):
         self._run_controls("train", "Train with this noise")
         w["train"], w["cancel"] = self._run, self._cancel
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
+        # uploads are read here and kept in this session's explorer; a file is data, never code
+        w["upload_weights"] = pn.widgets.FileInput(accept=".pt,.pth", name="weights (.pt)", multiple=False,
+                                                   sizing_mode="stretch_width", css_classes=["upload-weights"])
+        w["upload_test"] = pn.widgets.FileInput(accept=".npz", name="test set (.npz)", multiple=False,
+                                                sizing_mode="stretch_width", css_classes=["upload-test"])
+        w["upload_weights"].param.watch(lambda e: self._uploaded(e, ex.upload_weights), "value")
+        w["upload_test"].param.watch(lambda e: self._uploaded(e, ex.upload_test_set), "value")
+        w["forget_uploads"] = pn.widgets.Button.from_param(ex.param.forget_uploads, label="Forget my files",
+                                                           color="light")
         self._curve_progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", visible=False,
                                                       sizing_mode="stretch_width", min_width=100)
         ex.param.watch(self._curve_bar, ["curve_done", "curve_total"])
@@ -90,6 +99,25 @@ class NoisePlayground(ExplorerPage):
         #: the page's settings as URL keys (the workbench writes and applies them)
         self.url = PageURL([URLKnob(k, ex, k) for k in URL_KNOBS] + [ex.trained_knob()])
         self._start()
+
+    @staticmethod
+    def _uploaded(event, use) -> None:
+        widget = event.obj
+        if event.new:
+            use(widget.filename or "the file", event.new)
+
+    @param.depends("explorer.uploads", "explorer.upload_error")
+    def _upload_status(self):
+        ex = self.explorer
+        items = []
+        if ex.upload_error:
+            items.append(pn.pane.Alert(f"**File not used:** {ex.upload_error}. Nothing was changed.",
+                                       alert_type="danger", css_classes=["upload-error"]))
+        if ex.uploads:
+            items.append(pn.pane.Markdown("In use (this session only): " + "; ".join(ex.uploads.values()),
+                                          css_classes=["upload-status"]))
+        self._widgets["forget_uploads"].visible = bool(ex.uploads)
+        return pn.Column(*items, sizing_mode="stretch_width")
 
     def _curve_bar(self, *_):
         ex = self.explorer
@@ -198,6 +226,13 @@ class NoisePlayground(ExplorerPage):
             "### One layer", w["layer"], w["layer_value"],
             "### Evaluation", w["draws"], w["seed"],
             "### Hardware-aware training", w["epochs"], pn.Row(w["train"], w["cancel"]), self._progress, w["use_clean"],
+            "### Your files",
+            pn.pane.Markdown("<small>A state dict (.pt) for the chosen network, or a test set (.npz of x_test, y_test "
+                             "in the training data's units: digits are pixel intensities ÷ 16, 8×8, labels 0–9). "
+                             f"At most {NoiseExplorer.MAX_UPLOAD_BYTES // 2**20} MiB; kept in this session only, "
+                             "never stored.</small>"),
+            w["upload_weights"], w["upload_test"],
+            self._upload_status, w["forget_uploads"],
             width=280)
 
     def main(self) -> pn.Column:
