@@ -17,6 +17,7 @@ import torch.nn as nn
 import xarray as xr
 from scipy import stats
 from torch.func import functional_call
+from torch.utils.data import DataLoader, Dataset
 
 from ..device import resolve_device
 from ..hardware import Memory, MemoryMap
@@ -90,6 +91,21 @@ def _correct_loop(model, reads_list, x, y, batch_size):
     return res
 
 
+def _correct_streamed(model, reads_list, test, dev):
+    """Correct predictions of each draw of ``reads_list`` on the streamed ``test`` (an iterable of
+    ``(x, y)`` batches, read once for the whole chunk of draws: each batch is scored under every
+    draw before the next is fetched).  Counts are integers, so the order of the sum does not change
+    them: equal to :func:`_correct_loop` when the batches are the same slices."""
+    res = [0] * len(reads_list)
+    params = [_params(reads) for reads in reads_list]
+    with weights_as_given():
+        for xb, yb in test:
+            xb, yb = xb.to(dev), yb.to(dev)
+            for k, p in enumerate(params):
+                res[k] += (functional_call(model, p, (xb,)).argmax(1) == yb).sum().item()
+    return res
+
+
 def _correct_vmap(model, reads_list, x, y, batch_size):
     names = list(_params(reads_list[0]))
     stacked = {k: torch.stack([_params(r)[k] for r in reads_list]) for k in names}
@@ -144,12 +160,50 @@ def memory_energy_of(model: nn.Module, memory_map: MemoryMap) -> float:
     return total / (16 * sum(counts.values()))
 
 
-def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: MemoryMap | Memory,
+def is_streamed(x) -> bool:
+    """Whether ``x`` is a test set :func:`mc_evaluate` streams (a Dataset or DataLoader) rather than
+    a tensor of inputs."""
+    return isinstance(x, (Dataset, DataLoader))
+
+
+def test_loader(test: Dataset | DataLoader, batch_size: int) -> DataLoader:
+    """``test`` as a DataLoader of ``batch_size`` consecutive samples, in order (a DataLoader is
+    used as given).  Same batches as the tensor slices ``x[i:i + batch_size]``, hence the same
+    per-draw counts."""
+    if isinstance(test, DataLoader):
+        return test
+    return DataLoader(test, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
+def test_length(test: Dataset | DataLoader) -> int:
+    """Number of samples in the streamed ``test``."""
+    ds = test.dataset if isinstance(test, DataLoader) else test
+    try:
+        return len(ds)
+    except TypeError:
+        raise KnobError("test set: a streamed test set must be a map-style Dataset with a length") from None
+
+
+def first_samples(test: Dataset | DataLoader, n: int) -> torch.Tensor:
+    """The inputs of the first ``n`` samples of ``test`` (the power minibatch), read item by item."""
+    ds = test.dataset if isinstance(test, DataLoader) else test
+    return torch.stack([torch.as_tensor(ds[i][0]) for i in range(min(n, len(ds)))])
+
+
+def mc_evaluate(model: nn.Module, x: torch.Tensor | Dataset | DataLoader, y: torch.Tensor | None,
+                memory: MemoryMap | Memory,
                 draws: int = 30, *, seed: int = 0, device: str | torch.device = "auto",
                 target_ci_width: float | None = None, max_draws: int = 1000, chunk: int = 16,
                 mode: str = "auto", batch_size: int = 2048, power_batch: int = 128,
                 progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> xr.Dataset:
     """Accuracy of ``model`` on ``(x, y)`` over Monte-Carlo draws of the memory noise.
+
+    ``x`` may instead be a streamed test set, a map-style ``Dataset`` of ``(input, label)`` items
+    or a ``DataLoader`` of such batches, with ``y=None``: it is never materialised; each chunk of
+    ``chunk`` draws reads it once, batch by batch (``batch_size`` consecutive samples per batch
+    for a Dataset), scoring every draw of the chunk on a batch before fetching the next.  Peak
+    memory is then the model, ``chunk`` weight reads and one batch.  With the same seed the
+    per-draw accuracies equal the tensor path's exactly (integer counts over the same samples).
 
     Returns a Dataset with ``accuracy(draw)`` and, for memristor layers, ``power(draw)`` and
     ``layer_power(draw, layer)`` (eq 3.39–3.44 on a minibatch of ``power_batch`` inputs, as in
@@ -172,8 +226,14 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
     elif not isinstance(memory, MemoryMap):
         raise KnobError(f"memory={memory!r} must be a Memory or a MemoryMap (build one with memory_from_dict "
                         "or memory_map_from_dict)")
-    if len(x) != len(y) or len(y) == 0:
-        raise ValueError(f"x and y must hold the same, non-zero number of samples (got {len(x)} and {len(y)})")
+    if is_streamed(x):
+        if y is not None:
+            raise KnobError("y: pass y=None with a streamed test set (a Dataset or DataLoader yields its labels)")
+        if test_length(x) == 0:
+            raise ValueError("the streamed test set holds no sample")
+    elif y is None or len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"x and y must hold the same, non-zero number of samples (got {len(x)} and "
+                         f"{None if y is None else len(y)})")
     dev = resolve_device(device)
     mmap = memory
     previous = {name: layer.memory for name, layer in noisy_layers(model).items()}
@@ -188,11 +248,27 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory: Memo
 
 def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws, chunk, mode, batch_size, power_batch,
                  progress, cancel) -> xr.Dataset:
-    x, y = x.to(dev), y.to(dev)
     gen = torch.Generator(device=dev).manual_seed(seed)
     noisy = any(layer.memory.is_noisy for layer in noisy_layers(model).values())
     has_crossbar = any(layer.memory.technology == "memristor" for layer in noisy_layers(model).values())
-    xp = x[:power_batch]
+    streamed = is_streamed(x)
+    if streamed:
+        test = test_loader(x, batch_size)
+        n_test = test_length(x)
+        # the power minibatch (read only when a crossbar needs it): the set's first samples
+        xp = first_samples(x, power_batch).to(dev) if has_crossbar else None
+    else:
+        x, y = x.to(dev), y.to(dev)
+        n_test = len(y)
+        xp = x[:power_batch]
+
+    def count(reads_list):
+        if streamed:          # the set is read once per chunk of draws, batch by batch
+            return _correct_streamed(model, reads_list, test, dev)
+        if use_vmap and len(reads_list) > 1:
+            return _correct_vmap(model, reads_list, x, y, batch_size)
+        return _correct_loop(model, reads_list, x, y, batch_size)
+
     # measured by benchmarks/bench_montecarlo.py: one-draw-at-a-time wins on CPU, vmap on CUDA
     use_vmap = mode == "vectorised" or (mode == "auto" and dev.type == "cuda")
     limit = max(max_draws, draws) if target_ci_width is not None else draws   # draws is the minimum
@@ -206,22 +282,22 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
             n = min(n, draws - len(correct))
         if not noisy:  # an ideal memory: one pass is every draw
             reads = read_weights(model, gen)
-            c = _correct_loop(model, [reads], x, y, batch_size)[0]
+            c = count([reads])[0]
             correct += [c] * (total - len(correct))
             if has_crossbar:
                 powers += [draw_power(model, reads, xp)] * (total - len(powers))
             break
         reads_list = [read_weights(model, gen) for _ in range(n)]
-        correct += (_correct_vmap if use_vmap and n > 1 else _correct_loop)(model, reads_list, x, y, batch_size)
+        correct += count(reads_list)
         if has_crossbar:
             powers += [draw_power(model, r, xp) for r in reads_list]
         if progress is not None:
             progress({"draw": len(correct), "draws": total})
         if target_ci_width is not None and len(correct) >= max(draws, 2):
-            s = summarize(np.array(correct) / len(y))
+            s = summarize(np.array(correct) / n_test)
             if s["ci95_high"] - s["ci95_low"] <= target_ci_width:
                 break
-    acc = np.array(correct, dtype=float) / len(y)
+    acc = np.array(correct, dtype=float) / n_test
     ds = xr.Dataset(coords={"draw": np.arange(acc.size)})
     ds["accuracy"] = ("draw", acc, {"long_name": "test accuracy", "units": "1"})
     ds["draw"].attrs.update(long_name="Monte-Carlo draw", units="1")
@@ -233,12 +309,14 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
         ds["power"] = ("draw", lp.sum(1), {"long_name": "crossbar power", "units": "a.u."})
     ds["energy"] = ((), memory_energy_of(model, mmap), {"long_name": "memory energy (÷ reliable 16-bit)", "units": "1"})
     ds.attrs.update(summarize(acc))
-    ds.attrs["n_test"] = int(len(y))
+    ds.attrs["n_test"] = int(n_test)
     ds.attrs["seed"] = int(seed)
     return ds
 
 
-def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device="auto") -> float:
-    """Accuracy of the stored weights read from an ideal memory."""
+def clean_accuracy(model: nn.Module, x: torch.Tensor | Dataset | DataLoader, y: torch.Tensor | None,
+                   device="auto") -> float:
+    """Accuracy of the stored weights read from an ideal memory (``x`` a streamed test set and
+    ``y=None`` as in :func:`mc_evaluate`)."""
     ds = mc_evaluate(model, x, y, MemoryMap(), draws=1, device=device)
     return float(ds.accuracy.values[0])
