@@ -188,9 +188,9 @@ def stripes(n_train=120, n_test=40):
 
     def make(n):
         y = torch.arange(n) % 2
-        x = 0.3 * torch.randn(n, 1, 8, 8, generator=g)
-        x[y == 0, :, ::2, :] += 1.0
-        x[y == 1, :, :, ::2] += 1.0
+        x = 0.2 * torch.randn(n, 1, 8, 8, generator=g)
+        x[y == 0, :, ::2, :] += 1.5
+        x[y == 1, :, :, ::2] += 1.5
         return TensorDataset(x, y)
     return make(n_train), make(n_test)
 """,

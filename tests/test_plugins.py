@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from helpers import PLUGIN_NETWORK, ROOT, assert_no_console_errors, wait_until, watch_console
+from helpers import PLUGIN_DATA, PLUGIN_NETWORK, ROOT, assert_no_console_errors, wait_until, watch_console
 
 
 def workbench(plugin_path, *argv):
@@ -33,6 +33,11 @@ def test_the_cli_help_names_the_plugin_and_trains_and_evaluates_it(plugin_path, 
     ev = workbench(plugin_path, "evaluate", *common, "--memory", "memristor", "--sigma-c", "0.1", "--draws", "3")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["cache"] == "computed"
+    # the registered data set: the plug-in network learns its two classes of stripes
+    on_data = workbench(plugin_path, "train", *common, "--data", PLUGIN_DATA, "--set", "epochs=6")
+    assert on_data.returncode == 0, on_data.stderr
+    assert json.loads(on_data.stdout)["test_accuracy"] > 0.8                  # chance is 0.5
+    assert f"registered name ({PLUGIN_DATA})" in " ".join(out.stdout.split())
     # without the package the name is unknown, and the refusal says what a model spec is
     bare = subprocess.run([sys.executable, "-m", "workbench", "train", "--model", PLUGIN_NETWORK, "--cache-dir", store],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from .hardware import ENERGY_REFERENCES, memory_from_dict
 from .knobs import KnobError, check_choice, check_int, check_number, check_numbers, out_of_range
-from .nn.external import registered as external_models
+from .nn.external import exported_dir, exported_memory_overrides
+from .plugins import DATA_GROUP, MODEL_GROUP, registered
 from .training import Cancelled, parse_assignment
 
 
@@ -109,7 +110,12 @@ def _memory_dict(args) -> dict[str, Any]:
         if v is not None:
             knobs[name] = v
     mem = memory_from_dict(knobs)       # validates every knob, naming it and its range
-    return {"default": {**mem.knobs()}, "overrides": {}}
+    out = {"default": {**mem.knobs()}, "overrides": {}}
+    model = getattr(args, "model", None)
+    if tech == "memristor" and args.g_u is None and getattr(args, "knob", None) != "g_u" and exported_dir(model):
+        # a searched network keeps the per-layer g_u it was searched with (its metadata.json)
+        out["overrides"] = exported_memory_overrides(model, out["default"])
+    return out
 
 
 def cmd_train(args) -> dict:
@@ -407,17 +413,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training knob, e.g. epochs=5")
         sp.add_argument("--method", help="a chapter-5 training method (sgd, sam, asam, samson2, samsoninf, sgd+noise, "
                                          "sgd+clip, sam+clip, ...): its thesis settings, before --set")
-        registered = sorted(external_models())
+        registered_models = sorted(registered(MODEL_GROUP))
         sp.add_argument("--model", metavar="SPEC",
                         help="your network instead of the preset's: path/to/file.py:factory, package.module:factory"
-                             + (f" or a registered name ({', '.join(registered)})" if registered else
+                             + (f" or a registered name ({', '.join(registered_models)})" if registered_models else
                                 " or a name registered under the workbench.models entry points"))
         sp.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="a keyword argument of the factory")
         sp.add_argument("--weights", metavar="FILE", help="a state dict to start from (read with weights_only=True)")
         sp.add_argument("--digital", nargs="+", metavar="LAYER",
                         help="layers of --model kept in reliable digital memory (left out of energy and power)")
+        datasets = sorted(registered(DATA_GROUP))
         sp.add_argument("--data", metavar="SPEC", help="your data instead of the preset's: a .npz (x_train, y_train, "
-                                                       "x_test, y_test), a folder of class folders, or module:factory")
+                                                       "x_test, y_test), a folder of class folders, module:factory"
+                                                       + (f" or a registered name ({', '.join(datasets)})" if datasets
+                                                          else " or a name registered under workbench.datasets"))
 
     t = sub.add_parser("train", parents=[common], help="train (or load from cache) a network")
     model_args(t)
