@@ -11,6 +11,13 @@
 * ``package.module:factory`` (a callable returning ``(train_dataset, test_dataset)`` of ``(x, y)``
   items) — code the user names on their own machine; a served page never reaches this.
 
+A factory's test split is never stacked: it stays a :class:`StreamedTestSet` (checked in one
+item-by-item pass, normalised on access) that Monte-Carlo evaluation streams in batches.  A ``.npz``
+is read whole (NumPy copies or decompresses each member into memory; mapping the members of an
+uncompressed archive through their zip offsets is not done), and so is a folder of images (each
+image is decoded into one array): a test set too large for memory belongs in a factory that builds
+its items on access.
+
 Everything is checked before any training: lengths, label range, NaN or infinite values, one
 sample shape; a refusal is a :class:`~workbench.knobs.KnobError` naming the array and its shape.
 Inputs are normalised per channel with the training split's mean and standard deviation, which
@@ -31,7 +38,8 @@ from torch.utils.data import TensorDataset
 from .datasets import DataBundle
 from .knobs import KnobError, check_number
 
-__all__ = ["IMAGE_SUFFIXES", "NPZ_KEYS", "data_digest", "load_user_data", "read_test_npz", "user_data_kind"]
+__all__ = ["IMAGE_SUFFIXES", "NPZ_KEYS", "StreamedTestSet", "data_digest", "load_user_data", "read_test_npz",
+           "user_data_kind"]
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -150,6 +158,8 @@ def _read_folder(root: Path, seed: int, test_fraction: float):
 
 # --------------------------------------------------------------------------- factories
 def _read_factory(spec: str):
+    """The factory's training split stacked (training and its normalisation read it all) and its
+    test split as given (a Dataset, streamed later: never stacked)."""
     module, _, name = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module), name)
@@ -159,16 +169,65 @@ def _read_factory(spec: str):
     if not (isinstance(out, tuple) and len(out) == 2):
         raise KnobError(f"--data {spec}: the factory must return (train_dataset, test_dataset), got "
                         f"{type(out).__name__}")
+    train_ds, test_ds = out
+    items = [train_ds[i] for i in range(len(train_ds))]
+    if not items:
+        raise KnobError(f"--data {spec}: the train dataset is empty")
+    x_tr = torch.stack([torch.as_tensor(i[0], dtype=torch.float32) for i in items]).numpy()
+    y_tr = np.asarray([int(i[1]) for i in items])
+    try:
+        n_test = len(test_ds)
+    except TypeError:
+        raise KnobError(f"--data {spec}: the test dataset must be map-style, with a length") from None
+    if n_test == 0:
+        raise KnobError(f"--data {spec}: the test dataset is empty")
+    return x_tr, y_tr, test_ds, None
 
-    def stack(ds, which):
-        items = [ds[i] for i in range(len(ds))]
-        if not items:
-            raise KnobError(f"--data {spec}: the {which} dataset is empty")
-        x = torch.stack([torch.as_tensor(i[0], dtype=torch.float32) for i in items]).numpy()
-        y = np.asarray([int(i[1]) for i in items])
-        return x, y
-    (x_tr, y_tr), (x_te, y_te) = stack(out[0], "train"), stack(out[1], "test")
-    return x_tr, y_tr, x_te, y_te
+
+class StreamedTestSet(torch.utils.data.Dataset):
+    """A factory's test split read item by item, laid out as ``(C, H, W)`` / ``(C, L)`` float32
+    and normalised with the training split's per-channel ``mean`` and ``std``: never stacked, so
+    a Monte-Carlo evaluation streams it in batches (:func:`workbench.analysis.mc_evaluate`)."""
+
+    def __init__(self, dataset, mean: np.ndarray, std: np.ndarray):
+        self.dataset = dataset
+        self.mean = torch.from_numpy(np.asarray(mean, dtype=np.float32))
+        self.std = torch.from_numpy(np.asarray(std, dtype=np.float32))
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def raw(self, i: int) -> tuple[np.ndarray, int]:
+        """Item ``i`` laid out, before normalisation, and its label."""
+        x, y = self.dataset[i]
+        return _layout("x_test", np.asarray(x)[None])[0], y
+
+    def __getitem__(self, i):
+        x, y = self.raw(i)
+        return (torch.from_numpy(x) - self.mean) / self.std, int(y)
+
+
+def _check_streamed_test(test: StreamedTestSet, sample_shape: tuple[int, ...], classes: int) -> None:
+    """One pass over a streamed test split (one item in memory at a time): the checks
+    :func:`_bundle` makes on arrays, before any training."""
+    for i in range(len(test)):
+        x, y = test.raw(i)
+        if not np.issubdtype(x.dtype, np.number):
+            raise KnobError(f"x_test item {i} has dtype {x.dtype}: pixels and samples must be numbers")
+        if x.shape != sample_shape:
+            raise KnobError(f"x_train samples are {sample_shape} but x_test item {i} is {x.shape}: "
+                            "both splits must have one sample shape")
+        bad = int((~np.isfinite(x)).sum())
+        if bad:
+            raise KnobError(f"x_test item {i} (shape {x.shape}) has {bad} NaN or infinite values: every value "
+                            "must be finite")
+        try:
+            label = int(y)
+        except (TypeError, ValueError):
+            raise KnobError(f"y_test item {i} is {y!r}: labels are class indices 0..K-1") from None
+        if label != y or not 0 <= label < classes:
+            raise KnobError(f"y_test item {i} has label {y!r} but y_train's labels are 0..{classes - 1}: a test label "
+                            f"must be an integer below the number of classes ({classes})")
 
 
 # --------------------------------------------------------------------------- checks, layout, normalisation
@@ -199,6 +258,8 @@ def _labels(name: str, y: np.ndarray, n: int, x_name: str) -> np.ndarray:
 
 
 def _bundle(spec: str, x_tr, y_tr, x_te, y_te) -> DataBundle:
+    if y_te is None:               # a factory's test split: streamed, checked item by item
+        return _streamed_bundle(spec, x_tr, y_tr, x_te)
     for name, x in (("x_train", x_tr), ("x_test", x_te)):
         if not np.issubdtype(np.asarray(x).dtype, np.number):
             raise KnobError(f"{name} has dtype {np.asarray(x).dtype}: pixels and samples must be numbers")
@@ -230,6 +291,30 @@ def _bundle(spec: str, x_tr, y_tr, x_te, y_te) -> DataBundle:
     tensors = [TensorDataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y))
                for x, y in ((x_tr, y_tr), (x_te, y_te))]
     return DataBundle(spec, tensors[0], tensors[1], num_classes=classes, in_channels=int(x_tr.shape[1]),
+                      image_size=int(x_tr.shape[2]),
+                      normalization=(tuple(mean.ravel().tolist()), tuple(std.ravel().tolist())))
+
+
+def _streamed_bundle(spec: str, x_tr, y_tr, test_ds) -> DataBundle:
+    if not np.issubdtype(np.asarray(x_tr).dtype, np.number):
+        raise KnobError(f"x_train has dtype {np.asarray(x_tr).dtype}: pixels and samples must be numbers")
+    x_tr = _layout("x_train", np.asarray(x_tr))
+    bad = int((~np.isfinite(x_tr)).sum())
+    if bad:
+        raise KnobError(f"x_train (shape {x_tr.shape}) has {bad} NaN or infinite values: every value must be finite")
+    y_tr = _labels("y_train", np.asarray(y_tr), len(x_tr), "x_train")
+    classes = int(y_tr.max()) + 1
+    if classes < 2:
+        raise KnobError(f"y_train has a single class ({classes - 1}): a classifier needs at least two")
+    axes = (0, 2, 3) if x_tr.ndim == 4 else (0, 2)
+    mean = x_tr.mean(axis=axes, keepdims=True)
+    std = x_tr.std(axis=axes, keepdims=True)
+    std[std == 0] = 1.0
+    test = StreamedTestSet(test_ds, mean[0], std[0])
+    _check_streamed_test(test, tuple(x_tr.shape[1:]), classes)
+    x_tr = (x_tr - mean) / std
+    train = TensorDataset(torch.from_numpy(np.ascontiguousarray(x_tr, dtype=np.float32)), torch.from_numpy(y_tr))
+    return DataBundle(spec, train, test, num_classes=classes, in_channels=int(x_tr.shape[1]),
                       image_size=int(x_tr.shape[2]),
                       normalization=(tuple(mean.ravel().tolist()), tuple(std.ravel().tolist())))
 

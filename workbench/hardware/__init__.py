@@ -1,10 +1,17 @@
-"""Memory models: pure tensor code, no training, no UI."""
+"""Memory models: pure tensor code, no training, no UI.
+
+The accelerator around a crossbar (converters, tiles, stuck-at devices, activation buffers) is a
+set of :class:`MemristorMemory` knobs (:mod:`.periphery`); its energy and latency per inference come
+from a :class:`HardwareProfile` (:mod:`.profile`).
+"""
 
 from typing import Mapping
 
 from ..knobs import check_choice
 from .base import IdealMemory, KnobError, Memory, MemoryMap, Read, make, set_knobs
 from .memristor import InjectionMemory, MemristorMemory, crossbar_power, to_conductances
+from .periphery import PERIPHERY_DEFAULTS, crossbar_mvm
+from .profile import COMPONENTS, DEFAULT_PROFILE, PROFILES, HardwareProfile, layer_cost, make_profile, profile_from_dict
 from .quant import QuantizedMemory, binarize, quantize_linear
 from .sram import (
     ENERGY_REFERENCES,
@@ -52,6 +59,8 @@ def memory_map_from_dict(d: dict | None) -> MemoryMap:
 
 
 __all__ = [
+    "COMPONENTS", "DEFAULT_PROFILE", "HardwareProfile", "PERIPHERY_DEFAULTS", "PROFILES", "crossbar_mvm", "layer_cost",
+    "make_profile", "profile_from_dict",
     "ENERGY_REFERENCES", "IdealMemory", "InjectionMemory", "KnobError", "Memory", "MemoryMap", "MemristorMemory",
     "QuantizedMemory", "Read", "SRAMMemory", "TECHNOLOGIES", "binarize", "crossbar_power", "eta", "make",
     "memory_energy", "memory_from_dict", "memory_map_energy", "memory_map_from_dict", "normalised_energy",

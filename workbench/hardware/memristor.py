@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..knobs import KnobError, check_number, out_of_range, range_text
 from .base import Memory, Read
+from .periphery import PERIPHERY_DEFAULTS, stuck_at
 
 #: default maximum conductance (µS), the PCM device of [109] used in ch. 5
 G_MAX = 25.0
@@ -181,10 +182,42 @@ class MemristorMemory(Memory):
     normalise = param.Selector(default="layer", objects=["layer", "column"],
                                doc="‖W‖∞ taken over the whole layer or per output column")
     column_g_u = param.Parameter(None, doc="optional per-column g_u (1-D, µS); overrides g_u")
+    # periphery (workbench.hardware.periphery): each default switches its effect off and is left out of knobs()
+    dac_bits = param.Integer(None, bounds=(2, 16), allow_None=True,
+                             doc="DAC resolution (bits; None = ideal): 2^b - 1 levels over the input range, "
+                                 "aihwkit inp_res = 1/(2^b - 2)")
+    dac_range = param.Selector(default="calibrated", objects=["calibrated", "fixed"],
+                               doc="DAC full scale: the largest |input| on calibration data, or dac_bound")
+    dac_bound = param.Number(1.0, bounds=(0.0, 1e6), inclusive_bounds=(False, True),
+                             doc="DAC full scale (input units) when dac_range='fixed'")
+    adc_bits = param.Integer(None, bounds=(2, 16), allow_None=True,
+                             doc="ADC resolution (bits; None = ideal), one ADC per tile column partial sum, "
+                                 "aihwkit out_res = 1/(2^b - 2)")
+    adc_range = param.Selector(default="calibrated", objects=["calibrated", "fixed"],
+                               doc="ADC full scale: the largest |tile partial sum| on calibration data, or adc_bound")
+    adc_bound = param.Number(12.0, bounds=(0.0, 1e6), inclusive_bounds=(False, True),
+                             doc="ADC full scale in normalised units (x/x_b)·(W/‖W‖∞) when adc_range='fixed' "
+                                 "(aihwkit out_bound, default 12)")
+    inp_noise = param.Number(0.0, bounds=(0.0, 1.0), doc="std of Gaussian DAC output noise, relative to the "
+                                                          "DAC full scale (aihwkit inp_noise)")
+    out_noise = param.Number(0.0, bounds=(0.0, 10.0), doc="std of Gaussian noise on each tile partial sum before "
+                                                           "its ADC, normalised units (aihwkit out_noise)")
+    tile_rows = param.Integer(None, bounds=(1, 1 << 20), allow_None=True,
+                              doc="rows (inputs) per crossbar tile; None = the whole layer in one tile")
+    tile_cols = param.Integer(None, bounds=(1, 1 << 20), allow_None=True,
+                              doc="columns (outputs) per crossbar tile; None = the whole layer (energy/latency only)")
+    stuck_min = param.Number(0.0, bounds=(0.0, 1.0), doc="rate of devices stuck at g_min (per programmed chip)")
+    stuck_max = param.Number(0.0, bounds=(0.0, 1.0), doc="rate of devices stuck at g_max (per programmed chip)")
+    act_p = param.Number(0.0, bounds=(0.0, 0.5), doc="bit error rate of the SRAM buffer holding this layer's "
+                                                      "input activations (eq 3.28–3.29; 0 = exact activations)")
+    act_bits = param.Integer(8, bounds=(2, 32), doc="word length (bits) of the activation buffer")
 
     def check(self) -> None:
         """Refuse a ``g_u`` (or a per-column ``column_g_u``) outside ``(g_min, g_max]``."""
         rng = range_text(self.g_min, self.g_max, (False, True))
+        if self.stuck_min + self.stuck_max > 1:
+            raise out_of_range("stuck_min + stuck_max", self.stuck_min + self.stuck_max, "in [0, 1]",
+                               "a device is stuck at g_min or at g_max, not both")
         if not (self.g_min < self.g_u <= self.g_max):
             raise out_of_range("g_u", self.g_u, f"in (g_min, g_max] = {rng}")
         if self.column_g_u is not None:
@@ -204,7 +237,20 @@ class MemristorMemory(Memory):
 
     @property
     def is_noisy(self) -> bool:
-        return (self.sigma_c > 0) if self.noise == "multiplicative" else (self.sigma > 0)
+        noisy = (self.sigma_c > 0) if self.noise == "multiplicative" else (self.sigma > 0)
+        return noisy or self.stuck_min > 0 or self.stuck_max > 0 or self.forward_random
+
+    @property
+    def periphery_active(self) -> bool:
+        """Whether the forward pass goes through :func:`~workbench.hardware.periphery.crossbar_mvm`
+        (a converter, a tiling, input/output noise or activation-buffer faults is set)."""
+        return (self.dac_bits is not None or self.adc_bits is not None or self.tile_rows is not None
+                or self.forward_random)
+
+    @property
+    def forward_random(self) -> bool:
+        """Whether the forward pass itself draws random numbers (input/output noise, buffer flips)."""
+        return self.inp_noise > 0 or self.out_noise > 0 or self.act_p > 0
 
     @property
     def noise_knob(self) -> str:
@@ -218,6 +264,9 @@ class MemristorMemory(Memory):
 
     def knobs(self):
         out = super().knobs()
+        for k, default in PERIPHERY_DEFAULTS.items():      # an "off" periphery knob keeps today's cache keys
+            if out.get(k) == default:
+                del out[k]
         if out.get("column_g_u") is not None:
             out["column_g_u"] = [float(v) for v in torch.as_tensor(out["column_g_u"]).flatten()]
         return out
@@ -237,6 +286,9 @@ class MemristorMemory(Memory):
     def read(self, weight: torch.Tensor, generator: torch.Generator | None = None) -> Read:
         gp, gm, k = self.program(weight)
         gp_n, gm_n = self.add_noise(gp, generator), self.add_noise(gm, generator)
+        if self.stuck_min > 0 or self.stuck_max > 0:      # after the noise: a stuck device reads its stuck value
+            gp_n = stuck_at(gp_n, self.stuck_min, self.stuck_max, self.g_min, self.g_max, generator)
+            gm_n = stuck_at(gm_n, self.stuck_min, self.stuck_max, self.g_min, self.g_max, generator)
         return Read(
             from_conductances(gp_n, gm_n, k).to(weight.dtype),
             {"g_plus": gp_n, "g_minus": gm_n, "k": torch.as_tensor(k)},

@@ -17,6 +17,7 @@ from torch.func import functional_call
 
 from ..hardware.base import IdealMemory, KnobError, Memory, MemoryMap
 from ..hardware.memristor import conv_op, linear_op
+from ..hardware.periphery import calibration_of, crossbar_mvm
 from ..hardware.quant import binarize, binary_output_scale
 
 _state = threading.local()
@@ -34,6 +35,29 @@ def weights_as_given():
         _state.as_given = prev
 
 
+@contextlib.contextmanager
+def forward_generator(generator: torch.Generator | None):
+    """Inside this context the periphery's forward-pass randomness (input/output noise,
+    activation-buffer flips, :mod:`workbench.hardware.periphery`) draws from ``generator`` (one per
+    Monte-Carlo draw); outside it, from the layer's own ``generator``."""
+    prev = getattr(_state, "forward_generator", None)
+    _state.forward_generator = generator
+    try:
+        yield
+    finally:
+        _state.forward_generator = prev
+
+
+@contextlib.contextmanager
+def _calibrating():
+    prev = getattr(_state, "calibrating", False)
+    _state.calibrating = True
+    try:
+        yield
+    finally:
+        _state.calibrating = prev
+
+
 class NoisyMixin:
     """Shared behaviour of :class:`NoisyConv2d` and :class:`NoisyLinear`."""
 
@@ -46,6 +70,9 @@ class NoisyMixin:
         self.generator: torch.Generator | None = None
         fan_in = self.weight[0].numel()
         self.out_scale = binary_output_scale(fan_in) if binary else 1.0
+        #: ranges of the periphery's converters (:func:`workbench.hardware.periphery.calibration_of`),
+        #: set by :func:`calibrate_periphery`; ``None``: calibrated on the first input seen
+        self.periphery_calibration: dict | None = None
 
     def quantized_weight(self) -> torch.Tensor:
         """``q(W)``: the value that is stored in memory (sign(W) for BinaryConnect)."""
@@ -76,7 +103,18 @@ class NoisyMixin:
             w, r = (self.weight if part is None else self.weight[part]), None
         else:
             w, r = self.read_weight(part=part)
-        y = self.crossbar_op()(x, w)
+        mem = self.memory
+        if getattr(_state, "calibrating", False) and getattr(mem, "technology", "") == "memristor":
+            self.periphery_calibration = calibration_of(self.crossbar_op(), x, w, mem.tile_rows)
+            y = self.crossbar_op()(x, w)
+        elif getattr(mem, "periphery_active", False):
+            cal = self.periphery_calibration
+            if cal is None or cal["tile_rows"] != mem.tile_rows:
+                cal = self.periphery_calibration = calibration_of(self.crossbar_op(), x, w, mem.tile_rows)
+            gen = getattr(_state, "forward_generator", None)
+            y = crossbar_mvm(self.crossbar_op(), x, w, mem, cal, gen if gen is not None else self.generator)
+        else:
+            y = self.crossbar_op()(x, w)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, *([1] * (y.dim() - 2)))
         return y * self.out_scale if self.binary else y
@@ -144,6 +182,30 @@ def capture_layer_inputs(model: nn.Module, params: dict[str, torch.Tensor], x: t
         for h in hooks:
             h.remove()
     return out, seen
+
+
+def calibrate_periphery(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> dict[str, dict]:
+    """Record the converter ranges of every crossbar layer (:func:`~workbench.hardware.periphery.calibration_of`:
+    largest ``|input|``, ``‖W‖∞``, largest tile partial sum) on the calibration inputs ``x`` with
+    noise-free weights and ideal converters, the activations coming from the noise-free layers
+    before.  Kept on each layer (``periphery_calibration``) until the next calibration; returns them
+    by layer name.  No gradient."""
+    layers = noisy_layers(model)
+    params = {f"{name}.weight": layer.quantized_weight().detach() for name, layer in layers.items()}
+    merged: dict[str, dict] = {}
+    with weights_as_given(), _calibrating(), torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            functional_call(model, params, (x[i:i + batch_size],))
+            for name, layer in layers.items():
+                cal = layer.periphery_calibration
+                if getattr(layer.memory, "technology", "") != "memristor" or cal is None:
+                    continue
+                prev = merged.get(name)
+                merged[name] = cal if prev is None else {
+                    **cal, **{k: max(prev[k], cal[k]) for k in ("x_max", "w_scale", "y_max")}}
+    for name, cal in merged.items():
+        layers[name].periphery_calibration = cal
+    return merged
 
 
 def layer_param_counts(model: nn.Module) -> dict[str, int]:
