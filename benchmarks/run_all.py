@@ -18,6 +18,7 @@ import bench_montecarlo
 import bench_page
 import bench_sam
 import bench_store
+import bench_streaming_memory
 import bench_time_to_accuracy
 import bench_train_noise
 
@@ -30,6 +31,7 @@ BENCHMARKS = [
     bench_sam,
     bench_memse,
     bench_store,
+    bench_streaming_memory,
     bench_page,
     bench_dask,
     bench_time_to_accuracy,

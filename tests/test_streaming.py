@@ -93,3 +93,96 @@ def test_streamed_bad_input(model, data):
         mc_evaluate(model, TensorDataset(x, y), y, make(SRAMMemory, p=0.01), draws=2, device="cpu")
     with pytest.raises(ValueError, match="no sample"):
         mc_evaluate(model, TensorDataset(x[:0], y[:0]), None, make(SRAMMemory, p=0.01), draws=2, device="cpu")
+
+
+FACTORY = '''
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+READS = []
+
+
+class Lazy(Dataset):
+    """Test images made on access (NHWC, as an image library gives them), each read recorded."""
+
+    def __init__(self, n, bad_label=False):
+        self.n, self.bad_label = n, bad_label
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        READS.append(i)
+        g = torch.Generator().manual_seed(1000 + i)
+        x = torch.rand((8, 8, 3), generator=g) * 255
+        return x.numpy(), 7 if (self.bad_label and i == self.n - 1) else i % 3
+
+
+def train_x():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand((30, 8, 8, 3), generator=g) * 255
+
+
+def factory():
+    return TensorDataset(train_x(), torch.arange(30) % 3), Lazy(20)
+
+
+def bad():
+    return TensorDataset(train_x(), torch.arange(30) % 3), Lazy(20, bad_label=True)
+
+
+def stacked():
+    """The same data as arrays, for the .npz path."""
+    lazy = Lazy(20)
+    x_te = np.stack([lazy[i][0] for i in range(20)])
+    return train_x().numpy(), (torch.arange(30) % 3).numpy(), x_te, np.arange(20) % 3
+'''
+
+
+@pytest.fixture
+def factory_module(tmp_path, monkeypatch):
+    (tmp_path / "lazy_factory_mod.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    import sys
+    sys.modules.pop("lazy_factory_mod", None)
+    return importlib.import_module("lazy_factory_mod")
+
+
+def test_factory_test_split_streams(factory_module, tmp_path):
+    from workbench.userdata import StreamedTestSet, load_user_data
+    data = load_user_data("lazy_factory_mod:factory")
+    assert isinstance(data.test, StreamedTestSet)
+    assert factory_module.READS == list(range(20))          # one checking pass, item by item
+    x_tr, y_tr, x_te, y_te = factory_module.stacked()
+    np.savez(tmp_path / "same.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
+    ref = load_user_data(str(tmp_path / "same.npz"))
+    assert data.normalization == ref.normalization
+    xs, ys = as_tensors(data.test)
+    xr_, yr = as_tensors(ref.test)
+    np.testing.assert_allclose(xs.numpy(), xr_.numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ys.numpy(), yr.numpy())
+
+
+def test_factory_bad_test_label_refused_before_use(factory_module):
+    from workbench.userdata import load_user_data
+    with pytest.raises(KnobError, match="y_test item 19 has label 7"):
+        load_user_data("lazy_factory_mod:bad")
+
+
+def test_evaluate_streams_a_factory_test_split(factory_module, tmp_path):
+    from workbench.experiments import Store, preset_config
+    from workbench.experiments.core import evaluate, train_model
+    from workbench.hardware import memory_map_from_dict
+    from workbench.userdata import load_user_data
+    cfg = preset_config("digits-cnn", epochs=1).replace(data="lazy_factory_mod:factory")
+    memory = {"default": {"technology": "memristor", "sigma_c": 0.3}}
+    store = Store(tmp_path / "store")
+    ds = evaluate(cfg, memory, draws=4, seed=2, store=store, device="cpu")
+    model = train_model(cfg, store, device="cpu").model
+    x, y = as_tensors(load_user_data("lazy_factory_mod:factory").test)
+    ref = mc_evaluate(model, x, y, memory_map_from_dict(memory), 4, seed=2, device="cpu")
+    np.testing.assert_array_equal(ds.accuracy.values, ref.accuracy.values)
+    np.testing.assert_array_equal(ds.power.values, ref.power.values)
+    assert ds.attrs["n_test"] == 20

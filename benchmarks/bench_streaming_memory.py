@@ -1,0 +1,139 @@
+"""Peak memory of a Monte-Carlo evaluation: a streamed 50 000-image test set vs the same set materialised.
+
+A lazy test set of 50 000 seeded 3×32×32 float32 images (each generated on access from its
+index; labels from the image) is evaluated by ``mc_evaluate`` (SmallCNN w = 0.25, untrained,
+memristor σ_c = 0.1, 3 draws, batches of 256): once streamed (``mc_evaluate(model, dataset,
+None, ...)``), once materialised first (``as_tensors`` of the same set, then the tensor path).
+Each case runs in its own fresh Python process so that its baseline is clean; the peak is the
+growth of the resident-set high-water mark (``resource.getrusage``, ``ru_maxrss``) from just
+before the evaluation (model, dataset object and libraries already loaded) to its end.  It is
+printed against the model's size plus one batch (what streaming should need, plus the
+activations of one batch) and against the size of the whole test set.
+
+    python benchmarks/bench_streaming_memory.py [--device cuda] [--n 50000] [--draws 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from _common import command_line, device_from, parser, report
+
+N_IMAGES = 50_000
+DRAWS = 3
+BATCH = 256
+SHAPE = (3, 32, 32)
+MIB = 2 ** 20
+
+
+class GeneratedImages(torch.utils.data.Dataset):
+    """``n`` seeded 3×32×32 images, each made when it is read: nothing is held but ``n``."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(int(i))
+        x = torch.randn(SHAPE, generator=g)
+        return x, int(x[0, 0, :10].sum() > 0) * 5 + int(i) % 5          # 10 classes
+
+
+def _rss_high_water_bytes() -> int:
+    # ru_maxrss is KiB on Linux, bytes on macOS
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+def _case(mode: str, n: int, draws: int, device: str) -> dict:
+    """One evaluation in this (fresh) process; the high-water growth it caused, in bytes."""
+    from workbench.analysis.montecarlo import mc_evaluate
+    from workbench.datasets import as_tensors
+    from workbench.hardware import MemoryMap, MemristorMemory, make
+    from workbench.nn import SmallCNN, noisy_layers
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = SmallCNN(in_channels=3, num_classes=10, width=0.25).eval()
+    test = GeneratedImages(n)
+    mem = MemoryMap(make(MemristorMemory, sigma_c=0.1))
+    # warm-up on 2 batches: allocator pools, lazy imports and kernels are outside the measurement
+    mc_evaluate(model, torch.utils.data.Subset(test, range(2 * BATCH)), None, mem, draws=1, device=device,
+                batch_size=BATCH)
+    base = _rss_high_water_bytes()
+    t0 = time.perf_counter()
+    if mode == "streamed":
+        ds = mc_evaluate(model, test, None, mem, draws=draws, device=device, batch_size=BATCH, seed=0)
+    else:
+        x, y = as_tensors(test)
+        ds = mc_evaluate(model, x, y, mem, draws=draws, device=device, batch_size=BATCH, seed=0)
+    seconds = time.perf_counter() - t0
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    model_bytes += sum(b.numel() * b.element_size() for b in model.buffers())
+    return {"peak": _rss_high_water_bytes() - base, "seconds": seconds, "model": model_bytes,
+            "accuracy": ds.accuracy.values.tolist(), "layers": len(noisy_layers(model))}
+
+
+def run(device: torch.device, repeats: int | None = None, n: int = N_IMAGES, draws: int = DRAWS) -> dict:
+    del repeats       # a memory high-water mark is measured once per fresh process
+    here = Path(__file__).resolve()
+    out = {}
+    for mode in ("streamed", "materialised"):
+        proc = subprocess.run([sys.executable, str(here), "--case", mode, "--n", str(n), "--draws", str(draws),
+                               "--device", str(device)], capture_output=True, text=True, check=False,
+                              cwd=here.parent)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the {mode} case failed:\n{proc.stderr[-2000:]}")
+        out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    model_bytes = out["streamed"]["model"]
+    batch_bytes = BATCH * 3 * 32 * 32 * 4
+    set_bytes = n * 3 * 32 * 32 * 4
+    rows = [[mode, r["peak"] / MIB, r["peak"] / (model_bytes + batch_bytes), r["peak"] / set_bytes, r["seconds"]]
+            for mode, r in out.items()]
+    same = out["streamed"]["accuracy"] == out["materialised"]["accuracy"]
+    s_peak, m_peak = out["streamed"]["peak"], out["materialised"]["peak"]
+    checks = [(f"streamed peak ({s_peak / MIB:.1f} MiB) below a tenth of the whole test set "
+               f"({set_bytes / MIB:.1f} MiB)", s_peak < set_bytes / 10),
+              ("streamed and materialised per-draw accuracies identical (same seed)", same)]
+    notes = [f"model size {model_bytes / MIB:.3f} MiB ({model_bytes} B), one batch of {BATCH} inputs "
+             f"{batch_bytes / MIB:.2f} MiB, model + one batch {(model_bytes + batch_bytes) / MIB:.2f} MiB; "
+             f"whole test set {n} x 3x32x32 float32 = {set_bytes / MIB:.1f} MiB",
+             "each case runs in a fresh process on 1 CPU thread (cpu) or the device named above",
+             "peak = growth of the process's resident-set high-water mark (ru_maxrss) during the evaluation, "
+             "in a fresh process per case; it includes one batch's activations and the collation copy",
+             f"accuracies (untrained network, a memory check, not a result): {out['streamed']['accuracy']}"]
+    return {"title": f"bench_streaming_memory: mc_evaluate peak memory, {n} generated images, {draws} draws, "
+                     f"SmallCNN w=0.25, memristor sigma_c=0.1",
+            "columns": ["test set", "peak MiB", "x (model + 1 batch)", "x whole set", "seconds"],
+            "rows": rows, "checks": checks, "notes": notes,
+            "summary": [("streaming_memory", "streamed peak / whole test set", s_peak / set_bytes, None),
+                        ("streaming_memory", "materialised peak / streamed peak", m_peak / max(s_peak, 1), None)]}
+
+
+def main() -> None:
+    p = parser(__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=N_IMAGES, help="test images (default 50 000)")
+    p.add_argument("--draws", type=int, default=DRAWS, help="Monte-Carlo draws (default 3)")
+    p.add_argument("--case", choices=("streamed", "materialised"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.case:
+        print(json.dumps(_case(args.case, args.n, args.draws, args.device or "cpu")))
+        return
+    device = device_from(args.device)
+    t0 = time.perf_counter()
+    print(report(run(device, n=args.n, draws=args.draws), device, command_line()))
+    print(f"(ran in {time.perf_counter() - t0:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
