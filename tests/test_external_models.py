@@ -11,7 +11,8 @@ import torch
 
 from workbench.knobs import KnobError
 from workbench.nn import NoisyConv2d, noisy_layers
-from workbench.nn.external import build_user_model, load_weights, model_digest, registered
+from workbench.nn.external import build_user_model, load_weights, model_digest
+from workbench.plugins import registered
 
 FACTORY = textwrap.dedent('''
     import torch.nn as nn

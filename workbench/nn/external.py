@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import pickle
@@ -41,12 +40,11 @@ import torch
 import torch.nn as nn
 
 from ..knobs import KnobError
+from ..plugins import MODEL_GROUP, registered
 
-__all__ = ["EXPORTED_PREFIX", "MODEL_GROUP", "DATA_GROUP", "build_user_model", "exported_dir",
+__all__ = ["EXPORTED_PREFIX", "build_user_model", "exported_dir",
            "exported_memory_overrides", "load_factory", "load_weights", "model_digest", "registered"]
 
-MODEL_GROUP = "workbench.models"
-DATA_GROUP = "workbench.datasets"
 #: a model spec ``exported:DIR`` names a network written by ``workbench nas --export DIR``
 EXPORTED_PREFIX = "exported:"
 
@@ -98,11 +96,6 @@ def exported_memory_overrides(spec: str, default: Mapping[str, Any]) -> dict[str
         g_max = max(float(default.get("g_max", g_u)), float(g_u), float((layers.get(name) or {}).get("g_max", 0.0)))
         out[name] = {**default, "g_u": float(g_u), "g_max": g_max}
     return out
-
-
-def registered(group: str = MODEL_GROUP) -> dict[str, str]:
-    """Names installed packages register under ``group``: name -> ``module:attribute``."""
-    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=group)}
 
 
 def load_factory(spec: str, group: str = MODEL_GROUP) -> Callable[..., Any]:

@@ -32,7 +32,7 @@ from ..hardware import ENERGY_REFERENCES, MemristorMemory, SRAMMemory, memory_fr
 from ..hardware.sram import eta, memory_map_energy_terms
 from ..keys import spec_key
 from ..knobs import KnobError
-from ..nn.external import MODEL_GROUP, registered
+from ..plugins import MODEL_GROUP, registered
 from ..training import TrainConfig
 from .base import BackgroundState, result_param
 from .urlstate import URLKnob, URLValueError, fmt_number

@@ -235,7 +235,7 @@ def path_keys(obj: Any, where: str = "") -> list[str]:
     (:data:`PATH_KEYS`), as dotted paths (``experiments.robustness.train.init_weights``).  A
     network or data set named by what an installed package registers (``workbench.models`` /
     ``workbench.datasets``) is not a path: the server's administrator installed that code."""
-    from ..nn.external import DATA_GROUP, MODEL_GROUP, registered
+    from ..plugins import DATA_GROUP, MODEL_GROUP, registered
     allowed = {"user_model": set(registered(MODEL_GROUP)), "model": set(registered(MODEL_GROUP)),
                "data": set(registered(DATA_GROUP))}
     found = []
