@@ -9,7 +9,10 @@
 * ``path/to/folder`` of class sub-folders of images: ``train/<class>/*`` and ``test/<class>/*``,
   or ``<class>/*`` split with a seeded, stratified split (every image the same size and mode);
 * ``package.module:factory`` (a callable returning ``(train_dataset, test_dataset)`` of ``(x, y)``
-  items) — code the user names on their own machine; a served page never reaches this.
+  items) — code the user names on their own machine; a served page never reaches this;
+* a name an installed package registers under the entry-point group ``workbench.datasets``
+  (``[project.entry-points."workbench.datasets"] mine = "mypkg.data:mine"``), whose value is such a
+  factory.
 
 A factory's test split is never stacked: it stays a :class:`StreamedTestSet` (checked in one
 item-by-item pass, normalised on access) that Monte-Carlo evaluation streams in batches.  A ``.npz``
@@ -37,6 +40,7 @@ from torch.utils.data import TensorDataset
 
 from .datasets import DataBundle
 from .knobs import KnobError, check_number
+from .plugins import DATA_GROUP, registered
 
 __all__ = ["IMAGE_SUFFIXES", "NPZ_KEYS", "StreamedTestSet", "data_digest", "load_user_data", "read_test_npz",
            "user_data_kind"]
@@ -47,6 +51,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def user_data_kind(spec: str) -> str:
     """``"npz"``, ``"folder"`` or ``"factory"``: how :func:`load_user_data` reads ``spec``."""
+    if spec in registered(DATA_GROUP):
+        return "factory"
     path = Path(spec).expanduser()
     if spec.endswith(".npz"):
         return "npz"
@@ -160,7 +166,7 @@ def _read_folder(root: Path, seed: int, test_fraction: float):
 def _read_factory(spec: str):
     """The factory's training split stacked (training and its normalisation read it all) and its
     test split as given (a Dataset, streamed later: never stacked)."""
-    module, _, name = spec.partition(":")
+    module, _, name = registered(DATA_GROUP).get(spec, spec).partition(":")
     try:
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:

@@ -12,12 +12,13 @@ import torch.nn as nn
 import xarray as xr
 from torch.utils.data import TensorDataset
 
-from ..analysis.montecarlo import check_draw_args, mc_evaluate, summarize
+from ..analysis.montecarlo import check_draw_args, clean_accuracy, mc_evaluate, summarize
 from ..datasets import DataBundle, as_tensors
 from ..hardware import ENERGY_REFERENCES, MemoryMap, memory_map_from_dict
 from ..hardware.sram import storage_bits
 from ..knobs import KnobError, check_choice
 from ..nn import layer_param_counts, set_memory
+from ..nn.external import exported_dir
 from ..training import TrainConfig, data_for, make_model, train
 from .store import Store, spec_key
 
@@ -155,7 +156,17 @@ def train_model(cfg: TrainConfig, store: Store | None = None, *, device: str = "
     if obj is None:
         with store.lock("weights", key):
             obj = None if recompute else store.load_object("weights", key, repair=True)
-            if obj is None:
+            if obj is None and exported_dir(cfg.user_model) is not None:
+                # a searched network (nas --export) is deployed as exported: its weights, never retrained
+                data = data if data is not None else data_for(cfg, data_root, augment=False)
+                model = make_model(cfg, data)
+                obj = {"state_dict": model.state_dict(),
+                       "history": {"loss": [], "train_accuracy": [], "test_accuracy": []},
+                       "test_accuracy": clean_accuracy(model, *as_tensors(data.test), device="cpu"),
+                       "train_seconds": 0.0, "device": "cpu"}
+                store.save_object("weights", key, obj, spec)
+                cached = False
+            elif obj is None:
                 res = train(cfg, data=data, device=device, progress=progress, cancel=cancel, data_root=data_root)
                 obj = {"state_dict": res.model.state_dict(), "history": res.history, "test_accuracy": res.test_accuracy,
                        "train_seconds": res.train_seconds, "device": res.device}
