@@ -7,6 +7,7 @@ mean; optionally draws continue until that interval is narrower than a target (t
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from typing import Callable
@@ -22,9 +23,12 @@ from torch.utils.data import DataLoader, Dataset
 from ..device import resolve_device
 from ..hardware import Memory, MemoryMap
 from ..hardware.memristor import crossbar_power
+from ..hardware.periphery import input_bound
+from ..hardware.profile import COMPONENTS, HardwareProfile, layer_cost
 from ..hardware.sram import normalised_energy
 from ..knobs import KnobError, check_choice, check_int, check_number, check_probability, check_seed
 from ..nn import capture_layer_inputs, layer_param_counts, noisy_layers, set_memory, weights_as_given
+from ..nn.layers import calibrate_periphery, forward_generator
 from ..training.trainer import Cancelled
 
 
@@ -78,31 +82,41 @@ def _params(reads) -> dict[str, torch.Tensor]:
     return {f"{name}.weight": w for name, (w, _) in reads.items()}
 
 
-def _correct_loop(model, reads_list, x, y, batch_size):
+def _forward_gens(seeds, dev):
+    """One generator per draw for the periphery's forward-pass noise (``None`` entries when the
+    memories draw none: nothing is then drawn and today's streams are untouched)."""
+    return [None if s is None else torch.Generator(device=dev).manual_seed(s) for s in seeds]
+
+
+def _correct_loop(model, reads_list, x, y, batch_size, seeds=None):
     res = []
+    gens = _forward_gens(seeds or [None] * len(reads_list), x.device)
     with weights_as_given():
-        for reads in reads_list:
+        for reads, g in zip(reads_list, gens):
             params = _params(reads)
             c = 0
-            for i in range(0, len(x), batch_size):
-                out = functional_call(model, params, (x[i:i + batch_size],))
-                c += (out.argmax(1) == y[i:i + batch_size]).sum().item()
+            with forward_generator(g):
+                for i in range(0, len(x), batch_size):
+                    out = functional_call(model, params, (x[i:i + batch_size],))
+                    c += (out.argmax(1) == y[i:i + batch_size]).sum().item()
             res.append(c)
     return res
 
 
-def _correct_streamed(model, reads_list, test, dev):
+def _correct_streamed(model, reads_list, test, dev, seeds=None):
     """Correct predictions of each draw of ``reads_list`` on the streamed ``test`` (an iterable of
     ``(x, y)`` batches, read once for the whole chunk of draws: each batch is scored under every
     draw before the next is fetched).  Counts are integers, so the order of the sum does not change
     them: equal to :func:`_correct_loop` when the batches are the same slices."""
     res = [0] * len(reads_list)
     params = [_params(reads) for reads in reads_list]
+    gens = _forward_gens(seeds or [None] * len(reads_list), dev)
     with weights_as_given():
         for xb, yb in test:
             xb, yb = xb.to(dev), yb.to(dev)
             for k, p in enumerate(params):
-                res[k] += (functional_call(model, p, (xb,)).argmax(1) == yb).sum().item()
+                with forward_generator(gens[k]):
+                    res[k] += (functional_call(model, p, (xb,)).argmax(1) == yb).sum().item()
     return res
 
 
@@ -143,6 +157,45 @@ def draw_power(model: nn.Module, reads, x: torch.Tensor) -> dict[str, float]:
     """:func:`layer_power` of the draw ``reads`` on the inputs ``x`` (each layer's input taken from
     the noisy forward pass of that draw)."""
     return layer_power(model, reads, capture_layer_inputs(model, _params(reads), x)[1])
+
+
+def layer_geometry(model: nn.Module, inputs) -> dict[str, dict[str, int]]:
+    """Per layer: crossbar ``rows`` (fan-in of one output), ``cols`` (outputs), output ``positions``
+    and input activations (``inputs``) per sample, stored ``weights``; from each layer's input."""
+    out = {}
+    for name, layer in noisy_layers(model).items():
+        x = inputs[name][:1]
+        w = layer.quantized_weight().detach()
+        with torch.no_grad():
+            y = layer.crossbar_op()(x, w)
+        out[name] = {"rows": w[0].numel(), "cols": w.shape[0], "positions": y.numel() // w.shape[0],
+                     "inputs": x.numel(), "weights": w.numel()}
+    return out
+
+
+def layer_energy(model: nn.Module, reads, inputs, profile: HardwareProfile,
+                 geometry: dict[str, dict[str, int]]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Energy per inference (J) by layer and component (:data:`workbench.hardware.profile.COMPONENTS`)
+    and latency (s) by layer, for the draw ``reads`` (:func:`workbench.hardware.profile.layer_cost`).
+
+    A crossbar layer's array energy is the power model of eq 3.41–3.44 on its inputs of this draw in
+    volts (``x / x_b · V_read``, ``x_b`` its DAC full scale) with the draw's noisy conductances, times
+    ``read_time_s``; ``inputs``: each layer's input on the power minibatch."""
+    energy, latency = {}, {}
+    for name, layer in noisy_layers(model).items():
+        mem = layer.memory
+        power_uw = 0.0
+        if mem.technology == "memristor":
+            _, r = reads[name]
+            if r is None:  # noise-free crossbar
+                gp, gm, _ = mem.program(layer.quantized_weight().detach())
+            else:
+                gp, gm = r.extra["g_plus"], r.extra["g_minus"]
+            x = inputs[name]
+            volts = x * (profile.read_voltage_v / input_bound(mem, layer.periphery_calibration))
+            power_uw = float(crossbar_power(layer.crossbar_op(), volts, gp, gm)) / len(x)
+        energy[name], latency[name] = layer_cost(profile, mem, array_power_uw=power_uw, **geometry[name])
+    return energy, latency
 
 
 def memory_energy_of(model: nn.Module, memory_map: MemoryMap) -> float:
@@ -195,7 +248,8 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor | Dataset | DataLoader, y: tor
                 draws: int = 30, *, seed: int = 0, device: str | torch.device = "auto",
                 target_ci_width: float | None = None, max_draws: int = 1000, chunk: int = 16,
                 mode: str = "auto", batch_size: int = 2048, power_batch: int = 128,
-                progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> xr.Dataset:
+                progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None,
+                profile: HardwareProfile | None = None, calibration: torch.Tensor | None = None) -> xr.Dataset:
     """Accuracy of ``model`` on ``(x, y)`` over Monte-Carlo draws of the memory noise.
 
     ``x`` may instead be a streamed test set, a map-style ``Dataset`` of ``(input, label)`` items
@@ -214,8 +268,20 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor | Dataset | DataLoader, y: tor
     at a time) or ``"auto"`` (whichever ``benchmarks/bench_montecarlo.py`` measured faster on the
     device type: the loop on CPU, vmap on CUDA).
     Draw ``i`` depends only on ``seed``, so results are reproducible bit for bit on one device.
+
+    Accelerator (:mod:`workbench.hardware.periphery`, :mod:`workbench.hardware.profile`): crossbar
+    memories with converters or tiles have their ranges calibrated first on ``calibration`` (inputs,
+    e.g. training samples; default: the power minibatch of the test set).  Periphery noise of the
+    forward pass (input/output noise, activation-buffer flips) draws from a generator seeded per
+    draw from the draw's generator (and forces the loop mode).  With a ``profile``
+    (:class:`~workbench.hardware.profile.HardwareProfile`) the Dataset gains ``energy_j(draw)`` (J per
+    inference), ``layer_energy_j(draw, layer, component)``, ``latency_s`` and
+    ``layer_latency_s(layer)``, computed on the power minibatch where the power is, and the profile
+    in ``attrs["hardware_profile"]`` (JSON).
     """
     draws = check_draw_args(draws, seed, target_ci_width)
+    if profile is not None and not isinstance(profile, HardwareProfile):
+        raise KnobError(f"profile={profile!r} must be a HardwareProfile (workbench.hardware.make_profile)")
     check_choice("mode", mode, ("auto", "vectorised", "loop"))
     max_draws = check_int("max_draws", max_draws, 1, 100_000)
     chunk = check_int("chunk", chunk, 1)
@@ -240,37 +306,63 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor | Dataset | DataLoader, y: tor
     model = set_memory(model.to(dev).eval(), mmap)
     try:
         return _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws, chunk, mode, batch_size,
-                            power_batch, progress, cancel)
+                            power_batch, progress, cancel, profile, calibration)
     finally:
         for name, layer in noisy_layers(model).items():
             layer.memory = previous[name]
 
 
 def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws, chunk, mode, batch_size, power_batch,
-                 progress, cancel) -> xr.Dataset:
+                 progress, cancel, profile=None, calibration=None) -> xr.Dataset:
     gen = torch.Generator(device=dev).manual_seed(seed)
-    noisy = any(layer.memory.is_noisy for layer in noisy_layers(model).values())
-    has_crossbar = any(layer.memory.technology == "memristor" for layer in noisy_layers(model).values())
+    layers = noisy_layers(model)
+    noisy = any(layer.memory.is_noisy for layer in layers.values())
+    has_crossbar = any(layer.memory.technology == "memristor" for layer in layers.values())
+    periphery = any(getattr(layer.memory, "periphery_active", False) for layer in layers.values())
+    fwd_random = any(getattr(layer.memory, "forward_random", False) for layer in layers.values())
     streamed = is_streamed(x)
     if streamed:
         test = test_loader(x, batch_size)
         n_test = test_length(x)
-        # the power minibatch (read only when a crossbar needs it): the set's first samples
-        xp = first_samples(x, power_batch).to(dev) if has_crossbar else None
+        # the power minibatch (read only when a crossbar or the energy needs it): the set's first samples
+        xp = first_samples(x, power_batch).to(dev) if has_crossbar or profile is not None else None
     else:
         x, y = x.to(dev), y.to(dev)
         n_test = len(y)
         xp = x[:power_batch]
+    if periphery or (profile is not None and has_crossbar):
+        # converter ranges (and the DAC full scale of the energy model) from noise-free weights
+        calibrate_periphery(model, (xp if calibration is None else calibration).to(dev))
 
-    def count(reads_list):
+    def count(reads_list, seeds):
         if streamed:          # the set is read once per chunk of draws, batch by batch
-            return _correct_streamed(model, reads_list, test, dev)
+            return _correct_streamed(model, reads_list, test, dev, seeds)
         if use_vmap and len(reads_list) > 1:
             return _correct_vmap(model, reads_list, x, y, batch_size)
-        return _correct_loop(model, reads_list, x, y, batch_size)
+        return _correct_loop(model, reads_list, x, y, batch_size, seeds)
 
-    # measured by benchmarks/bench_montecarlo.py: one-draw-at-a-time wins on CPU, vmap on CUDA
-    use_vmap = mode == "vectorised" or (mode == "auto" and dev.type == "cuda")
+    def draw():
+        """One draw's reads and the seed of its forward-pass noise (``None`` when none is drawn)."""
+        reads = read_weights(model, gen)
+        fseed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device).item()) if fwd_random else None
+        return reads, fseed
+
+    costs = []
+
+    def measure(reads, fseed):
+        """Power (and energy, latency with a profile) of one draw on the power minibatch."""
+        g = _forward_gens([fseed], dev)[0]
+        with forward_generator(g):
+            inputs = capture_layer_inputs(model, _params(reads), xp)[1]
+        if profile is not None:
+            if not costs:
+                costs.append(layer_geometry(model, inputs))
+            costs.append(layer_energy(model, reads, inputs, profile, costs[0]))
+        return layer_power(model, reads, inputs)
+
+    # measured by benchmarks/bench_montecarlo.py: one-draw-at-a-time wins on CPU, vmap on CUDA; the
+    # periphery's forward noise needs one generator per draw, hence the loop
+    use_vmap = (mode == "vectorised" or (mode == "auto" and dev.type == "cuda")) and not fwd_random
     limit = max(max_draws, draws) if target_ci_width is not None else draws   # draws is the minimum
     correct, powers = [], []
     total = draws if not noisy else limit
@@ -281,16 +373,18 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
         if len(correct) < draws:       # reach the minimum exactly before testing the CI width
             n = min(n, draws - len(correct))
         if not noisy:  # an ideal memory: one pass is every draw
-            reads = read_weights(model, gen)
-            c = count([reads])[0]
+            reads, fseed = draw()
+            c = count([reads], [fseed])[0]
             correct += [c] * (total - len(correct))
-            if has_crossbar:
-                powers += [draw_power(model, reads, xp)] * (total - len(powers))
+            if has_crossbar or profile is not None:
+                powers += [measure(reads, fseed)] * (total - len(powers))
+                if profile is not None:          # [geometry, the one draw's cost] -> every draw
+                    costs[1:] = costs[1:] * total
             break
-        reads_list = [read_weights(model, gen) for _ in range(n)]
-        correct += count(reads_list)
-        if has_crossbar:
-            powers += [draw_power(model, r, xp) for r in reads_list]
+        drawn = [draw() for _ in range(n)]
+        correct += count([r for r, _ in drawn], [s for _, s in drawn])
+        if has_crossbar or profile is not None:
+            powers += [measure(r, s) for r, s in drawn]
         if progress is not None:
             progress({"draw": len(correct), "draws": total})
         if target_ci_width is not None and len(correct) >= max(draws, 2):
@@ -307,10 +401,31 @@ def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws
         ds = ds.assign_coords(layer=("layer", names, {"long_name": "layer", "units": ""}))
         ds["layer_power"] = (("draw", "layer"), lp, {"long_name": "crossbar power per layer", "units": "a.u."})
         ds["power"] = ("draw", lp.sum(1), {"long_name": "crossbar power", "units": "a.u."})
+    if profile is not None:
+        ds = _with_costs(ds, costs[1:], profile)
     ds["energy"] = ((), memory_energy_of(model, mmap), {"long_name": "memory energy (÷ reliable 16-bit)", "units": "1"})
     ds.attrs.update(summarize(acc))
     ds.attrs["n_test"] = int(n_test)
     ds.attrs["seed"] = int(seed)
+    return ds
+
+
+def _with_costs(ds: xr.Dataset, costs, profile: HardwareProfile) -> xr.Dataset:
+    """``ds`` with the energy (J per inference, by draw, layer and component) and latency (s) of
+    :func:`layer_energy` for each draw's ``(energy, latency)`` in ``costs``."""
+    names = list(costs[0][0])
+    e = np.array([[[en[n][c] for c in COMPONENTS] for n in names] for en, _ in costs])
+    if "layer" not in ds.coords:
+        ds = ds.assign_coords(layer=("layer", names, {"long_name": "layer", "units": ""}))
+    ds = ds.assign_coords(component=("component", list(COMPONENTS), {"long_name": "energy component", "units": ""}))
+    ds["layer_energy_j"] = (("draw", "layer", "component"), e,
+                            {"long_name": "energy per inference by layer and component", "units": "J"})
+    ds["energy_j"] = ("draw", e.sum((1, 2)), {"long_name": "energy per inference", "units": "J"})
+    lat = costs[0][1]            # latency does not depend on the draw
+    ds["layer_latency_s"] = ("layer", [lat[n] for n in names], {"long_name": "latency per layer", "units": "s"})
+    ds["latency_s"] = ((), float(sum(lat.values())), {"long_name": "latency per inference", "units": "s"})
+    ds.attrs["hardware_profile"] = json.dumps(profile.to_dict(), sort_keys=True)
+    ds.attrs["energy_j_mean"] = float(ds["energy_j"].mean())
     return ds
 
 
