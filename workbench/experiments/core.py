@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import xarray as xr
-from torch.utils.data import TensorDataset
+from torch.utils.data import Subset, TensorDataset
 
 from ..analysis.montecarlo import check_draw_args, clean_accuracy, mc_evaluate, summarize
 from ..datasets import DataBundle, as_tensors
-from ..hardware import ENERGY_REFERENCES, MemoryMap, memory_map_from_dict
+from ..hardware import ENERGY_REFERENCES, HardwareProfile, MemoryMap, memory_map_from_dict, profile_from_dict
 from ..hardware.sram import storage_bits
 from ..knobs import KnobError, check_choice
 from ..nn import layer_param_counts, set_memory
@@ -192,28 +192,49 @@ ADABS_BATCHES = 20
 
 
 def evaluate_spec(cfg: TrainConfig, memory: dict, *, draws: int, seed: int, target_ci_width: float | None = None,
-                  adabs: bool = False) -> dict[str, Any]:
+                  adabs: bool = False, profile: HardwareProfile | Mapping | None = None) -> dict[str, Any]:
     """The complete config of :func:`evaluate`'s store entry (kind ``"evaluate"``): its cache key is
-    ``spec_key("evaluate", evaluate_spec(...))``, with ``memory`` in its canonical (validated) form."""
-    return {"train": cfg.to_dict(), "memory": memory_map_from_dict(memory).to_dict(), "draws": draws, "seed": seed,
+    ``spec_key("evaluate", evaluate_spec(...))``, with ``memory`` in its canonical (validated) form.
+    A hardware ``profile`` enters the spec (all its knobs) only when given: without one, keys are
+    those of evaluations made before profiles existed."""
+    spec = {"train": cfg.to_dict(), "memory": memory_map_from_dict(memory).to_dict(), "draws": draws, "seed": seed,
             "target_ci_width": target_ci_width, "adabs": bool(adabs)}
+    if profile is not None:
+        spec["profile"] = as_profile(profile).to_dict()
+    return spec
+
+
+def as_profile(profile: HardwareProfile | Mapping | None) -> HardwareProfile | None:
+    """A :class:`HardwareProfile` from itself or from its ``to_dict()`` (validated); ``None`` stays ``None``."""
+    return profile if profile is None or isinstance(profile, HardwareProfile) else profile_from_dict(profile)
+
+
+#: converter ranges are calibrated on this many (un-augmented) training samples
+CALIBRATION_SAMPLES = 512
 
 
 def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, target_ci_width: float | None = None,
              adabs: bool = False, store: Store | None = None, device: str = "auto", data_root: str | None = None,
-             progress=None, cancel=None, energy_reference: str = "same-network") -> xr.Dataset:
+             progress=None, cancel=None, energy_reference: str = "same-network",
+             profile: HardwareProfile | Mapping | None = None) -> xr.Dataset:
     """Monte-Carlo accuracy (and energy/power) of the trained ``cfg`` under ``memory``.
 
     ``memory`` is a :meth:`MemoryMap.to_dict` dict (validated here).  Dims: ``draw``.  ``energy``
     is relative to ``energy_reference`` (:func:`restate_energy`; not part of the cache key).
     ``adabs``: re-estimate the batch-norm statistics under that memory's noise on (up to
     :data:`ADABS_BATCHES` minibatches of) the training set first (§5.4.1).
+    ``profile``: a :class:`~workbench.hardware.HardwareProfile` (or its ``to_dict()``): the result
+    gains ``energy_j``, ``layer_energy_j``, ``latency_s`` (:func:`~workbench.analysis.montecarlo.mc_evaluate`).
+    Converter ranges of crossbar periphery (``dac_range``/``adc_range = "calibrated"``) are calibrated
+    on the first :data:`CALIBRATION_SAMPLES` un-augmented training samples.
     """
     store = store or Store()
     check_draw_args(draws, seed, target_ci_width)      # before a training this call may start
     check_choice("energy_reference", energy_reference, list(ENERGY_REFERENCES))
     mmap = memory_map_from_dict(memory)
-    spec = evaluate_spec(cfg, memory, draws=draws, seed=seed, target_ci_width=target_ci_width, adabs=adabs)
+    profile = as_profile(profile)
+    spec = evaluate_spec(cfg, memory, draws=draws, seed=seed, target_ci_width=target_ci_width, adabs=adabs,
+                         profile=profile)
 
     def compute():
         # the memory map must fit the network (layer names, 1-bit SRAM on BinaryConnect layers only):
@@ -234,8 +255,13 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
             from ..analysis.adabs import adabs as recalibrate
             x_train, _ = as_tensors(data_for(cfg, data_root, augment=False).train)    # un-augmented images
             model = recalibrate(model, mmap, x_train, max_batches=ADABS_BATCHES, seed=seed + 7919)
+        calibration = None
+        if profile is not None or any(getattr(m, "periphery_active", False)
+                                      for m in (mmap.default, *mmap.overrides.values())):
+            train_split = data_for(cfg, data_root, augment=False).train
+            calibration, _ = as_tensors(Subset(train_split, range(min(CALIBRATION_SAMPLES, len(train_split)))))
         ds = mc_evaluate(model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
-                         progress=progress, cancel=cancel)
+                         progress=progress, cancel=cancel, profile=profile, calibration=calibration)
         ds.attrs["adabs"] = int(bool(adabs))
         ds.attrs["clean_accuracy"] = trained.test_accuracy
         ds.attrs["weights_key"] = trained.cache_key
