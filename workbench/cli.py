@@ -140,15 +140,72 @@ def _check_seed(seed) -> None:
         raise out_of_range("seed", seed, "in [0, 2^63)")
 
 
+#: ``evaluate``'s crossbar periphery flags (workbench.hardware.periphery), --memory memristor only
+PERIPHERY_FLAGS = ("adc_bits", "dac_bits", "tile", "stuck_at", "act_p", "act_bits")
+
+
+def _periphery_knobs(args) -> dict[str, Any]:
+    """The crossbar periphery knobs of ``evaluate``'s flags, each checked naming its flag and range."""
+    given = [f for f in PERIPHERY_FLAGS if getattr(args, f, None) is not None]
+    if given and args.memory != "memristor":
+        raise KnobError(f"{_flag(given[0])} sets the periphery of a crossbar and has no effect with --memory "
+                        f"{args.memory}; choose --memory memristor")
+    knobs: dict[str, Any] = {}
+    for name in ("adc_bits", "dac_bits"):
+        if getattr(args, name) is not None:
+            knobs[name] = check_int(_flag(name), getattr(args, name), 2, 16, note="converter resolution in bits")
+    if args.tile is not None:
+        parts = args.tile.split(",")
+        try:
+            rows, cols = (int(v) for v in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            rows = cols = None
+        if rows is None or not (1 <= rows <= 1 << 20 and 1 <= cols <= 1 << 20):
+            raise KnobError(f"--tile={args.tile!r}: --tile must be R,C, two integers in [1, {1 << 20}] (rows and "
+                            "columns of devices per crossbar tile)")
+        knobs["tile_rows"], knobs["tile_cols"] = rows, cols
+    if args.stuck_at is not None:        # split evenly between g_min and g_max
+        rate = check_number("--stuck-at", args.stuck_at, 0.0, 1.0, note="rate of stuck devices")
+        knobs["stuck_min"] = knobs["stuck_max"] = rate / 2
+    if args.act_p is not None:
+        knobs["act_p"] = check_number("--act-p", args.act_p, 0.0, 0.5, note="activation buffer bit error rate")
+    if args.act_bits is not None:
+        knobs["act_bits"] = check_int("--act-bits", args.act_bits, 2, 32, note="activation word length")
+    return knobs
+
+
+def _profile(args):
+    """The hardware profile of ``--profile``/``--hw`` (``None`` when neither is given)."""
+    from .hardware import make_profile
+    if args.profile is None and not args.hw:
+        return None
+    overrides = {}
+    for text in args.hw or []:
+        if "=" not in text:
+            raise KnobError(f"--hw expects KEY=VALUE (a HardwareProfile knob), got {text!r}")
+        key, value = parse_assignment(text)
+        overrides[key] = value
+    try:
+        return make_profile(args.profile or "isaac", **overrides)
+    except KnobError as exc:
+        raise KnobError(f"--profile/--hw: {exc}") from None
+
+
 def cmd_evaluate(args) -> dict:
     from .experiments import evaluate
     _check_number("target_ci_width", args.target_ci, 0.0, 1.0, lo_open=True)
     _check_seed(args.seed)
     mem = _memory_dict(args)
+    periphery = _periphery_knobs(args)
+    if periphery:        # one setting for every crossbar layer, overrides (an exported net's g_u) included
+        mem = {"default": memory_from_dict({**mem["default"], **periphery}).knobs(),
+               "overrides": {k: memory_from_dict({**v, **periphery}).knobs() for k, v in mem["overrides"].items()}}
+    profile = _profile(args)
     preset, cfg = _config(args, args.memory)
     ds = evaluate(cfg, mem, draws=args.draws, seed=args.seed, target_ci_width=args.target_ci, adabs=args.adabs,
                   store=_store(args), device=args.device, data_root=args.data_root,
-                  progress=_progress("draws", args.json or args.quiet), energy_reference=args.energy_reference)
+                  progress=_progress("draws", args.json or args.quiet), energy_reference=args.energy_reference,
+                  profile=profile)
     out = {"preset": preset, "memory": mem["default"],
            **{k: ds.attrs[k] for k in ("accuracy_mean", "accuracy_std", "ci95_low", "ci95_high", "clean_accuracy")},
            "draws": int(ds.attrs["draws"]),
@@ -160,6 +217,17 @@ def cmd_evaluate(args) -> dict:
         out["energy"] = float(ds.energy)
         out["energy_reference"] = ds.attrs["energy_reference"]
         out["energy_units"] = ENERGY_REFERENCES[out["energy_reference"]]
+    if profile is not None:     # J and s per inference, means over the draws
+        e = ds.layer_energy_j.mean("draw")
+        if "energy" in out:
+            out["memory_energy"] = out.pop("energy")
+        out["energy_breakdown"] = {str(c): float(e.sel(component=c).sum()) for c in e.component.values}
+        out["energy"] = math.fsum(out["energy_breakdown"].values())
+        out["energy_per_layer"] = {str(n): float(e.sel(layer=n).sum()) for n in e.layer.values}
+        out["energy_units"] = "J per inference"
+        out["latency"] = float(ds.latency_s)
+        out["latency_units"] = "s per inference"
+        out["profile"] = profile.to_dict()
     return out
 
 
@@ -452,6 +520,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--energy-reference", choices=list(ENERGY_REFERENCES), default="same-network",
                    help="memory energy E (eq 3.30) relative to the same network read from reliable memory "
                         "(thesis §4.4, default) or to its 16-bit version (fp16)")
+    e.add_argument("--adc-bits", dest="adc_bits", type=int, help="crossbar ADC bits per tile partial sum, in [2, 16]")
+    e.add_argument("--dac-bits", dest="dac_bits", type=int, help="crossbar DAC bits per input, in [2, 16]")
+    e.add_argument("--tile", metavar="R,C", help="crossbar tile of R rows x C columns of devices (each in [1, 2^20])")
+    e.add_argument("--stuck-at", dest="stuck_at", type=float, metavar="RATE",
+                   help="rate of crossbar devices stuck (half at g_min, half at g_max), in [0, 1]")
+    e.add_argument("--act-p", dest="act_p", type=float, metavar="P",
+                   help="bit error rate of the SRAM activation buffers, in [0, 0.5]")
+    e.add_argument("--act-bits", dest="act_bits", type=int, metavar="B", help="activation word length, in [2, 32]")
+    e.add_argument("--profile", metavar="NAME", help="hardware profile for energy (J) and latency (s) per inference: "
+                                                     "isaac or survey-frontier")
+    e.add_argument("--hw", action="append", metavar="KEY=VALUE", help="override a hardware profile constant, e.g. "
+                                                                      "--hw adc_fom_j=5e-15 (implies --profile isaac)")
     e.set_defaults(func=cmd_evaluate)
 
     es = sub.add_parser("estimate", parents=[common],
