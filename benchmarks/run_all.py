@@ -3,7 +3,8 @@
     python benchmarks/run_all.py [--device cuda] [--repeats N] [--strict]
 
 ``--strict``: exit with status 1 when an acceptance check FAILs.  About 6–7 minutes on a
-quiet 2-core CPU (budget: 10 minutes).
+quiet 2-core CPU (budget: 10 minutes) before ``bench_streaming_memory`` was added; it alone takes
+about 2 minutes on a busy 2-core CPU (50 000 generated images, three evaluations).
 """
 
 from __future__ import annotations
