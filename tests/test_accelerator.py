@@ -230,3 +230,30 @@ def test_cli_evaluate_reports_energy_and_latency(tmp_path, capsys):
     assert res["memory"]["adc_bits"] == 6 and res["memory"]["tile_rows"] == 64
     rc = main(["evaluate", "--memory", "memristor", "--adc-bits", "1", "--cache-dir", str(tmp_path), "--json"])
     assert rc != 0 and "--adc-bits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows", [4, 9, 18, 10])
+def test_each_tile_partial_sum_is_the_masked_crossbar(rows):
+    """Every fast path (batched linear, grouped convolution, channel slices) gives each tile's own
+    partial sum: the operator on the weights with every row outside the tile set to zero."""
+    from workbench.hardware.memristor import conv_op, linear_op
+    from workbench.hardware.periphery import row_tiles, tile_partials
+    gen = torch.Generator().manual_seed(rows)
+    cases = [(conv_op(2, 1), torch.randn(3, 8, 6, 6, generator=gen, dtype=torch.float64),
+              torch.randn(5, 8, 3, 3, generator=gen, dtype=torch.float64)),
+             (conv_op(1, 1, 1, 2), torch.randn(2, 8, 5, 5, generator=gen, dtype=torch.float64),
+              torch.randn(6, 4, 3, 3, generator=gen, dtype=torch.float64)),
+             (linear_op, torch.randn(3, 20, generator=gen, dtype=torch.float64),
+              torch.randn(4, 20, generator=gen, dtype=torch.float64))]
+    for op, x, w in cases:
+        fan_in = w[0].numel()
+        flat = w.reshape(w.shape[0], fan_in)
+        expect = []
+        for start, stop in row_tiles(fan_in, rows):
+            mask = torch.zeros(fan_in, dtype=w.dtype)
+            mask[start:stop] = 1
+            expect.append(op(x, (flat * mask).reshape(w.shape)))
+        for grouped in (False, True):
+            got = tile_partials(op, x, w, rows, grouped=grouped)
+            assert got.shape[0] == len(expect) == math.ceil(fan_in / rows)
+            assert torch.allclose(got, torch.stack(expect), rtol=1e-12, atol=1e-12)

@@ -156,6 +156,8 @@ def conv_op(stride=1, padding=0, dilation=1, groups=1):
     every patch, hence one noise draw shared by all patches of a pass."""
     def op(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, g, None, stride, padding, dilation, groups)
+    # the same convolution with other groups: the tiles of a crossbar in one call (periphery.tile_partials)
+    op.grouped = lambda g: conv_op(stride, padding, dilation, g)
     return op
 
 

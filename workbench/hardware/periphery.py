@@ -87,8 +87,20 @@ def quantize(x: torch.Tensor, bits: int | None, bound: float) -> torch.Tensor:
     if bits is None:
         return x
     step = converter_step(bits, bound)
-    q = torch.clamp(torch.round(x / step) * step, -bound, bound)
+    levels = 2 ** (bits - 1) - 1         # = bound / step: the grid's largest code
+    if not (torch.is_grad_enabled() and x.requires_grad):      # evaluation: one new tensor, in-place passes
+        return (x / step).round_().clamp_(-levels, levels).mul_(step)
+    q = torch.clamp(torch.round(x / step), -levels, levels) * step
     return x + (q - x).detach()
+
+
+def round_codes(codes: torch.Tensor, levels: int) -> torch.Tensor:
+    """``codes`` (a converter's input in units of its step) rounded and clipped to ``[-levels,
+    levels]`` (straight-through gradient; in place on a fresh tensor when no gradient is needed)."""
+    if not (torch.is_grad_enabled() and codes.requires_grad):
+        return codes.round_().clamp_(-levels, levels)
+    q = torch.clamp(torch.round(codes), -levels, levels)
+    return codes + (q - codes).detach()
 
 
 def row_tiles(fan_in: int, tile_rows: int | None) -> list[tuple[int, int]]:
@@ -103,31 +115,59 @@ def tile_counts(rows: int, cols: int, tile_rows: int | None, tile_cols: int | No
             1 if tile_cols is None else math.ceil(cols / tile_cols))
 
 
-def tile_partials(op: Callable, x: torch.Tensor, w: torch.Tensor, tile_rows: int | None) -> list[torch.Tensor]:
-    """Column partial sums ``f(x, W ⊙ M_t)`` of every row tile ``t`` (one, ``f(x, W)``, untiled).
+def tile_partials(op: Callable, x: torch.Tensor, w: torch.Tensor, tile_rows: int | None,
+                  grouped: bool | None = None) -> torch.Tensor:
+    """Column partial sums ``f(x, W ⊙ M_t)`` of every row tile ``t``, stacked on a new first axis
+    (one tile, ``f(x, W)[None]``, when untiled).
 
     Rows are the entries of one output's flattened weight ``W[o].flatten()`` (for a convolution
     ``(C_i/groups, kernel...)`` in memory order, the rows of its unrolled matrix).  ``f`` is linear in
-    ``W``, so the partial sums add up to ``f(x, W)`` (to float rounding)."""
+    ``W``, so the partial sums add up to ``f(x, W)`` (to float rounding).  A linear layer's tiles
+    are one batched product; a convolution (groups = 1) whose tiles hold whole input channels is
+    one grouped convolution (``op.grouped``, one group per tile); other tiles read only the input
+    channels their rows belong to, one operator call each.  ``grouped``: use the grouped convolution
+    when it applies (``None``: on CUDA only; on CPU the per-tile calls measured faster)."""
     fan_in = w[0].numel()
     tiles = row_tiles(fan_in, tile_rows)
     if len(tiles) == 1:
-        return [op(x, w)]
+        return op(x, w).unsqueeze(0)
+    n, r = len(tiles), int(tile_rows)
+    if x.dim() == 2 and w.dim() == 2:                    # linear: (B, in) x (O, in), in padded to n·r rows
+        pad = n * r - fan_in
+        xt = torch.nn.functional.pad(x, (0, pad)).reshape(x.shape[0], n, r)
+        wt = torch.nn.functional.pad(w, (0, pad)).reshape(w.shape[0], n, r)
+        return torch.einsum("btr,otr->tbo", xt, wt)
+    per_channel = fan_in // w.shape[1]      # rows per input channel (kernel size)
+    same_channels = x.dim() == w.dim() and x.shape[1] == w.shape[1]       # groups = 1
+    if grouped is None:
+        grouped = x.is_cuda
+    if grouped and same_channels and hasattr(op, "grouped") and r % per_channel == 0:
+        c = r // per_channel                                              # whole channels per tile
+        pad = n * c - w.shape[1]
+        xp = torch.nn.functional.pad(x, (*([0, 0] * (x.dim() - 2)), 0, pad))
+        wp = torch.nn.functional.pad(w, (*([0, 0] * (w.dim() - 2)), 0, pad))
+        wg = wp.reshape(w.shape[0], n, c, *w.shape[2:]).transpose(0, 1).reshape(n * w.shape[0], c, *w.shape[2:])
+        y = op.grouped(n)(xp, wg)
+        return y.reshape(y.shape[0], n, w.shape[0], *y.shape[2:]).movedim(1, 0)
     out = []
-    per_channel = fan_in // w.shape[1]      # rows per input channel (kernel size; 1 for a linear layer)
-    if (x.dim() == w.dim() and x.shape[1] == w.shape[1]          # linear, or a convolution with groups = 1
-            and all(s % per_channel == 0 for s, _ in tiles) and fan_in % per_channel == 0):
-        # tiles hold whole input channels: slice the channels (same sums, one small operator per tile)
+    if same_channels and fan_in % per_channel == 0:
+        # each tile reads only the input channels its rows belong to; rows outside the tile masked
         for start, stop in tiles:
             c0, c1 = start // per_channel, -(-stop // per_channel)
-            out.append(op(x[:, c0:c1], w[:, c0:c1]))
-        return out
+            wt = w[:, c0:c1]
+            lo, hi = start - c0 * per_channel, stop - c0 * per_channel
+            if lo != 0 or hi != (c1 - c0) * per_channel:
+                mask = torch.zeros((c1 - c0) * per_channel, dtype=w.dtype, device=w.device)
+                mask[lo:hi] = 1
+                wt = (wt.reshape(w.shape[0], -1) * mask).reshape(wt.shape)
+            out.append(op(x[:, c0:c1], wt))
+        return torch.stack(out)
     flat = w.reshape(w.shape[0], fan_in)
     for start, stop in tiles:
         mask = torch.zeros(fan_in, dtype=w.dtype, device=w.device)
         mask[start:stop] = 1
         out.append(op(x, (flat * mask).reshape(w.shape)))
-    return out
+    return torch.stack(out)
 
 
 def buffer_faults(x: torch.Tensor, bits: int, p: float, bound: float,
@@ -169,8 +209,7 @@ def calibration_of(op: Callable, x: torch.Tensor, w: torch.Tensor, tile_rows: in
         x_max = float(x.detach().abs().max()) if x.numel() else 0.0
         w_scale = float(w.detach().abs().max()) if w.numel() else 0.0
         x_max, w_scale = (x_max if x_max > 0 else 1.0), (w_scale if w_scale > 0 else 1.0)
-        parts = tile_partials(op, x.detach() / x_max, w.detach() / w_scale, tile_rows)
-        y_max = max(float(p.abs().max()) for p in parts)
+        y_max = float(tile_partials(op, x.detach() / x_max, w.detach() / w_scale, tile_rows).abs().max())
     return {"x_max": x_max, "w_scale": w_scale, "y_max": y_max if y_max > 0 else 1.0, "tile_rows": tile_rows}
 
 
@@ -196,15 +235,17 @@ def crossbar_mvm(op: Callable, x: torch.Tensor, w: torch.Tensor, memory, calibra
         xn = quantize(xn, memory.dac_bits, 1.0)
     if memory.inp_noise > 0:
         xn = xn + memory.inp_noise * torch.randn(xn.shape, generator=generator, device=xn.device, dtype=xn.dtype)
-    total = None
-    for part in tile_partials(op, xn, w / w_s, memory.tile_rows):
-        if memory.out_noise > 0:
-            part = part + memory.out_noise * torch.randn(part.shape, generator=generator, device=part.device,
-                                                         dtype=part.dtype)
-        part = quantize(part, memory.adc_bits, y_b)
-        total = part if total is None else total + part
-    return total * (x_b * w_s)
-
+    # partial sums straight in ADC codes (the weights scaled by 1/(‖W‖∞·step), a small tensor): the
+    # T-times larger partial-sum tensor then needs only rounding, clipping and the tile sum
+    step = converter_step(memory.adc_bits, y_b) if memory.adc_bits is not None else 1.0
+    parts = tile_partials(op, xn, w / (w_s * step), memory.tile_rows)
+    if memory.out_noise > 0:
+        parts = parts + (memory.out_noise / step) * torch.randn(parts.shape, generator=generator,
+                                                                device=parts.device, dtype=parts.dtype)
+    if memory.adc_bits is not None:
+        parts = round_codes(parts, 2 ** (memory.adc_bits - 1) - 1)
+    total = parts[0] if parts.shape[0] == 1 else parts.sum(0)     # the digital sum of the tiles' conversions
+    return total * (x_b * w_s * step)
 
 __all__ = ["PERIPHERY_DEFAULTS", "buffer_faults", "calibration_of", "converter_step", "crossbar_mvm", "input_bound",
            "quantize", "row_tiles", "stuck_at", "tile_counts", "tile_partials"]

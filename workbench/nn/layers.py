@@ -158,9 +158,12 @@ class NoisyConv1d(NoisyConv, nn.Conv1d):
     def crossbar_op(self):
         stride, padding, dilation, groups = self.stride, self.padding, self.dilation, self.groups
 
-        def op(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.conv1d(x, g, None, stride, padding, dilation, groups)
-        return op
+        def make(groups):
+            def op(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+                return torch.nn.functional.conv1d(x, g, None, stride, padding, dilation, groups)
+            op.grouped = make          # the same convolution with other groups (periphery.tile_partials)
+            return op
+        return make(groups)
 
 
 def noisy_layers(model: nn.Module) -> dict[str, NoisyMixin]:
