@@ -257,3 +257,19 @@ def test_each_tile_partial_sum_is_the_masked_crossbar(rows):
             got = tile_partials(op, x, w, rows, grouped=grouped)
             assert got.shape[0] == len(expect) == math.ceil(fan_in / rows)
             assert torch.allclose(got, torch.stack(expect), rtol=1e-12, atol=1e-12)
+
+
+def test_per_layer_override_sets_one_layers_periphery(small):
+    """A memory map's override gives one layer its own converters; the others keep the default's."""
+    model, x, y, cal = small
+    base = {"technology": "memristor", "sigma_c": 0.0}
+    ds_all = mc_evaluate(model, x, y, memory_map_from_dict({"default": {**base, "adc_bits": 2}}), 1, device="cpu",
+                         calibration=cal)
+    ds_one = mc_evaluate(model, x, y, memory_map_from_dict(
+        {"default": base, "overrides": {"classifier": {**base, "adc_bits": 2}}}), 1, device="cpu", calibration=cal)
+    ds_none = mc_evaluate(model, x, y, memory_map_from_dict({"default": base}), 1, device="cpu")
+    assert ds_all.attrs["accuracy_mean"] < ds_one.attrs["accuracy_mean"] <= ds_none.attrs["accuracy_mean"] + 0.02
+    import copy
+    m = set_memory(copy.deepcopy(model), memory_map_from_dict({"default": base, "overrides": {"classifier": {
+        **base, "adc_bits": 2}}}))
+    assert [getattr(layer.memory, "adc_bits", None) for layer in noisy_layers(m).values()] == [None, None, None, 2]

@@ -262,7 +262,8 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor | Dataset | DataLoader, y: tor
     Returns a Dataset with ``accuracy(draw)`` and, for memristor layers, ``power(draw)`` and
     ``layer_power(draw, layer)`` (eq 3.39–3.44 on a minibatch of ``power_batch`` inputs, as in
     the thesis, with the activations of that draw's noisy forward pass); ``energy`` (eq 3.30,
-    normalised); summary statistics in ``attrs``.  The model's own memories are restored after.
+    normalised); summary statistics in ``attrs``.  The model's own memories (and converter
+    calibrations) are restored after.
     ``target_ci_width``: keep drawing (in chunks) until ``ci95_high - ci95_low ≤`` it or
     ``max_draws``.  ``mode``: ``"vectorised"`` (``torch.vmap`` over draws), ``"loop"`` (one draw
     at a time) or ``"auto"`` (whichever ``benchmarks/bench_montecarlo.py`` measured faster on the
@@ -302,14 +303,14 @@ def mc_evaluate(model: nn.Module, x: torch.Tensor | Dataset | DataLoader, y: tor
                          f"{None if y is None else len(y)})")
     dev = resolve_device(device)
     mmap = memory
-    previous = {name: layer.memory for name, layer in noisy_layers(model).items()}
+    previous = {name: (layer.memory, layer.periphery_calibration) for name, layer in noisy_layers(model).items()}
     model = set_memory(model.to(dev).eval(), mmap)
     try:
         return _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws, chunk, mode, batch_size,
                             power_batch, progress, cancel, profile, calibration)
     finally:
-        for name, layer in noisy_layers(model).items():
-            layer.memory = previous[name]
+        for name, layer in noisy_layers(model).items():      # memories and converter ranges as they were
+            layer.memory, layer.periphery_calibration = previous[name]
 
 
 def _mc_evaluate(model, x, y, mmap, draws, seed, dev, target_ci_width, max_draws, chunk, mode, batch_size, power_batch,

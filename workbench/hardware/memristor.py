@@ -168,6 +168,11 @@ class MemristorMemory(Memory):
     (``sigma_c``, eq 3.37).  ``g_u`` is the scale of the used conductance range ``[g_min, g_u]``:
     one value per network (same memory on every layer), per layer (a :class:`MemoryMap`
     override) or per column (``column_g_u``, or ``normalise="column"`` for a per-column ‖W‖∞).
+
+    The periphery knobs (``dac_*``, ``adc_*``, ``inp_noise``, ``out_noise``, ``tile_*``,
+    ``stuck_*``, ``act_*``) model the accelerator around the crossbar; see
+    :mod:`workbench.hardware.periphery`.  Their defaults switch them off and are left out of
+    :meth:`knobs`, so a memory without them keeps its results and cache key.
     """
 
     technology = "memristor"

@@ -63,6 +63,9 @@ class NoisyMixin:
 
     memory: Memory
     binary: bool
+    #: ranges of the periphery's converters (:func:`workbench.hardware.periphery.calibration_of`),
+    #: set by :func:`calibrate_periphery`; ``None``: calibrated on the first input seen
+    periphery_calibration: dict | None = None
 
     def _init_noisy(self, binary: bool):
         self.memory = IdealMemory()
@@ -70,9 +73,7 @@ class NoisyMixin:
         self.generator: torch.Generator | None = None
         fan_in = self.weight[0].numel()
         self.out_scale = binary_output_scale(fan_in) if binary else 1.0
-        #: ranges of the periphery's converters (:func:`workbench.hardware.periphery.calibration_of`),
-        #: set by :func:`calibrate_periphery`; ``None``: calibrated on the first input seen
-        self.periphery_calibration: dict | None = None
+        self.periphery_calibration = None
 
     def quantized_weight(self) -> torch.Tensor:
         """``q(W)``: the value that is stored in memory (sign(W) for BinaryConnect)."""
