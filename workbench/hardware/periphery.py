@@ -50,6 +50,11 @@ runs the noise-free network once on calibration inputs (the training split, in
 and ``y_max`` (the largest tile partial sum).  A layer used without calibration calibrates on its
 first input.
 
+Differences from aihwkit a cross-check must align: aihwkit's default noise management rescales
+each input vector by its own absolute maximum before the DAC (here the DAC full scale is one value
+per layer, calibrated or fixed), and its output bound applies to the whole analog tile of its
+``RPUConfig`` (here to each ``tile_rows`` row tile).
+
 Sources: aihwkit ``IOParameters`` (``inp_res``, ``out_res``, ``inp_bound``, ``out_bound``,
 ``inp_noise``, ``out_noise``); ISAAC (Shafiee et al., ISCA 2016) for the tile/ADC organisation;
 thesis eq 3.27–3.30 for the SRAM buffer.

@@ -17,8 +17,9 @@ Per layer and inference (one input sample), in joules (components :data:`COMPONE
 - ``adc``: ``cols · row_tiles · positions`` conversions × ``adc_fom_j · 2^b`` (Walden figure of merit:
   energy per conversion = FOM × 2^ENOB, Walden, IEEE JSAC 1999; ENOB taken as the bit count);
 - ``weight_buffer``: weights of a layer held in SRAM (technology ``sram``: ``ζ`` bits at ``η(p)``,
-  eq 3.27/3.30; ``ideal``: 16 reliable bits) are read once per inference, ``n · ζ · η(p) · sram_bit_j``;
-  a crossbar layer's weights are its conductances (0 here, their read is ``array``);
+  eq 3.27/3.30; any other digital memory: its ``bits`` (16 for ``ideal``) at ``η = 1``) are read once
+  per inference, ``n · ζ · η(p) · sram_bit_j``; a crossbar layer's weights are its conductances (0
+  here, their read is ``array``);
 - ``activation_buffer``: the layer's input activations are written to and read from an SRAM buffer
   once per inference, ``2 · n_in · act_bits · η(act_p) · sram_bit_j``;
 - ``accumulation``: the digital sum of the row tiles' converted partial sums,
@@ -38,8 +39,9 @@ at 1.28 GS/s with 8 ADCs drawing 16 mW per in-situ multiply-accumulate unit (2 m
 conversion → FOM 6.1 fJ/step), 1-bit DACs (8 × 128 drawing 4 mW → 0.39 pJ per conversion per 100 ns
 cycle), 128 × 128 crossbars with one ADC per 128 columns.  M. Horowitz, "Computing's energy
 problem", ISSCC 2014 (45 nm): 64-bit read of an 8 kB SRAM 10 pJ (0.16 pJ/bit), 32-bit integer add
-0.1 pJ.  B. Murmann, "ADC Performance Survey 1997–2024": Walden FOM of the best published ADCs near
-1 fJ/conversion-step at ≤ 100 MS/s.  The thesis' η(p) = -log(p)/a, a = 12.8 (eq 3.27, §4.2).
+0.1 pJ.  B. Murmann, "ADC Performance Survey 1997–2024": the Walden-FOM frontier of published ADCs
+at ≤ 100 MS/s, rounded to 1 fJ/conversion-step (an order of magnitude read off the survey's plot,
+not one design's number).  The thesis' η(p) = -log(p)/a, a = 12.8 (eq 3.27, §4.2).
 Numbers without a source (the read voltage, the DAC settling time) are marked ``assumption`` in
 their doc.
 """
@@ -145,10 +147,9 @@ def layer_cost(profile: HardwareProfile, memory, *, rows: int, cols: int, positi
         latency = positions * (profile.dac_time_s + profile.read_time_s
                                + profile.adc_time_s * min(profile.columns_per_adc, tile_cols))
     else:
-        if tech == "sram":
-            out["weight_buffer"] = weights * memory.bits * float(eta(memory.p, memory.a)) * profile.sram_bit_j
-        else:       # an ideal (reliable) memory: 16-bit words at nominal supply
-            out["weight_buffer"] = weights * 16 * profile.sram_bit_j
+        # an SRAM at its bit error rate (η(p), eq 3.27); any other memory: its words at nominal supply
+        rel = float(eta(memory.p, memory.a)) if tech == "sram" else 1.0
+        out["weight_buffer"] = weights * memory.bits * rel * profile.sram_bit_j
         act_bits, act_p = profile.act_bits, 0.0
         latency = 0.0
     out["activation_buffer"] = 2 * inputs * act_bits * float(eta(act_p, profile.sram_a)) * profile.sram_bit_j
