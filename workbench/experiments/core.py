@@ -258,8 +258,9 @@ def evaluate(cfg: TrainConfig, memory: dict, *, draws: int = 30, seed: int = 0, 
         calibration = None
         if profile is not None or any(getattr(m, "periphery_active", False)
                                       for m in (mmap.default, *mmap.overrides.values())):
-            train_split = data_for(cfg, data_root, augment=False).train
-            calibration, _ = as_tensors(Subset(train_split, range(min(CALIBRATION_SAMPLES, len(train_split)))))
+            train_split = getattr(data_for(cfg, data_root, augment=False), "train", None)
+            if train_split is not None and len(train_split):       # else: the test set's power minibatch
+                calibration, _ = as_tensors(Subset(train_split, range(min(CALIBRATION_SAMPLES, len(train_split)))))
         ds = mc_evaluate(model, x, y, mmap, draws, seed=seed, device=device, target_ci_width=target_ci_width,
                          progress=progress, cancel=cancel, profile=profile, calibration=calibration)
         ds.attrs["adabs"] = int(bool(adabs))
