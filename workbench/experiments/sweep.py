@@ -17,6 +17,7 @@ SPEC_DIR = Path(__file__).resolve().parents[2] / "specs"
 SRAM_SPEC = SPEC_DIR / "sram_digits.json"
 SHARPNESS_SPEC = SPEC_DIR / "sharpness_digits.json"
 CROSSBAR_SPEC = SPEC_DIR / "crossbar_digits.json"
+ACCELERATOR_SPEC = SPEC_DIR / "accelerator_digits.json"
 
 
 def _uniform_ber(params, store, device, progress, cancel):
@@ -104,12 +105,17 @@ def _nas_select(params, store, device, progress, cancel):
     return select_study(params.get("supernet"), store, device=device, progress=progress, cancel=cancel, **kw)
 
 
+def _accelerator(params, store, device, progress, cancel):
+    from .accelerator import accelerator_study
+    return accelerator_study(store=store, device=device, progress=progress, cancel=cancel, **params)
+
+
 EXPERIMENTS: dict[str, Callable[..., xr.Dataset]] = {
     "uniform_ber": _uniform_ber, "sensitivity": _sensitivity, "spectra": _spectra, "energy_accuracy": _energy_accuracy,
     "robustness": _ch5("robustness_study"), "robustness_additive": _ch5("robustness_study", noise="additive"),
     "sharpness": _ch5("sharpness_study"), "quantization": _ch5("quantization_study"), "ood": _ch5("ood_study"),
     "pcm_drift": _ch5("drift_study"), "rho": _ch5("rho_study"), "nas": _nas, "nas_select": _nas_select,
-    "lanmax_study": _lanmax_study,
+    "lanmax_study": _lanmax_study, "accelerator": _accelerator,
 }
 
 #: the parameters each experiment cannot do without (the others have defaults)
@@ -119,6 +125,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "spectra": ("p_train", "seeds"),
     "energy_accuracy": ("widths", "p_uniform", "alphas", "seeds", "draws"),
     "lanmax_study": ("variants", "alphas", "p_uniform", "widths", "seeds", "epochs", "draws"),
+    "accelerator": ("adc_bits", "draws"),
 }
 
 
