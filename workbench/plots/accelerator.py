@@ -67,7 +67,7 @@ def energy_bars(ds: xr.Dataset) -> hv.Bars:
     kdims = [hv.Dimension("layer", label="layer"), hv.Dimension("component", label="component")]
     vdim = hv.Dimension("energy", label=f"energy per inference ({unit})")
     return hv.Bars(rows, kdims, vdim).opts(
-        stacked=True, cmap=colors, color=hv.dim("component"), responsive=True, min_height=300, xrotation=30,
+        stacked=True, cmap=colors, responsive=True, min_height=300, xrotation=30,
         tools=["hover"], legend_position="top_right", title="energy per inference by layer and component",
         yformatter="%.3g")
 

@@ -265,7 +265,8 @@ class AcceleratorExplorer(BackgroundState):
         keys = ["profile", "sigma_c", "adc_bits", "dac_bits", "tile_rows", "tile_cols", "stuck_at", "act_p",
                 "act_bits", "draws", "seed"]
         knobs = [URLKnob(k, self, k) for k in keys]
-        knobs[1:1] = [URLKnob(f"hw_{k}", self.hw, k, label=f"profile constant {k}") for k in self._hw_knobs()]
+        knobs[1:1] = [URLKnob(f"hw_{k}", self.hw, k, label=f"profile constant {k}",
+                                fmt=lambda v: fmt_number(v, 10)) for k in self._hw_knobs()]
         knobs.append(URLKnob("layers", self, "overrides", label="per-layer settings",
                              parse=lambda text: parse_layers(text, self.layers), fmt=format_layers))
         return knobs

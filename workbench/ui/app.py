@@ -5,6 +5,7 @@ from __future__ import annotations
 import panel as pn
 import param
 
+from .accelerator import AcceleratorPage
 from .crossbar import CrossbarPage
 from .playground import NoisePlayground
 from .resources import extension
@@ -16,7 +17,7 @@ from .urlstate import URLBar, make_search, parse_search
 #: page id -> (title, factory); later chapters add their pages here
 PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage),
          "sharpness": ("Sharpness & robustness", SharpnessPage), "crossbar": ("Crossbar power & search", CrossbarPage),
-         "sweep": ("Sweeps", SweepPage)}
+         "sweep": ("Sweeps", SweepPage), "accelerator": ("Accelerator", AcceleratorPage)}
 
 
 class Workbench(pn.viewable.Viewer):
