@@ -101,9 +101,9 @@ def test_bad_layer_values_are_refused_by_name_and_change_nothing(explorer):
         explorer.set_layer("classifier", "g_u", 4)
     assert explorer.overrides == {}
     with pytest.raises(URLValueError, match="layers are features.0"):
-        parse_layers("nope:adc_bits=4", explorer.layers)
+        parse_layers("nope:adc_bits:4", explorer.layers)
     with pytest.raises(URLValueError, match="stuck"):
-        parse_layers("classifier:stuck_at=2", explorer.layers)
+        parse_layers("classifier:stuck_at:2", explorer.layers)
     over = {"classifier": {"adc_bits": 8, "act_p": 0.01}, "features.0": {"stuck_at": 0.1}}
     assert parse_layers(format_layers(over), explorer.layers) == over
     assert memory_knobs({"stuck_at": 0.1}) == {"stuck_min": 0.05, "stuck_max": 0.05}
@@ -117,15 +117,15 @@ def test_url_round_trip_and_refusals(explorer, tmp_path):
     explorer.wait(300)
     query = PageURL(explorer.url_knobs()).query()
     assert query["adc_bits"] == "4" and query["hw_adc_fom_j"] == "2e-15"
-    assert query["layers"] == "features.3:act_p=0.01"
+    assert query["layers"] == "features.3:act_p:0.01"
     other = AcceleratorExplorer(store=Store(tmp_path / "other"), device="cpu", autorun=False)
     assert PageURL(other.url_knobs()).apply(query) == []
     assert other.memory() == explorer.memory()
     assert other.hw.to_dict() == explorer.hw.to_dict()
-    refused = PageURL(other.url_knobs()).apply({"adc_bits": "40", "layers": "x:y=1", "hw_read_time_s": "-1",
+    refused = PageURL(other.url_knobs()).apply({"adc_bits": "40", "layers": "x:y:1", "hw_read_time_s": "-1",
                                                 "bogus": "1"})
     text = " ".join(refused)
-    for key in ("adc_bits=40", "layers=x:y=1", "hw_read_time_s=-1", "bogus"):
+    for key in ("adc_bits=40", "layers=x:y:1", "hw_read_time_s=-1", "bogus"):
         assert key in text
     assert other.adc_bits == 4                # refused values change nothing
 
@@ -209,16 +209,16 @@ def test_moving_adc_bits_changes_the_energy_bar_and_the_accuracy(served_app, pag
 def test_a_link_opens_its_state_and_a_bad_link_is_refused_by_name(served_app, page):
     console = watch_console(page)
     page.set_viewport_size({"width": 1200, "height": 1100})
-    page.goto(f"{served_app}/apps?page=accelerator&adc_bits=4&draws=5&layers=classifier:adc_bits=8")
+    page.goto(f"{served_app}/apps?page=accelerator&adc_bits=4&draws=5&layers=classifier:adc_bits:8")
     wait_until(lambda: DONE.search(_status(page)) and "5 draws" in _status(page), 240, message="the linked setting")
     assert page.get_by_text(re.compile(r"^ADC bits.*: 4$")).filter(visible=True).count() >= 1
     assert page.get_by_label("Monte-Carlo draws").input_value() == "5"
     table = page.locator(".layer-table")
     wait_until(lambda: "8" in table.locator(".tabulator-row", has_text="classifier").first.inner_text(), 60,
                message="the classifier's 8 ADC bits in the table")
-    assert "layers=classifier:adc_bits=8" in _url(page) and _notice(page) == ""
-    page.goto(f"{served_app}/apps?page=accelerator&adc_bits=40&layers=nope:adc_bits=4&hw_read_time_s=-1&seed=3")
-    wait_until(lambda: all(k in _notice(page) for k in ("adc_bits=40", "layers=nope:adc_bits=4", "hw_read_time_s=-1")),
+    assert "layers=classifier:adc_bits:8" in _url(page) and _notice(page) == ""
+    page.goto(f"{served_app}/apps?page=accelerator&adc_bits=40&layers=nope:adc_bits:4&hw_read_time_s=-1&seed=3")
+    wait_until(lambda: all(k in _notice(page) for k in ("adc_bits=40", "layers=nope:adc_bits:4", "hw_read_time_s=-1")),
                90, message="the notice naming adc_bits, layers and hw_read_time_s")
     assert "seed=3" not in _notice(page)
     wait_until(lambda: page.get_by_label("seed").input_value() == "3", 60, message="seed 3 from the link")

@@ -74,32 +74,29 @@ def profile_values(name: str) -> dict[str, Any]:
 
 
 def parse_layers(text: str, layers: list[str]) -> dict[str, dict[str, Any]]:
-    """``"features.0:adc_bits=4,act_p=0.01;classifier:stuck_at=0.1"`` -> per-layer knob changes
-    (each value checked against its knob's range; URLValueError naming the layer and the knob)."""
+    """``"features.0:adc_bits:4,features.0:act_p:0.01,classifier:stuck_at:0.1"`` (``layer:knob:value``
+    items, characters a link keeps as they are) -> per-layer knob changes; each value checked
+    against its knob's range (URLValueError naming the layer and the knob)."""
     out: dict[str, dict[str, Any]] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        layer, sep, rest = part.partition(":")
-        if not sep or layer not in layers:
-            raise URLValueError(f"per-layer settings are written layer:knob=value,…; layers are {', '.join(layers)} "
-                                f"(got {part!r})")
-        changes = {}
-        for item in filter(None, (i.strip() for i in rest.split(","))):
-            knob, eq, value = item.partition("=")
-            if not eq or knob not in LAYER_KNOBS:
-                raise URLValueError(f"a layer's knobs are {', '.join(LAYER_KNOBS)} (got {item!r} for {layer})")
-            try:
-                changes[knob] = check_layer_value(knob, value)
-            except URLValueError as exc:
-                raise URLValueError(f"layer {layer}: {exc}") from None
-        if changes:
-            out[layer] = changes
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3 or parts[0] not in layers:
+            raise URLValueError(f"per-layer settings are written layer:knob:value,…; layers are {', '.join(layers)} "
+                                f"(got {item!r})")
+        layer, knob, value = parts
+        if knob not in LAYER_KNOBS:
+            raise URLValueError(f"a layer's knobs are {', '.join(LAYER_KNOBS)} (got {knob!r} for {layer})")
+        try:
+            out.setdefault(layer, {})[knob] = check_layer_value(knob, value)
+        except URLValueError as exc:
+            raise URLValueError(f"layer {layer}: {exc}") from None
     return out
 
 
 def format_layers(overrides: dict[str, dict[str, Any]]) -> str:
     """Inverse of :func:`parse_layers`."""
-    return ";".join(f"{layer}:" + ",".join(f"{k}={fmt_number(v)}" for k, v in sorted(ch.items()))
-                    for layer, ch in sorted(overrides.items()) if ch)
+    return ",".join(f"{layer}:{k}:{fmt_number(v)}"
+                    for layer, changes in sorted(overrides.items()) for k, v in sorted(changes.items()))
 
 
 def memory_knobs(values: dict[str, Any]) -> dict[str, Any]:
