@@ -9,6 +9,7 @@ import math
 import pandas as pd
 import panel as pn
 import param
+from bokeh.models.widgets.tables import NumberFormatter
 
 from ..experiments.accelerator import REGENERATE_COMMAND
 from ..knobs import KnobError
@@ -18,7 +19,7 @@ from .base import ExplorerPage, about_fold, downloads, number_field, plain_error
 from .urlstate import PageURL
 
 #: the table's column titles
-COLUMN_TITLES = {"adc_bits": "ADC bits", "dac_bits": "DAC bits", "stuck_at": "stuck-at rate", "act_p": "act. BER"}
+COLUMN_TITLES = {"adc_bits": "ADC bits", "dac_bits": "DAC bits", "stuck_at": "stuck-at", "act_p": "act. BER"}
 
 INTRO = (
     "An analog accelerator stores the weights as conductances of crossbar tiles. **DACs** turn each layer's "
@@ -69,7 +70,9 @@ class AcceleratorPage(ExplorerPage):
         #: the profile's constants, each a bounded number field (a preset choice resets them)
         self._hw_fields = [number_field(ex.hw, k, k) for k in ex.hw.param if k != "name"]
         self._table = pn.widgets.Tabulator(self._frame(), show_index=False, sizing_mode="stretch_width",
-                                           layout="fit_columns", height=170, css_classes=["layer-table"],
+                                           layout="fit_data_stretch", height=170, css_classes=["layer-table"],
+                                           formatters={k: NumberFormatter(format="0" if k.endswith("bits") else
+                                                                          "0.[0000]") for k in LAYER_KNOBS},
                                            titles={"layer": "layer", **COLUMN_TITLES},
                                            editors={"layer": None, **{k: {"type": "number"} for k in LAYER_KNOBS}})
         self._table.on_edit(self._edited)
@@ -126,7 +129,7 @@ class AcceleratorPage(ExplorerPage):
             f"</b></div>", sizing_mode="stretch_width", css_classes=["energy-readout"])
         plot = energy_bars(ds)
         return pn.Column(readout,
-                         pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width", min_height=320,
+                         pn.pane.HoloViews(plot, linked_axes=False, sizing_mode="stretch_width", min_height=380,
                                            css_classes=["energy-bars"]),
                          downloads(lambda: plot, lambda: ds, lambda: ["accelerator", "energy", *self._words()]),
                          pn.pane.Markdown(explain(ds), css_classes=["energy-explanation"]),
