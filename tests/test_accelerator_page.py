@@ -143,6 +143,16 @@ def test_a_failed_job_shows_its_error_and_keeps_the_earlier_result(tmp_path):
     assert ex.error and ex.result is first and "failed" in ex.status
 
 
+def test_cancel_stops_the_evaluation_and_keeps_the_earlier_result(explorer):
+    first = explorer.result
+    explorer.param.update(adc_bits=7, draws=400)       # not stored: a long computation
+    wait_until(lambda: explorer.running, 30, message="the evaluation to start")
+    explorer.cancel = True
+    explorer.wait(300)
+    assert not explorer.running and not explorer.evaluating and explorer.result is first
+    assert "cancelled" in explorer.status and explorer.error == ""
+
+
 def test_energy_bars_stack_every_layer_and_component_in_one_unit(explorer):
     hv.extension("bokeh")
     ds = explorer.result

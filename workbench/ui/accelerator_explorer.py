@@ -217,6 +217,12 @@ class AcceleratorExplorer(BackgroundState):
     def _changed(self) -> None:
         self.evaluate_now()
 
+    @param.depends("running", watch=True)
+    def _stopped(self) -> None:
+        # a cancelled evaluation ends with ``running`` False and no result: nothing is evaluating
+        if not self.running and self.evaluating:
+            self.evaluating = False
+
     @param.depends("profile", watch=True)
     def _on_profile(self) -> None:
         self._resetting = True
