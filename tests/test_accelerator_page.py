@@ -52,6 +52,20 @@ def test_default_setting_is_a_shipped_cell_with_energy_latency_and_the_study(exp
     np.testing.assert_array_equal(ds.accuracy.values, explorer.study.accuracy.sel(adc_bits=6).values)
 
 
+def test_the_study_needs_its_adc_list_and_validates_its_memory():
+    from workbench.experiments.accelerator import accelerator_study, cell_memory
+    from workbench.experiments.sweep import check_params
+    with pytest.raises(KnobError, match="adc_bits"):
+        check_params("accelerator", {"draws": 2})
+    with pytest.raises(KnobError, match="at least one ADC resolution"):
+        accelerator_study([], 2)
+    with pytest.raises(KnobError, match="adc_bits"):
+        cell_memory({"technology": "memristor"}, adc_bits=1)
+    mem = cell_memory({"technology": "memristor"}, {"classifier": {"act_p": 0.1}}, adc_bits=4)
+    assert mem["overrides"]["classifier"]["adc_bits"] == 4 and mem["overrides"]["classifier"]["act_p"] == 0.1
+    assert "act_p" not in mem["default"]           # a knob at its "off" default stays out of the keys
+
+
 def test_explanation_names_the_largest_component_and_layer_from_the_numbers(explorer):
     ds = explorer.result
     by_comp = ds.layer_energy_j.mean("draw").sum("layer")

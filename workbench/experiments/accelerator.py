@@ -26,7 +26,9 @@ from .store import Store
 REGENERATE_COMMAND = "workbench sweep specs/accelerator_digits.json --cache-dir data/store"
 
 #: the Accelerator page's defaults: the playground's memristor network (σ_c = 0.1, g_u = 25 µS) on
-#: 128 × 128 tiles (ISAAC's crossbar size) with 4-bit DACs and 6-bit ADCs, no faults
+#: 128 × 128 tiles (ISAAC's crossbar size, Shafiee et al. ISCA 2016, Table 6) with 4-bit DACs and
+#: 6-bit ADCs (an assumption: multi-bit converters of a plausible chip; ISAAC itself drives 1-bit
+#: DAC slices and reads 8-bit ADCs), no faults
 DEFAULT_MEMORY: dict[str, Any] = {"technology": "memristor", "noise": "multiplicative", "sigma_c": 0.1, "g_u": 25.0,
                                   "dac_bits": 4, "adc_bits": 6, "tile_rows": 128, "tile_cols": 128}
 DEFAULT_PRESET = "digits-cnn"
