@@ -63,12 +63,13 @@ class AcceleratorPage(ExplorerPage):
                          ("act_bits", "activation bits"), ("draws", "Monte-Carlo draws"), ("seed", "seed")):
             w[k] = number_field(ex, k, label)
         self._cancel = pn.widgets.Button.from_param(ex.param.cancel, label="Cancel", color="danger", width=90)
-        self._progress = pn.indicators.Progress(value=None, active=True, bar_color="primary", visible=False,
-                                                sizing_mode="stretch_width")
-        ex.param.watch(self._busy, ["evaluating"])
+        self._progress = pn.indicators.Progress(value=0, max=100, bar_color="primary", visible=False,
+                                                sizing_mode="stretch_width", css_classes=["accelerator-progress"])
+        ex.param.watch(self._busy, ["evaluating", "progress"])
         self._busy()
         #: the profile's constants, each a bounded number field (a preset choice resets them)
-        self._hw_fields = [number_field(ex.hw, k, k) for k in ex.hw.param if k != "name"]
+        self._hw_fields = [number_field(ex.hw, k, k, description=ex.hw.param[k].doc)
+                           for k in ex.hw.param if k != "name"]
         self._table = pn.widgets.Tabulator(self._frame(), show_index=False, sizing_mode="stretch_width",
                                            layout="fit_data_stretch", height=170, css_classes=["layer-table"],
                                            formatters={k: NumberFormatter(format="0" if k.endswith("bits") else
@@ -82,6 +83,7 @@ class AcceleratorPage(ExplorerPage):
 
     def _busy(self, *_):
         self._progress.visible = self.explorer.evaluating
+        self._progress.value = self.explorer.progress
         self._cancel.disabled = not self.explorer.evaluating
 
     # ---------------------------------------------------------------- per-layer table

@@ -198,9 +198,14 @@ class AcceleratorExplorer(BackgroundState):
         label = (f"evaluating {draws} draws at ADC {self.adc_bits} bits, DAC {self.dac_bits} bits, "
                  f"tiles {self.tile_rows}×{self.tile_cols}…")
 
+        def progress(info):
+            if info.get("draws"):
+                self._set(progress=min(99, int(100 * info["draw"] / info["draws"])),
+                          status=f"{label} {info['draw']} of {info['draws']} draws done")
+
         def job(cancel):
             return evaluate(cfg, memory, draws=draws, seed=seed, store=self.store, device=self.device,
-                            cancel=cancel, profile=profile)
+                            cancel=cancel, profile=profile, progress=progress)
 
         def done(ds):
             return {"result": ds, "evaluating": False,
