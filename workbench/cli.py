@@ -624,10 +624,30 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--list", action="store_true", help="one line per figure: name, thesis figure, data command")
     fg.set_defaults(func=cmd_figure)
 
+    ls = sub.add_parser("lesson", parents=[common], help="lessons in lessons/ (see lessons/README.md)")
+    ls_sub = ls.add_subparsers(dest="lesson_command", required=True)
+    lc = ls_sub.add_parser("check", help="check lesson files: pages, link keys, value ranges, questions' answers")
+    lc.add_argument("files", nargs="+", metavar="FILE", help="lesson files (.yaml)")
+    lc.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the summary as JSON")
+    lc.set_defaults(func=cmd_lesson)
+
     pc = sub.add_parser("precompute", parents=[common], help="regenerate the results shipped in data/store")
     pc.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "store"))
     pc.set_defaults(func=cmd_precompute)
     return p
+
+
+def cmd_lesson(args) -> dict:
+    """``lesson check FILE...``: every step of every lesson applied to its page as a link would be."""
+    from .lessons import LessonError, check_files, load_lesson
+    from .ui.app import PAGES, checking_page
+
+    pages = {key: (lambda key=key: checking_page(key)) for key in PAGES}
+    problems = check_files(args.files, pages)
+    if problems:
+        raise LessonError(f"{len(problems)} problem(s) in the lessons:\n" + "\n".join(f"  {p}" for p in problems))
+    steps = sum(len(load_lesson(f).steps) for f in args.files)
+    return {"lessons": len(args.files), "steps": steps, "ok": True}
 
 
 def _print_human(result: dict) -> None:

@@ -20,6 +20,22 @@ PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-vo
          "sweep": ("Sweeps", SweepPage), "accelerator": ("Accelerator", AcceleratorPage)}
 
 
+def checking_page(key: str):
+    """The link keys (a :class:`PageURL`) of a fresh page ``key`` that computes nothing: its explorer
+    starts no work (no load, every job refused), so a lesson's states can be applied and read back
+    as a link's would be (``workbench lesson check``)."""
+    import holoviews.plotting.bokeh  # noqa: F401  (pages draw their first plots when built)
+
+    page_class = PAGES[key][1]
+    explorer_class = getattr(page_class, "explorer_class", None)
+    if explorer_class is None:
+        return page_class().url
+    explorer = explorer_class(autorun=False)
+    # a checked state is only applied and read back: any job it would start is dropped
+    explorer.launch = lambda *args, **kwargs: False
+    return page_class(explorer=explorer).url
+
+
 class Workbench(pn.viewable.Viewer):
     """One tab per page.  The open page and its whole state live in the URL (``?page=sram&p_t=0.01``):
     a link opens that state, every change of a setting is a browser history entry, Back and Forward
