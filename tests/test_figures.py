@@ -79,3 +79,19 @@ def test_the_figure_command_lists_and_renders(tmp_path, capsys):
     assert (tmp_path / "f.svg").read_bytes().lstrip().startswith(b"<?xml")
     assert main(["figure", "fig6.2", "--out", str(tmp_path / "f.jpg")]) == 2
     assert "must end in one of" in capsys.readouterr().err
+
+
+def test_stacked_bars_keep_their_stacking_and_category_colours_on_paper():
+    import holoviews as hv
+    from PIL import Image
+    hv.extension("bokeh")
+    red, green = (255, 0, 0), (0, 200, 0)
+    bars = hv.Bars([("a", "x", 1.0), ("a", "y", 2.0), ("b", "x", 1.5), ("b", "y", 0.5)], ["layer", "component"],
+                   "energy").opts(stacked=True, cmap=["#ff0000", "#00c800"])
+    img = np.asarray(Image.open(io.BytesIO(render(bars, "png", size=(4, 3), dpi=50))).convert("RGB")).astype(int)
+
+    def columns_with(rgb):
+        return set(np.nonzero((np.abs(img - np.array(rgb)).max(axis=-1) < 30).any(axis=0))[0])
+    r, g = columns_with(red), columns_with(green)
+    assert r and g
+    assert len(r & g) > 0.8 * min(len(r), len(g))      # stacked: both colours in the same columns, not side by side

@@ -8,7 +8,6 @@ import holoviews as hv
 import numpy as np
 import xarray as xr
 
-from .export import backends
 from .playground import ACCENT, CLEAN, CURRENT, accuracy_distribution
 
 #: one colour per energy component (order of :data:`workbench.hardware.profile.COMPONENTS`)
@@ -67,14 +66,11 @@ def energy_bars(ds: xr.Dataset) -> hv.Bars:
     colors = [COMPONENT_COLORS.get(c, ACCENT) for c in comps]
     kdims = [hv.Dimension("layer", label="layer"), hv.Dimension("component", label="component")]
     vdim = hv.Dimension("energy", label=f"energy per inference ({unit})")
-    # the figure downloads draw with matplotlib, whose options the Bokeh ones do not set: stacking
-    # is said for it too (else the PNG/PDF shows the components side by side); loads both backends
-    backends()
     bars = hv.Bars(rows, kdims, vdim).opts(
         stacked=True, cmap=colors, responsive=True, min_height=360, xrotation=30, xlabel="layer",
         tools=["hover"], legend_position="bottom", legend_cols=3, title="energy per inference by layer and component",
         yformatter="%.3g")
-    return bars.opts(stacked=True, backend="matplotlib")
+    return bars
 
 
 def accuracy_vs_adc(study: xr.Dataset, current: int | None = None) -> hv.Overlay:

@@ -33,7 +33,7 @@ _MARKERS = {"circle": "o", "triangle": "^", "square": "s", "diamond": "D", "cros
             "inverted_triangle": "v", "star": "*", "plus": "+"}
 #: plot options that mean the same in both backends
 _PLOT_KEYS = ("logx", "logy", "xlim", "ylim", "title", "xrotation", "yrotation", "invert_axes", "show_legend",
-              "legend_position", "xticks", "yticks", "xlabel", "ylabel", "invert_yaxis", "invert_xaxis")
+              "legend_position", "xticks", "yticks", "xlabel", "ylabel", "invert_yaxis", "invert_xaxis", "stacked")
 _mpl_loaded = False
 
 
@@ -78,6 +78,9 @@ def _convert(el):
             out[name] = v
     allowed = _allowed(el, "plot") | allowed_style
     out = {k: v for k, v in out.items() if k in allowed}
+    cmap = style.get("cmap", plot.get("cmap"))
+    if isinstance(el, hv.Bars) and isinstance(cmap, (list, tuple)) and "color" in allowed_style:
+        out["color"] = hv.Cycle(list(cmap))          # a category's colour: Bokeh's cmap list, matplotlib's cycle
     return el.opts(backend="matplotlib", clone=True, **out) if out else el
 
 
