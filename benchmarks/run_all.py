@@ -17,6 +17,7 @@ import bench_dask
 import bench_memse
 import bench_montecarlo
 import bench_page
+import bench_periphery
 import bench_sam
 import bench_store
 import bench_streaming_memory
@@ -33,6 +34,7 @@ BENCHMARKS = [
     bench_memse,
     bench_store,
     bench_streaming_memory,
+    bench_periphery,
     bench_page,
     bench_dask,
     bench_time_to_accuracy,
