@@ -3,6 +3,8 @@ tests import live in ``helpers.py``)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from helpers import CHROMIUM, install_plugin, serve_apps
@@ -38,7 +40,8 @@ def plugin_path(tmp_path_factory):
 def served_app(tmp_path_factory, plugin_path):
     """``panel serve apps/`` on a free loopback port, with the plug-in package installed; yields the base URL."""
     with serve_apps(tmp_path_factory.mktemp("served-cache"), tmp_path_factory.mktemp("serve") / "panel.log",
-                    env={"PYTHONPATH": str(plugin_path)}) as (base, _):
+                    env={"PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_path), os.environ.get("PYTHONPATH")]))}
+                    ) as (base, _):
         yield base
 
 

@@ -16,7 +16,7 @@ from helpers import PLUGIN_DATA, PLUGIN_NETWORK, ROOT, assert_no_console_errors,
 
 
 def workbench(plugin_path, *argv):
-    env = {**os.environ, "PYTHONPATH": str(plugin_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_path), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "workbench", *argv], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=600)
 
