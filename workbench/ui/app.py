@@ -7,8 +7,9 @@ import param
 
 from .accelerator import AcceleratorPage
 from .crossbar import CrossbarPage
+from .lessons import LessonsPage
 from .playground import NoisePlayground
-from .resources import extension
+from .resources import PRESENT_CSS, extension
 from .sharpness import SharpnessPage
 from .sram import SRAMPage
 from .sweep import SweepPage
@@ -18,6 +19,10 @@ from .urlstate import URLBar, make_search, parse_search
 PAGES = {"playground": ("Noise playground", NoisePlayground), "sram": ("Under-volted SRAM", SRAMPage),
          "sharpness": ("Sharpness & robustness", SharpnessPage), "crossbar": ("Crossbar power & search", CrossbarPage),
          "sweep": ("Sweeps", SweepPage), "accelerator": ("Accelerator", AcceleratorPage)}
+#: guided walks over the pages above (``?page=lessons&lesson=NAME&step=K``)
+PAGES["lessons"] = ("Lessons", LessonsPage)
+#: a query key of the whole app, not of a page: ``?present=1`` is the presenter view
+PRESENT_KEY = "present"
 
 
 def checking_page(key: str):
@@ -43,6 +48,7 @@ class Workbench(pn.viewable.Viewer):
     rest of it applies."""
 
     page = param.Selector(default="playground", objects=list(PAGES))
+    present = param.Boolean(False, doc="presenter view: larger fonts, no header, laid out for a projector")
     notice = param.List(
         default=[], precedence=-1, doc="the settings of the last link that were not used, one sentence each"
     )
@@ -51,6 +57,8 @@ class Workbench(pn.viewable.Viewer):
         loc = pn.state.location
         query = parse_search(loc.search) if loc is not None and "page" not in params else {}
         refused = []
+        if PRESENT_KEY in query and "present" not in params:
+            params["present"] = query.pop(PRESENT_KEY).strip().lower() in ("1", "true", "yes", "on")
         key = query.pop("page", None)
         if key is not None:
             if key in PAGES:
@@ -66,6 +74,10 @@ class Workbench(pn.viewable.Viewer):
         self._bar.on_pop = self._popped
         self._write_pending = False
         self._applying = False
+        #: the page the open lesson step drives (shown in the Lessons tab while it is open)
+        self._lesson_page: str | None = None
+        #: the page shown beside the lesson step now (None: every page is in its own tab)
+        self._beside: str | None = None
         keys = list(PAGES)
         self._tabs.active = keys.index(self.page)
         self._tabs.param.watch(lambda e: setattr(self, "page", keys[e.new]), "active")
@@ -85,9 +97,47 @@ class Workbench(pn.viewable.Viewer):
             url = getattr(page, "url", None)
             if url is not None:
                 url.watch(lambda key=key: self._changed(key))
+            if isinstance(page, LessonsPage):
+                page.show_step = self.show_step
+
+    def show_step(self, key: str, state: dict[str, str]) -> list[str]:
+        """Apply a lesson step's ``state`` to the real page ``key`` of this session (as a link's
+        values are applied) and show that page beside the step; the refusals, one sentence each."""
+        self._open(key)
+        self._lesson_page = key
+        self._place()
+        refused = self._apply(key, state)
+        self._lesson_state()
+        return refused
+
+    def _place(self) -> None:
+        """Put the open lesson's page beside the step while the Lessons tab is shown, and back in its
+        own tab otherwise (one Panel object is shown in one place at a time)."""
+        lessons = self._pages.get("lessons")
+        if lessons is None:
+            return
+        beside = self._lesson_page if self.page == "lessons" and lessons.lesson else None
+        if beside == self._beside:
+            return
+        if self._beside is not None:                 # back to its own tab
+            self._slots[self._beside].objects = [self._pages[self._beside]]
+        if beside is not None:
+            self._slots[beside].objects = []
+            lessons.live.objects = [self._pages[beside]]
+        else:
+            lessons.live.objects = []
+        self._beside = beside
+
+    def _lesson_state(self) -> None:
+        lessons = self._pages.get("lessons")
+        key = self._lesson_page
+        if lessons is not None and key is not None:
+            url = getattr(self._pages[key], "url", None)
+            lessons.page_state = make_search({"page": key, **(url.query() if url is not None else {})})
 
     def _page_changed(self, event) -> None:
         self._open(event.new)
+        self._place()
         keys = list(PAGES)
         self._tabs.active = keys.index(event.new)
         if not self._applying:
@@ -98,23 +148,30 @@ class Workbench(pn.viewable.Viewer):
         url = getattr(self._pages[key], "url", None)
         if url is None:
             return [f"`{k}` is not a setting of this page" for k in query]
-        self._applying = True
+        # a lesson step applies its page's state while the lesson's own link is applied: restore, not clear
+        outer, self._applying = self._applying, True
         try:
             return url.apply(query)
         finally:
-            self._applying = False
+            self._applying = outer
 
     # ------------------------------------------------------------------ the address bar
     def query(self) -> dict[str, str]:
         """The query string of the open page's state (what a link to it holds)."""
         url = getattr(self._pages.get(self.page), "url", None)
-        return {"page": self.page, **(url.query() if url is not None else {})}
+        return {"page": self.page, **(url.query() if url is not None else {}),
+                **({PRESENT_KEY: "1"} if self.present else {})}
 
     def _changed(self, key: str) -> None:
+        if key == "lessons":
+            self._place()
+        elif key == self._lesson_page:
+            self._lesson_state()
         if key != self.page or self._applying:
             return
         doc = pn.state.curdoc
-        if doc is not None and doc.session_context is not None:
+        # a lesson's step moves lesson and step in one batch: one entry, written at once
+        if key != "lessons" and doc is not None and doc.session_context is not None:
             # one history entry for one action, however many settings it moved
             if not self._write_pending:
                 self._write_pending = True
@@ -130,6 +187,7 @@ class Workbench(pn.viewable.Viewer):
     def _popped(self, search: str) -> None:
         """Back / Forward: open the page and state of that history entry."""
         query = parse_search(search)
+        query.pop(PRESENT_KEY, None)
         key = query.pop("page", "playground")
         refused = []
         if key not in PAGES:
@@ -159,6 +217,9 @@ class Workbench(pn.viewable.Viewer):
             "## Deep learning on unreliable low-energy memory\n"
             "Trade memory energy against accuracy: drag the noise of an under-volted SRAM or a memristor "
             "crossbar and watch a trained network respond.", sizing_mode="stretch_width")
+        if self.present:
+            return pn.Column(self._notice, self._tabs, self._bar, sizing_mode="stretch_width",
+                             css_classes=["wb-present"], stylesheets=[PRESENT_CSS])
         return pn.Column(header, *self._server_line(), self._notice, self._tabs, self._bar,
                          sizing_mode="stretch_width")
 

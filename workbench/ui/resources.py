@@ -35,3 +35,17 @@ def _inline_stylesheets(viewable, root, changed=None, old_models=None) -> None:
     offline."""
     for model in root.select({"type": UIElement}):
         patch_inline_stylesheets(model)
+
+
+#: the presenter view (``?present=1``): larger type for a projector.  Font sizes are inherited
+#: through the pages' shadow roots, and Panel's and Bokeh's widgets read these variables.
+PRESENT_CSS = """
+:host(.wb-present) {
+  font-size: 1.35em;
+  --font-size: 1.35em;
+  --bokeh-font-size: 1.35em;
+  --bokeh-base-font-size: 1.35em;
+  --panel-font-size: 1.35em;
+  --line-height: 1.4;
+}
+"""
