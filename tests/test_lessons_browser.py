@@ -10,8 +10,9 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from helpers import assert_no_console_errors, wait_until, watch_console
 from workbench.lessons import load_lessons
+
+from helpers import assert_no_console_errors, wait_until, watch_console
 
 pytestmark = pytest.mark.browser
 

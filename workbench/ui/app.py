@@ -100,6 +100,11 @@ class Workbench(pn.viewable.Viewer):
             if isinstance(page, LessonsPage):
                 page.show_step = self.show_step
 
+    def page_object(self, key: str) -> pn.viewable.Viewer:
+        """The page ``key`` of this session (built when first asked for)."""
+        self._open(key)
+        return self._pages[key]
+
     def show_step(self, key: str, state: dict[str, str]) -> list[str]:
         """Apply a lesson step's ``state`` to the real page ``key`` of this session (as a link's
         values are applied) and show that page beside the step; the refusals, one sentence each."""

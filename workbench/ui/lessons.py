@@ -139,7 +139,7 @@ class LessonsPage(pn.viewable.Viewer):
         if self.load_error:
             items.append(pn.pane.Alert(f"**A lesson file could not be read:** {self.load_error}", alert_type="danger"))
         for name, lesson in self.lessons.items():
-            button = pn.widgets.Button(name="Start", button_type="primary", width=90,
+            button = pn.widgets.Button(label="Start", color="primary", width=90,
                                        css_classes=["lesson-start", f"lesson-start-{name}"])
             button.on_click(lambda _e, name=name: self.start(name))
             link = make_search({"page": "lessons", "lesson": name, "step": "1"})
@@ -154,9 +154,9 @@ class LessonsPage(pn.viewable.Viewer):
         if q.choices:
             guess = pn.widgets.RadioBoxGroup(options=q.choices, value=None, inline=False, css_classes=["lesson-guess"])
         else:
-            guess = pn.widgets.FloatInput(name="your prediction", value=None, width=160, css_classes=["lesson-guess"])
-        check = pn.widgets.Button(name="Check my prediction", button_type="primary", css_classes=["lesson-check"])
-        reveal = pn.widgets.Button(name="Show the answer", button_type="light", css_classes=["lesson-reveal"])
+            guess = pn.widgets.FloatInput(label="your prediction", value=None, width=160, css_classes=["lesson-guess"])
+        check = pn.widgets.Button(label="Check my prediction", color="primary", css_classes=["lesson-check"])
+        reveal = pn.widgets.Button(label="Show the answer", color="light", css_classes=["lesson-reveal"])
         verdict = pn.pane.Markdown(self._answers.get(key, ""), css_classes=["lesson-answer"],
                                    sizing_mode="stretch_width")
 
@@ -186,10 +186,10 @@ class LessonsPage(pn.viewable.Viewer):
             return self._catalogue()
         k = min(self.step, len(lesson.steps))
         s = lesson.steps[k - 1]
-        back = pn.widgets.Button(name="◀ Back", disabled=k == 1, width=90, css_classes=["lesson-back"])
-        nxt = pn.widgets.Button(name="Next ▶", button_type="primary", disabled=k == len(lesson.steps), width=90,
+        back = pn.widgets.Button(label="◀ Back", disabled=k == 1, width=90, css_classes=["lesson-back"])
+        nxt = pn.widgets.Button(label="Next ▶", color="primary", disabled=k == len(lesson.steps), width=90,
                                 css_classes=["lesson-next"])
-        done = pn.widgets.Button(name="All lessons", button_type="light", width=110, css_classes=["lesson-list"])
+        done = pn.widgets.Button(label="All lessons", color="light", width=110, css_classes=["lesson-list"])
         back.on_click(lambda _e: self.go(-1))
         nxt.on_click(lambda _e: self.go(+1))
         done.on_click(lambda _e: self.param.update(lesson=CATALOGUE, step=1))
@@ -217,8 +217,9 @@ class LessonsPage(pn.viewable.Viewer):
     def _state_line(self):
         if not self.page_state:
             return pn.pane.Markdown("", margin=0)
-        return pn.pane.HTML(f"<small>The page now: <a class='lesson-page-state' href='{self.page_state}' "
-                            f"target='_blank'>{self.page_state}</a></small>", sizing_mode="stretch_width")
+        link = (f"<a class='lesson-page-state' href='{self.page_state}' target='_blank' "
+                f"style='word-break: break-all'>{self.page_state}</a>")
+        return pn.pane.HTML(f"<small>The page now: {link}</small>", sizing_mode="stretch_width")
 
     def __panel__(self):
         step = pn.Column(self._step_view, sizing_mode="stretch_width", min_width=280,

@@ -83,9 +83,9 @@ class NoisePlayground(ExplorerPage):
         w["train"], w["cancel"] = self._run, self._cancel
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
         # uploads are read here and kept in this session's explorer; a file is data, never code
-        w["upload_weights"] = pn.widgets.FileInput(accept=".pt,.pth", name="weights (.pt)", multiple=False,
+        w["upload_weights"] = pn.widgets.FileInput(accept=".pt,.pth", label="weights (.pt)", multiple=False,
                                                    sizing_mode="stretch_width", css_classes=["upload-weights"])
-        w["upload_test"] = pn.widgets.FileInput(accept=".npz", name="test set (.npz)", multiple=False,
+        w["upload_test"] = pn.widgets.FileInput(accept=".npz", label="test set (.npz)", multiple=False,
                                                 sizing_mode="stretch_width", css_classes=["upload-test"])
         w["upload_weights"].param.watch(lambda e: self._uploaded(e, ex.upload_weights), "value")
         w["upload_test"].param.watch(lambda e: self._uploaded(e, ex.upload_test_set), "value")

@@ -37,15 +37,16 @@ def _inline_stylesheets(viewable, root, changed=None, old_models=None) -> None:
         patch_inline_stylesheets(model)
 
 
-#: the presenter view (``?present=1``): larger type for a projector.  Font sizes are inherited
-#: through the pages' shadow roots, and Panel's and Bokeh's widgets read these variables.
+#: the presenter view (``?present=1``): larger type for a projector.  Fixed sizes, not ``em``: the
+#: variables are read again inside every nested component, so a relative size would compound.
+#: Font sizes and these variables are inherited through the pages' shadow roots.
 PRESENT_CSS = """
 :host(.wb-present) {
-  font-size: 1.35em;
-  --font-size: 1.35em;
-  --bokeh-font-size: 1.35em;
-  --bokeh-base-font-size: 1.35em;
-  --panel-font-size: 1.35em;
+  font-size: 19px;
+  --font-size: 19px;
+  --bokeh-font-size: 19px;
+  --bokeh-base-font-size: 19px;
+  --panel-font-size: 19px;
   --line-height: 1.4;
 }
 """
