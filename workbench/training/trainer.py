@@ -153,17 +153,14 @@ def setup_run(cfg: TrainConfig, data: DataBundle | None, device, data_root: str 
     return dev, data, model, torch.Generator(device=dev).manual_seed(cfg.seed + 1)
 
 
-def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | torch.device = "auto",
-          progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-          data_root: str | None = None, evaluate_every: int = 1) -> TrainResult:
-    """Train the network described by ``cfg`` and return it with its per-epoch history.
-
-    Hardware-aware training (eq 3.13–3.16) when ``cfg.train_memory`` is set: every forward pass
-    reads the weights through that memory map with fresh noise and straight-through gradients.
-    ``progress`` receives ``{"epoch", "epochs", "loss", "train_accuracy", "test_accuracy"}`` after
-    each epoch; setting ``cancel`` stops the run with :class:`Cancelled` at the next minibatch.
-    The returned model is on the CPU, in eval mode, with an ideal memory attached.
-    """
+def train_epochs(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | torch.device = "auto",
+                 cancel: threading.Event | None = None, data_root: str | None = None,
+                 evaluate_every: int = 1):
+    """The training loop of :func:`train`, one epoch at a time: a generator that yields
+    ``{"epoch", "epochs", "loss", "train_accuracy", "test_accuracy", "history", "model", "device",
+    "data"}`` after each epoch (the model on its device, still in training mode with the training
+    memory attached), so a caller can pause between epochs and resume with ``next``.  The same
+    seeds and the same steps as :func:`train`, which consumes it."""
     dev, data, model, noise_gen = setup_run(cfg, data, device, data_root)
     set_memory(model, memory_map_from_dict(cfg.train_memory))
     set_generator(model, noise_gen)
@@ -172,7 +169,6 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
     opt = make_optimizer(cfg, model if sharpness_aware else model.parameters())
     sched = make_scheduler(cfg, opt, len(batches))
     hist: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "test_accuracy": []}
-    start = time.perf_counter()
     for epoch in range(cfg.epochs):
         model.train()
         tot_loss = tot_correct = seen = 0.0
@@ -210,9 +206,31 @@ def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | tor
             else float("nan")
         )
         hist["test_accuracy"].append(test_acc)
+        yield {"epoch": epoch + 1, "epochs": cfg.epochs, "loss": hist["loss"][-1],
+               "train_accuracy": hist["train_accuracy"][-1], "test_accuracy": test_acc, "history": hist,
+               "model": model, "device": dev, "data": data}
+
+
+def train(cfg: TrainConfig, data: DataBundle | None = None, *, device: str | torch.device = "auto",
+          progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+          data_root: str | None = None, evaluate_every: int = 1) -> TrainResult:
+    """Train the network described by ``cfg`` and return it with its per-epoch history.
+
+    Hardware-aware training (eq 3.13–3.16) when ``cfg.train_memory`` is set: every forward pass
+    reads the weights through that memory map with fresh noise and straight-through gradients.
+    ``progress`` receives ``{"epoch", "epochs", "loss", "train_accuracy", "test_accuracy"}`` after
+    each epoch; setting ``cancel`` stops the run with :class:`Cancelled` at the next minibatch.
+    The returned model is on the CPU, in eval mode, with an ideal memory attached.
+    """
+    start = time.perf_counter()
+    info: dict = {}
+    for info in train_epochs(cfg, data, device=device, cancel=cancel, data_root=data_root,
+                             evaluate_every=evaluate_every):
         if progress is not None:
-            progress({"epoch": epoch + 1, "epochs": cfg.epochs, "loss": hist["loss"][-1],
-                      "train_accuracy": hist["train_accuracy"][-1], "test_accuracy": test_acc})
+            progress({k: info[k] for k in ("epoch", "epochs", "loss", "train_accuracy", "test_accuracy")})
+    if not info:
+        raise ValueError(f"epochs={cfg.epochs} is out of range: epochs must be at least 1")
+    model, hist, dev, data = info["model"], info["history"], info["device"], info["data"]
     seconds = time.perf_counter() - start
     # the reported accuracy is the clean one: stored weights read from an ideal memory
     set_memory(model, None)

@@ -91,6 +91,16 @@ def join_points(cells: list[xr.Dataset], knob: str) -> xr.Dataset:
     return ds
 
 
+class JobCancel:
+    """The cancel flag of whichever job runs the next epoch of a paused run (a run outlives its jobs)."""
+
+    def __init__(self):
+        self.event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self.event is not None and self.event.is_set()
+
+
 class NoiseExplorer(BackgroundState):
     """State of the noise playground: pick a memory, drag its knobs, watch accuracy and cost."""
 
@@ -118,6 +128,12 @@ class NoiseExplorer(BackgroundState):
     trained_knobs = param.Dict(default=None, allow_None=True, precedence=-1)
 
     train = param.Event(doc="retrain with hardware-aware noise at the current setting")
+    step_epoch = param.Event(doc="hardware-aware training, one epoch more (the curve is redrawn after it)")
+    play = param.Event(doc="hardware-aware training epoch after epoch, each curve drawn before the next epoch")
+    pause = param.Event(doc="stop after the epoch that is running")
+    #: epochs done by the stepped training shown now (0: none), and whether it plays on by itself
+    stepped = param.Integer(0, precedence=-1)
+    playing = param.Boolean(False, precedence=-1)
     cancel = param.Event(doc="cancel the running training")
     use_clean = param.Event(doc="go back to the network trained without noise")
 
@@ -149,6 +165,10 @@ class NoiseExplorer(BackgroundState):
         #: a state dict for the current network, and a test set (x, y) for it
         self._uploaded_state: dict | None = None
         self._uploaded_test: tuple | None = None
+        #: the stepped training run (a generator paused between epochs) and the knobs it trains with
+        self._stepper = None
+        self._stepper_knobs: dict | None = None
+        self._step_cancel = JobCancel()
         #: counts :meth:`refresh` calls: a result of an older setting is never applied
         self._generation = 0
         self._update_layers()
@@ -528,6 +548,73 @@ class NoiseExplorer(BackgroundState):
                     cancelled="training cancelled — network unchanged",
                     label=f"training {self.network_words()} with hardware-aware noise "
                           f"({self.epochs} epochs)…", history={"loss": [], "test_accuracy": []})
+
+    # ------------------------------------------------------------------ stepped training (play / pause / step)
+    def _stepper_for(self):
+        """The generator of the stepped run at the current setting (a new one when a knob changed)."""
+        from ..training.trainer import train_epochs
+        knobs = {**{k: v for k, v in self.knob_values().items()
+                    if k in ("technology", "layer", "layer_value", *TRAINED_KNOBS[self.technology])},
+                 "network": self.network, "epochs": self.epochs, "seed": self.seed}
+        if self._stepper is None or self._stepper_knobs != knobs:
+            _, cfg = self.trained_config(knobs)
+            self._stepper = train_epochs(cfg, device=self.device, cancel=self._step_cancel)
+            self._stepper_knobs = knobs
+            self.stepped = 0
+        return self._stepper
+
+    @param.depends("step_epoch", watch=True)
+    def _step(self):
+        if self.running:
+            return
+        gen = self._stepper_for()
+
+        def job(cancel):
+            self._step_cancel.event = cancel      # the run checks the cancel of the epoch's own job
+            try:
+                info = next(gen, None)
+            except BaseException:
+                self._stepper = None                # a cancelled or failed run cannot resume
+                raise
+            if info is None:
+                return None
+            # the evaluated copy: the run itself goes on training its own model
+            state = {k: v.detach().cpu().clone() for k, v in info["model"].state_dict().items()}
+            return info["epoch"], info["epochs"], state, {k: list(v) for k, v in info["history"].items()}
+
+        def done(out):
+            if out is None:
+                self._stepper = None
+                return dict(playing=False, status="the stepped training is complete: press Step or Play to start again")
+            epoch, epochs, state, hist = out
+            self._uploaded_state = state            # this session's network: the one trained so far
+            if epoch == epochs:
+                self._stepper = None                # the next step starts a new run
+            return dict(stepped=epoch, playing=self.playing and epoch < epochs,
+                        history={"loss": hist["loss"], "test_accuracy": hist["test_accuracy"]},
+                        trained_with=None, trained_knobs=None,
+                        uploads={**self.uploads, "weights": f"{self.network_words()} after {epoch} of {epochs} "
+                                 "hardware-aware epochs (step by step)"})
+
+        self.launch("train", job, job_class="training", on_done=done,
+                    cancelled="stepped training cancelled — the network of the last epoch stays",
+                    label=f"hardware-aware training: epoch {self.stepped + 1} of {self.epochs}…")
+
+    @param.depends("play", watch=True)
+    def _play(self):
+        self.playing = True
+        if not self.running:
+            self.param.trigger("step_epoch")
+
+    @param.depends("pause", watch=True)
+    def _pause(self):
+        self.playing = False
+
+    @param.depends("curve_total", watch=True)
+    def _next_when_drawn(self):
+        # playing: the next epoch starts once this epoch's curve is drawn (curve_total back to 0)
+        if self.playing and self.curve_total == 0 and self.curve is not None and not self.running:
+            self.param.trigger("step_epoch")
 
     @param.depends("use_clean", watch=True)
     def _use_clean(self):

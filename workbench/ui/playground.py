@@ -81,6 +81,12 @@ class NoisePlayground(ExplorerPage):
         w["epochs"] = number_field(ex, "epochs", "training epochs")
         self._run_controls("train", "Train with this noise")
         w["train"], w["cancel"] = self._run, self._cancel
+        w["step_epoch"] = pn.widgets.Button.from_param(ex.param.step_epoch, label="Step one epoch", color="primary",
+                                                       css_classes=["step-epoch"])
+        w["play"] = pn.widgets.Button.from_param(ex.param.play, label="▶ Play", color="primary", css_classes=["play"])
+        w["pause"] = pn.widgets.Button.from_param(ex.param.pause, label="⏸ Pause", color="light", css_classes=["pause"])
+        ex.param.watch(self._stepping, ["running", "playing", "stepped"])
+        self._stepping()
         w["use_clean"] = pn.widgets.Button.from_param(ex.param.use_clean, label="Back to clean network", color="light")
         # uploads are read here and kept in this session's explorer; a file is data, never code
         w["upload_weights"] = pn.widgets.FileInput(accept=".pt,.pth", label="weights (.pt)", multiple=False,
@@ -118,6 +124,21 @@ class NoisePlayground(ExplorerPage):
                                           css_classes=["upload-status"]))
         self._widgets["forget_uploads"].visible = bool(ex.uploads)
         return pn.Column(*items, sizing_mode="stretch_width")
+
+    def _stepping(self, *_):
+        ex, w = self.explorer, self._widgets
+        w["step_epoch"].disabled = ex.running or ex.playing
+        w["play"].disabled = ex.playing
+        w["pause"].disabled = not ex.playing
+
+    @param.depends("explorer.stepped", "explorer.playing", "explorer.epochs")
+    def _epoch_line(self):
+        ex = self.explorer
+        if not ex.stepped:
+            return pn.pane.Markdown("<small>Step or play a training one epoch at a time: the curve above is "
+                                    "redrawn after each epoch.</small>", css_classes=["epoch-line"])
+        return pn.pane.Markdown(f"**Epoch {ex.stepped} of {ex.epochs}**" + (" · playing" if ex.playing else ""),
+                                css_classes=["epoch-line"])
 
     def _curve_bar(self, *_):
         ex = self.explorer
@@ -225,7 +246,8 @@ class NoisePlayground(ExplorerPage):
             "### Memory", w["technology"], w["network"], w["p"], w["noise"], w["sigma_c"], w["sigma"], w["g_u"],
             "### One layer", w["layer"], w["layer_value"],
             "### Evaluation", w["draws"], w["seed"],
-            "### Hardware-aware training", w["epochs"], pn.Row(w["train"], w["cancel"]), self._progress, w["use_clean"],
+            "### Hardware-aware training", w["epochs"], pn.Row(w["train"], w["cancel"]), self._progress,
+            pn.FlexBox(w["step_epoch"], w["play"], w["pause"], flex_wrap="wrap"), self._epoch_line, w["use_clean"],
             "### Your files",
             pn.pane.Markdown("<small>A state dict (.pt) for the chosen network, or a test set (.npz of x_test, y_test "
                              "in the training data's units: digits are pixel intensities ÷ 16, 8×8, labels 0–9). "
