@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from urllib.parse import parse_qsl
 
 import pytest
 
 from workbench.lessons import load_lessons
 
-from helpers import assert_no_console_errors, wait_until, watch_console
+from helpers import assert_no_console_errors, settled_screenshot, wait_until, watch_console
 
 pytestmark = pytest.mark.browser
 
@@ -102,4 +103,33 @@ def test_presenter_view_at_800_px(served_app, page):
     wait_until(lambda: "present=1" in _search(page), 30, message="present=1 kept in the URL")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 820, f"the presenter view overflows 800 px: {width} px"
+    assert_no_console_errors(console)
+
+
+def test_step_play_and_pause_a_hardware_aware_training(served_app, page):
+    """Two epochs stepped, each redrawing the accuracy-vs-p curve; Play runs the next epoch and
+    Pause stops after it (the run has four epochs: the fourth never starts)."""
+    console = watch_console(page)
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    page.goto(f"{served_app}/apps?page=playground&p=0.05&draws=2&epochs=4")
+    curve_done = page.locator(".curve-status", has_text=re.compile(r"\d+ points × 2 Monte-Carlo draws"))
+    wait_until(lambda: curve_done.count() > 0, 240, message="the first accuracy-vs-p curve")
+    figure = page.locator(".bk-Figure").nth(2)
+    shots = [settled_screenshot(figure, message="the clean network's curve")]
+    status = page.locator(".playground-status")
+    for k in (1, 2):
+        page.locator(".step-epoch button").first.click()
+        wait_until(lambda k=k: status.filter(has_text=f"after {k} of 4 hardware-aware epochs").count() > 0
+                   and curve_done.count() > 0, 240, message=f"epoch {k} and its curve")
+        assert page.locator(".epoch-line", has_text=f"Epoch {k} of 4").count() > 0
+        shots.append(settled_screenshot(figure, message=f"the curve after epoch {k}"))
+        assert shots[-1] != shots[-2], f"the curve was not redrawn after epoch {k}"
+    page.locator(".play button").first.click()
+    page.locator(".pause button").first.click()
+    wait_until(lambda: status.filter(has_text="after 3 of 4 hardware-aware epochs").count() > 0
+               and curve_done.count() > 0, 240, message="the epoch that was running when paused")
+    time.sleep(3)
+    assert page.locator(".epoch-line", has_text="Epoch 3 of 4").count() > 0, "paused after epoch 3"
+    assert page.locator(".epoch-line", has_text="playing").count() == 0
+    assert not page.locator(".pause button").first.is_enabled()
     assert_no_console_errors(console)
