@@ -43,10 +43,10 @@ def test_thesis_numbers_in_the_answers():
 
 
 def test_lesson_check_passes_on_the_shipped_lessons(capsys):
-    files = [str(p) for p in sorted(LESSONS_DIR.glob("*.yaml"))]
+    files = [str(p) for p in sorted(LESSONS_DIR.glob("*"))]          # as `lesson check lessons/*`
     assert main(["lesson", "check", *files]) == 0
     out = capsys.readouterr().out
-    assert f"lessons: {len(files)}" in out and "ok: True" in out
+    assert f"lessons: {len(load_lessons())}" in out and "ok: True" in out and "README.md" in out
 
 
 def test_lesson_check_refuses_unknown_knob_and_out_of_range_value(tmp_path, capsys):
@@ -177,3 +177,42 @@ def test_a_step_link_is_refused_by_name_when_out_of_range():
     assert refused and "step must be between 1 and 7" in refused[0]
     refused = page.url.apply({"lesson": "nope"})
     assert "lesson must be one of" in refused[0]
+
+
+def test_train_epochs_is_train_one_epoch_at_a_time():
+    """``train`` consumes ``train_epochs``: the same seeds and steps give the same history."""
+    from workbench.experiments import preset_config
+    from workbench.hardware import SRAMMemory
+    from workbench.training.trainer import train, train_epochs
+    cfg = preset_config("digits-bc", epochs=2, train_memory={"default": SRAMMemory(p=0.05, bits=1).knobs(),
+                                                              "overrides": {}})
+    whole = train(cfg, device="cpu")
+    steps = list(train_epochs(cfg, device="cpu"))
+    assert [s["epoch"] for s in steps] == [1, 2]
+    assert steps[-1]["history"]["loss"] == whole.history["loss"]
+    assert steps[-1]["history"]["test_accuracy"] == whole.history["test_accuracy"]
+
+
+def test_playground_steps_a_training_and_redraws_the_curve(tmp_path):
+    """Step one epoch twice: the network shown is the one trained so far (its curve recomputed
+    after each epoch); Pause stops a Play after the running epoch."""
+    from workbench.experiments import Store
+    from workbench.ui.explorer import NoiseExplorer
+    ex = NoiseExplorer(store=Store(tmp_path), autorun=False, draws=2, epochs=3, p=0.05)
+    ex.refresh()
+    ex.wait()
+    curves = [ex.curve]
+    for k in (1, 2):
+        ex.param.trigger("step_epoch")
+        ex.wait(kinds=("train",))
+        ex.wait()
+        assert ex.stepped == k and len(ex.history["loss"]) == k and not ex.error
+        assert f"after {k} of 3 hardware-aware epochs" in ex.status
+        assert ex.curve is not curves[-1], f"the curve is recomputed after epoch {k}"
+        curves.append(ex.curve)
+    assert float(curves[2].accuracy.sel(p=0.05).mean()) != float(curves[0].accuracy.sel(p=0.05).mean())
+    ex.param.trigger("play")
+    ex.param.trigger("pause")
+    ex.wait(kinds=("train",))
+    ex.wait()
+    assert ex.stepped == 3 and not ex.playing

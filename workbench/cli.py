@@ -642,12 +642,19 @@ def cmd_lesson(args) -> dict:
     from .lessons import LessonError, check_files, load_lesson
     from .ui.app import PAGES, checking_page
 
+    # ``lesson check lessons/*`` also names the folder's README: only .yaml files are lessons
+    files = [f for f in args.files if Path(f).suffix in (".yaml", ".yml")]
+    skipped = [f for f in args.files if f not in files]
+    if not files:
+        raise LessonError(f"no lesson file among {', '.join(args.files)}: a lesson is a .yaml file "
+                          "(see lessons/README.md)")
     pages = {key: (lambda key=key: checking_page(key)) for key in PAGES}
-    problems = check_files(args.files, pages)
+    problems = check_files(files, pages)
     if problems:
         raise LessonError(f"{len(problems)} problem(s) in the lessons:\n" + "\n".join(f"  {p}" for p in problems))
-    steps = sum(len(load_lesson(f).steps) for f in args.files)
-    return {"lessons": len(args.files), "steps": steps, "ok": True}
+    steps = sum(len(load_lesson(f).steps) for f in files)
+    return {"lessons": len(files), "steps": steps, "ok": True,
+            **({"skipped (not .yaml)": ", ".join(skipped)} if skipped else {})}
 
 
 def _print_human(result: dict) -> None:
