@@ -79,6 +79,7 @@ class LessonsPage(pn.viewable.Viewer):
         self.show_step: Callable[[str, dict[str, str]], list[str]] = lambda page, state: []
         self.url = LessonURL(self)
         self._answers: dict[tuple[str, int], str] = {}
+        self._panel: pn.Column | None = None
         self.param.watch(self._open_step, ["lesson", "step"])
 
     # ------------------------------------------------------------------ link values
@@ -132,12 +133,26 @@ class LessonsPage(pn.viewable.Viewer):
         self.param.update(lesson=name, step=1)
 
     # ------------------------------------------------------------------ views
+    def overview(self):
+        """Which pages each lesson visits: steps per (lesson, page), for choosing a lesson."""
+        import holoviews as hv
+        rows = [(page, f"{i + 1}. {lesson.title[:38]}", sum(s.page == page for s in lesson.steps))
+                for i, lesson in enumerate(self.lessons.values())
+                for page in dict.fromkeys(s.page for s in lesson.steps)]
+        return hv.HeatMap(rows, [hv.Dimension("page", label="page visited"), hv.Dimension("lesson")],
+                          hv.Dimension("steps", label="steps on that page (count)")).opts(
+            cmap="Blues", colorbar=True, tools=["hover"], responsive=True, height=260, invert_yaxis=True, xrotation=30,
+            title="Which pages each lesson walks through", toolbar=None)
+
     def _catalogue(self):
         items = [pn.pane.Markdown("## Lessons\nGuided walks through the live pages for a course: each step sets a "
                                   "page, says what to notice, and asks you to predict before the result shows. "
                                   "Every step is a link you can share.", sizing_mode="stretch_width")]
         if self.load_error:
             items.append(pn.pane.Alert(f"**A lesson file could not be read:** {self.load_error}", alert_type="danger"))
+        if self.lessons:
+            items.append(pn.pane.HoloViews(self.overview(), sizing_mode="stretch_width", min_height=240,
+                                           linked_axes=False, css_classes=["lesson-overview"]))
         for name, lesson in self.lessons.items():
             button = pn.widgets.Button(label="Start", color="primary", width=90,
                                        css_classes=["lesson-start", f"lesson-start-{name}"])
@@ -221,10 +236,21 @@ class LessonsPage(pn.viewable.Viewer):
                 f"style='word-break: break-all'>{self.page_state}</a>")
         return pn.pane.HTML(f"<small>The page now: {link}</small>", sizing_mode="stretch_width")
 
+    #: the step column beside the live page, and the list of lessons (no page beside it)
+    STEP_STYLES = {"flex": "1 1 300px", "max-width": "460px"}
+    LIST_STYLES = {"flex": "1 1 100%", "max-width": "1100px"}
+
+    @param.depends("lesson", watch=True)
+    def _widths(self):
+        if self._panel is not None:
+            self._panel.styles = self.STEP_STYLES if self.current is not None else self.LIST_STYLES
+
     def __panel__(self):
-        step = pn.Column(self._step_view, sizing_mode="stretch_width", min_width=280,
-                         styles={"flex": "1 1 300px", "max-width": "460px"}, css_classes=["lesson-panel"])
-        return pn.FlexBox(step, self.live, flex_wrap="wrap", sizing_mode="stretch_width", css_classes=["lessons-page"])
+        styles = self.STEP_STYLES if self.current is not None else self.LIST_STYLES
+        self._panel = pn.Column(self._step_view, sizing_mode="stretch_width", min_width=280,
+                                css_classes=["lesson-panel"], styles=styles)
+        return pn.FlexBox(self._panel, self.live, flex_wrap="wrap", sizing_mode="stretch_width",
+                          css_classes=["lessons-page"])
 
 
 __all__ = ["CATALOGUE", "LessonURL", "LessonsPage"]
