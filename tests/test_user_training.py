@@ -101,7 +101,8 @@ def test_the_cli_trains_and_evaluates_your_network_on_your_data(files, tmp_path,
     # the result records how the user's inputs were normalised (the training split's statistics)
     from workbench.experiments import Store
     from workbench.experiments.core import evaluate
-    ds = evaluate(cfg, {"default": {"technology": "memristor", "sigma_c": 0.1}}, draws=4, store=Store(tmp_path / "store"))
+    ds = evaluate(cfg, {"default": {"technology": "memristor", "sigma_c": 0.1}}, draws=4,
+                  store=Store(tmp_path / "store"))
     assert ds.attrs["cache"] == "hit"
     (mean,), (std,) = load_user_data(str(npz)).normalization
     # (netCDF reads a one-element attribute back as a scalar)
