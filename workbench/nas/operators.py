@@ -17,6 +17,15 @@ the depth vector drops.
   mask is 0.  It also snaps architecture entries to valid choices.  A kept ``g_u`` is kept as
   is, also outside eq 6.2's domain, as eq 6.4 says: the domain is kept by the operators (sampling,
   mutation within ``[0.5, 1.5]``, crossover copying a parent) and checked by ``ArchSpace.is_valid``.
+
+With ADC-bits genes (``ArchSpace(adc_choices=...)``, one integer number of bits per layer after the
+``g_u`` part) every operator treats them as a second per-layer part: sampling draws them uniformly
+from the choices on kept layers; mutation resets a kept layer's bits, with the same per-entry
+probability, to a *different* choice; crossover applies the truth table of §6.2.3 to them with its
+own draws ``k``; repair snaps them to the nearest choice where ``mask(D) = 1`` (the finest choice,
+:attr:`ArchSpace.adc_default`, for a layer a mutation just added, as eq 6.4 gives it ``g_u^d``) and
+zeroes them where the mask is 0.  The random draws of the ADC part come after all the others, so
+without ADC genes every operator draws, and returns, exactly what it did before.
 """
 
 from __future__ import annotations
@@ -45,7 +54,17 @@ def repair_states(space: ArchSpace, X) -> np.ndarray:
     g = X[:, space.gu_slice]
     # eq 6.4 covers g_u ≥ 0; a non-positive value is no conductance scale, so it gets g_u^d like 0
     X[:, space.gu_slice] = np.where(m, np.where(g > 0, g, 1.0), 0.0)
+    if space.has_adc:
+        b = X[:, space.adc_slice]
+        ch = np.asarray(space.adc_choices, float)
+        nearest = ch[np.abs(b[..., None] - ch).argmin(-1)]
+        X[:, space.adc_slice] = np.where(m, np.where(b > 0, nearest, float(space.adc_default)), 0.0)
     return X
+
+
+def _inherit(m1, m2, mc, v1, v2, k) -> np.ndarray:
+    """The truth table of §6.2.3 for one per-layer part (``g_u`` or ADC bits)."""
+    return np.where(m1 & m2, np.where(k, v2, v1), np.where(mc & m1, v1, np.where(mc & m2, v2, 0.0)))
 
 
 def crossover_states(space: ArchSpace, X1, X2, rng: np.random.Generator, complement: bool = False,
@@ -61,25 +80,29 @@ def crossover_states(space: ArchSpace, X1, X2, rng: np.random.Generator, complem
         else             → g_uc = 0
 
     ``complement``: use the complementary draws (the second child of a mating).  ``draws``:
-    the ``(pick_parent2, k)`` boolean arrays (for tests); drawn from ``rng`` otherwise.
+    the ``(pick_parent2, k)`` boolean arrays (for tests), plus ``k`` of the ADC part with ADC genes
+    (``(pick_parent2, k, k_adc)``); drawn from ``rng`` otherwise.  ADC bits follow the same table.
     """
     X1, X2 = np.atleast_2d(np.asarray(X1, dtype=float)), np.atleast_2d(np.asarray(X2, dtype=float))
     n = len(X1)
+    shapes = ((n, space.n_arch), (n, space.n_layers)) + (((n, space.n_layers),) if space.has_adc else ())
     if draws is None:
-        pick2 = rng.random((n, space.n_arch)) < 0.5
-        k = rng.random((n, space.n_layers)) < 0.5
+        drawn = [rng.random(shape) < 0.5 for shape in shapes]
     else:
-        pick2, k = (np.broadcast_to(np.asarray(d, bool), shape) for d, shape in
-                    zip(draws, ((n, space.n_arch), (n, space.n_layers))))
+        if len(draws) < len(shapes):
+            raise ValueError(f"draws holds {len(draws)} arrays, this space needs {len(shapes)} "
+                             "(pick_parent2, k, and k of the ADC bits with ADC genes)")
+        drawn = [np.broadcast_to(np.asarray(d, bool), shape) for d, shape in zip(draws, shapes)]
     if complement:
-        pick2, k = ~pick2, ~k
+        drawn = [~d for d in drawn]
+    pick2, k = drawn[0], drawn[1]
     A = np.where(pick2, X2[:, : space.n_arch], X1[:, : space.n_arch])
     m1, m2 = space.state_mask(X1), space.state_mask(X2)
     mc = space.mask(np.rint(A[:, space.depth_slice]).astype(int))
-    g1, g2 = X1[:, space.gu_slice], X2[:, space.gu_slice]
-    g = np.where(m1 & m2, np.where(k, g2, g1),
-                 np.where(mc & m1, g1, np.where(mc & m2, g2, 0.0)))
-    return np.concatenate([A, g], axis=1)
+    parts = [A, _inherit(m1, m2, mc, X1[:, space.gu_slice], X2[:, space.gu_slice], k)]
+    if space.has_adc:
+        parts.append(_inherit(m1, m2, mc, X1[:, space.adc_slice], X2[:, space.adc_slice], drawn[2]))
+    return np.concatenate(parts, axis=1)
 
 
 def mutate_states(space: ArchSpace, X, rng: np.random.Generator, prob_var: float | None = None,
@@ -88,11 +111,12 @@ def mutate_states(space: ArchSpace, X, rng: np.random.Generator, prob_var: float
 
     Each architecture entry is reset, with probability ``prob_var``, to a *different* allowed
     choice; each kept layer's ``r`` gets pymoo's polynomial mutation (``eta``) within
-    ``[0.5, 1.5]`` with the same probability (only when ``search_gu``).  Default
+    ``[0.5, 1.5]`` with the same probability (only when ``search_gu``); with ADC genes, each kept
+    layer's ADC bits are reset, with that probability, to a different choice.  Default
     ``prob_var = 1 / (number of searched entries)``: one change per state on average."""
     X = np.array(np.atleast_2d(X), dtype=float)
     n = len(X)
-    n_eff = space.n_arch + (space.n_layers if search_gu else 0)
+    n_eff = space.n_arch + (space.n_layers if search_gu else 0) + (space.n_layers if space.has_adc else 0)
     pv = min(0.5, 1.0 / n_eff) if prob_var is None else float(prob_var)
     lo, hi = space.xl[: space.n_arch], space.xu[: space.n_arch]
     flip = rng.random((n, space.n_arch)) < pv
@@ -112,16 +136,28 @@ def mutate_states(space: ArchSpace, X, rng: np.random.Generator, prob_var: float
         gm = mut_pm(np.where(kept, g, 1.0), np.full(L, space.gu_low), np.full(L, space.gu_high),
                     np.full(n, float(eta)), np.full(n, pv), False, random_state=rng)
         X[:, space.gu_slice] = np.where(kept, gm, 0.0)
+    if space.has_adc:
+        ch = np.asarray(space.adc_choices, float)
+        b = X[:, space.adc_slice]
+        flip = (rng.random(b.shape) < pv) & (b > 0)
+        if len(ch) > 1 and flip.any():
+            idx = np.abs(b[..., None] - ch).argmin(-1)                        # the current (nearest) choice
+            step = rng.integers(1, len(ch), size=b.shape)                     # uniform over the other choices
+            X[:, space.adc_slice] = np.where(flip, ch[(idx + step) % len(ch)], b)
     return X
 
 
 def sample_states(space: ArchSpace, n: int, rng: np.random.Generator, search_gu: bool = True) -> np.ndarray:
     """``n`` random valid states: uniform architecture choices; ``r ~ U[0.5, 1.5]`` on kept
-    layers (``r = 1``, i.e. ``g_u = g_u^d``, when not ``search_gu``); repaired (eq 6.4)."""
+    layers (``r = 1``, i.e. ``g_u = g_u^d``, when not ``search_gu``); with ADC genes, ADC bits
+    uniform over the choices on kept layers; repaired (eq 6.4)."""
     A = space.sample_arch(n, rng)
     m = space.mask(A[:, space.depth_slice].astype(int))
     g = rng.uniform(space.gu_low, space.gu_high, size=m.shape) if search_gu else np.ones(m.shape)
-    return repair_states(space, np.concatenate([A, np.where(m, g, 0.0)], axis=1))
+    parts = [A, np.where(m, g, 0.0)]
+    if space.has_adc:
+        parts.append(np.where(m, rng.choice(np.asarray(space.adc_choices, float), size=m.shape), 0.0))
+    return repair_states(space, np.concatenate(parts, axis=1))
 
 
 # --------------------------------------------------------------------------- pymoo operators
@@ -175,6 +211,7 @@ class StateCrossover(Crossover):
         rng = random_state
         pick2 = rng.random((len(P1), self.space.n_arch)) < 0.5
         k = rng.random((len(P1), self.space.n_layers)) < 0.5
-        c1 = crossover_states(self.space, P1, P2, rng, draws=(pick2, k))
-        c2 = crossover_states(self.space, P1, P2, rng, complement=True, draws=(pick2, k))
+        draws = (pick2, k) + ((rng.random((len(P1), self.space.n_layers)) < 0.5,) if self.space.has_adc else ())
+        c1 = crossover_states(self.space, P1, P2, rng, draws=draws)
+        c2 = crossover_states(self.space, P1, P2, rng, complement=True, draws=draws)
         return np.stack([c1, c2])
