@@ -48,11 +48,13 @@ def test_a_user_network_on_user_data_trains_as_from_python(files):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     from workbench.nn import to_noisy
+    from workbench.rng import seeded
     from workbench.training.trainer import make_model
-    torch.manual_seed(3)
-    by_hand = to_noisy(mod.tiny(in_channels=1, num_classes=10, width=5))
-    torch.manual_seed(3)
-    built = make_model(cfg, load_user_data(str(npz)))
+    data = load_user_data(str(npz))
+    with seeded(3):            # background jobs of earlier tests may still be initialising networks
+        by_hand = to_noisy(mod.tiny(in_channels=1, num_classes=10, width=5))
+    with seeded(3):
+        built = make_model(cfg, data)
     for (k, a), b in zip(by_hand.state_dict().items(), built.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
     again = train(cfg, device="cpu")

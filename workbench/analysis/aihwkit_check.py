@@ -58,6 +58,7 @@ from ..hardware.base import MemoryMap
 from ..hardware.periphery import PERIPHERY_DEFAULTS, input_bound
 from ..knobs import KnobError
 from ..nn.layers import calibrate_periphery, noisy_layers
+from ..rng import private_draws
 from .drift import to_torch_model
 from .montecarlo import mc_evaluate
 
@@ -143,9 +144,9 @@ def aihwkit_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: 
                      batch_size: int = 1024) -> np.ndarray:
     """Accuracy of an aihwkit network over ``draws`` passes of the whole set (one draw = one pass,
     fresh periphery noise at every read), seeded from ``seed`` through torch's global generator
-    (aihwkit's torch tiles draw from it; restored afterwards)."""
+    (aihwkit's torch tiles draw from it; held meanwhile and restored afterwards)."""
     out = np.empty(draws)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    with private_draws(), torch.no_grad():
         torch.manual_seed(seed)
         for d in range(draws):
             correct = 0

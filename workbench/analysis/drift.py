@@ -28,6 +28,7 @@ import xarray as xr
 
 from ..knobs import KnobError, check_int, check_number, check_numbers, check_seed
 from ..nn.layers import NoisyConv2d, NoisyLinear
+from ..rng import private_draws
 from ..training.trainer import Cancelled
 
 #: the inference times of Fig 5.5's axis (s): one second, one hour, one day, one year
@@ -63,7 +64,7 @@ def to_torch_model(model: nn.Module) -> nn.Module:
     activations, pooling) are copied as they are; the copy's train/eval mode is the original's.
     """
     out = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):   # the layers' throw-away initialisation draws from torch's RNG
+    with private_draws():   # the layers' throw-away initialisation draws from torch's RNG
         _replace_noisy_layers(out)
     return out
 
@@ -175,8 +176,8 @@ def pcm_drift(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
     Draw ``i`` seeds torch's global generator with ``seed + i`` (aihwkit samples from it) inside
     ``torch.random.fork_rng``, so the caller's random state is untouched and a result is
-    reproducible bit for bit on one machine, provided no other thread draws from torch's global
-    generator meanwhile.
+    reproducible bit for bit on one machine (the global generator is held meanwhile,
+    :data:`workbench.rng.GLOBAL_RNG`).
 
     Args:
         model: a workbench network (any device, either mode; not modified).
@@ -220,7 +221,7 @@ def pcm_drift(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     for d in range(draws):
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"PCM drift evaluation cancelled after {d} draws")
-        with torch.random.fork_rng(devices=[]):
+        with private_draws():
             torch.manual_seed(seed + d)
             analog = convert_to_analog(copy.deepcopy(plain), copy.deepcopy(config), inplace=True).eval()
             analog.program_analog_weights()

@@ -44,6 +44,7 @@ from ..hardware.base import plain_values, set_knobs
 from ..keys import spec_key
 from ..knobs import KnobError
 from ..nn.layers import noisy_layers
+from ..rng import private_draws
 from ..training.trainer import Batches, Cancelled, cosine_schedule
 from .elastic import DynamicBottleneck, DynamicConvBN, DynamicLinear, SubNet, fold_batchnorm, recalibrate_bn
 from .space import Arch, ArchSpace
@@ -235,7 +236,7 @@ def train_supernet(cfg: SupernetConfig | None = None, data: DataBundle | None = 
     cfg = (cfg or SupernetConfig()).check()
     dev = resolve_device(device)
     data = data if data is not None else load_dataset(cfg.dataset)
-    with torch.random.fork_rng(devices=[]):
+    with private_draws():
         torch.manual_seed(cfg.seed)
         net = Supernet(cfg, data.in_channels, data.num_classes)
     net = net.to(dev)

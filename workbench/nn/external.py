@@ -41,6 +41,7 @@ import torch.nn as nn
 
 from ..knobs import KnobError
 from ..plugins import MODEL_GROUP, registered
+from ..rng import GLOBAL_RNG
 
 __all__ = ["EXPORTED_PREFIX", "build_user_model", "exported_dir",
            "exported_memory_overrides", "load_factory", "load_weights", "model_digest", "registered"]
@@ -151,12 +152,14 @@ def build_user_model(spec: str, model_args: Mapping[str, Any] | None = None, *, 
         if value is not None and name not in args and (name in accepted or (takes_any and name == "num_classes")):
             args[name] = value
     try:
-        model = factory(**args)
+        with GLOBAL_RNG:    # its initialisation draws from torch's global generator (workbench.rng)
+            model = factory(**args)
     except TypeError as exc:
         raise KnobError(f"model={spec!r} does not take these arguments {sorted(args)}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise KnobError(f"model={spec!r} returned a {type(model).__name__}, not a torch.nn.Module")
-    return to_noisy(model, binary=binary, digital=digital)
+    with GLOBAL_RNG:
+        return to_noisy(model, binary=binary, digital=digital)
 
 
 def load_weights(model: nn.Module, path: str | Path, knob: str = "--weights") -> nn.Module:

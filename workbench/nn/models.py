@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..knobs import KnobError
+from ..rng import GLOBAL_RNG
 from .layers import NoisyConv1d, NoisyConv2d, NoisyLinear, NoisyMixin
 
 
@@ -349,7 +350,16 @@ MODELS = ("small_cnn", "vgg11", "vgg13", "vgg16", "wrn", "resnet18", "mobilenet_
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int, width: float = 1.0,
                 binary: bool = False, depth: int = 28, k: float = 10) -> nn.Module:
-    """Build a zoo model by name (see :data:`MODELS`)."""
+    """Build a zoo model by name (see :data:`MODELS`).  Its initialisation draws from torch's global
+    generator, held meanwhile (:data:`workbench.rng.GLOBAL_RNG`): a caller that seeded it in
+    :func:`workbench.rng.seeded` gets the same weights whatever other threads do."""
+    with GLOBAL_RNG:
+        return _build_model(name, in_channels=in_channels, num_classes=num_classes, image_size=image_size,
+                            width=width, binary=binary, depth=depth, k=k)
+
+
+def _build_model(name: str, *, in_channels: int, num_classes: int, image_size: int, width: float,
+                 binary: bool, depth: int, k: float) -> nn.Module:
     if name == "small_cnn":
         return SmallCNN(in_channels, num_classes, width, binary)
     if name in VGG_CFGS:

@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from ..datasets import DataBundle, load_dataset
 from ..device import resolve_device
 from ..hardware import memory_map_from_dict
 from ..nn import build_model, clip_weights_, set_generator, set_memory
+from ..rng import seeded
 from .config import TrainConfig
 
 
@@ -144,9 +144,8 @@ def setup_run(cfg: TrainConfig, data: DataBundle | None, device, data_root: str 
     (seed ``cfg.seed + 1``) of a training run; shared by :func:`train` and LaNMax."""
     dev = resolve_device(device)
     data = data if data is not None else data_for(cfg, data_root)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    model = make_model(cfg, data)
+    with seeded(cfg.seed):
+        model = make_model(cfg, data)
     if cfg.init_weights:
         load_initial_weights(model, cfg.init_weights)
     model = model.to(dev)
