@@ -9,12 +9,49 @@ import numpy as np
 import xarray as xr
 from bokeh.models import NumeralTickFormatter
 
+from ..nas.search import objective_matrix, pareto_mask
+
 STRATEGY_COLORS = {"dataset": "#7f7f7f", "M1": "#1f77b4", "M2": "#d62728", "M3": "#2ca02c", "live": "#9467bd"}
 STRATEGY_LABELS = {"dataset": "best collected", "M1": "M1: architecture", "M2": "M2: architecture + g_u",
                    "M3": "M3: M1 with g_u scaled", "live": "live search (estimated)"}
 ACC = hv.Dimension("accuracy", label="test accuracy")
 #: crossbar power has no physical unit here: only ratios between networks mean something
 POW = hv.Dimension("power", label="crossbar power per inference (arbitrary units)")
+#: the quantities a Pareto view can put on an axis (variables of a NAS study), in a fixed order
+FRONT_AXES = ("accuracy", "power", "energy_j", "latency_s")
+#: what each of them is called on an axis and in a title
+AXIS_NAMES = {"accuracy": "test accuracy", "power": "crossbar power per inference",
+              "energy_j": "energy per inference", "latency_s": "latency per inference"}
+SHORT_NAMES = {"accuracy": "accuracy", "power": "power", "energy_j": "energy", "latency_s": "latency"}
+#: SI prefixes tried for joules and seconds, largest first
+_PREFIXES = ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"))
+
+
+def si_unit(values, unit: str) -> tuple[float, str]:
+    """``(factor, "nJ")``: the SI prefix that shows ``values`` (J or s) as numbers ≥ 1 (the largest
+    magnitude picks it); multiply the values by ``factor``."""
+    v = np.abs(np.asarray(values, float))
+    v = v[np.isfinite(v) & (v > 0)]
+    top = float(v.max()) if v.size else 1.0
+    for scale, prefix in _PREFIXES:
+        if top >= scale:
+            return 1.0 / scale, prefix + unit
+    return 1.0 / _PREFIXES[-1][0], _PREFIXES[-1][1] + unit
+
+
+def axis_dimension(name: str, values) -> tuple[hv.Dimension, float]:
+    """The axis of the study variable ``name`` (:data:`FRONT_AXES`) for ``values``, and the factor
+    that turns them into its units: accuracy (1), power (arbitrary units), energy in pJ/nJ/µJ…,
+    latency in ns/µs/ms… (whichever shows the largest value as a number ≥ 1)."""
+    if name == "accuracy":
+        return ACC, 1.0
+    if name == "power":
+        return POW, 1.0
+    unit = {"energy_j": "J", "latency_s": "s"}.get(name)
+    if unit is None:
+        raise ValueError(f"{name!r} is not a Pareto axis; axes: {', '.join(FRONT_AXES)}")
+    factor, text = si_unit(values, unit)
+    return hv.Dimension(name, label=f"{AXIS_NAMES[name]} ({text})"), factor
 
 
 def short_layer_name(name: str) -> str:
@@ -36,51 +73,74 @@ def number_formatter(values) -> NumeralTickFormatter:
 
 
 def _front_line(acc, pw):
-    """Staircase of a non-dominated set, sorted by power."""
+    """Staircase of a non-dominated set, sorted by power (by the x values in general)."""
     o = np.argsort(pw)
     return np.asarray(pw)[o], np.asarray(acc)[o]
 
 
-def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: dict | None = None) -> hv.Overlay:
+def _pair_front(xv, yv, x: str, y: str) -> np.ndarray:
+    """Mask of the points non-dominated on the two axes (accuracy maximised, every cost minimised)."""
+    return pareto_mask(objective_matrix({x: xv, y: yv}, [x, y]))
+
+
+def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: dict | None = None,
+                x: str = "power", y: str = "accuracy") -> hv.Overlay:
     """Fig 6.2: re-simulated power–accuracy points of every strategy, their Pareto fronts (lines),
     the collected states (estimated on n_a/n_p minibatches, faint), the selected point, and an
-    optional live front ``{"accuracy", "power"}`` streamed by a running search."""
-    els = [hv.Scatter((ds.collected_power.values, ds.collected_accuracy.values), POW, ACC,
-                      label="collected (estimated)").opts(color="#cccccc", size=3, alpha=0.5)]
+    optional live front ``{"accuracy", "power"}`` streamed by a running search.
+
+    ``x``, ``y``: the study variables on the axes (:data:`FRONT_AXES` present in ``ds``; default
+    power–accuracy): energy and latency in readable SI units (nJ, µs, …).  Each strategy's line is
+    its front on those two quantities (a study searched on more objectives has points off it)."""
+    if x == y or x not in ds or y not in ds:
+        raise ValueError(f"axes x={x!r}, y={y!r} must be two different variables of the study "
+                         f"({', '.join(v for v in FRONT_AXES if v in ds)})")
+    xs = [ds[x].values.ravel()] + ([ds[f"collected_{x}"].values.ravel()] if f"collected_{x}" in ds else [])
+    ys = [ds[y].values.ravel()] + ([ds[f"collected_{y}"].values.ravel()] if f"collected_{y}" in ds else [])
+    X, fx = axis_dimension(x, np.concatenate(xs))
+    Y, fy = axis_dimension(y, np.concatenate(ys))
+    steps = "steps-pre" if x == "accuracy" else "steps-post"     # the staircase bounds what the front dominates
+    els = []
+    if f"collected_{x}" in ds and f"collected_{y}" in ds:
+        els.append(hv.Scatter((ds[f"collected_{x}"].values * fx, ds[f"collected_{y}"].values * fy), X, Y,
+                              label="collected (estimated)").opts(color="#cccccc", size=3, alpha=0.5))
     for s in ds.strategy.values:
         sub = ds.sel(strategy=s)
-        ok = np.isfinite(sub.power.values)
-        a, p = sub.accuracy.values[ok], sub.power.values[ok]
-        pts = [(float(pp), float(aa), str(s), int(i), float(sd)) for pp, aa, i, sd in
+        ok = np.isfinite(sub[x].values) & np.isfinite(sub[y].values)
+        a, p = sub[y].values[ok], sub[x].values[ok]
+        pts = [(float(pp * fx), float(aa * fy), str(s), int(i), float(sd)) for pp, aa, i, sd in
                zip(p, a, sub.point.values[ok], sub.accuracy_std.values[ok])]
         color = STRATEGY_COLORS.get(str(s), "black")
         els.append(
-            hv.Scatter(pts, POW, [ACC, "strategy", "point", "std"], label=STRATEGY_LABELS.get(str(s), str(s))).opts(
+            hv.Scatter(pts, X, [Y, "strategy", "point", "std"], label=STRATEGY_LABELS.get(str(s), str(s))).opts(
                 color=color, size=8, tools=["hover", "tap"]
             )
         )
-        f = sub.on_front.values[ok]
+        f = _pair_front(p, a, x, y) if (x, y) != ("power", "accuracy") else sub.on_front.values[ok]
         if f.any():
-            x, y = _front_line(a[f], p[f])
-            els.append(hv.Curve((x, y), POW, ACC).opts(color=color, line_width=2, interpolation="steps-post"))
-    if live:
-        x, y = _front_line(live["accuracy"], live["power"])
-        els.append(hv.Curve((x, y), POW, ACC, label=STRATEGY_LABELS["live"]).opts(color=STRATEGY_COLORS["live"],
-                                                                                   line_dash="dashed", line_width=2))
+            xl, yl = _front_line(a[f] * fy, p[f] * fx)
+            els.append(hv.Curve((xl, yl), X, Y).opts(color=color, line_width=2, interpolation=steps))
+    if live and x in live and y in live:
+        xl, yl = _front_line(np.asarray(live[y], float) * fy, np.asarray(live[x], float) * fx)
+        els.append(hv.Curve((xl, yl), X, Y, label=STRATEGY_LABELS["live"]).opts(color=STRATEGY_COLORS["live"],
+                                                                                 line_dash="dashed", line_width=2))
     if selected is not None:
         s, i = selected
         pt = ds.sel(strategy=s).isel(point=i)
-        els.append(hv.Scatter([(float(pt.power), float(pt.accuracy))], POW, ACC).opts(
+        els.append(hv.Scatter([(float(pt[x]) * fx, float(pt[y]) * fy)], X, Y).opts(
             color="black", size=16, marker="circle", fill_alpha=0, line_width=3))
-    power = np.concatenate([ds.power.values.ravel(), ds.collected_power.values.ravel()])
+    title = ("Power–accuracy Pareto fronts (Fig 6.2)" if (x, y) == ("power", "accuracy") else
+             f"{SHORT_NAMES[x].capitalize()}–{SHORT_NAMES[y]} Pareto fronts")
+    opts = {} if y == "accuracy" else {"yformatter": number_formatter(np.concatenate(ys) * fy)}
     return hv.Overlay(els).opts(
         responsive=True,
         min_height=460,
         legend_position="bottom",
         legend_cols=3,
         show_grid=True,
-        xformatter=number_formatter(power),
-        title="Power–accuracy Pareto fronts (Fig 6.2)",
+        xformatter=number_formatter(np.concatenate(xs) * fx),
+        title=title,
+        **opts,
     )
 
 
