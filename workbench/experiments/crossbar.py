@@ -208,7 +208,7 @@ def nas_study(nas: dict | None = None, supernet: dict | None = None, store: Stor
         if ncfg.accelerator:
             ds.attrs["objectives"] = ",".join(ncfg.objectives)
             if ncfg.adc_bits:
-                ds.attrs["adc_choices"] = [int(b) for b in space.adc_choices]
+                ds.attrs["adc_choices"] = ",".join(str(int(b)) for b in space.adc_choices)
             if "hardware_profile" in spec:
                 ds.attrs.update(profile=ncfg.profile, hardware_profile=json.dumps(spec["hardware_profile"],
                                                                                   sort_keys=True))
@@ -248,6 +248,18 @@ def search_setup(nas: dict | None = None, supernet: dict | None = None, store: S
         data = load_dataset(sn.supernet.config.dataset)
         cost = CostModel(sn.supernet, profile, calibration_tensor(data, 1, ncfg.seed), est.space)
     return est, {"objectives": tuple(ncfg.objectives), "cost": cost}
+
+
+def study_adc_choices(ds: xr.Dataset) -> tuple[int, ...] | None:
+    """The ADC bits a study's states choose from (``adc_choices`` of its attributes), None without ADC genes."""
+    text = ds.attrs.get("adc_choices")
+    return None if not text else tuple(int(b) for b in str(text).split(","))
+
+
+def study_profile(ds: xr.Dataset) -> HardwareProfile | None:
+    """The hardware profile of a study's energy and latency (None when it has neither)."""
+    text = ds.attrs.get("hardware_profile")
+    return None if not text else profile_from_dict(json.loads(text))
 
 
 def front_axes(ds: xr.Dataset) -> list[str]:
@@ -414,4 +426,4 @@ def evaluate_state(net: Supernet, state, *, sigma: float = DIGITS_SIGMA, draws: 
 
 __all__ = ["DIGITS_SIGMA", "FRONT_AXES", "ROBUSTNESS_SCALES", "evaluate_state", "front_axes", "load_estimator",
            "load_supernet", "nas_config", "nas_study", "pair_fronts", "pair_hypervolumes", "search_setup",
-           "select_study", "state_details", "study_space", "supernet_config"]
+           "select_study", "state_details", "study_adc_choices", "study_profile", "study_space", "supernet_config"]

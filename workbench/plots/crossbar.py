@@ -83,6 +83,17 @@ def _pair_front(xv, yv, x: str, y: str) -> np.ndarray:
     return pareto_mask(objective_matrix({x: xv, y: yv}, [x, y]))
 
 
+def pareto_axes(ds: xr.Dataset, x: str, y: str) -> tuple[hv.Dimension, float, hv.Dimension, float]:
+    """``(X, fx, Y, fy)``: the axes :func:`pareto_plot` draws for ``x``, ``y`` and the factors from the
+    study's units to theirs (a click at ``(cx, cy)`` is the point ``(cx / fx, cy / fy)`` of the study)."""
+    def values(v):
+        return np.concatenate([ds[v].values.ravel()]
+                              + ([ds[f"collected_{v}"].values.ravel()] if f"collected_{v}" in ds else []))
+    X, fx = axis_dimension(x, values(x))
+    Y, fy = axis_dimension(y, values(y))
+    return X, fx, Y, fy
+
+
 def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: dict | None = None,
                 x: str = "power", y: str = "accuracy") -> hv.Overlay:
     """Fig 6.2: re-simulated power–accuracy points of every strategy, their Pareto fronts (lines),
@@ -97,8 +108,7 @@ def pareto_plot(ds: xr.Dataset, selected: tuple[str, int] | None = None, live: d
                          f"({', '.join(v for v in FRONT_AXES if v in ds)})")
     xs = [ds[x].values.ravel()] + ([ds[f"collected_{x}"].values.ravel()] if f"collected_{x}" in ds else [])
     ys = [ds[y].values.ravel()] + ([ds[f"collected_{y}"].values.ravel()] if f"collected_{y}" in ds else [])
-    X, fx = axis_dimension(x, np.concatenate(xs))
-    Y, fy = axis_dimension(y, np.concatenate(ys))
+    X, fx, Y, fy = pareto_axes(ds, x, y)
     steps = "steps-pre" if x == "accuracy" else "steps-post"     # the staircase bounds what the front dominates
     els = []
     if f"collected_{x}" in ds and f"collected_{y}" in ds:

@@ -5,7 +5,9 @@ details, the n_a/n_p selection, and NSGA-II searches streamed from the page (the
 Its whole state is in the URL (``?page=crossbar&tab=subnet&depth=3,2,1&gu=0.8,1,...&point=M2:5``):
 ``gu`` lists g_u / g_u^d of the subnet's layers in network order, so it applies after ``depth``;
 a link's subnet is checked against the supernet's layout (known from its configuration before the
-trained weights load), and a ``point`` only once the fronts have loaded (refused then on the page)."""
+trained weights load), and a ``point`` only once the fronts have loaded (refused then on the page).
+``xaxis``/``yaxis`` name the quantities on the Pareto fronts' axes (left out of the link at the
+default power–accuracy view)."""
 
 from __future__ import annotations
 
@@ -19,14 +21,18 @@ import param
 
 from ..knobs import range_words
 from ..plots.crossbar import (
+    AXIS_NAMES,
+    SHORT_NAMES,
     accuracy_histogram,
     g_u_bars,
     layer_power_bars,
     number_formatter,
+    pareto_axes,
     pareto_plot,
     robustness_curve,
     selection_plot,
     short_layer_name,
+    si_unit,
 )
 from .base import ExplorerPage, about_fold, downloads, hv_pane, number_field, regenerate_footer, spinner
 from .crossbar_explorer import REGENERATE, CrossbarExplorer
@@ -51,7 +57,10 @@ TEXT = {
         "factors in [0.9, 1.1]; a line joins the points no other network beats on both power and accuracy. "
         "Grey dots are the k random architectures × k_g random g_u settings each that trained the estimator, as "
         "it measured them on only n_a minibatches for accuracy and n_p for power (Fig 6.1 below shows how "
-        "small n_a and n_p can be). Click a point for its network, g_u, power per layer and robustness."
+        "small n_a and n_p can be). Click a point for its network, g_u, power per layer and robustness. "
+        "The two menus choose the quantities on the axes among those the study holds: a study searched with ADC "
+        "bits and a hardware profile (`workbench nas --adc-bits ... --objectives accuracy,energy,latency`) also "
+        "holds the energy per inference in joules and the latency in seconds."
     ),
     "search": (
         "**Run a search.** NSGA-II (a genetic algorithm, through pymoo) searches the networks on the shipped "
@@ -62,6 +71,13 @@ TEXT = {
 
 TABS = ("subnet", "fronts", "search")
 GU_STEP = 0.05
+#: the default axes of the fronts (Fig 6.2), left out of a link
+DEFAULT_AXES = {"front_x": "power", "front_y": "accuracy"}
+
+
+def _axis_label(name: str) -> str:
+    return {"accuracy": "test accuracy", "power": "crossbar power (arbitrary units)",
+            "energy_j": "energy per inference (J)", "latency_s": "latency per inference (s)"}.get(name, name)
 
 
 def _fmt_gu(v: float) -> str:
@@ -145,6 +161,14 @@ class CrossbarPage(ExplorerPage):
         self.export_download = pn.widgets.FileDownload(label="Download .zip", color="success", visible=False,
                                                  auto=True, embed=False)
         ex.param.watch(self._export_ready, "export_zip")
+        # the two quantities on the fronts' axes, among those the loaded study holds
+        self._axis_select = {
+            which: pn.widgets.Select(label=f"{which} axis", options=self._axis_options(),
+                                     value=dict(zip(("x", "y"), ex.shown_axes()))[which], width=260, margin=(5, 10))
+            for which in ("x", "y")}
+        for which, w in self._axis_select.items():
+            w.param.watch(lambda e, which=which: self._axis_chosen(which, e.new), "value")
+        ex.param.watch(self._axes_followed, ["front_x", "front_y", "nas"])
         self.url = PageURL([
             URLKnob("tab", self, "tab", label="sub-tab"),
             URLKnob("depth", ex, "depth", label="depth", parse=_number_list("depth", True),
@@ -164,6 +188,10 @@ class CrossbarPage(ExplorerPage):
             URLKnob("point", ex, "selected", label="point", parse=_parse_point,
                     fmt=lambda v: "none" if v is None else f"{v[0]}:{v[1]}",
                     apply=lambda v: setattr(ex, "selected", None) if v is None else ex.set_point(*v)),
+            URLKnob("xaxis", ex, "front_x", label="x axis of the fronts",
+                    fmt=lambda v: "" if v == DEFAULT_AXES["front_x"] else v),
+            URLKnob("yaxis", ex, "front_y", label="y axis of the fronts",
+                    fmt=lambda v: "" if v == DEFAULT_AXES["front_y"] else v),
         ])
         self._tabs = self._build_tabs()
         self._start()
@@ -235,6 +263,28 @@ class CrossbarPage(ExplorerPage):
             self._gu_error.visible = False
             self.explorer.g_u = {n: float(event.new) for n in self.explorer.present_layers()}
 
+    def _axis_options(self) -> dict[str, str]:
+        return {_axis_label(v): v for v in self.explorer.front_axes()}
+
+    def _axis_chosen(self, which: str, name) -> None:
+        if self._syncing or name is None or name == getattr(self.explorer, f"front_{which}"):
+            return
+        self.explorer.set_front_axis(which, name)
+
+    def _axes_followed(self, *_) -> None:
+        ex = self.explorer
+        self._syncing = True
+        try:
+            options = self._axis_options()
+            for which, w in self._axis_select.items():
+                value = getattr(ex, f"front_{which}")
+                if w.options != options:
+                    w.options = options
+                if value in options.values() and w.value != value:
+                    w.value = value
+        finally:
+            self._syncing = False
+
     def _export_ready(self, event) -> None:
         path = event.new
         if path:
@@ -281,19 +331,24 @@ class CrossbarPage(ExplorerPage):
                 f"the Monte-Carlo evaluation below refines it.")
         return pn.pane.Markdown(text, sizing_mode="stretch_width", css_classes=["analytic-readout"])
 
-    @param.depends("explorer.nas", "explorer.selected", "explorer.live")
+    @param.depends("explorer.nas", "explorer.selected", "explorer.live", "explorer.front_x", "explorer.front_y")
     def _fronts(self):
         ex = self.explorer
         ds = ex.nas
         if ds is None:
             return spinner("loading the search results…")
-        plot = pareto_plot(ds, ex.shown_point(), ex.live)
+        x, y = ex.shown_axes()
+        plot = pareto_plot(ds, ex.shown_point(), ex.live, x=x, y=y)
+        _, fx, _, fy = pareto_axes(ds, x, y)
         tap = hv.streams.Tap(source=plot, x=None, y=None)
-        tap.add_subscriber(lambda x, y: ex.pick(x, y))
+        tap.add_subscriber(lambda x, y: ex.pick(None if x is None else x / fx, None if y is None else y / fy))
         r2 = dict(zip(ds.target.values, ds.r2.values))
-        hv_text = ", ".join(f"{s} {float(v):.3f}" for s, v in zip(ds.strategy.values, ds.hypervolume.values))
+        hv_text = ", ".join(f"{s} {float(v):.3f}" for s, v in ex.hypervolumes().items())
+        costs = [SHORT_NAMES[v] for v in (x, y) if v != "accuracy"]
+        pair = "" if (x, y) == ("power", "accuracy") else f" on {AXIS_NAMES[y]} against {AXIS_NAMES[x]}"
         a = ds.attrs
-        info = (f"Hypervolume (the area a front dominates, larger is better; all on one power scale): {hv_text}. "
+        info = (f"Hypervolume{pair} (the area a front dominates, larger is better; all on one "
+                f"{' and one '.join(costs)} scale): {hv_text}. "
                 f"The estimator explains {r2['accuracy']:.0%} of the accuracy and {r2['power']:.0%} of the power "
                 f"variation of networks it never saw (held-out R²). Supernet accuracy: largest subnet "
                 f"{a['supernet_accuracy_largest']:.3f}, smallest {a['supernet_accuracy_smallest']:.3f}. "
@@ -312,13 +367,22 @@ class CrossbarPage(ExplorerPage):
         ds = ex.details
         strategy, point = ex.selected
         nas = ex.nas.sel(strategy=strategy).isel(point=point)
+        extra = ""
+        for v, unit in (("energy_j", "J"), ("latency_s", "s")):
+            if v in nas:
+                factor, text = si_unit(nas[v].values, unit)
+                extra += f", {SHORT_NAMES[v]} {float(nas[v]) * factor:.4g} {text}"
         head = pn.pane.Markdown(f"**{strategy}, point {point}**: accuracy {float(nas.accuracy):.4f} ± "
-                                f"{float(nas.accuracy_std):.4f}, power {float(nas.power):,.0f} (arbitrary units)")
+                                f"{float(nas.accuracy_std):.4f}, power {float(nas.power):,.0f} (arbitrary units)"
+                                f"{extra}")
         if ds is None:
             return pn.Column(head, spinner("simulating this network…"), sizing_mode="stretch_width")
+        adc = ("" if "adc_bits" not in ds else
+               f"; ADC bits per layer (network order) **{', '.join(str(int(b)) for b in ds.adc_bits.values)}** "
+               "(*Edit this network* loads its architecture and g_u; the editor reads through ideal converters)")
         arch = pn.pane.Markdown(
             f"blocks per stage D **{ds.attrs['depth']}**, width (stem, stages) **{ds.attrs['width']}**, "
-            f"expand per block {ds.attrs['expand']}"
+            f"expand per block {ds.attrs['expand']}{adc}"
         )
         return pn.Column(
             head,
@@ -375,7 +439,9 @@ class CrossbarPage(ExplorerPage):
                           styles={"flex": "1 1 380px"})
         subnet = pn.Column(pn.FlexBox(editor, right, flex_wrap="wrap", sizing_mode="stretch_width"),
                            pn.pane.Markdown(TEXT["subnet"]), sizing_mode="stretch_width")
-        fronts = pn.Column(pn.pane.Markdown(TEXT["fronts"]), self._fronts, self._details, self._selection,
+        axes = pn.FlexBox(self._axis_select["x"], self._axis_select["y"], flex_wrap="wrap",
+                          sizing_mode="stretch_width")
+        fronts = pn.Column(pn.pane.Markdown(TEXT["fronts"]), axes, self._fronts, self._details, self._selection,
                            sizing_mode="stretch_width")
         search = pn.Column(pn.pane.Markdown(TEXT["search"]),
                            pn.FlexBox(pn.Column(pn.pane.Markdown("search strategy", margin=(0, 10)), self._strategy,

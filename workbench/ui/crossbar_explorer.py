@@ -5,7 +5,9 @@ trained supernet, the NAS fronts of M1/M2/M3 and the n_a/n_p selection.  The use
 (depth, width, expand ratio per stage) and one ``g_u`` per layer and sees its Monte-Carlo power and
 accuracy; clicking a Pareto point shows that network and exports it as a standalone network (a .zip
 of ``workbench nas --export``'s files); a search on the shipped estimator streams its front
-generation by generation.
+generation by generation.  The Pareto fronts are shown on two axes chosen among the quantities the
+study holds (accuracy, crossbar power, and for an accelerator study with a hardware profile energy
+in J and latency in s), with the hypervolume of each strategy's front on that pair.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ import param
 from ..experiments import Store
 from ..experiments.crossbar import (
     DIGITS_SIGMA,
+    FRONT_AXES,
     evaluate_state,
-    load_estimator,
+    front_axes,
     load_supernet,
+    pair_hypervolumes,
+    search_setup,
     state_details,
+    study_adc_choices,
+    study_profile,
     supernet_config,
 )
 from ..experiments.estimate import estimate_state
@@ -53,6 +60,10 @@ class CrossbarExplorer(BackgroundState):
     pop_size = param.Integer(64, bounds=(4, 4096), doc="NSGA-II population of a page search")
     n_gen = param.Integer(40, bounds=(1, 2000), doc="NSGA-II generations of a page search")
     selected = param.Tuple(default=None, allow_None=True, length=2, doc="(strategy, point) clicked on the fronts")
+    front_x = param.Selector(default="power", objects=list(FRONT_AXES),
+                             doc="quantity on the x axis of the Pareto fronts (one the study holds)")
+    front_y = param.Selector(default="accuracy", objects=list(FRONT_AXES),
+                             doc="quantity on the y axis of the Pareto fronts (one the study holds)")
     #: a setting of a link refused only once the results it names had loaded (shown on the page)
     late_refusal = param.String("", precedence=-1)
     #: the search's own status line (the page's ``status`` follows the subnet's evaluations)
@@ -245,20 +256,55 @@ class CrossbarExplorer(BackgroundState):
     def describe(self) -> str:
         return f"D = {list(self.depth)}, width = {list(self.width)}, expand = {list(self.expand)}"
 
+    # ------------------------------------------------------------------ Pareto axes
+    def front_axes(self) -> list[str]:
+        """The quantities the loaded study holds (power and accuracy until it loads)."""
+        return ["accuracy", "power"] if self.nas is None else front_axes(self.nas)
+
+    def set_front_axis(self, which: str, name: str) -> None:
+        """Put the study quantity ``name`` on the ``which`` (``"x"`` or ``"y"``) axis; the other axis
+        takes the previous quantity if it showed ``name`` (the two always differ)."""
+        check_choice("axis", which, ["x", "y"])
+        check_choice(f"{which} axis", name, self.front_axes())
+        mine, other = (("front_x", "front_y") if which == "x" else ("front_y", "front_x"))
+        if getattr(self, other) == name:
+            self.param.update(**{other: getattr(self, mine), mine: name})
+        else:
+            setattr(self, mine, name)
+
+    @param.depends("front_x", "front_y", watch=True, on_init=False)
+    def _axes_differ(self) -> None:
+        """Both axes on one quantity (set one at a time): the other takes the default pair's partner."""
+        if self.front_x == self.front_y:
+            self.front_y = "accuracy" if self.front_x != "accuracy" else "power"
+
+    def shown_axes(self) -> tuple[str, str]:
+        """``(x, y)`` of the fronts: the chosen pair when the study holds both, else power–accuracy."""
+        axes = self.front_axes()
+        if self.front_x in axes and self.front_y in axes and self.front_x != self.front_y:
+            return self.front_x, self.front_y
+        return "power", "accuracy"
+
+    def hypervolumes(self) -> dict[str, float]:
+        """Hypervolume of each strategy's re-simulated front on the shown pair (one scale per cost)."""
+        return {} if self.nas is None else pair_hypervolumes(self.nas, *self.shown_axes())
+
     # ------------------------------------------------------------------ Pareto points
     def point_state(self, strategy: str, point: int) -> np.ndarray:
         return self.nas.state_vector.sel(strategy=strategy).isel(point=point).values
 
-    def pick(self, power: float, accuracy: float) -> None:
-        """Select the re-simulated point nearest to a click (relative distance on both axes)."""
+    def pick(self, x: float, y: float) -> None:
+        """Select the re-simulated point nearest to a click at ``(x, y)`` on the shown axes (power and
+        accuracy by default; in the quantities' own units, J and s) by relative distance on both."""
         ds = self.nas
-        if ds is None or power is None or accuracy is None:
+        if ds is None or x is None or y is None:
             return
-        p, a = ds.power.values, ds.accuracy.values
-        ok = np.isfinite(p)
+        xa, ya = self.shown_axes()
+        p, a = ds[xa].values, ds[ya].values
+        ok = np.isfinite(p) & np.isfinite(a)
         span_p = np.nanmax(p) - np.nanmin(p) or 1.0
         span_a = np.nanmax(a) - np.nanmin(a) or 1.0
-        d = np.where(ok, ((p - power) / span_p) ** 2 + ((a - accuracy) / span_a) ** 2, np.inf)
+        d = np.where(ok, ((p - x) / span_p) ** 2 + ((a - y) / span_a) ** 2, np.inf)
         i, j = np.unravel_index(int(np.argmin(d)), d.shape)
         self.selected = (str(ds.strategy.values[i]), int(j))
 
@@ -270,9 +316,11 @@ class CrossbarExplorer(BackgroundState):
         state = self.point_state(strategy, point)
         self.details = None
 
+        adc, profile = study_adc_choices(self.nas), study_profile(self.nas)
+
         def job(cancel):
             return state_details(state, self.supernet_spec, self.store, sigma=self.sigma, draws=10, device=self.device,
-                                 cancel=cancel)
+                                 cancel=cancel, adc_choices=adc, profile=profile)
 
         self.launch("details", job, into="details")
 
@@ -344,14 +392,16 @@ class CrossbarExplorer(BackgroundState):
         strategy, pop, gen = self.strategy, self.pop_size, self.n_gen
         latest, lock = {}, threading.Lock()
 
+        def front(values) -> dict:
+            """The estimated quantities of a front (accuracy, power, and energy/latency of a profile)."""
+            return {k: np.asarray(values[k]).tolist() for k in FRONT_AXES if k in values}
+
         def show():
             with lock:
                 info = latest.pop("info", None)
             if info is None or not self.running:
                 return
-            self.param.update(live={"accuracy": np.asarray(info["accuracy"]).tolist(),
-                                    "power": np.asarray(info["power"]).tolist(),
-                                    "generation": int(info["generation"])},
+            self.param.update(live={**front(info), "generation": int(info["generation"])},
                               progress=int(100 * info["generation"] / info["n_gen"]),
                               search_status=f"NSGA-II {strategy}: generation {int(info['generation'])} of "
                                             f"{info['n_gen']} (population {pop}) on the estimator…")
@@ -366,15 +416,15 @@ class CrossbarExplorer(BackgroundState):
                 self.dispatch(show)
 
         def job(cancel):
-            est = load_estimator(self.nas_params.get("nas"), self.supernet_spec, self.store)
-            return run_search(strategy, est, est.space, pop, gen, seed=0, progress=progress, cancel=cancel)
+            est, objectives = search_setup(self.nas_params.get("nas"), self.supernet_spec, self.store)
+            return run_search(strategy, est, est.space, pop, gen, seed=0, progress=progress, cancel=cancel,
+                              **objectives)
 
         def done(res):
             with lock:
                 latest.clear()
             f = res.front
-            return dict(live={"accuracy": res.accuracy[f].tolist(), "power": res.power[f].tolist(),
-                              "generation": res.n_gen},
+            return dict(live={**front({k: v[f] for k, v in res.values().items()}), "generation": res.n_gen},
                         search_status=f"NSGA-II {strategy} done: {int(f.sum())} estimated Pareto points after "
                                       f"{res.n_gen} generations ({res.seconds:.1f} s)")
 
