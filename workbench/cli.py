@@ -388,12 +388,39 @@ def cmd_drift(args) -> dict:
             "clean_accuracy": ds.attrs.get("clean_accuracy"), "draws": args.draws}
 
 
+def _nas_accelerator(args, nas: dict) -> dict:
+    """``nas``'s knobs with those of ``--adc-bits``, ``--objectives`` and ``--profile``, each checked
+    naming its option and what it allows."""
+    from .hardware import PROFILES
+    from .nas.search import check_objectives
+    from .nas.space import check_adc_choices
+    out = dict(nas)
+    if args.adc_bits is not None:
+        try:
+            bits = [int(b) for b in args.adc_bits.split(",")]
+        except ValueError:
+            raise KnobError(f"--adc-bits={args.adc_bits!r} is not valid: --adc-bits must be a comma-separated list of "
+                            "ADC bit counts, each an integer in [2, 16] (e.g. 3,4,5,6,8)") from None
+        out["adc_bits"] = list(check_adc_choices(bits, "--adc-bits"))
+    if args.objectives is not None:
+        out["objectives"] = list(check_objectives(args.objectives, "--objectives"))
+    if args.profile is not None:
+        check_choice("--profile", args.profile, sorted(PROFILES))
+        if not any(o in ("energy", "latency") for o in out.get("objectives", [])):
+            raise KnobError("--profile sets the constants of the energy and latency objectives: add --objectives "
+                            "accuracy,energy (or accuracy,energy,latency)")
+        out["profile"] = args.profile
+    return out
+
+
 def cmd_nas(args) -> dict:
     """The NAS process of ch. 6 (supernet, collection, estimator, M1/M2/M3, re-simulation);
-    ``--export DIR`` writes one point of a front as a standalone network."""
+    ``--export DIR`` writes one point of a front as a standalone network.  ``--adc-bits``,
+    ``--objectives`` and ``--profile`` search ADC bits per layer against energy (J) and latency (s)."""
     from .experiments.crossbar import nas_study
     nas = dict(parse_assignment(s) for s in (args.set or []))
     supernet = dict(parse_assignment(s) for s in (args.supernet or []))
+    nas = _nas_accelerator(args, nas)
     if args.export:
         return _nas_export(args, nas, supernet)
     if args.strategy is not None or args.point is not None:
@@ -408,11 +435,28 @@ def cmd_nas(args) -> dict:
             "accuracy": sub.accuracy.values[f].round(4).tolist(),
             "power": sub.power.values[f].round(6).tolist(),
         }
-    return {"r2": dict(zip(map(str, ds.target.values), ds.r2.values.round(4).tolist())),
-            "hypervolume": dict(zip(map(str, ds.strategy.values), ds.hypervolume.values.round(4).tolist())),
-            "fronts": fronts, "supernet_accuracy_largest": ds.attrs["supernet_accuracy_largest"],
-            "supernet_accuracy_smallest": ds.attrs["supernet_accuracy_smallest"],
-            "cache_key": ds.attrs.get("cache_key"), "cache": ds.attrs.get("cache")}
+        for v in ("energy_j", "latency_s"):     # physical units: significant digits, not decimals
+            if v in sub:
+                fronts[str(s)][v] = [float(f"{x:.6g}") for x in sub[v].values[f]]
+    out = {"r2": dict(zip(map(str, ds.target.values), ds.r2.values.round(4).tolist())),
+           "hypervolume": dict(zip(map(str, ds.strategy.values), ds.hypervolume.values.round(4).tolist())),
+           "fronts": fronts, "supernet_accuracy_largest": ds.attrs["supernet_accuracy_largest"],
+           "supernet_accuracy_smallest": ds.attrs["supernet_accuracy_smallest"],
+           "cache_key": ds.attrs.get("cache_key"), "cache": ds.attrs.get("cache")}
+    if "objectives" in ds.attrs:
+        from .experiments.crossbar import front_axes, pair_hypervolumes
+        out["objectives"] = ds.attrs["objectives"].split(",")
+        out["hypervolume_on"] = ds.hypervolume.attrs["long_name"]
+        # every pair with accuracy, as the Pareto page shows them
+        out["hypervolume_pairs"] = {f"accuracy-{v}": {k: round(h, 4) for k, h in pair_hypervolumes(ds, "accuracy",
+                                                                                                   v).items()}
+                                    for v in front_axes(ds) if v != "accuracy"}
+        if "adc_choices" in ds.attrs:
+            out["adc_bits"] = [int(b) for b in str(ds.attrs["adc_choices"]).split(",")]
+        if "profile" in ds.attrs:
+            out["profile"] = ds.attrs["profile"]
+        out["units"] = {"energy_j": "J per inference", "latency_s": "s per inference", "power": "a.u."}
+    return out
 
 
 def _nas_export(args, nas: dict, supernet: dict) -> dict:
@@ -615,6 +659,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --export: the front the point is taken from (default M2, the joint search)")
     na.add_argument("--point", type=int, metavar="K",
                     help="with --export: the re-simulated point K (default: the front's most accurate)")
+    na.add_argument("--adc-bits", dest="adc_bits", metavar="B,B,...",
+                    help="search the ADC bits of every crossbar layer among these (e.g. 3,4,5,6,8; each in [2, 16]): "
+                         "collected, searched and re-simulated through those converters")
+    na.add_argument("--objectives", metavar="accuracy,COST[,COST]",
+                    help="accuracy, then one or two of power (eq 6.3, default), energy (J per inference), latency "
+                         "(s per inference); e.g. accuracy,energy,latency")
+    na.add_argument("--profile", metavar="NAME",
+                    help="hardware profile of the energy and latency objectives: isaac (default) or survey-frontier")
     na.set_defaults(func=cmd_nas)
 
     fg = sub.add_parser("figure", parents=[common], help="render a thesis figure from the store (PDF, PNG, SVG)")

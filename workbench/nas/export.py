@@ -134,6 +134,10 @@ def export_subnet(directory: str | os.PathLike, supernet: Supernet, nas: xr.Data
     draws = int(knobs.get("draws", 5) if draws is None else draws)
     sigma = float(nas.attrs.get("sigma", knobs.get("sigma", 0.0)))
     space = supernet.space
+    if state.shape == (space.with_adc([8]).n_var,) and "adc_choices" in nas.attrs:
+        raise KnobError("this study searched ADC bits per layer (--adc-bits): an export writes the architecture, "
+                        "the folded weights and the per-layer g_u, which an exported network is read back with; "
+                        "per-layer ADC bits are not part of the export format")
     if state.shape != (space.n_var,):
         raise KnobError(f"the study's states have {state.size} entries, this supernet's {space.n_var}: "
                         "the study was run on another supernet")
