@@ -254,3 +254,194 @@ def test_crossover_through_pymoo_gives_valid_states(space, problem):
     assert X.shape == (80, space.n_var) and space.is_valid(X).all()
     # crossover alone already gives valid states (m1·m2 ⊆ m_c ⊆ m1 + m2)
     assert space.is_valid(off.get("X")).all()
+
+
+# --------------------------------------------------------------------------- ADC-bits genes (issue 15)
+ADC = (3, 4, 5, 6, 8)
+
+
+@pytest.fixture(scope="module")
+def adc_space(space):
+    return space.with_adc(ADC)
+
+
+@pytest.fixture(scope="module")
+def adc_problem(adc_space):
+    return Problem(n_var=adc_space.n_var, n_obj=2, xl=adc_space.xl, xu=adc_space.xu)
+
+
+def _digest(a) -> str:
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(a, dtype=np.float64)).tobytes()).hexdigest()[:16]
+
+
+def test_without_adc_genes_the_operators_return_what_they_returned_before(space):
+    """Digests of the operators' outputs computed with the code before ADC genes existed (same
+    seeds): sampling, mutation + repair, crossover and a whole NSGA-II run through the pymoo operators."""
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.optimize import minimize
+    assert space.n_var == 48 and not space.has_adc and space.adc_slice == slice(48, 48)
+    assert space.with_adc(None).var_names == space.var_names
+    S = sample_states(space, 64, np.random.default_rng(0))
+    assert _digest(S) == "86c5eb3e8c51e5f6"
+    assert _digest(sample_states(space, 64, np.random.default_rng(1), search_gu=False)) == "1773938f91b0db6c"
+    assert _digest(repair_states(space, mutate_states(space, S, np.random.default_rng(2), prob_var=0.3))) == \
+        "de468a77bb07fbfb"
+    assert _digest(crossover_states(space, S[:32], S[32:], np.random.default_rng(3))) == "011652883eb73624"
+
+    class Analytic(Problem):
+        def __init__(self):
+            super().__init__(n_var=space.n_var, n_obj=2, xl=space.xl, xu=space.xu)
+
+        def _evaluate(self, X, out, *args, **kwargs):
+            g = X[:, space.gu_slice]
+            out["F"] = np.column_stack([-(X[:, space.depth_slice].sum(1) + 0.3 * g.sum(1)
+                                          - 0.01 * X[:, space.width_slice].sum(1)),
+                                        g.sum(1) + X[:, space.width_slice].sum(1)])
+
+    for search_gu, want in ((True, ("639903fc2766a81e", "63b0dd9f440c2d20")),
+                            (False, ("29d30062d44bf178", "7078c33feb9e8311"))):
+        alg = NSGA2(pop_size=16, sampling=StateSampling(space, search_gu), crossover=StateCrossover(space),
+                    mutation=StateMutation(space, search_gu), repair=StateRepair(space), eliminate_duplicates=True)
+        res = minimize(Analytic(), alg, ("n_gen", 5), seed=0, verbose=False)
+        assert (_digest(res.pop.get("X")), _digest(res.pop.get("F"))) == want
+
+
+def test_adc_genes_extend_the_state_after_g_u(space, adc_space):
+    sp = adc_space
+    L = space.n_layers
+    assert sp.n_var == space.n_var + L and sp.adc_slice == slice(space.n_var, space.n_var + L)
+    assert sp.var_names[: space.n_var] == space.var_names
+    assert sp.var_names[space.n_var:] == [f"adc_bits:{n}" for n in space.layer_names()]
+    assert np.all(sp.xl[sp.adc_slice] == 0) and np.all(sp.xu[sp.adc_slice] == 8)
+    s = sp.encode(sp.smallest())
+    m = sp.mask(sp.smallest().depth)
+    np.testing.assert_array_equal(s[sp.adc_slice], np.where(m, 8.0, 0.0))     # the finest ADC by default
+    np.testing.assert_array_equal(s[: space.n_var], space.encode(space.smallest()))
+    assert sp.is_valid(s).all() and not space.is_valid(s).any() and not sp.is_valid(s[: space.n_var]).any()
+    assert sp.adc_bits(s) == {n: 8 for n, k in zip(sp.layer_names(), m) if k}
+    bad = s.copy()
+    bad[sp.adc_slice.start + int(np.flatnonzero(m)[0])] = 7            # not a choice
+    assert not sp.is_valid(bad).any()
+    gone = s.copy()
+    gone[sp.adc_slice.start + int(np.flatnonzero(~m)[0])] = 4          # bits on a dropped layer
+    assert not sp.is_valid(gone).any()
+    assert space.with_adc([8, 3, 3]).adc_choices == (3, 8) and sp.size()["state_length"] == sp.n_var
+
+
+@pytest.mark.parametrize("choices,match", [([], "empty"), ([1, 4], r"adc_bits\[0\]=1 is out of range.*\[2, 16\]"),
+                                           ([4, 17], r"adc_bits\[1\]=17"), ([4.5], "not an integer"),
+                                           ("4,5", "not a list")])
+def test_adc_choices_are_refused_by_name(space, choices, match):
+    from workbench.knobs import KnobError
+    with pytest.raises(KnobError, match=match):
+        space.with_adc(choices)
+
+
+def test_repair_snaps_adc_bits_to_choices_and_zeroes_dropped_layers(adc_space):
+    sp = adc_space
+    rng = np.random.default_rng(10)
+    n = 500
+    A = sp.xl[: sp.n_arch] + rng.random((n, sp.n_arch)) * (sp.xu - sp.xl)[: sp.n_arch]    # any float in the bounds
+    g = np.where(rng.random((n, sp.n_layers)) < 0.2, 0.0, rng.uniform(0.5, 1.5, (n, sp.n_layers)))
+    b = np.where(rng.random((n, sp.n_layers)) < 0.2, 0.0, rng.uniform(-1.0, 9.0, (n, sp.n_layers)))
+    X = np.concatenate([A, g, b], axis=1)
+    R = repair_states(sp, X)
+    assert sp.is_valid(R).all()                              # repaired states are always valid
+    m = sp.state_mask(R)
+    rb, b0 = R[:, sp.adc_slice], X[:, sp.adc_slice]
+    assert np.all(rb[~m] == 0) and np.all(np.isin(rb[m], ADC))
+    ch = np.asarray(ADC, float)
+    positive = m & (b0 > 0)
+    nearest = ch[np.abs(b0[..., None] - ch).argmin(-1)]
+    np.testing.assert_array_equal(rb[positive], nearest[positive])      # snapped to the nearest choice
+    assert np.all(rb[m & (b0 <= 0)] == 8)                                # a layer without bits: the finest ADC
+    np.testing.assert_array_equal(repair_states(sp, R), R)               # idempotent
+
+
+def test_sampled_adc_bits_are_valid_and_uniform_over_the_choices(adc_space, adc_problem):
+    from scipy.stats import chisquare
+    rng = np.random.default_rng(11)
+    X = StateSampling(adc_space, True).do(adc_problem, 600, random_state=rng).get("X")
+    assert adc_space.is_valid(X).all()
+    m = adc_space.state_mask(X)
+    b = X[:, adc_space.adc_slice]
+    assert np.all(b[~m] == 0)
+    counts = np.array([(b[m] == c).sum() for c in ADC])
+    assert counts.sum() == m.sum() and chisquare(counts).pvalue > 1e-3       # every choice, equally often
+
+
+def test_mutation_moves_adc_bits_to_another_choice_at_the_per_entry_rate(adc_space, adc_problem):
+    sp = adc_space
+    rng = np.random.default_rng(12)
+    X = sample_states(sp, 1000, rng)
+    pv = 0.1
+    Y = mutate_states(sp, X, rng, prob_var=pv)
+    b0, b1 = X[:, sp.adc_slice], Y[:, sp.adc_slice]
+    kept = b0 > 0
+    moved = b1 != b0
+    assert not moved[~kept].any()
+    # each kept layer's bits move with probability prob_var, always to a *different* choice
+    assert binomtest(int(moved[kept].sum()), int(kept.sum()), pv).pvalue > 1e-3
+    assert np.all(np.isin(b1[kept], ADC))
+    # through pymoo (default rate: one change per state on average), repaired and valid
+    Z = StateMutation(sp).do(adc_problem, Population.new("X", X.copy()), random_state=rng).get("X")
+    assert sp.is_valid(Z).all()
+    both = sp.state_mask(X) & sp.state_mask(Z)
+    assert (Z[:, sp.adc_slice][both] != X[:, sp.adc_slice][both]).any()
+    n_entries = sp.n_arch + 2 * sp.n_layers
+    rate = (Z[:, sp.adc_slice][both] != X[:, sp.adc_slice][both]).mean()
+    assert 0.2 / n_entries < rate < 5.0 / n_entries
+
+
+def test_crossover_applies_the_truth_table_to_adc_bits_with_its_own_draws(adc_space, adc_problem):
+    sp = adc_space
+    rng = np.random.default_rng(13)
+    D1, D2 = [1, 3, 2], [3, 1, 2]
+    P1, P2 = state(sp, D1, 0.7, rng), state(sp, D2, 1.3, rng)
+    P1[sp.adc_slice] = np.where(sp.mask(D1), 3.0, 0.0)
+    P2[sp.adc_slice] = np.where(sp.mask(D2), 6.0, 0.0)
+    m1, m2 = sp.mask(D1), sp.mask(D2)
+    for p0, p1 in ((False, False), (True, False), (False, True), (True, True)):
+        pick2 = np.zeros(sp.n_arch, bool)
+        pick2[0], pick2[1] = p0, p1
+        k, k_adc = np.zeros(sp.n_layers, bool), np.ones(sp.n_layers, bool)     # g_u from 1, ADC bits from 2
+        child = crossover_states(sp, P1, P2, rng, draws=(pick2, k, k_adc))[0]
+        mc = sp.mask(child[sp.depth_slice].astype(int))
+        np.testing.assert_array_equal(child[sp.gu_slice],
+                                      expected_child_gu(m1, m2, mc, P1[sp.gu_slice], P2[sp.gu_slice], k))
+        np.testing.assert_array_equal(child[sp.adc_slice],
+                                      expected_child_gu(m1, m2, mc, P1[sp.adc_slice], P2[sp.adc_slice], k_adc))
+        assert sp.is_valid(child).all()
+    with pytest.raises(ValueError, match="draws"):
+        crossover_states(sp, P1, P2, rng, draws=(pick2, k))
+    pop = Population.new("X", sample_states(sp, 60, rng))
+    off = StateCrossover(sp).do(adc_problem, pop, rng.integers(0, 60, size=(40, 2)), random_state=rng).get("X")
+    assert off.shape == (80, sp.n_var) and sp.is_valid(off).all()
+    # shared layers take each parent's bits half of the time (k of the ADC part drawn per layer)
+    n = 2000
+    kids = crossover_states(sp, np.repeat(P1[None], n, 0), np.repeat(P2[None], n, 0), rng)
+    both = m1 & m2 & sp.mask(D1)
+    b = kids[:, sp.adc_slice][:, both]
+    assert np.all((b == 3) | (b == 6)) and binomtest(int((b == 3).sum()), b.size, 0.5).pvalue > 1e-3
+
+
+def test_nsga2_with_adc_genes_keeps_every_state_valid(adc_space):
+    from pymoo.algorithms.moo.nsga2 import NSGA2
+    from pymoo.optimize import minimize
+    sp = adc_space
+
+    class Bits(Problem):            # accuracy rises, cost rises with the ADC bits: the front spans them
+        def __init__(self):
+            super().__init__(n_var=sp.n_var, n_obj=2, xl=sp.xl, xu=sp.xu)
+
+        def _evaluate(self, X, out, *args, **kwargs):
+            b = X[:, sp.adc_slice]
+            out["F"] = np.column_stack([-(1 - np.exp(-b.sum(1) / 40)), (2.0 ** b).sum(1)])
+
+    alg = NSGA2(pop_size=20, sampling=StateSampling(sp), crossover=StateCrossover(sp), mutation=StateMutation(sp),
+                repair=StateRepair(sp), eliminate_duplicates=True)
+    X = minimize(Bits(), alg, ("n_gen", 8), seed=0, verbose=False).pop.get("X")
+    assert sp.is_valid(X).all()
+    b = X[:, sp.adc_slice]
+    assert set(np.unique(b[b > 0])) <= set(ADC) and len(np.unique(b[b > 0])) > 1
