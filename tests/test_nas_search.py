@@ -337,3 +337,186 @@ def test_pipeline_runs_end_to_end(tiny):
     assert all(1 <= ds.sizes["state"] <= 3 for ds in res.resimulated.values())
     assert set(res.hypervolume) == {"dataset", "M1", "M2", "M3"} and all(v >= 0 for v in res.hypervolume.values())
     assert res.collected.sizes["state"] == 12
+
+
+# --------------------------------------------------------------------------- accelerator search (issue 15)
+ADC = (3, 4, 5, 6, 8)
+
+
+def test_estimator_features_without_adc_genes_are_unchanged_and_adc_bits_are_one_hot(space):
+    import hashlib
+    S = sample_states(space, 64, np.random.default_rng(0))
+    f = Estimator(space).features(S)
+    # digest computed with the code before ADC genes existed
+    assert hashlib.sha256(np.ascontiguousarray(f.astype(np.float64)).tobytes()).hexdigest()[:16] == "ef4cf49f303ff067"
+    sp = space.with_adc(ADC)
+    A = sample_states(sp, 64, np.random.default_rng(0))
+    fa = Estimator(sp).features(A)
+    assert fa.shape == (64, f.shape[1] + space.n_layers * len(ADC))
+    oh = fa[:, f.shape[1]:].reshape(64, space.n_layers, len(ADC))
+    m = sp.state_mask(A)
+    assert np.all(oh.sum(-1) == m)                                       # one choice per kept layer, none if dropped
+    np.testing.assert_array_equal(np.asarray(ADC)[oh.argmax(-1)][m], A[:, sp.adc_slice][m])
+
+
+def test_default_objectives_are_eq_6_3(fitted, space):
+    est = fitted[0]
+    for strategy in ("M1", "M2", "M3"):
+        plain = run_search(strategy, est, space, pop_size=16, n_gen=3, seed=2)
+        explicit = run_search(strategy, est, space, pop_size=16, n_gen=3, seed=2, objectives=("accuracy", "power"),
+                              cost=None)
+        np.testing.assert_array_equal(plain.states, explicit.states)
+        np.testing.assert_array_equal(plain.accuracy, explicit.accuracy)
+        np.testing.assert_array_equal(plain.power, explicit.power)
+        assert plain.objectives == ("accuracy", "power") and plain.energy_j is None
+    with pytest.raises(ValueError, match="CostModel"):
+        run_search("M2", est, space, pop_size=8, n_gen=1, objectives="accuracy,latency")
+
+
+@pytest.mark.parametrize("bad", ["accuracy", "power,accuracy", "accuracy,accuracy", "accuracy,energy,energy",
+                                 "accuracy,watts", "accuracy,power,energy,latency"])
+def test_objectives_are_refused_by_name(bad):
+    from workbench.knobs import KnobError
+    from workbench.nas.search import check_objectives
+    with pytest.raises(KnobError, match="objectives.*accuracy followed by one or two of power, energy, latency"):
+        check_objectives(bad)
+    assert check_objectives("accuracy, energy,latency") == ("accuracy", "energy", "latency")
+
+
+def test_hypervolume_of_any_two_objectives_matches_hand_computation():
+    # (energy, latency), both minimised: scaled by their largest values (3 and 3), reference (1.1, 1.1)
+    pts = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]]) * [1e-9, 1e-6]
+    g = np.array([[1, 3], [2, 2], [3, 1]]) / 3.0
+    # staircase by hand: strips between consecutive x of the normalised points
+    want = ((g[1, 0] - g[0, 0]) * (1.1 - g[0, 1]) + (g[2, 0] - g[1, 0]) * (1.1 - g[1, 1])
+            + (1.1 - g[2, 0]) * (1.1 - g[2, 1]))
+    assert hypervolume(pts, directions=("min", "min")) == pytest.approx(want)
+    # accuracy against energy is accuracy against power with other units; the order of the columns does not matter
+    front = np.array([[0.9, 1.0], [0.8, 0.5], [0.5, 0.2]])
+    assert hypervolume(front * [1, 1e-9], power_scale=1e-9) == pytest.approx(0.64)
+    assert hypervolume(front[:, ::-1] * [1e-9, 1], directions=("min", "max"), scales=[1e-9, None]) == \
+        pytest.approx(0.64)
+    assert compare({"a": front, "b": front[:1]}) == compare({"a": front, "b": front[:1]}, directions=("max", "min"))
+    # three objectives (accuracy, energy, latency): a point dominates a box
+    assert hypervolume([[0.5, 1.0, 1.0]], directions=("max", "min", "min")) == pytest.approx(0.5 * 0.1 * 0.1)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small supernet trained long enough that converters matter (largest subnet ≈ 0.9 on digits)."""
+    cfg = SupernetConfig(stem_width=8, stage_widths=[8, 8, 16], depth_choices=[1, 2], epochs=6, batch_size=128)
+    data = load_dataset("digits")
+    return train_supernet(cfg, data).supernet, data
+
+
+@pytest.fixture(scope="module")
+def adc_case(trained):
+    from workbench.hardware import make_profile
+    from workbench.nas.cost import CostModel
+    from workbench.nas.estimator import ENERGY_TARGETS
+    net, data = trained
+    sp = net.space.with_adc(ADC)
+    profile = make_profile("isaac")
+    ds = collect(net, k=16, k_g=2, n_a=4, n_p=1, data=data, minibatch=32, seed=0, space=sp, profile=profile)
+    est = Estimator(sp, epochs=40, seed=0, targets=ENERGY_TARGETS)
+    est.fit(ds)
+    cost = CostModel(net, profile, calibration_tensor(data, 1, 0), sp)
+    return net, data, sp, profile, ds, est, cost
+
+
+def test_collection_samples_adc_bits_and_records_energy_in_joules(adc_case):
+    net, data, sp, profile, ds, est, cost = adc_case
+    S = ds["state_vector"].values
+    assert sp.is_valid(S).all() and list(ds["state_entry"].values) == sp.var_names
+    b = S[:, sp.adc_slice]
+    assert set(np.unique(b[b > 0])) <= set(ADC) and len(np.unique(b[b > 0])) >= 4
+    assert ds["energy_j"].attrs["units"] == "J" and ds["latency_s"].attrs["units"] == "s"
+    # the learned part (array) plus the exact part (converters, accumulation, buffers) is the energy measured
+    exact = cost.costs(S)
+    np.testing.assert_allclose(exact["exact_energy_j"] + ds["array_energy_j"].values, ds["energy_j"].values,
+                               rtol=1e-12)
+    np.testing.assert_allclose(exact["latency_s"], ds["latency_s"].values, rtol=1e-12)
+    assert np.all(ds["array_energy_j"].values > 0) and set(est.targets) == {"accuracy", "power", "array_energy_j"}
+    assert set(est.r2_) == set(est.targets)
+
+
+def test_adc_energy_is_the_walden_conversion_count_times_fom_2_to_the_bits(adc_case):
+    net, data, sp, profile, ds, est, cost = adc_case
+    s8, s3 = sp.encode(sp.largest(), adc_bits=8), sp.encode(sp.largest(), adc_bits=3)
+    geom = cost.geometry(s8)
+    # one ADC conversion per column and output position (no row tiles), each FOM · 2^b (Walden; ISAAC Table 6)
+    conversions = sum(g["cols"] * g["positions"] for g in geom.values())
+    diff = cost.costs(s8)["exact_energy_j"][0] - cost.costs(s3)["exact_energy_j"][0]
+    assert diff == pytest.approx(conversions * profile.adc_fom_j * (2 ** 8 - 2 ** 3), rel=1e-12)
+    assert cost.costs(s8)["latency_s"][0] == cost.costs(s3)["latency_s"][0]        # fixed conversion time
+
+
+def test_adc_bits_reach_the_accuracy_through_the_periphery(adc_case):
+    net, data, sp, profile, ds, est, cost = adc_case
+    states = [sp.encode(sp.largest(), adc_bits=b) for b in (8, 3)]
+    rs = resimulate(net, states, data=data, draws=3, space=sp, profile=profile)
+    acc, std = rs["accuracy"].values, rs["accuracy_std"].values
+    half = 4.303 * std / np.sqrt(3)                                # 95 % Student-t half-width, 3 draws
+    assert acc[0] - half[0] > acc[1] + half[1]                     # 3-bit ADCs cost accuracy beyond the CI
+    assert rs["energy_j"].values[0] > rs["energy_j"].values[1]
+    np.testing.assert_allclose(rs["latency_s"].values, cost.costs(np.array(states))["latency_s"], rtol=1e-12)
+
+
+def test_adc_search_gives_an_energy_front_that_re_simulates(adc_case):
+    from workbench.nas.search import objective_matrix, pareto_mask
+    net, data, sp, profile, ds, est, cost = adc_case
+    seen = []
+    res = run_search("M2", est, sp, pop_size=16, n_gen=4, seed=0, objectives=("accuracy", "energy"), cost=cost,
+                     progress=seen.append)
+    assert sp.is_valid(res.states).all() and res.energy_j is not None and res.latency_s is not None
+    assert [d["generation"] for d in seen] == [1, 2, 3, 4] and all("energy_j" in d for d in seen)
+    assert all(np.all(np.diff(d["energy_j"]) >= 0) for d in seen)           # streamed sorted by energy
+    f = res.front
+    o = np.argsort(res.energy_j[f])
+    assert np.all(np.diff(res.accuracy[f][o]) >= 0)           # estimated front: more energy, more accuracy
+    rs = resimulate(net, res.states[f][o][:4], data=data, draws=2, space=sp, profile=profile)
+    a, e, t = rs["accuracy"].values, rs["energy_j"].values, rs["latency_s"].values
+    assert np.all(e > cost.costs(rs["state_vector"].values)["exact_energy_j"])       # + the array's share
+    keep = pareto_mask(objective_matrix({"accuracy": a, "energy_j": e}, ["accuracy", "energy_j"]))
+    order = np.argsort(e[keep])
+    assert np.all(np.diff(a[keep][order]) >= 0)                              # re-simulated front: same shape
+    hv_e = hypervolume(np.column_stack([a[keep], e[keep]]))                  # (accuracy ↑, energy ↓)
+    keep_t = pareto_mask(objective_matrix({"accuracy": a, "latency_s": t}, ["accuracy", "latency_s"]))
+    hv_t = hypervolume(np.column_stack([a[keep_t], t[keep_t]]))
+    assert hv_e > 0 and hv_t > 0
+
+
+def test_three_objectives_with_m3(adc_case):
+    net, data, sp, profile, ds, est, cost = adc_case
+    objectives = ("accuracy", "energy", "latency")
+    m1 = run_search("M1", est, sp, pop_size=12, n_gen=3, seed=1, objectives=objectives, cost=cost)
+    g = m1.states[:, sp.gu_slice]
+    assert np.all((g == 0) | (g == 1.0))                                     # M1 keeps g_u^d, searches ADC bits
+    m3 = run_search("M3", est, sp, objectives=objectives, cost=cost, base=m1)
+    assert sp.is_valid(m3.states).all() and m3.front.all() and m3.latency_s is not None
+    F = np.column_stack([-m3.accuracy, m3.energy_j, m3.latency_s])
+    assert len(NonDominatedSorting().do(F, only_non_dominated_front=True)) == len(F)
+    ds3 = m3.to_dataset(sp)
+    assert ds3.attrs["objectives"] == "accuracy,energy,latency" and ds3["energy_j"].attrs["units"] == "J"
+
+
+def test_nas_config_keeps_the_chapter_6_key_and_runs_the_accelerator_search(trained):
+    from workbench.knobs import KnobError
+    from workbench.nas import NASConfig, SupernetResult, run_nas
+    before = {"d_a", "draws", "estimator_epochs", "k", "k_g", "max_resimulated", "minibatch", "n_a", "n_gen", "n_p",
+              "pop_size", "resimulate", "seed", "sigma"}
+    assert set(NASConfig().to_dict()) == before                  # the accelerator knobs at their defaults: same key
+    with pytest.raises(KnobError, match="objectives"):
+        NASConfig.from_dict({"objectives": ["power", "accuracy"]})
+    with pytest.raises(KnobError, match=r"adc_bits\[0\]"):
+        NASConfig.from_dict({"adc_bits": [1]})
+    net, _ = trained
+    cfg = NASConfig.from_dict(dict(k=6, k_g=2, n_a=2, minibatch=16, estimator_epochs=5, pop_size=8, n_gen=2, draws=1,
+                                   max_resimulated=3, adc_bits=[3, 8], objectives=["accuracy", "energy", "latency"]))
+    assert set(cfg.to_dict()) == before | {"adc_bits", "objectives"}
+    res = run_nas(cfg, supernet=SupernetResult(net, cache_key=net.config.cache_key()))
+    assert res.objectives == ("accuracy", "energy", "latency")
+    for ds in res.resimulated.values():
+        assert {"energy_j", "latency_s"} <= set(ds) and ds.attrs["adc_choices"] == [3, 8]
+    assert all(f.shape[1] == 3 for f in res.fronts().values())
+    assert all(v > 0 for v in res.hypervolume.values())
