@@ -498,3 +498,96 @@ def test_crossbar_fields_refuse_invalid_values_beside_them_and_fit_800px(served_
         wait_until(lambda: no_sideways_scroll(page), 30, message=f"no sideways scroll on {tab}")
         page.screenshot(path=tmp_path / f"crossbar-800-{tab.replace(' ', '-').lower()}.png", full_page=True)
     assert_no_console_errors(console)
+
+
+# ---------------------------------------------------------------------------- accelerator study: Pareto axes (issue 15)
+ACCEL = {**NAS, "adc_bits": [3, 8], "objectives": ["accuracy", "energy", "latency"]}
+
+
+def _fronts_view(page):
+    """The fronts tab's plot as Bokeh draws it (its axis labels) and the text below it."""
+    col = page._fronts()
+    fig = hv.render(col[0].object, backend="bokeh")
+    return fig.xaxis[0].axis_label, fig.yaxis[0].axis_label, col[2].object
+
+
+def test_the_axis_control_changes_the_fronts_axes_and_their_hypervolumes(explorer):
+    from workbench.experiments.crossbar import pair_hypervolumes
+    from workbench.plots.crossbar import pareto_axes
+    from workbench.ui.crossbar import CrossbarPage
+    hv.extension("bokeh")
+    explorer.wait()
+    default = explorer.nas
+    page = CrossbarPage(explorer=explorer)
+    x, y, text = _fronts_view(page)
+    assert (x, y) == ("crossbar power per inference (arbitrary units)", "test accuracy")   # Fig 6.2, as before
+    assert list(page._axis_select["x"].options.values()) == ["accuracy", "power"]
+    # the hypervolumes of the default pair are the study's own
+    hvs = pair_hypervolumes(default, "power", "accuracy")
+    assert list(hvs.values()) == [float(v) for v in default.hypervolume.values]
+    assert ", ".join(f"{s} {v:.3f}" for s, v in hvs.items()) in text and "one power scale" in text
+    # accuracy on x: the other axis takes power (the two never show one quantity)
+    page._axis_select["x"].value = "accuracy"
+    assert (explorer.front_x, explorer.front_y) == ("accuracy", "power")
+    assert _fronts_view(page)[:2] == ("test accuracy", "crossbar power per inference (arbitrary units)")
+    assert page._axis_select["y"].value == "power" and page.url.query()["xaxis"] == "accuracy"
+    explorer.param.update(front_x="power", front_y="accuracy")
+    assert "xaxis" not in page.url.query() and "yaxis" not in page.url.query()     # the default stays out of links
+
+    # a study searched with ADC bits against energy and latency
+    acc_ds = nas_study(ACCEL, SUPERNET, explorer.store)
+    try:
+        explorer.nas = acc_ds
+        assert list(page._axis_select["x"].options.values()) == ["accuracy", "power", "energy_j", "latency_s"]
+        page._axis_select["x"].value = "energy_j"
+        x, y, text = _fronts_view(page)
+        assert re.fullmatch(r"energy per inference \((pJ|nJ|µJ)\)", x) and y == "test accuracy"
+        hv_e = pair_hypervolumes(acc_ds, "energy_j", "accuracy")
+        assert all(v > 0 for v in hv_e.values()) and f"M2 {hv_e['M2']:.3f}" in text and "one energy scale" in text
+        page._axis_select["y"].value = "latency_s"
+        x, y, text = _fronts_view(page)
+        assert re.fullmatch(r"energy per inference \(\w?J\)", x)
+        assert re.fullmatch(r"latency per inference \((ns|µs|ms)\)", y)
+        hv_t = pair_hypervolumes(acc_ds, "energy_j", "latency_s")
+        assert f"M1 {hv_t['M1']:.3f}" in text and page.url.query()["yaxis"] == "latency_s"
+        # a click in the plot's units selects the point there
+        _, fx, _, fy = pareto_axes(acc_ds, "energy_j", "latency_s")
+        pt = acc_ds.sel(strategy="M2").isel(point=0)
+        explorer.pick(float(pt.energy_j), float(pt.latency_s))
+        chosen = acc_ds.sel(strategy=explorer.selected[0]).isel(point=explorer.selected[1])
+        assert float(chosen.energy_j) * fx == pytest.approx(float(pt.energy_j) * fx)
+        # the clicked network is re-simulated with its ADC bits and the study's hardware profile
+        explorer.set_point("M2", 0)
+        explorer.wait(kinds=("details",))
+        d = explorer.details
+        bits = explorer.space.with_adc([3, 8]).adc_bits(explorer.point_state("M2", 0))
+        assert [int(b) for b in d.adc_bits.values] == [bits[str(n)] for n in d.layer.values]
+        assert float(d.energy_j.sel(scale=1.0)) == pytest.approx(float(pt.energy_j), rel=0.05)
+        assert float(d.latency_s) == pytest.approx(float(pt.latency_s), rel=1e-12)
+        head = page._details()[0].object
+        assert "energy" in head and "latency" in head
+    finally:
+        explorer.param.update(front_x="power", front_y="accuracy", selected=None)
+        explorer.nas = default
+    assert _fronts_view(page)[:2] == ("crossbar power per inference (arbitrary units)", "test accuracy")
+
+
+def test_nas_command_searches_adc_bits_against_energy_and_latency(explorer, capsys):
+    from workbench.cli import main
+    sets = [a for k, v in NAS.items() for a in ("--set", f"{k}={v}")]
+    root = str(explorer.store.root)
+    assert main(["nas", *sets, "--supernet", "epochs=1", "--adc-bits", "3,8", "--objectives",
+                 "accuracy,energy,latency", "--json", "--quiet", "--cache-dir", root]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["objectives"] == ["accuracy", "energy", "latency"] and out["adc_bits"] == [3, 8]
+    assert out["profile"] == "isaac" and set(out["r2"]) == {"accuracy", "power", "array_energy_j"}
+    assert set(out["hypervolume_pairs"]) == {"accuracy-power", "accuracy-energy_j", "accuracy-latency_s"}
+    assert all(v > 0 for v in out["hypervolume_pairs"]["accuracy-energy_j"].values())
+    for f in out["fronts"].values():
+        assert len(f["accuracy"]) == len(f["energy_j"]) == len(f["latency_s"]) > 0
+    for args, words in ((["--adc-bits", "3,x"], "--adc-bits"), (["--adc-bits", "3,20"], r"\[2, 16\]"),
+                        (["--objectives", "accuracy,joules"], "--objectives.*power, energy, latency"),
+                        (["--objectives", "accuracy,energy", "--profile", "tpu"], "--profile.*isaac"),
+                        (["--profile", "isaac"], "--profile.*--objectives accuracy,energy")):
+        assert main(["nas", *args, "--quiet", "--cache-dir", root]) == 2
+        assert re.search(words, capsys.readouterr().err), args
