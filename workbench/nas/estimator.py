@@ -39,6 +39,7 @@ from ..hardware.memristor import MemristorMemory, weight_inf_norm
 from ..hardware.profile import HardwareProfile
 from ..knobs import check_choice, check_number
 from ..nn.layers import calibrate_periphery, capture_layer_inputs, noisy_layers, set_memory, weights_as_given
+from ..rng import private_draws
 from ..training.trainer import Cancelled
 from .space import STATE_DIM, ArchSpace
 from .supernet import Supernet, calibration_tensor
@@ -473,7 +474,7 @@ class Estimator:
             self.y_min[0], self.y_max[0] = 0.0, 1.0
         feats = torch.from_numpy(self.features(S))
         target = torch.from_numpy(self._scale(Y).astype(np.float32))
-        with torch.random.fork_rng(devices=[]):
+        with private_draws():
             torch.manual_seed(self.seed)
             self.net = self._build(feats.shape[1])
         opt = torch.optim.SGD(self.net.parameters(), lr=self.lr, momentum=self.momentum)
