@@ -60,7 +60,7 @@ from ..knobs import KnobError
 from ..nn.layers import calibrate_periphery, noisy_layers
 from ..rng import private_draws
 from .drift import to_torch_model
-from .montecarlo import mc_evaluate
+from .montecarlo import mc_evaluate, summarize
 
 #: periphery knobs with an aihwkit counterpart (:func:`io_parameters`)
 COMPARABLE = ("dac_bits", "dac_range", "dac_bound", "adc_bits", "adc_range", "adc_bound", "inp_noise", "out_noise")
@@ -157,13 +157,10 @@ def aihwkit_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, draws: 
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: the Student-t interval of the mean of ``values`` at ``confidence``."""
-    v = np.asarray(values, float)
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, -math.inf, math.inf
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return m, m - half, m + half
+    """``(mean, low, high)``: the Student-t interval of the mean of ``values`` at ``confidence``
+    (:func:`~workbench.analysis.montecarlo.summarize`)."""
+    s = summarize(values, confidence)
+    return s["accuracy_mean"], s["ci95_low"], s["ci95_high"]
 
 
 def crosscheck(model: nn.Module, x: torch.Tensor, y: torch.Tensor, memory_map: MemoryMap, calibration: torch.Tensor,
