@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from .playground import ACCENT, CLEAN, CURRENT, accuracy_distribution
+from .units import si_prefix
 
 #: one colour per energy component (order of :data:`workbench.hardware.profile.COMPONENTS`)
 COMPONENT_COLORS = {"array": "#1f77b4", "dac": "#ff7f0e", "adc": "#d62728", "weight_buffer": "#9467bd",
@@ -17,22 +18,9 @@ COMPONENT_COLORS = {"array": "#1f77b4", "dac": "#ff7f0e", "adc": "#d62728", "wei
 COMPONENT_WORDS = {"array": "crossbar array", "dac": "DACs", "adc": "ADCs", "weight_buffer": "weight buffer",
                    "activation_buffer": "activation buffer", "accumulation": "digital accumulation"}
 #: SI prefixes for an energy axis: (factor, unit)
-_ENERGY_UNITS = [(1e-15, "fJ"), (1e-12, "pJ"), (1e-9, "nJ"), (1e-6, "µJ"), (1e-3, "mJ"), (1.0, "J")]
-_TIME_UNITS = [(1e-12, "ps"), (1e-9, "ns"), (1e-6, "µs"), (1e-3, "ms"), (1.0, "s")]
-
-
-def _scale(value: float, units: list[tuple[float, str]]) -> tuple[float, str]:
-    """The largest prefix whose factor is ≤ ``value`` (the first one for 0 or tiny values)."""
-    best = units[0]
-    for factor, unit in units:
-        if abs(value) >= factor:
-            best = (factor, unit)
-    return best
-
-
 def energy_unit(joules: float) -> tuple[float, str]:
     """``(factor, unit)`` to show an energy of about ``joules``: ``energy_unit(1.2e-7) == (1e-9, "nJ")``."""
-    return _scale(joules, _ENERGY_UNITS)
+    return si_prefix(joules, "J")
 
 
 def fmt_energy(joules: float) -> str:
@@ -43,7 +31,7 @@ def fmt_energy(joules: float) -> str:
 
 def fmt_time(seconds: float) -> str:
     """``2.01e-05`` -> ``'20.1 µs'``."""
-    factor, unit = _scale(seconds, _TIME_UNITS)
+    factor, unit = si_prefix(seconds, "s", smallest=1e-12)
     return f"{seconds / factor:.3g} {unit}"
 
 

@@ -10,6 +10,7 @@ import xarray as xr
 from bokeh.models import NumeralTickFormatter
 
 from ..nas.search import objective_matrix, pareto_mask
+from .units import si_prefix
 
 STRATEGY_COLORS = {"dataset": "#7f7f7f", "M1": "#1f77b4", "M2": "#d62728", "M3": "#2ca02c", "live": "#9467bd"}
 STRATEGY_LABELS = {"dataset": "best collected", "M1": "M1: architecture", "M2": "M2: architecture + g_u",
@@ -23,8 +24,6 @@ FRONT_AXES = ("accuracy", "power", "energy_j", "latency_s")
 AXIS_NAMES = {"accuracy": "test accuracy", "power": "crossbar power per inference",
               "energy_j": "energy per inference", "latency_s": "latency per inference"}
 SHORT_NAMES = {"accuracy": "accuracy", "power": "power", "energy_j": "energy", "latency_s": "latency"}
-#: SI prefixes tried for joules and seconds, largest first
-_PREFIXES = ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f"))
 
 
 def si_unit(values, unit: str) -> tuple[float, str]:
@@ -32,11 +31,8 @@ def si_unit(values, unit: str) -> tuple[float, str]:
     magnitude picks it); multiply the values by ``factor``."""
     v = np.abs(np.asarray(values, float))
     v = v[np.isfinite(v) & (v > 0)]
-    top = float(v.max()) if v.size else 1.0
-    for scale, prefix in _PREFIXES:
-        if top >= scale:
-            return 1.0 / scale, prefix + unit
-    return 1.0 / _PREFIXES[-1][0], _PREFIXES[-1][1] + unit
+    factor, label = si_prefix(float(v.max()) if v.size else 1.0, unit)
+    return 1.0 / factor, label
 
 
 def axis_dimension(name: str, values) -> tuple[hv.Dimension, float]:
